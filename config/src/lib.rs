@@ -1,1 +1,386 @@
+//! Kexin's configuration: one typed struct, read from `kexin.toml` in the
+//! data directory and overridden by `KEXIN_<SECTION>__<KEY>` environment
+//! variables (double underscore between levels, e.g. `KEXIN_HTTP__LISTEN`).
+//!
+//! Every field has a default that works on a laptop, so an empty file is a
+//! valid configuration. Unknown keys are errors: a typo must not silently
+//! fall back to a default. Secrets never live here; [`secret`] reads them
+//! from the environment or from a file.
+#![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "kexin.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an override does not fit the schema; the message names
+    /// the key and where its value came from.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("secret {name}: {reason}")]
+    Secret { name: String, reason: String },
+    #[error("writing configuration {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub keystore: KeyStoreConfig,
+    pub http: HttpConfig,
+    pub https: HttpsConfig,
+    pub ca: CaConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; unset means `kexin.db` in the data directory.
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStoreBackend {
+    #[default]
+    Soft,
+    Pkcs11,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyStoreConfig {
+    pub backend: KeyStoreBackend,
+    /// Where the soft store's passphrase is kept when neither
+    /// `KEXIN_KEYSTORE_PASSPHRASE` nor `KEXIN_KEYSTORE_PASSPHRASE_FILE` is set.
+    /// Relative paths are relative to the data directory. The file must be 0600.
+    pub passphrase_file: Option<PathBuf>,
+    pub pkcs11: Pkcs11Config,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pkcs11Config {
+    pub module: PathBuf,
+    pub token_label: String,
+    /// Upper bound on open sessions, and so on concurrent signers.
+    pub max_sessions: usize,
+}
+
+impl Default for Pkcs11Config {
+    fn default() -> Self {
+        Self {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token_label: "kexin".into(),
+            max_sessions: 16,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Plain HTTP: the public PKI repository, OCSP and TSA.
+    pub listen: SocketAddr,
+    /// Base URL that certificates point at (AIA, CDP, OCSP).
+    pub public_url: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpsConfig {
+    pub listen: SocketAddr,
+    /// DNS names and IP addresses the server certificate made at init covers.
+    pub names: Vec<String>,
+}
+
+impl Default for HttpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            names: vec!["localhost".into(), "127.0.0.1".into()],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// Key algorithm of the CA hierarchy made by `kexin init`.
+    pub algorithm: String,
+    /// Subject attributes shared by the CA certificates.
+    pub country: String,
+    pub organization: String,
+    pub root_validity_days: u32,
+    pub issuing_validity_days: u32,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: "ecdsa-p256".into(),
+            country: "CN".into(),
+            organization: "Kexin Trust Service".into(),
+            root_validity_days: 20 * 365,
+            issuing_validity_days: 10 * 365,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `kexin=debug,info`; `RUST_LOG` wins.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `kexin.toml` from `data_dir` (absent means all defaults) and
+    /// applies `KEXIN_*__*` environment overrides.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(data_dir, std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment given explicitly.
+    pub fn load_with_env(
+        data_dir: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let overrides = EnvOverrides(
+            env.into_iter()
+                .filter_map(|(k, v)| {
+                    let rest = k.strip_prefix("KEXIN_")?;
+                    rest.contains("__")
+                        .then(|| (rest.to_ascii_lowercase().replace("__", "."), v))
+                })
+                .collect(),
+        );
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = data_dir.join(CONFIG_FILE);
+        if file.exists() {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(overrides)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))
+    }
+
+    /// Writes the configuration as `kexin.toml` in `data_dir`.
+    pub fn write(&self, data_dir: &Path) -> Result<(), ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let header = "# Kexin configuration. Every key is optional; environment variables\n\
+                      # KEXIN_<SECTION>__<KEY> override it (e.g. KEXIN_HTTP__LISTEN).\n\n";
+        std::fs::write(&path, format!("{header}{text}"))
+            .map_err(|source| ConfigError::Write { path, source })
+    }
+}
+
+/// `KEXIN_<SECTION>__<KEY>` variables as a figment provider. Values parse
+/// the way figment parses environment values (numbers, booleans, arrays).
+struct EnvOverrides(Vec<(String, String)>);
+
+impl figment::Provider for EnvOverrides {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable KEXIN_<SECTION>__<KEY>")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (key, raw) in &self.0 {
+            let value: figment::value::Value = raw.parse().expect("figment values parse infallibly");
+            let nested = figment::util::nest(key, value);
+            if let figment::value::Value::Dict(_, d) = nested {
+                dict = merge_dicts(dict, d);
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+fn merge_dicts(mut a: figment::value::Dict, b: figment::value::Dict) -> figment::value::Dict {
+    use figment::value::Value;
+    for (k, v) in b {
+        let merged = match (a.remove(&k), v) {
+            (Some(Value::Dict(_, x)), Value::Dict(tag, y)) => Value::Dict(tag, merge_dicts(x, y)),
+            (_, v) => v,
+        };
+        a.insert(k, merged);
+    }
+    a
+}
+
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::from("(top level)")
+            } else {
+                e.path.join(".")
+            };
+            let from = e
+                .metadata
+                .as_ref()
+                .and_then(|m| m.source.as_ref().map(|s| format!(" (from {s})")))
+                .or_else(|| e.metadata.as_ref().map(|m| format!(" (from {})", m.name)))
+                .unwrap_or_default();
+            format!("key `{key}`{from}: {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Reads the secret `name` from the environment variable `name`, or from
+/// the file named by `name_FILE`, or from `fallback_file`. Files must not be
+/// readable by group or others. Trailing newlines are dropped.
+pub fn secret(
+    name: &str,
+    fallback_file: Option<&Path>,
+) -> Result<Option<Zeroizing<String>>, ConfigError> {
+    if let Ok(v) = std::env::var(name) {
+        return Ok(Some(Zeroizing::new(v)));
+    }
+    let file_var = format!("{name}_FILE");
+    let path = match std::env::var_os(&file_var) {
+        Some(p) => PathBuf::from(p),
+        None => match fallback_file {
+            Some(p) => p.to_owned(),
+            None => return Ok(None),
+        },
+    };
+    let fail = |reason: String| ConfigError::Secret {
+        name: name.to_owned(),
+        reason,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(fail(format!(
+                "{} is readable by group or others; chmod 600 it",
+                path.display()
+            )));
+        }
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Ok(Some(Zeroizing::new(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), toml).unwrap();
+        Config::load_with_env(
+            dir.path(),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load_with_env(dir.path(), []).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn defaults_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.database.url = Some("postgres://localhost/test".into());
+        cfg.write(dir.path()).unwrap();
+        assert_eq!(Config::load_with_env(dir.path(), []).unwrap(), cfg);
+    }
+
+    #[test]
+    fn bad_value_names_the_key_and_file() {
+        let err = load("[http]\nlisten = \"not an address\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.listen"), "{err}");
+        assert!(err.contains(CONFIG_FILE), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let err = load("[https]\nlisen = \"127.0.0.1:1\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let cfg = load(
+            "[http]\nlisten = \"127.0.0.1:1000\"\n",
+            &[
+                ("KEXIN_HTTP__LISTEN", "127.0.0.1:2000"),
+                ("KEXIN_KEYSTORE__PKCS11__TOKEN_LABEL", "prod"),
+                ("KEXIN_KEYSTORE_PASSPHRASE", "not config"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.http.listen.port(), 2000);
+        assert_eq!(cfg.keystore.pkcs11.token_label, "prod");
+    }
+
+    #[test]
+    fn bad_override_names_the_variable_key() {
+        let err = load("", &[("KEXIN_HTTP__MAX_BODY_BYTES", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.max_body_bytes"), "{err}");
+    }
+}
