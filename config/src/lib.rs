@@ -117,6 +117,10 @@ pub struct HttpsConfig {
     pub listen: SocketAddr,
     /// DNS names and IP addresses the server certificate made at init covers.
     pub names: Vec<String>,
+    /// Key store label of the server key (set by `kexin init`).
+    pub key_label: Option<String>,
+    /// PEM chain presented by the server, leaf first; relative to the data directory.
+    pub chain_file: PathBuf,
 }
 
 impl Default for HttpsConfig {
@@ -124,6 +128,8 @@ impl Default for HttpsConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             names: vec!["localhost".into(), "127.0.0.1".into()],
+            key_label: None,
+            chain_file: "tls/server-chain.pem".into(),
         }
     }
 }
@@ -138,6 +144,9 @@ pub struct CaConfig {
     pub organization: String,
     pub root_validity_days: u32,
     pub issuing_validity_days: u32,
+    /// DNS subtrees the `systems` CA may certify (name constraints); empty
+    /// leaves it unconstrained.
+    pub systems_permitted_dns: Vec<String>,
 }
 
 impl Default for CaConfig {
@@ -148,6 +157,7 @@ impl Default for CaConfig {
             organization: "Kexin Trust Service".into(),
             root_validity_days: 20 * 365,
             issuing_validity_days: 10 * 365,
+            systems_permitted_dns: Vec::new(),
         }
     }
 }
@@ -234,7 +244,8 @@ impl figment::Provider for EnvOverrides {
     ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         let mut dict = figment::value::Dict::new();
         for (key, raw) in &self.0 {
-            let value: figment::value::Value = raw.parse().expect("figment values parse infallibly");
+            let value: figment::value::Value =
+                raw.parse().expect("figment values parse infallibly");
             let nested = figment::util::nest(key, value);
             if let figment::value::Value::Dict(_, d) = nested {
                 dict = merge_dicts(dict, d);
@@ -301,7 +312,8 @@ pub fn secret(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let meta =
+            std::fs::metadata(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(fail(format!(
                 "{} is readable by group or others; chmod 600 it",
@@ -309,7 +321,8 @@ pub fn secret(
             )));
         }
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
     Ok(Some(Zeroizing::new(
         text.trim_end_matches(['\r', '\n']).to_owned(),
     )))

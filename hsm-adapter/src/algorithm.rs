@@ -98,9 +98,7 @@ impl KeyAlgorithm {
             // Each curve is used with the hash of matching strength (RFC 5480 §4).
             SignatureAlgorithm::EcdsaSha256 => self == Self::EcdsaP256,
             SignatureAlgorithm::EcdsaSha384 => self == Self::EcdsaP384,
-            SignatureAlgorithm::RsaPkcs1Sha256 | SignatureAlgorithm::RsaPssSha256 => {
-                self.is_rsa()
-            }
+            SignatureAlgorithm::RsaPkcs1Sha256 | SignatureAlgorithm::RsaPssSha256 => self.is_rsa(),
             SignatureAlgorithm::Ed25519 => self == Self::Ed25519,
             SignatureAlgorithm::Sm2Sm3 => self == Self::Sm2,
         }
@@ -291,7 +289,8 @@ pub fn ec_spki(curve: ObjectIdentifier, point: &[u8]) -> Result<Vec<u8>, Error> 
             oid: OID_EC_PUBLIC_KEY,
             parameters: Some(der::Any::from(&curve)),
         },
-        subject_public_key: BitString::from_bytes(point).map_err(|e| Error::Backend(e.to_string()))?,
+        subject_public_key: BitString::from_bytes(point)
+            .map_err(|e| Error::Backend(e.to_string()))?,
     }
     .to_der()
     .map_err(|e| Error::Backend(e.to_string()))
@@ -304,7 +303,8 @@ pub fn ed25519_spki(key: &[u8]) -> Result<Vec<u8>, Error> {
             oid: OID_ED25519,
             parameters: None,
         },
-        subject_public_key: BitString::from_bytes(key).map_err(|e| Error::Backend(e.to_string()))?,
+        subject_public_key: BitString::from_bytes(key)
+            .map_err(|e| Error::Backend(e.to_string()))?,
     }
     .to_der()
     .map_err(|e| Error::Backend(e.to_string()))
@@ -330,7 +330,8 @@ pub fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Result<Vec<u8>, Error> {
             oid: OID_RSA_ENCRYPTION,
             parameters: Some(der::asn1::Null.into()),
         },
-        subject_public_key: BitString::from_bytes(&key).map_err(|e| Error::Backend(e.to_string()))?,
+        subject_public_key: BitString::from_bytes(&key)
+            .map_err(|e| Error::Backend(e.to_string()))?,
     }
     .to_der()
     .map_err(|e| Error::Backend(e.to_string()))

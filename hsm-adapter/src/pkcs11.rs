@@ -116,12 +116,7 @@ impl std::ops::Deref for Borrowed<'_> {
 impl Drop for Borrowed<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
-            self.store
-                .pool
-                .lock()
-                .expect("lock poisoned")
-                .idle
-                .push(s);
+            self.store.pool.lock().expect("lock poisoned").idle.push(s);
             self.store.returned.notify_one();
         }
     }
@@ -205,9 +200,17 @@ impl Pkcs11KeyStore {
         }
     }
 
-    fn find(&self, session: &Session, class: ObjectClass, label: &str) -> Result<Option<ObjectHandle>> {
+    fn find(
+        &self,
+        session: &Session,
+        class: ObjectClass,
+        label: &str,
+    ) -> Result<Option<ObjectHandle>> {
         let found = session
-            .find_objects(&[Attribute::Class(class), Attribute::Label(label.as_bytes().to_vec())])
+            .find_objects(&[
+                Attribute::Class(class),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
             .map_err(|e| ck("C_FindObjects", e))?;
         Ok(found.into_iter().next())
     }
@@ -252,7 +255,11 @@ fn key_algorithm(session: &Session, handle: ObjectHandle) -> Result<KeyAlgorithm
     let attrs = session
         .get_attributes(
             handle,
-            &[AttributeType::KeyType, AttributeType::EcParams, AttributeType::Modulus],
+            &[
+                AttributeType::KeyType,
+                AttributeType::EcParams,
+                AttributeType::Modulus,
+            ],
         )
         .map_err(|e| ck("C_GetAttributeValue", e))?;
     let mut key_type = None;
@@ -353,12 +360,10 @@ impl KeyStore for Pkcs11KeyStore {
                     ]),
                 )
             }
-            KeyAlgorithm::Sm2 => {
-                return Err(Error::UnsupportedAlgorithm(
-                    "SM2 on this PKCS#11 token (SoftHSM2 has no SM2 mechanism); use the soft key store"
-                        .into(),
-                ))
-            }
+            KeyAlgorithm::Sm2 => return Err(Error::UnsupportedAlgorithm(
+                "SM2 on this PKCS#11 token (SoftHSM2 has no SM2 mechanism); use the soft key store"
+                    .into(),
+            )),
         };
         let (_pub_handle, priv_handle) = session
             .generate_key_pair(&mechanism, &public, &private)
@@ -400,10 +405,21 @@ impl KeyStore for Pkcs11KeyStore {
         }
         let missing = || Error::Backend(format!("public key {label:?} lacks its key attributes"));
         let spki_der = match algorithm {
-            KeyAlgorithm::EcdsaP256 => ec_spki(OID_P256, &maybe_octet_string(&point.ok_or_else(missing)?, 65))?,
-            KeyAlgorithm::EcdsaP384 => ec_spki(OID_P384, &maybe_octet_string(&point.ok_or_else(missing)?, 97))?,
-            KeyAlgorithm::Ed25519 => ed25519_spki(&maybe_octet_string(&point.ok_or_else(missing)?, 32))?,
-            _ => rsa_spki(&modulus.ok_or_else(missing)?, &exponent.ok_or_else(missing)?)?,
+            KeyAlgorithm::EcdsaP256 => ec_spki(
+                OID_P256,
+                &maybe_octet_string(&point.ok_or_else(missing)?, 65),
+            )?,
+            KeyAlgorithm::EcdsaP384 => ec_spki(
+                OID_P384,
+                &maybe_octet_string(&point.ok_or_else(missing)?, 97),
+            )?,
+            KeyAlgorithm::Ed25519 => {
+                ed25519_spki(&maybe_octet_string(&point.ok_or_else(missing)?, 32))?
+            }
+            _ => rsa_spki(
+                &modulus.ok_or_else(missing)?,
+                &exponent.ok_or_else(missing)?,
+            )?,
         };
         Ok(PublicKeyInfo {
             algorithm,
@@ -420,9 +436,8 @@ impl KeyStore for Pkcs11KeyStore {
             s_len: 32u64.into(),
         };
         let session = self.session()?;
-        let sign = |m: &Mechanism, data: &[u8]| {
-            session.sign(m, handle, data).map_err(|e| ck("C_Sign", e))
-        };
+        let sign =
+            |m: &Mechanism, data: &[u8]| session.sign(m, handle, data).map_err(|e| ck("C_Sign", e));
         match algorithm {
             SignatureAlgorithm::EcdsaSha256 | SignatureAlgorithm::EcdsaSha384 => {
                 ecdsa_raw_to_der(&sign(&Mechanism::Ecdsa, &digest(algorithm, message))?)
@@ -442,7 +457,10 @@ impl KeyStore for Pkcs11KeyStore {
     fn list(&self) -> Result<Vec<KeyEntry>> {
         let session = self.session()?;
         let mut out = Vec::new();
-        for (class, is_secret) in [(ObjectClass::PRIVATE_KEY, false), (ObjectClass::SECRET_KEY, true)] {
+        for (class, is_secret) in [
+            (ObjectClass::PRIVATE_KEY, false),
+            (ObjectClass::SECRET_KEY, true),
+        ] {
             let handles = session
                 .find_objects(&[Attribute::Class(class)])
                 .map_err(|e| ck("C_FindObjects", e))?;

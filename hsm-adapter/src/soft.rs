@@ -129,10 +129,9 @@ impl SoftKeyStore {
         };
         let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Backend(e.to_string()))?;
         write_new(&dir.join(META_FILE), &json).map_err(|e| match e {
-            Error::KeyExists(_) => Error::Backend(format!(
-                "{} already holds a key store",
-                dir.display()
-            )),
+            Error::KeyExists(_) => {
+                Error::Backend(format!("{} already holds a key store", dir.display()))
+            }
             e => e,
         })?;
         Ok(Self {
@@ -244,12 +243,12 @@ impl SoftKeyStore {
                 lc::EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P384_SHA384_ASN1_SIGNING, &secret)
                     .map_err(|e| bad(&e))?,
             ),
-            (StoredKind::KeyPair, Some(a)) if a.is_rsa() => PrivateKey::Rsa(
-                aws_lc_rs::rsa::KeyPair::from_pkcs8(&secret).map_err(|e| bad(&e))?,
-            ),
-            (StoredKind::KeyPair, Some(KeyAlgorithm::Ed25519)) => PrivateKey::Ed25519(
-                lc::Ed25519KeyPair::from_pkcs8(&secret).map_err(|e| bad(&e))?,
-            ),
+            (StoredKind::KeyPair, Some(a)) if a.is_rsa() => {
+                PrivateKey::Rsa(aws_lc_rs::rsa::KeyPair::from_pkcs8(&secret).map_err(|e| bad(&e))?)
+            }
+            (StoredKind::KeyPair, Some(KeyAlgorithm::Ed25519)) => {
+                PrivateKey::Ed25519(lc::Ed25519KeyPair::from_pkcs8(&secret).map_err(|e| bad(&e))?)
+            }
             (StoredKind::KeyPair, Some(KeyAlgorithm::Sm2)) => {
                 let sk = sm2::SecretKey::from_pkcs8_der(&secret).map_err(|e| bad(&e))?;
                 PrivateKey::Sm2(Box::new(
@@ -285,7 +284,10 @@ impl KeyStore for SoftKeyStore {
                 let kp = lc::EcdsaKeyPair::generate(alg).map_err(|_| failed("ECDSA"))?;
                 let doc = kp.to_pkcs8v1().map_err(|_| failed("ECDSA"))?;
                 let spki = kp.public_key().as_der().map_err(|_| failed("ECDSA"))?;
-                (Zeroizing::new(doc.as_ref().to_vec()), spki.as_ref().to_vec())
+                (
+                    Zeroizing::new(doc.as_ref().to_vec()),
+                    spki.as_ref().to_vec(),
+                )
             }
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
                 use aws_lc_rs::rsa::KeySize;
@@ -296,15 +298,20 @@ impl KeyStore for SoftKeyStore {
                 };
                 let kp = aws_lc_rs::rsa::KeyPair::generate(size).map_err(|_| failed("RSA"))?;
                 let doc: Pkcs8V1Der = kp.as_der().map_err(|_| failed("RSA"))?;
-                let spki: PublicKeyX509Der =
-                    kp.public_key().as_der().map_err(|_| failed("RSA"))?;
-                (Zeroizing::new(doc.as_ref().to_vec()), spki.as_ref().to_vec())
+                let spki: PublicKeyX509Der = kp.public_key().as_der().map_err(|_| failed("RSA"))?;
+                (
+                    Zeroizing::new(doc.as_ref().to_vec()),
+                    spki.as_ref().to_vec(),
+                )
             }
             KeyAlgorithm::Ed25519 => {
                 let kp = lc::Ed25519KeyPair::generate().map_err(|_| failed("Ed25519"))?;
                 let doc = kp.to_pkcs8v1().map_err(|_| failed("Ed25519"))?;
                 let spki = kp.public_key().as_der().map_err(|_| failed("Ed25519"))?;
-                (Zeroizing::new(doc.as_ref().to_vec()), spki.as_ref().to_vec())
+                (
+                    Zeroizing::new(doc.as_ref().to_vec()),
+                    spki.as_ref().to_vec(),
+                )
             }
             KeyAlgorithm::Sm2 => {
                 let sk = sm2::SecretKey::random(&mut rand_core::OsRng);
@@ -355,7 +362,10 @@ impl KeyStore for SoftKeyStore {
                 .map_err(|_| failed())?
                 .as_ref()
                 .to_vec()),
-            (PrivateKey::Rsa(k), SignatureAlgorithm::RsaPkcs1Sha256 | SignatureAlgorithm::RsaPssSha256) => {
+            (
+                PrivateKey::Rsa(k),
+                SignatureAlgorithm::RsaPkcs1Sha256 | SignatureAlgorithm::RsaPssSha256,
+            ) => {
                 let padding: &'static dyn lc::RsaEncoding =
                     if algorithm == SignatureAlgorithm::RsaPssSha256 {
                         &lc::RSA_PSS_SHA256
@@ -565,9 +575,7 @@ mod tests {
             text.replace("\"label\": \"a\"", "\"label\": \"b\""),
         )
         .unwrap();
-        assert!(store
-            .sign("b", SignatureAlgorithm::Ed25519, b"x")
-            .is_err());
+        assert!(store.sign("b", SignatureAlgorithm::Ed25519, b"x").is_err());
     }
 
     #[test]
@@ -582,7 +590,10 @@ mod tests {
         );
         let mut bad = wrapped.clone();
         *bad.last_mut().unwrap() ^= 1;
-        assert!(matches!(store.unwrap("kek", &bad), Err(Error::UnwrapFailed)));
+        assert!(matches!(
+            store.unwrap("kek", &bad),
+            Err(Error::UnwrapFailed)
+        ));
         let reopened = SoftKeyStore::open(dir.path(), b"correct horse battery").unwrap();
         assert_eq!(
             reopened.unwrap("kek", &wrapped).unwrap().as_slice(),

@@ -21,9 +21,19 @@ fn fast_kdf() -> KdfParams {
     }
 }
 
-fn openssl_verifies(dir: &Path, spki_der: &[u8], alg: SignatureAlgorithm, msg: &[u8], sig: &[u8]) -> bool {
+fn openssl_verifies(
+    dir: &Path,
+    spki_der: &[u8],
+    alg: SignatureAlgorithm,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
     let n = rand_name();
-    let (key, m, s) = (dir.join(format!("{n}.pub")), dir.join(format!("{n}.msg")), dir.join(format!("{n}.sig")));
+    let (key, m, s) = (
+        dir.join(format!("{n}.pub")),
+        dir.join(format!("{n}.msg")),
+        dir.join(format!("{n}.sig")),
+    );
     std::fs::write(&key, spki_der).unwrap();
     std::fs::write(&m, msg).unwrap();
     std::fs::write(&s, sig).unwrap();
@@ -112,7 +122,9 @@ fn check_every_scheme(store: &dyn KeyStore, algs: &[KeyAlgorithm], prefix: &str)
     for &alg in algs {
         let label = format!("{prefix}-{alg}");
         assert!(
-            listed.iter().any(|e| e.label == label && e.kind == KeyKind::KeyPair(alg)),
+            listed
+                .iter()
+                .any(|e| e.label == label && e.kind == KeyKind::KeyPair(alg)),
             "{label} missing from {listed:?}"
         );
     }
@@ -137,20 +149,30 @@ fn check_concurrent_signing(store: Arc<dyn KeyStore>, label: &str, alg: KeyAlgor
             })
         })
         .collect();
-    let results: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     assert_eq!(results.len(), 320);
     let verifier = match alg {
         KeyAlgorithm::EcdsaP256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
         _ => unreachable!("concurrency is tested with P-256"),
     };
     let spki = spki::SubjectPublicKeyInfoRef::try_from(public.spki_der.as_slice()).unwrap();
-    let key = aws_lc_rs::signature::UnparsedPublicKey::new(verifier, spki.subject_public_key.raw_bytes());
+    let key =
+        aws_lc_rs::signature::UnparsedPublicKey::new(verifier, spki.subject_public_key.raw_bytes());
     for (msg, sig) in &results {
         key.verify(msg, sig).expect("concurrent signature verifies");
     }
     let dir = tempfile::tempdir().unwrap();
     for (msg, sig) in results.iter().step_by(40) {
-        assert!(openssl_verifies(dir.path(), &public.spki_der, scheme, msg, sig));
+        assert!(openssl_verifies(
+            dir.path(),
+            &public.spki_der,
+            scheme,
+            msg,
+            sig
+        ));
     }
 }
 
@@ -182,9 +204,17 @@ fn soft_keys_survive_reopen() {
     let public = store.generate("persisted", KeyAlgorithm::Sm2).unwrap();
     drop(store);
     let store = SoftKeyStore::open(dir.path(), b"a long test passphrase").unwrap();
-    let sig = store.sign("persisted", SignatureAlgorithm::Sm2Sm3, b"after reopen").unwrap();
+    let sig = store
+        .sign("persisted", SignatureAlgorithm::Sm2Sm3, b"after reopen")
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    assert!(openssl_verifies(tmp.path(), &public.spki_der, SignatureAlgorithm::Sm2Sm3, b"after reopen", &sig));
+    assert!(openssl_verifies(
+        tmp.path(),
+        &public.spki_der,
+        SignatureAlgorithm::Sm2Sm3,
+        b"after reopen",
+        &sig
+    ));
 }
 
 #[test]
@@ -198,23 +228,43 @@ fn soft_concurrent_signing() {
 fn softhsm_token() -> &'static PathBuf {
     static TOKEN: OnceLock<PathBuf> = OnceLock::new();
     TOKEN.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("kexin-softhsm").tempdir().unwrap().keep();
+        let dir = tempfile::Builder::new()
+            .prefix("kexin-softhsm")
+            .tempdir()
+            .unwrap()
+            .keep();
         let tokens = dir.join("tokens");
         std::fs::create_dir_all(&tokens).unwrap();
         let conf = dir.join("softhsm2.conf");
         std::fs::write(
             &conf,
-            format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
         )
         .unwrap();
         // Safe here: set once, before any thread of this process loads the module.
         unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
         let status = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", "kexin-test", "--pin", "123456", "--so-pin", "12345678"])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "kexin-test",
+                "--pin",
+                "123456",
+                "--so-pin",
+                "12345678",
+            ])
             .env("SOFTHSM2_CONF", &conf)
             .output()
             .expect("softhsm2-util runs (apt-get install softhsm2)");
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
         dir
     })
 }
@@ -249,7 +299,11 @@ fn pkcs11_signatures_verify_with_openssl() {
 
 #[test]
 fn pkcs11_concurrent_signing() {
-    check_concurrent_signing(Arc::new(pkcs11_store()), "hsm-busy", KeyAlgorithm::EcdsaP256);
+    check_concurrent_signing(
+        Arc::new(pkcs11_store()),
+        "hsm-busy",
+        KeyAlgorithm::EcdsaP256,
+    );
 }
 
 #[test]
@@ -274,11 +328,18 @@ fn pkcs11_wrap_round_trip() {
     store.generate_wrapping_key("hsm-kek").unwrap();
     let wrapped = store.wrap("hsm-kek", b"escrowed key bytes").unwrap();
     assert_ne!(&wrapped[12..], b"escrowed key bytes");
-    assert_eq!(store.unwrap("hsm-kek", &wrapped).unwrap().as_slice(), b"escrowed key bytes");
+    assert_eq!(
+        store.unwrap("hsm-kek", &wrapped).unwrap().as_slice(),
+        b"escrowed key bytes"
+    );
     let mut bad = wrapped.clone();
     bad[20] ^= 1;
     assert!(store.unwrap("hsm-kek", &bad).is_err());
-    assert!(store.list().unwrap().iter().any(|e| e.label == "hsm-kek" && e.kind == KeyKind::WrappingKey));
+    assert!(store
+        .list()
+        .unwrap()
+        .iter()
+        .any(|e| e.label == "hsm-kek" && e.kind == KeyKind::WrappingKey));
 }
 
 #[test]

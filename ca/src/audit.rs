@@ -1,0 +1,240 @@
+//! The tamper-evident audit trail: who did what, when, from where.
+//!
+//! Entries form a hash chain. Entry `n` stores `hash_n = SHA-256(hash_{n-1}
+//! || fields_n)` with every field length-prefixed, starting from 64 zeros. A
+//! changed, removed or reordered row breaks the chain at that row, which
+//! [`AuditLog::verify`] reports. (Truncating the newest rows is detected by
+//! comparing the head with a copy kept elsewhere: [`AuditLog::head`].)
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{Context, SHA256};
+use sqlx::Row;
+use tokio::sync::Mutex;
+
+use crate::storage::{storage, Database};
+use crate::Error;
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One state change to record.
+#[derive(Clone, Debug)]
+pub struct AuditEvent<'a> {
+    /// Officer, system or `system:kexin` for the service itself.
+    pub actor: &'a str,
+    /// Dotted verb, e.g. `ca.create`, `certificate.issue`.
+    pub action: &'a str,
+    /// What was acted on, e.g. a CA name or a certificate serial.
+    pub target: &'a str,
+    /// Where the request came from: an address, or `cli`.
+    pub source: &'a str,
+    /// Structured details as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// A stored entry.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub source: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What [`AuditLog::verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainStatus {
+    Intact { entries: i64, head: String },
+    Broken { seq: i64, reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    db: Database,
+    /// Serializes appends within this process; across processes the
+    /// primary key on `seq` turns a race into a retry.
+    append_lock: Arc<Mutex<()>>,
+}
+
+impl AuditLog {
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            append_lock: Arc::default(),
+        }
+    }
+
+    pub async fn append(&self, event: AuditEvent<'_>) -> Result<AuditEntry, Error> {
+        let _guard = self.append_lock.lock().await;
+        let detail = event.detail.to_string();
+        let mut last_err = None;
+        for _ in 0..10 {
+            match self.try_append(&event, &detail).await {
+                Ok(entry) => return Ok(entry),
+                Err(e) => {
+                    last_err = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::Storage("audit append failed".into())))
+    }
+
+    async fn try_append(&self, e: &AuditEvent<'_>, detail: &str) -> Result<AuditEntry, Error> {
+        let mut tx = self.db.pool().begin().await.map_err(storage)?;
+        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(storage)?;
+        let (prev_seq, prev_hash) = match last {
+            Some(r) => (
+                r.try_get::<i64, _>(0).map_err(storage)?,
+                r.try_get::<String, _>(1).map_err(storage)?,
+            ),
+            None => (0, GENESIS.to_owned()),
+        };
+        let mut entry = AuditEntry {
+            seq: prev_seq + 1,
+            at_ms: now_ms(),
+            actor: e.actor.to_owned(),
+            action: e.action.to_owned(),
+            target: e.target.to_owned(),
+            source: e.source.to_owned(),
+            detail: detail.to_owned(),
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = entry_hash(&entry);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(entry.seq)
+        .bind(entry.at_ms)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.source)
+        .bind(&entry.detail)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        Ok(entry)
+    }
+
+    /// Entries in order, `limit` at most, starting after `after_seq`.
+    pub async fn entries(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, Error> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, actor, action, target, source, detail, prev_hash, hash \
+             FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(storage)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    seq: r.try_get(0).map_err(storage)?,
+                    at_ms: r.try_get(1).map_err(storage)?,
+                    actor: r.try_get(2).map_err(storage)?,
+                    action: r.try_get(3).map_err(storage)?,
+                    target: r.try_get(4).map_err(storage)?,
+                    source: r.try_get(5).map_err(storage)?,
+                    detail: r.try_get(6).map_err(storage)?,
+                    prev_hash: r.try_get(7).map_err(storage)?,
+                    hash: r.try_get(8).map_err(storage)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest entry's sequence number and hash.
+    pub async fn head(&self) -> Result<Option<(i64, String)>, Error> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(storage)?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0).map_err(storage)?,
+                r.try_get(1).map_err(storage)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Walks the whole chain, a page at a time.
+    pub async fn verify(&self) -> Result<ChainStatus, Error> {
+        let mut expected_prev = GENESIS.to_owned();
+        let mut expected_seq = 1;
+        loop {
+            let page = self.entries(expected_seq - 1, 1000).await?;
+            if page.is_empty() {
+                return Ok(ChainStatus::Intact {
+                    entries: expected_seq - 1,
+                    head: expected_prev,
+                });
+            }
+            for e in page {
+                if e.seq != expected_seq {
+                    return Ok(ChainStatus::Broken {
+                        seq: expected_seq,
+                        reason: format!("entry {expected_seq} is missing (next is {})", e.seq),
+                    });
+                }
+                if e.prev_hash != expected_prev {
+                    return Ok(ChainStatus::Broken {
+                        seq: e.seq,
+                        reason: "does not link to the previous entry".into(),
+                    });
+                }
+                if entry_hash(&e) != e.hash {
+                    return Ok(ChainStatus::Broken {
+                        seq: e.seq,
+                        reason: "content does not match its hash".into(),
+                    });
+                }
+                expected_prev = e.hash;
+                expected_seq += 1;
+            }
+        }
+    }
+}
+
+fn entry_hash(e: &AuditEntry) -> String {
+    let mut ctx = Context::new(&SHA256);
+    let seq = e.seq.to_be_bytes();
+    let at = e.at_ms.to_be_bytes();
+    let fields: [&[u8]; 8] = [
+        e.prev_hash.as_bytes(),
+        &seq,
+        &at,
+        e.actor.as_bytes(),
+        e.action.as_bytes(),
+        e.target.as_bytes(),
+        e.source.as_bytes(),
+        e.detail.as_bytes(),
+    ];
+    for f in fields {
+        ctx.update(&(f.len() as u64).to_be_bytes());
+        ctx.update(f);
+    }
+    hex::encode(ctx.finish().as_ref())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

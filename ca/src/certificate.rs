@@ -1,0 +1,335 @@
+//! Building blocks of X.509 certificates: names, serials, times, extensions
+//! and the signature over a TBSCertificate made through a [`KeyStore`].
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use const_oid::db::rfc4519;
+use const_oid::{AssociatedOid, ObjectIdentifier};
+use der::asn1::{BitString, Ia5String, OctetString, PrintableString, SetOfVec, Utf8StringRef};
+use der::{Any, DateTime, Decode, Encode};
+use kexin_hsm::{KeyStore, SignatureAlgorithm};
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName, GeneralNames};
+use x509_cert::ext::pkix::{
+    constraints::name::{GeneralSubtree, NameConstraints},
+    crl::dp::DistributionPoint,
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName,
+    SubjectKeyIdentifier,
+};
+use x509_cert::ext::Extension;
+use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+use x509_cert::{Certificate, TbsCertificate};
+
+use crate::Error;
+
+/// id-ad-caIssuers.
+pub const OID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
+/// id-ad-ocsp.
+pub const OID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+/// id-kp-serverAuth.
+pub const OID_KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
+/// id-kp-clientAuth.
+pub const OID_KP_CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
+
+/// A distinguished name built attribute by attribute, in order.
+/// Country and serialNumber are PrintableString (RFC 5280 appendix A);
+/// everything else is UTF8String so Chinese names are carried as they are.
+#[derive(Clone, Debug, Default)]
+pub struct DistinguishedName(Vec<(ObjectIdentifier, String)>);
+
+impl DistinguishedName {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, oid: ObjectIdentifier, value: impl Into<String>) -> Self {
+        self.0.push((oid, value.into()));
+        self
+    }
+
+    pub fn country(self, v: impl Into<String>) -> Self {
+        self.with(rfc4519::C, v)
+    }
+
+    pub fn organization(self, v: impl Into<String>) -> Self {
+        self.with(rfc4519::O, v)
+    }
+
+    pub fn common_name(self, v: impl Into<String>) -> Self {
+        self.with(rfc4519::CN, v)
+    }
+
+    pub fn to_name(&self) -> Result<Name, Error> {
+        let mut rdns = Vec::with_capacity(self.0.len());
+        for (oid, value) in &self.0 {
+            if value.is_empty() {
+                return Err(Error::InvalidName(format!("empty value for {oid}")));
+            }
+            let any = if *oid == rfc4519::C || *oid == rfc4519::SERIAL_NUMBER {
+                Any::from(
+                    &PrintableString::new(value)
+                        .map_err(|_| Error::InvalidName(format!("{value:?} is not printable")))?,
+                )
+            } else {
+                Any::from(Utf8StringRef::new(value).map_err(|e| Error::InvalidName(e.to_string()))?)
+            };
+            let atv = AttributeTypeAndValue {
+                oid: *oid,
+                value: any,
+            };
+            let set =
+                SetOfVec::try_from(vec![atv]).map_err(|e| Error::InvalidName(e.to_string()))?;
+            rdns.push(RelativeDistinguishedName::from(set));
+        }
+        Ok(RdnSequence(rdns))
+    }
+}
+
+/// A fresh serial: 16 random bytes with the top bit cleared (positive) and
+/// the first byte non-zero (so the DER length is stable), i.e. 120+ bits of
+/// entropy, well above the 64 that CA/B and RFC 5280 practice require.
+pub fn random_serial() -> Result<Vec<u8>, Error> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = vec![0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Crypto("system RNG failed".into()))?;
+    bytes[0] = (bytes[0] & 0x7f).max(1);
+    Ok(bytes)
+}
+
+/// RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
+/// Sub-second precision is dropped, as DER requires.
+pub fn x509_time(t: SystemTime) -> Result<Time, Error> {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Error::Crypto("time before 1970".into()))?
+        .as_secs();
+    let dt = DateTime::from_unix_duration(Duration::from_secs(secs))
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+    if dt.year() < 2050 {
+        Ok(Time::UtcTime(
+            der::asn1::UtcTime::from_date_time(dt).map_err(|e| Error::Crypto(e.to_string()))?,
+        ))
+    } else {
+        Ok(Time::GeneralTime(
+            der::asn1::GeneralizedTime::from_date_time(dt),
+        ))
+    }
+}
+
+pub fn unix_seconds(t: &Time) -> i64 {
+    t.to_unix_duration().as_secs() as i64
+}
+
+/// Key identifier per RFC 7093 §2 method 1: the leftmost 160 bits of the
+/// SHA-256 of the subjectPublicKey bits.
+pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        spki.subject_public_key.raw_bytes(),
+    );
+    digest.as_ref()[..20].to_vec()
+}
+
+/// Encodes an extension value.
+pub fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Extension, Error> {
+    Ok(Extension {
+        extn_id: T::OID,
+        critical,
+        extn_value: OctetString::new(value.to_der().map_err(der_err)?).map_err(der_err)?,
+    })
+}
+
+pub fn basic_constraints(ca: bool, path_len: Option<u8>) -> Result<Extension, Error> {
+    extension(
+        &BasicConstraints {
+            ca,
+            path_len_constraint: path_len,
+        },
+        true,
+    )
+}
+
+pub fn key_usage(usages: impl Into<flagset::FlagSet<KeyUsages>>) -> Result<Extension, Error> {
+    extension(&KeyUsage(usages.into()), true)
+}
+
+pub fn extended_key_usage(oids: Vec<ObjectIdentifier>, critical: bool) -> Result<Extension, Error> {
+    extension(&ExtendedKeyUsage(oids), critical)
+}
+
+pub fn subject_key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Result<Extension, Error> {
+    extension(
+        &SubjectKeyIdentifier(OctetString::new(key_identifier(spki)).map_err(der_err)?),
+        false,
+    )
+}
+
+pub fn authority_key_identifier(issuer_key_id: &[u8]) -> Result<Extension, Error> {
+    extension(
+        &AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(issuer_key_id).map_err(der_err)?),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        },
+        false,
+    )
+}
+
+fn uri(u: &str) -> Result<GeneralName, Error> {
+    Ok(GeneralName::UniformResourceIdentifier(
+        Ia5String::new(u).map_err(|_| Error::InvalidName(format!("{u:?} is not an IA5 URI")))?,
+    ))
+}
+
+/// Authority Information Access: where the issuer certificate and OCSP live.
+pub fn authority_info_access(ca_issuers: &str, ocsp: Option<&str>) -> Result<Extension, Error> {
+    let mut access = vec![AccessDescription {
+        access_method: OID_AD_CA_ISSUERS,
+        access_location: uri(ca_issuers)?,
+    }];
+    if let Some(ocsp) = ocsp {
+        access.insert(
+            0,
+            AccessDescription {
+                access_method: OID_AD_OCSP,
+                access_location: uri(ocsp)?,
+            },
+        );
+    }
+    extension(&AuthorityInfoAccessSyntax(access), false)
+}
+
+pub fn crl_distribution_point(url: &str) -> Result<Extension, Error> {
+    extension(
+        &CrlDistributionPoints(vec![DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![uri(url)?])),
+            reasons: None,
+            crl_issuer: None,
+        }]),
+        false,
+    )
+}
+
+/// A SAN entry: an IP address if it parses as one, a DNS name otherwise.
+pub fn general_name(name: &str) -> Result<GeneralName, Error> {
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(GeneralName::from(ip));
+    }
+    Ok(GeneralName::DnsName(Ia5String::new(name).map_err(
+        |_| Error::InvalidName(format!("{name:?} is not a DNS name")),
+    )?))
+}
+
+pub fn subject_alt_name(names: &[String], critical: bool) -> Result<Extension, Error> {
+    let names: GeneralNames = names
+        .iter()
+        .map(|n| general_name(n))
+        .collect::<Result<_, _>>()?;
+    extension(&SubjectAltName(names), critical)
+}
+
+/// Permitted DNS subtrees for a CA (RFC 5280 §4.2.1.10).
+pub fn name_constraints_dns(permitted: &[String]) -> Result<Extension, Error> {
+    let subtrees = permitted
+        .iter()
+        .map(|d| {
+            Ok(GeneralSubtree {
+                base: GeneralName::DnsName(
+                    Ia5String::new(d)
+                        .map_err(|_| Error::InvalidName(format!("{d:?} is not a DNS name")))?,
+                ),
+                minimum: 0,
+                maximum: None,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    extension(
+        &NameConstraints {
+            permitted_subtrees: Some(subtrees),
+            excluded_subtrees: None,
+        },
+        true,
+    )
+}
+
+/// Everything about a certificate except who signs it.
+#[derive(Clone, Debug)]
+pub struct CertificateTemplate {
+    pub subject: Name,
+    pub public_key: SubjectPublicKeyInfoOwned,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    pub extensions: Vec<Extension>,
+}
+
+/// Assembles the TBSCertificate for `template` under `issuer`.
+pub fn tbs_certificate(
+    template: &CertificateTemplate,
+    serial: &[u8],
+    issuer: &Name,
+    signature: SignatureAlgorithm,
+) -> Result<TbsCertificate, Error> {
+    Ok(TbsCertificate {
+        version: x509_cert::Version::V3,
+        serial_number: SerialNumber::new(serial).map_err(der_err)?,
+        signature: signature.algorithm_identifier(),
+        issuer: issuer.clone(),
+        validity: Validity {
+            not_before: x509_time(template.not_before)?,
+            not_after: x509_time(template.not_after)?,
+        },
+        subject: template.subject.clone(),
+        subject_public_key_info: template.public_key.clone(),
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: Some(template.extensions.clone()),
+    })
+}
+
+/// Signs a TBSCertificate with the key `label` in `store`.
+pub fn sign_certificate(
+    store: &dyn KeyStore,
+    label: &str,
+    signature: SignatureAlgorithm,
+    tbs: TbsCertificate,
+) -> Result<Certificate, Error> {
+    let tbs_der = tbs.to_der().map_err(der_err)?;
+    let sig = store.sign(label, signature, &tbs_der)?;
+    Ok(Certificate {
+        tbs_certificate: tbs,
+        signature_algorithm: signature.algorithm_identifier(),
+        signature: BitString::from_bytes(&sig).map_err(der_err)?,
+    })
+}
+
+pub fn parse_spki(der: &[u8]) -> Result<SubjectPublicKeyInfoOwned, Error> {
+    SubjectPublicKeyInfoOwned::from_der(der).map_err(der_err)
+}
+
+pub fn serial_hex(serial: &SerialNumber) -> String {
+    hex::encode(serial.as_bytes())
+}
+
+pub(crate) fn der_err(e: der::Error) -> Error {
+    Error::Encoding(e.to_string())
+}
+
+/// PEM armour for a DER certificate.
+pub fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}

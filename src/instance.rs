@@ -1,0 +1,104 @@
+//! Opening the parts of an initialized data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use kexin_ca::audit::AuditLog;
+use kexin_ca::storage::Database;
+use kexin_config::{Config, KeyStoreBackend};
+use kexin_hsm::{KdfParams, KeyStore, Pkcs11KeyStore, Pkcs11Settings, SoftKeyStore};
+
+pub const PASSPHRASE_ENV: &str = "KEXIN_KEYSTORE_PASSPHRASE";
+pub const PIN_ENV: &str = "KEXIN_PKCS11_PIN";
+const KEYSTORE_DIR: &str = "keystore";
+const SQLITE_FILE: &str = "kexin.db";
+
+/// An initialized data directory with its configuration, key store,
+/// database and audit log open.
+pub struct Instance {
+    pub data_dir: PathBuf,
+    pub config: Config,
+    pub store: Arc<dyn KeyStore>,
+    pub db: Database,
+    pub audit: AuditLog,
+}
+
+impl Instance {
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        if !is_initialized(data_dir) {
+            bail!(
+                "{} is not a Kexin data directory (run `kexin init --data {}`)",
+                data_dir.display(),
+                data_dir.display()
+            );
+        }
+        let config = Config::load(data_dir)?;
+        let store = open_keystore(data_dir, &config, false)?;
+        let db = Database::connect(&database_url(data_dir, &config)).await?;
+        let audit = AuditLog::new(db.clone());
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            config,
+            store,
+            db,
+            audit,
+        })
+    }
+
+    pub fn path(&self, relative: &Path) -> PathBuf {
+        self.data_dir.join(relative)
+    }
+}
+
+pub fn is_initialized(data_dir: &Path) -> bool {
+    data_dir.join(kexin_config::CONFIG_FILE).is_file()
+}
+
+pub fn database_url(data_dir: &Path, config: &Config) -> String {
+    config
+        .database
+        .url
+        .clone()
+        .unwrap_or_else(|| Database::sqlite_url(&data_dir.join(SQLITE_FILE)))
+}
+
+/// Opens (or, with `create`, creates) the key store the configuration names.
+pub fn open_keystore(
+    data_dir: &Path,
+    config: &Config,
+    create: bool,
+) -> anyhow::Result<Arc<dyn KeyStore>> {
+    match config.keystore.backend {
+        KeyStoreBackend::Soft => {
+            let fallback = config
+                .keystore
+                .passphrase_file
+                .as_ref()
+                .map(|p| data_dir.join(p));
+            let passphrase = kexin_config::secret(PASSPHRASE_ENV, fallback.as_deref())?
+                .with_context(|| {
+                    format!("the soft key store needs {PASSPHRASE_ENV} or {PASSPHRASE_ENV}_FILE")
+                })?;
+            let dir = data_dir.join(KEYSTORE_DIR);
+            let store = if create {
+                SoftKeyStore::create(&dir, passphrase.as_bytes(), KdfParams::default())?
+            } else {
+                SoftKeyStore::open(&dir, passphrase.as_bytes())?
+            };
+            Ok(Arc::new(store))
+        }
+        KeyStoreBackend::Pkcs11 => {
+            let pin = kexin_config::secret(PIN_ENV, None)?.with_context(|| {
+                format!("the PKCS#11 key store needs {PIN_ENV} or {PIN_ENV}_FILE")
+            })?;
+            let p = &config.keystore.pkcs11;
+            Ok(Arc::new(Pkcs11KeyStore::open(&Pkcs11Settings {
+                module: p.module.clone(),
+                token_label: p.token_label.clone(),
+                pin,
+                max_sessions: p.max_sessions,
+            })?))
+        }
+    }
+}

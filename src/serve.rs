@@ -1,0 +1,300 @@
+//! `kexin serve`: plain HTTP for the public PKI repository and HTTPS for
+//! everything else, with graceful shutdown on SIGTERM or Ctrl-C.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::instance::Instance;
+use crate::metrics::{observe, Metrics, Observed};
+use crate::problem::Problem;
+
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+}
+
+/// What handlers share.
+#[derive(Clone)]
+struct AppState {
+    instance: Arc<Instance>,
+    /// DER certificates of the CAs, by name; they never change while running.
+    ca_certificates: Arc<HashMap<String, Vec<u8>>>,
+    metrics: Arc<Metrics>,
+}
+
+pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
+    let mut instance = Instance::open(data_dir).await?;
+    if let Some(a) = opts.http {
+        instance.config.http.listen = a;
+    }
+    if let Some(a) = opts.https {
+        instance.config.https.listen = a;
+    }
+    let instance = Arc::new(instance);
+    let ca_certificates = instance
+        .db
+        .authorities()
+        .await?
+        .into_iter()
+        .map(|a| (a.name, a.certificate))
+        .collect();
+    let state = AppState {
+        instance: instance.clone(),
+        ca_certificates: Arc::new(ca_certificates),
+        metrics: Metrics::new(),
+    };
+
+    let chain_path = instance.path(&instance.config.https.chain_file);
+    let chain = CertificateDer::pem_file_iter(&chain_path)
+        .with_context(|| format!("reading {}", chain_path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", chain_path.display()))?;
+    let key_label = instance
+        .config
+        .https
+        .key_label
+        .clone()
+        .context("https.key_label is not set; was this data directory made by `kexin init`?")?;
+    let tls = crate::tls::server_config(instance.store.clone(), &key_label, chain)?;
+
+    let http_listener = TcpListener::bind(instance.config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP to {}", instance.config.http.listen))?;
+    let https_listener = TcpListener::bind(instance.config.https.listen)
+        .await
+        .with_context(|| format!("binding HTTPS to {}", instance.config.https.listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let https_addr = https_listener.local_addr()?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let http = tokio::spawn(serve_http(
+        http_listener,
+        http_router(state.clone()),
+        shutdown_rx.clone(),
+    ));
+    let https = tokio::spawn(serve_https(
+        https_listener,
+        https_router(state.clone()),
+        Arc::new(tls),
+        shutdown_rx,
+    ));
+    println!("Kexin is serving {}", data_dir.display());
+    println!("  PKI repository  http://{http_addr}/pki/ca/root.crt");
+    println!("  health          https://{https_addr}/healthz");
+    println!("  readiness       https://{https_addr}/readyz");
+    println!("  metrics         https://{https_addr}/metrics");
+    println!(
+        "  trust anchor    {}",
+        instance.path(Path::new("ca/root.pem")).display()
+    );
+    tracing::info!(%http_addr, %https_addr, keystore = instance.store.backend(), "serving");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    let _ = shutdown_tx.send(true);
+    let drain = async {
+        let _ = http.await;
+        let _ = https.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(20), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 20 s; closing them");
+    }
+    instance.db.pool().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn http_router(state: AppState) -> Router {
+    let observed = Observed {
+        metrics: state.metrics.clone(),
+        listener: "http",
+    };
+    let max_body = state.instance.config.http.max_body_bytes;
+    Router::new()
+        .route("/pki/ca/{file}", get(ca_certificate))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(observed, observe))
+        .with_state(state)
+}
+
+fn https_router(state: AppState) -> Router {
+    let observed = Observed {
+        metrics: state.metrics.clone(),
+        listener: "https",
+    };
+    let max_body = state.instance.config.http.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/pki/ca/{file}", get(ca_certificate))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(observed, observe))
+        .with_state(state)
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn serve_https(
+    listener: TcpListener,
+    router: Router,
+    tls: Arc<rustls::ServerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let service = TowerToHyperService::new(
+                router.layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+            );
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn ca_certificate(State(state): State<AppState>, UrlPath(file): UrlPath<String>) -> Response {
+    let Some(name) = file.strip_suffix(".crt") else {
+        return Problem::not_found("CA certificates are served as /pki/ca/{name}.crt")
+            .into_response();
+    };
+    match state.ca_certificates.get(name) {
+        Some(der) => (
+            [
+                (header::CONTENT_TYPE, "application/pkix-cert"),
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+            ],
+            der.clone(),
+        )
+            .into_response(),
+        None => Problem::not_found(&format!("no CA named {name:?}")).into_response(),
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers and the key store can reach the HTTPS key.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let db = state.instance.db.ping().await;
+    let store = state.instance.store.clone();
+    let label = state
+        .instance
+        .config
+        .https
+        .key_label
+        .clone()
+        .unwrap_or_default();
+    let keystore = tokio::task::spawn_blocking(move || store.public_key(&label).map(|_| ()))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let ok = db.is_ok() && keystore.is_ok();
+    let body = serde_json::json!({
+        "status": if ok { "ready" } else { "not ready" },
+        "database": db.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string()),
+        "keystore": keystore.map(|_| "ok".to_owned()).unwrap_or_else(|e| e),
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.render()
+}
+
+async fn not_found() -> Response {
+    Problem::not_found("no such resource").into_response()
+}
