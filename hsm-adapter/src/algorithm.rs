@@ -266,7 +266,7 @@ struct EcdsaSigValue {
 /// Converts a fixed-width `r || s` signature (PKCS#11 CKM_ECDSA, the `sm2`
 /// crate) into the DER `SEQUENCE { INTEGER r, INTEGER s }` of X.509.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, Error> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(Error::Backend(format!(
             "raw ECDSA signature of odd length {}",
             raw.len()

@@ -322,6 +322,10 @@ impl KeyStore for Pkcs11KeyStore {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            // A signing key does nothing else (least privilege).
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
         ]);
         let (mechanism, public) = match algorithm {
             KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {

@@ -2,16 +2,14 @@
 //! an implementation that shares no code with the signer. SM2 signatures are
 //! checked with the GM/T default user ID, so a wrong ID would fail.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
+
+use kexin_test_support::{openssl_verifies, SoftHsm, SOFTHSM_MODULE, TOKEN_PIN};
 
 use kexin_hsm::{
     KdfParams, KeyAlgorithm, KeyKind, KeyStore, Pkcs11KeyStore, Pkcs11Settings, SignatureAlgorithm,
     SoftKeyStore, Zeroizing,
 };
-
-const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 fn fast_kdf() -> KdfParams {
     KdfParams {
@@ -19,62 +17,6 @@ fn fast_kdf() -> KdfParams {
         iterations: 1,
         parallelism: 1,
     }
-}
-
-fn openssl_verifies(
-    dir: &Path,
-    spki_der: &[u8],
-    alg: SignatureAlgorithm,
-    msg: &[u8],
-    sig: &[u8],
-) -> bool {
-    let n = rand_name();
-    let (key, m, s) = (
-        dir.join(format!("{n}.pub")),
-        dir.join(format!("{n}.msg")),
-        dir.join(format!("{n}.sig")),
-    );
-    std::fs::write(&key, spki_der).unwrap();
-    std::fs::write(&m, msg).unwrap();
-    std::fs::write(&s, sig).unwrap();
-    let mut cmd = Command::new("openssl");
-    cmd.args(["pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-rawin"])
-        .arg("-inkey")
-        .arg(&key)
-        .arg("-in")
-        .arg(&m)
-        .arg("-sigfile")
-        .arg(&s);
-    match alg {
-        SignatureAlgorithm::EcdsaSha256 | SignatureAlgorithm::RsaPkcs1Sha256 => {
-            cmd.args(["-digest", "sha256"]);
-        }
-        SignatureAlgorithm::EcdsaSha384 => {
-            cmd.args(["-digest", "sha384"]);
-        }
-        SignatureAlgorithm::RsaPssSha256 => {
-            cmd.args([
-                "-digest",
-                "sha256",
-                "-pkeyopt",
-                "rsa_padding_mode:pss",
-                "-pkeyopt",
-                "rsa_pss_saltlen:32",
-            ]);
-        }
-        SignatureAlgorithm::Ed25519 => {}
-        SignatureAlgorithm::Sm2Sm3 => {
-            cmd.args(["-digest", "sm3", "-pkeyopt", "distid:1234567812345678"]);
-        }
-    }
-    let out = cmd.output().expect("openssl runs");
-    out.status.success()
-}
-
-fn rand_name() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("f{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
 fn schemes(alg: KeyAlgorithm) -> Vec<SignatureAlgorithm> {
@@ -225,47 +167,13 @@ fn soft_concurrent_signing() {
 
 /// One SoftHSM2 token per test process: SOFTHSM2_CONF is read once, at
 /// C_Initialize, so every PKCS#11 test of the process shares it.
-fn softhsm_token() -> &'static PathBuf {
-    static TOKEN: OnceLock<PathBuf> = OnceLock::new();
+fn softhsm_token() -> &'static SoftHsm {
+    static TOKEN: OnceLock<SoftHsm> = OnceLock::new();
     TOKEN.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("kexin-softhsm")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let tokens = dir.join("tokens");
-        std::fs::create_dir_all(&tokens).unwrap();
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        // Safe here: set once, before any thread of this process loads the module.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
-        let status = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "kexin-test",
-                "--pin",
-                "123456",
-                "--so-pin",
-                "12345678",
-            ])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .expect("softhsm2-util runs (apt-get install softhsm2)");
-        assert!(
-            status.status.success(),
-            "{}",
-            String::from_utf8_lossy(&status.stderr)
-        );
-        dir
+        let token = SoftHsm::new("kexin-test");
+        // Set once, before any thread of this process loads the module.
+        std::env::set_var("SOFTHSM2_CONF", &token.conf);
+        token
     })
 }
 
@@ -274,7 +182,7 @@ fn pkcs11_store() -> Pkcs11KeyStore {
     Pkcs11KeyStore::open(&Pkcs11Settings {
         module: SOFTHSM_MODULE.into(),
         token_label: "kexin-test".into(),
-        pin: Zeroizing::new("123456".into()),
+        pin: Zeroizing::new(TOKEN_PIN.into()),
         max_sessions: 4,
     })
     .unwrap()

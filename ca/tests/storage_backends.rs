@@ -1,0 +1,290 @@
+//! The storage, audit and issuance suite, run once on SQLite and once on
+//! PostgreSQL (a fresh database on 127.0.0.1:5432 per test).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use der::Encode;
+use kexin_ca::audit::{AuditEvent, AuditLog, ChainStatus};
+use kexin_ca::certificate::certificate_pem;
+use kexin_ca::hierarchy::{create_default_hierarchy, HierarchySettings};
+use kexin_ca::issuance::Requester;
+use kexin_ca::storage::{Backend, Database, PendingCertificate};
+use kexin_ca::Error;
+use kexin_hsm::{KdfParams, KeyAlgorithm, KeyStore, SoftKeyStore};
+use kexin_test_support::{fresh_postgres_database, openssl};
+
+struct Fixture {
+    db: Database,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(&Database::sqlite_url(&dir.path().join("t.db")))
+        .await
+        .unwrap();
+    Fixture { db, _dir: dir }
+}
+
+async fn postgres() -> Fixture {
+    let db = Database::connect(&fresh_postgres_database().await)
+        .await
+        .unwrap();
+    Fixture {
+        db,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let f = super::sqlite().await;
+                assert_eq!(f.db.backend(), super::Backend::Sqlite);
+                super::$case(f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let f = super::postgres().await;
+                assert_eq!(f.db.backend(), super::Backend::Postgres);
+                super::$case(f).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    serials_are_recorded_before_signing_and_never_reused,
+    audit_chain_detects_tampering,
+    concurrent_audit_appends_keep_the_chain,
+    default_hierarchy_verifies_with_openssl,
+);
+
+fn pending<'a>(serial: &'a str, tbs: &'a [u8]) -> PendingCertificate<'a> {
+    PendingCertificate {
+        serial,
+        issuer: "systems",
+        profile: "tls-server",
+        subject: "CN=example",
+        not_before: 1,
+        not_after: 2,
+        tbs,
+        requested_at: 1,
+    }
+}
+
+async fn serials_are_recorded_before_signing_and_never_reused(f: Fixture) {
+    let db = f.db;
+    db.insert_pending(&pending("0a01", b"tbs")).await.unwrap();
+    assert_eq!(db.pending_serials().await.unwrap(), vec!["0a01".to_owned()]);
+    assert!(matches!(
+        db.insert_pending(&pending("0a01", b"other")).await,
+        Err(Error::DuplicateSerial(_))
+    ));
+    db.complete_issued("0a01", b"der", 5).await.unwrap();
+    let rec = db.certificate("0a01").await.unwrap().unwrap();
+    assert_eq!(rec.status, "issued");
+    assert_eq!(rec.der.as_deref(), Some(&b"der"[..]));
+    // Completing twice, or completing what was never pending, is refused.
+    assert!(db.complete_issued("0a01", b"again", 6).await.is_err());
+    assert!(db.complete_issued("ffff", b"der", 6).await.is_err());
+    // A failed signature burns the serial for good.
+    db.insert_pending(&pending("0a02", b"tbs")).await.unwrap();
+    db.mark_failed("0a02").await.unwrap();
+    assert_eq!(
+        db.certificate("0a02").await.unwrap().unwrap().status,
+        "failed"
+    );
+    assert!(db.insert_pending(&pending("0a02", b"tbs")).await.is_err());
+    assert!(db.pending_serials().await.unwrap().is_empty());
+}
+
+fn event(n: usize) -> AuditEvent<'static> {
+    AuditEvent {
+        actor: "officer:alice",
+        action: "certificate.revoke",
+        target: "0a01",
+        source: "127.0.0.1",
+        detail: serde_json::json!({ "n": n }),
+    }
+}
+
+async fn audit_chain_detects_tampering(f: Fixture) {
+    let audit = AuditLog::new(f.db.clone());
+    for n in 0..5 {
+        audit.append(event(n)).await.unwrap();
+    }
+    let ChainStatus::Intact { entries, head } = audit.verify().await.unwrap() else {
+        panic!("fresh chain reported broken");
+    };
+    assert_eq!(entries, 5);
+    assert_eq!(audit.head().await.unwrap().unwrap(), (5, head));
+
+    sqlx::query("UPDATE audit_log SET actor = 'officer:mallory' WHERE seq = 3")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        audit.verify().await.unwrap(),
+        ChainStatus::Broken { seq: 3, .. }
+    ));
+    sqlx::query("UPDATE audit_log SET actor = 'officer:alice' WHERE seq = 3")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        audit.verify().await.unwrap(),
+        ChainStatus::Intact { .. }
+    ));
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        audit.verify().await.unwrap(),
+        ChainStatus::Broken { seq: 2, .. }
+    ));
+}
+
+async fn concurrent_audit_appends_keep_the_chain(f: Fixture) {
+    // Two logs on one database stand for two processes appending at once.
+    let a = AuditLog::new(f.db.clone());
+    let b = AuditLog::new(f.db.clone());
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let log = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            log.append(event(n)).await.map(|e| e.seq)
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap().unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    assert!(matches!(
+        a.verify().await.unwrap(),
+        ChainStatus::Intact { entries: 20, .. }
+    ));
+}
+
+async fn default_hierarchy_verifies_with_openssl(f: Fixture) {
+    let keys = tempfile::tempdir().unwrap();
+    let store: Arc<dyn KeyStore> = Arc::new(
+        SoftKeyStore::create(
+            keys.path(),
+            b"test passphrase 123",
+            KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap(),
+    );
+    let audit = AuditLog::new(f.db.clone());
+    let settings = HierarchySettings {
+        key_algorithm: KeyAlgorithm::EcdsaP384,
+        country: "CN".into(),
+        organization: "浙江省数据局".into(),
+        public_url: "http://pki.example.gov.cn".into(),
+        root_validity: Duration::from_secs(20 * 365 * 86400),
+        issuing_validity: Duration::from_secs(10 * 365 * 86400),
+        tls_names: vec!["trust.example.gov.cn".into(), "10.0.0.1".into()],
+        systems_permitted_dns: vec!["example.gov.cn".into()],
+        key_prefix: "t".into(),
+    };
+    let h = create_default_hierarchy(
+        &f.db,
+        store,
+        &audit,
+        &settings,
+        Requester {
+            actor: "test",
+            source: "test",
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, certs: &[&x509_cert::Certificate]| {
+        let path = dir.path().join(name);
+        let pem: String = certs
+            .iter()
+            .map(|c| certificate_pem(&c.to_der().unwrap()))
+            .collect();
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let root = write("root.pem", &[&h.root.certificate]);
+    for ca in &h.issuing {
+        let path = write(&format!("{}.pem", ca.name), &[&ca.certificate]);
+        let (ok, out) = openssl(&[
+            "verify",
+            "-x509_strict",
+            "-check_ss_sig",
+            "-CAfile",
+            &root,
+            &path,
+        ]);
+        assert!(ok, "{}: {out}", ca.name);
+    }
+    let systems = write("systems-only.pem", &[&h.tls_chain[1]]);
+    let leaf = write("leaf.pem", &[&h.tls_chain[0]]);
+    let (ok, out) = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        &root,
+        "-untrusted",
+        &systems,
+        "-verify_hostname",
+        "trust.example.gov.cn",
+        &leaf,
+    ]);
+    assert!(ok, "{out}");
+    // The name constraint on `systems` is enforced by an independent verifier.
+    let (ok, _) = openssl(&["x509", "-in", &systems, "-noout", "-ext", "nameConstraints"]);
+    assert!(ok);
+    let (_, text) = openssl(&["x509", "-in", &systems, "-noout", "-text"]);
+    assert!(text.contains("X509v3 Name Constraints: critical"), "{text}");
+    assert!(
+        text.contains("Permitted:") && text.contains("DNS:example.gov.cn"),
+        "{text}"
+    );
+
+    // Everything was recorded and audited.
+    assert_eq!(f.db.authorities().await.unwrap().len(), 4);
+    assert!(f.db.pending_serials().await.unwrap().is_empty());
+    let ChainStatus::Intact { entries, .. } = audit.verify().await.unwrap() else {
+        panic!("audit chain broken");
+    };
+    assert_eq!(entries, 4 + 5, "4 CA creations and 5 certificate issuances");
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode() {
+    use sqlx::Row;
+    let f = sqlite().await;
+    let row = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.try_get::<String, _>(0).unwrap(), "wal");
+}
+
+#[tokio::test]
+async fn unknown_database_scheme_is_a_clear_error() {
+    let err = Database::connect("mysql://root:hunter2@localhost/x")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("unsupported database URL"), "{text}");
+    assert!(!text.contains("hunter2"), "password leaked: {text}");
+}

@@ -1,0 +1,137 @@
+//! Running the real `kexin` binary in tests.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// `kexin` with a clean environment apart from what the test adds.
+pub fn kexin(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kexin"));
+    cmd.current_dir(cwd)
+        .env_remove("KEXIN_KEYSTORE_PASSPHRASE")
+        .env_remove("KEXIN_PKCS11_PIN")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("kexin runs");
+    assert!(
+        out.status.success(),
+        "kexin failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `kexin serve`, stopped with SIGTERM when dropped.
+pub struct Server {
+    pub child: Child,
+    pub http: String,
+    pub https: String,
+}
+
+impl Server {
+    /// Starts `cmd` (a `kexin serve …` command listening on the given ports)
+    /// and waits until the HTTP port answers.
+    pub fn start(mut cmd: Command, http_port: u16, https_port: u16) -> Self {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kexin serve starts");
+        let server = Self {
+            child,
+            http: format!("http://127.0.0.1:{http_port}"),
+            https: format!("https://localhost:{https_port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", https_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "kexin serve did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Sends SIGTERM and returns the exit status and everything printed.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        terminate(&self.child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut text = String::new();
+                use std::io::Read;
+                if let Some(mut o) = self.child.stdout.take() {
+                    o.read_to_string(&mut text).unwrap();
+                }
+                if let Some(mut e) = self.child.stderr.take() {
+                    e.read_to_string(&mut text).unwrap();
+                }
+                return (status, text);
+            }
+            assert!(Instant::now() < deadline, "kexin serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `curl` as an independent HTTP client; returns (status code, body).
+pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o"])
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (code, std::fs::read(&body).unwrap_or_default())
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+pub fn data_dir(root: &Path) -> PathBuf {
+    root.join("data")
+}

@@ -1,0 +1,557 @@
+//! The foundation, end to end: `kexin init` for every algorithm and both key
+//! stores, `kexin serve` over HTTP and HTTPS, SQLite and PostgreSQL, checked
+//! with openssl, curl, pkcs11-tool and gmssl.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use der::{DecodePem, Encode};
+use kexin_test_support::{fresh_postgres_database, openssl, SoftHsm, TOKEN_PIN};
+use x509_cert::Certificate;
+
+fn init(dir: &Path, extra: &[&str]) -> String {
+    let out = run_ok(kexin(dir).args(["init", "--data", "data"]).args(extra));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn verify_chain_with_openssl(data: &Path) {
+    let root = path_str(&data.join("ca/root.pem"));
+    for ca in ["officials", "systems", "seals"] {
+        let (ok, out) = openssl(&[
+            "verify",
+            "-x509_strict",
+            "-check_ss_sig",
+            "-CAfile",
+            &root,
+            &path_str(&data.join(format!("ca/{ca}.pem"))),
+        ]);
+        assert!(ok, "{ca}: {out}");
+    }
+    let systems = path_str(&data.join("ca/systems.pem"));
+    let (ok, out) = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        &root,
+        "-untrusted",
+        &systems,
+        &path_str(&data.join("tls/server-chain.pem")),
+    ]);
+    assert!(ok, "TLS chain: {out}");
+}
+
+fn load(data: &Path, name: &str) -> Certificate {
+    Certificate::from_pem(std::fs::read(data.join(format!("ca/{name}.pem"))).unwrap()).unwrap()
+}
+
+fn check_rfc5280_shape(data: &Path) {
+    for name in ["root", "officials", "systems", "seals"] {
+        let (_, text) = openssl(&[
+            "x509",
+            "-noout",
+            "-text",
+            "-in",
+            &path_str(&data.join(format!("ca/{name}.pem"))),
+        ]);
+        assert!(
+            text.contains("X509v3 Basic Constraints: critical"),
+            "{name}: {text}"
+        );
+        assert!(text.contains("X509v3 Key Usage: critical"), "{name}");
+        assert!(text.contains("Certificate Sign, CRL Sign"), "{name}");
+        assert!(text.contains("X509v3 Subject Key Identifier"), "{name}");
+        let cert = load(data, name);
+        assert!(
+            cert.tbs_certificate.serial_number.as_bytes().len() >= 9,
+            "{name}: serial under 64 bits"
+        );
+        if name == "root" {
+            assert!(!text.contains("pathlen"), "root must not limit path length");
+        } else {
+            assert!(text.contains("CA:TRUE, pathlen:0"), "{name}");
+            assert!(text.contains("X509v3 Authority Key Identifier"), "{name}");
+            assert!(
+                text.contains("CA Issuers - URI:http://127.0.0.1:"),
+                "{name}: AIA"
+            );
+            assert!(text.contains("/pki/ca/root.crt"), "{name}: AIA");
+            assert!(text.contains("/pki/crl/root.crl"), "{name}: CDP");
+            assert!(
+                text.contains("OCSP - URI:http://127.0.0.1:"),
+                "{name}: OCSP"
+            );
+        }
+    }
+}
+
+#[test]
+fn init_builds_a_verifiable_hierarchy_for_each_algorithm() {
+    for (alg, sig_text) in [
+        ("ecdsa-p256", "ecdsa-with-SHA256"),
+        ("ecdsa-p384", "ecdsa-with-SHA384"),
+        ("rsa-3072", "sha256WithRSAEncryption"),
+        ("ed25519", "ED25519"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        init(tmp.path(), &["--alg", alg]);
+        let data = data_dir(tmp.path());
+        verify_chain_with_openssl(&data);
+        check_rfc5280_shape(&data);
+        let (_, text) = openssl(&[
+            "x509",
+            "-noout",
+            "-text",
+            "-in",
+            &path_str(&data.join("ca/officials.pem")),
+        ]);
+        assert!(
+            text.contains(&format!("Signature Algorithm: {sig_text}")),
+            "{alg}: {text}"
+        );
+    }
+}
+
+/// Verifies `cert`'s SM2-with-SM3 signature with the `gmssl` Python
+/// package (an independent GM/T implementation using the default user ID).
+fn gmssl_verifies(tbs_der: &[u8], signature_der: &[u8], issuer: &Certificate) -> bool {
+    let point = issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    assert_eq!(point[0], 0x04, "uncompressed SM2 point");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom gmssl import sm2\n\
+             c = sm2.CryptSM2(private_key=None, public_key=sys.argv[1], asn1=True)\n\
+             print(c.verify_with_sm3(sys.argv[2], bytes.fromhex(sys.argv[3])))",
+            &hex::encode(&point[1..]),
+            &hex::encode(signature_der),
+            &hex::encode(tbs_der),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "gmssl failed (pip install gmssl): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "True"
+}
+
+#[test]
+fn sm2_hierarchy_verifies_with_an_independent_gmt_implementation() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), &["--alg", "sm2"]);
+    let data = data_dir(tmp.path());
+    check_rfc5280_shape(&data);
+    let root = load(&data, "root");
+    for name in ["root", "officials", "systems", "seals"] {
+        let cert = load(&data, name);
+        assert_eq!(
+            cert.signature_algorithm.oid.to_string(),
+            "1.2.156.10197.1.501",
+            "{name} is signed SM2-with-SM3"
+        );
+        let tbs = cert.tbs_certificate.to_der().unwrap();
+        let sig = cert.signature.raw_bytes();
+        assert!(
+            gmssl_verifies(&tbs, sig, &root),
+            "{name} fails GM/T verification"
+        );
+        let mut tampered = tbs.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(
+            !gmssl_verifies(&tampered, sig, &root),
+            "{name}: tampered TBS accepted"
+        );
+    }
+    // The HTTPS certificate has a P-256 key (TLS has no SM2) under the SM2 systems CA.
+    let chain = std::fs::read(data.join("tls/server-chain.pem")).unwrap();
+    let leaf = Certificate::load_pem_chain(&chain).unwrap().remove(0);
+    assert_eq!(
+        leaf.tbs_certificate
+            .subject_public_key_info
+            .algorithm
+            .parameters
+            .as_ref()
+            .unwrap()
+            .to_der()
+            .unwrap(),
+        der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7")
+            .to_der()
+            .unwrap()
+    );
+    let systems = load(&data, "systems");
+    assert!(gmssl_verifies(
+        &leaf.tbs_certificate.to_der().unwrap(),
+        leaf.signature.raw_bytes(),
+        &systems
+    ));
+}
+
+#[test]
+fn init_refuses_to_overwrite_a_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), &[]);
+    let before = std::fs::read(data_dir(tmp.path()).join("ca/root.pem")).unwrap();
+    let out = kexin(tmp.path())
+        .args(["init", "--data", "data"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(
+        std::fs::read(data_dir(tmp.path()).join("ca/root.pem")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn soft_key_store_is_encrypted_and_needs_its_passphrase() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(
+        kexin(tmp.path())
+            .args(["init", "--data", "data"])
+            .env("KEXIN_KEYSTORE_PASSPHRASE", PASSPHRASE),
+    );
+    let data = data_dir(tmp.path());
+    assert!(
+        !data.join("keystore.pass").exists(),
+        "no passphrase file when one was given"
+    );
+    for entry in std::fs::read_dir(data.join("keystore/keys")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains("PRIVATE KEY"));
+    }
+    let out = kexin(tmp.path())
+        .args(["audit", "verify", "--data", "data"])
+        .env("KEXIN_KEYSTORE_PASSPHRASE", "the wrong passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong key store passphrase"));
+    let out = kexin(tmp.path())
+        .args(["audit", "verify", "--data", "data"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEXIN_KEYSTORE_PASSPHRASE"));
+}
+
+#[test]
+fn invalid_configuration_fails_with_the_key_and_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), &[]);
+    let cfg = data_dir(tmp.path()).join("kexin.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("max_body_bytes = 65536", "max_body_bytes = \"big\""),
+    )
+    .unwrap();
+    let out = kexin(tmp.path())
+        .args(["serve", "--data", "data"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http.max_body_bytes"), "{err}");
+    assert!(err.contains("kexin.toml"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    std::fs::write(&cfg, text).unwrap();
+    let out = kexin(tmp.path())
+        .args(["serve", "--data", "data"])
+        .env("KEXIN_HTTPS__LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("https.listen") && err.contains("environment"),
+        "{err}"
+    );
+}
+
+fn serve_cmd(dir: &Path, http: u16, https: u16) -> Command {
+    let mut cmd = kexin(dir);
+    cmd.args(["serve", "--data", "data"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--https", &format!("127.0.0.1:{https}")])
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+fn check_running_server(server: &Server, data: &Path) {
+    let (code, der) = curl(&[&format!("{}/pki/ca/root.crt", server.http)]);
+    assert_eq!(code, 200);
+    assert_eq!(der, load(data, "root").to_der().unwrap());
+    for ca in ["officials", "systems", "seals"] {
+        let (code, der) = curl(&[&format!("{}/pki/ca/{ca}.crt", server.http)]);
+        assert_eq!(code, 200);
+        assert_eq!(der, load(data, ca).to_der().unwrap());
+    }
+    let (code, body) = curl(&[&format!("{}/pki/ca/nobody.crt", server.http)]);
+    assert_eq!(code, 404);
+    assert!(String::from_utf8_lossy(&body).contains("\"status\":404"));
+
+    let root = path_str(&data.join("ca/root.pem"));
+    let (code, body) = curl(&["--cacert", &root, &format!("{}/healthz", server.https)]);
+    assert_eq!(
+        (code, String::from_utf8_lossy(&body).contains("ok")),
+        (200, true)
+    );
+    let (code, body) = curl(&["--cacert", &root, &format!("{}/readyz", server.https)]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = curl(&["--cacert", &root, &format!("{}/metrics", server.https)]);
+    assert_eq!(code, 200);
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics.contains("kexin_http_requests_total{listener=\"http\",route=\"/pki/ca/{file}\",status=\"200\"} 4"),
+        "{metrics}"
+    );
+    // The HTTPS certificate must be trusted through our root only.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            &format!("{}/healthz", server.https),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "HTTPS trusted without our root");
+}
+
+#[test]
+fn serve_answers_over_http_and_https_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (http, https) = (free_port(), free_port());
+    run_ok(
+        kexin(tmp.path())
+            .args(["init", "--data", "data"])
+            .env("KEXIN_HTTP__LISTEN", format!("127.0.0.1:{http}")),
+    );
+    let data = data_dir(tmp.path());
+    let server = Server::start(serve_cmd(tmp.path(), http, https), http, https);
+    check_running_server(&server, &data);
+    let (status, output) = server.stop();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("shutting down"), "{output}");
+    assert!(output.contains("stopped"), "{output}");
+    let out = run_ok(kexin(tmp.path()).args(["audit", "verify", "--data", "data"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact: 9 entries"));
+}
+
+#[test]
+fn serve_without_arguments_initializes_the_embedded_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (http, https) = (free_port(), free_port());
+    let mut cmd = kexin(tmp.path());
+    cmd.arg("serve")
+        .env("KEXIN_HTTP__LISTEN", format!("127.0.0.1:{http}"))
+        .env("KEXIN_HTTPS__LISTEN", format!("127.0.0.1:{https}"));
+    let server = Server::start(cmd, http, https);
+    let data = tmp.path().join("kexin-data");
+    let (code, _) = curl(&[&format!("{}/pki/ca/root.crt", server.http)]);
+    assert_eq!(code, 200);
+    let (status, output) = server.stop();
+    assert!(status.success());
+    assert!(
+        output.contains("First run: initializing ./kexin-data"),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("http://127.0.0.1:{http}/pki/ca/root.crt")),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("https://127.0.0.1:{https}/healthz")),
+        "{output}"
+    );
+    let config = std::fs::read_to_string(data.join("kexin.toml")).unwrap();
+    assert!(config.contains("backend = \"soft\""));
+    assert!(data.join("kexin.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("keystore.pass"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    verify_chain_with_openssl(&data);
+}
+
+#[test]
+fn pkcs11_keys_stay_on_the_token_and_serve_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = SoftHsm::new("kexin-e2e");
+    let (http, https) = (free_port(), free_port());
+    let with_token = |cmd: &mut Command| {
+        cmd.env("SOFTHSM2_CONF", &token.conf)
+            .env("KEXIN_PKCS11_PIN", TOKEN_PIN);
+    };
+    let mut cmd = kexin(tmp.path());
+    cmd.args([
+        "init",
+        "--data",
+        "data",
+        "--keystore",
+        "pkcs11",
+        "--pkcs11-token",
+        "kexin-e2e",
+    ])
+    .args(["--alg", "ecdsa-p384"])
+    .env("KEXIN_HTTP__LISTEN", format!("127.0.0.1:{http}"));
+    with_token(&mut cmd);
+    let stdout = String::from_utf8(run_ok(&mut cmd).stdout).unwrap();
+    assert!(stdout.contains("pkcs11 key store"), "{stdout}");
+    let data = data_dir(tmp.path());
+    assert!(
+        !data.join("keystore").exists(),
+        "no soft key store with pkcs11"
+    );
+    verify_chain_with_openssl(&data);
+
+    let objects = token.list_objects();
+    for label in [
+        "ca-root",
+        "ca-officials",
+        "ca-systems",
+        "ca-seals",
+        "tls-https",
+    ] {
+        let block = objects
+            .split("Private Key Object")
+            .map(|b| b.split("Public Key Object").next().unwrap())
+            .find(|b| b.contains(label))
+            .unwrap_or_else(|| panic!("no private key {label} on the token:\n{objects}"));
+        let field = |name: &str| -> Vec<String> {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .unwrap_or_else(|| panic!("{label}: no {name} in {block}"))
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .collect()
+        };
+        let access = field("Access:");
+        assert!(
+            access.contains(&"sensitive".to_owned()),
+            "{label}: {access:?}"
+        );
+        assert!(
+            access.contains(&"never extractable".to_owned()),
+            "{label}: {access:?}"
+        );
+        assert!(
+            !access.contains(&"extractable".to_owned()),
+            "{label}: {access:?}"
+        );
+        assert_eq!(
+            field("Usage:"),
+            vec!["sign".to_owned()],
+            "{label}: signing keys only sign"
+        );
+    }
+
+    let mut cmd = serve_cmd(tmp.path(), http, https);
+    with_token(&mut cmd);
+    let server = Server::start(cmd, http, https);
+    check_running_server(&server, &data);
+    let (status, output) = server.stop();
+    assert!(status.success(), "{output}");
+
+    // SM2 cannot be put on SoftHSM2, and init says so instead of failing later.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let mut cmd = kexin(tmp2.path());
+    cmd.args([
+        "init",
+        "--data",
+        "data",
+        "--keystore",
+        "pkcs11",
+        "--pkcs11-token",
+        "kexin-e2e",
+        "--alg",
+        "sm2",
+    ]);
+    with_token(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SM2"));
+    assert!(
+        !data_dir(tmp2.path()).exists(),
+        "failed init left a data directory"
+    );
+}
+
+#[test]
+fn postgres_backend_end_to_end() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fresh_postgres_database());
+    let tmp = tempfile::tempdir().unwrap();
+    let (http, https) = (free_port(), free_port());
+    let stdout = String::from_utf8(
+        run_ok(
+            kexin(tmp.path())
+                .args(["init", "--data", "data", "--db", &url])
+                .env("KEXIN_HTTP__LISTEN", format!("127.0.0.1:{http}")),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(stdout.contains("database postgres://"), "{stdout}");
+    let data = data_dir(tmp.path());
+    assert!(
+        !data.join("kexin.db").exists(),
+        "no SQLite file with PostgreSQL"
+    );
+    let server = Server::start(serve_cmd(tmp.path(), http, https), http, https);
+    check_running_server(&server, &data);
+    server.stop();
+    let out = run_ok(kexin(tmp.path()).args(["audit", "verify", "--data", "data"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 9 entries"));
+
+    // A second instance must not share the database.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let out = kexin(tmp2.path())
+        .args(["init", "--data", "data", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a CA hierarchy"));
+}
+
+#[test]
+fn audit_verify_detects_an_edited_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path(), &[]);
+    let db = data_dir(tmp.path()).join("kexin.db");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n\
+             c.execute(\"UPDATE audit_log SET actor = 'officer:mallory' WHERE seq = 4\")\nc.commit()",
+            &path_str(&db),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = kexin(tmp.path())
+        .args(["audit", "verify", "--data", "data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN at entry 4"));
+}
