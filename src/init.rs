@@ -20,7 +20,7 @@ use kexin_ca::storage::{redact, Database};
 use kexin_config::{Config, KeyStoreBackend};
 use kexin_hsm::KeyAlgorithm;
 
-use crate::instance::{database_url, open_keystore, PASSPHRASE_ENV};
+use crate::instance::{database_url, open_keystore, Instance, PASSPHRASE_ENV};
 
 #[derive(Clone, Debug, Default)]
 pub struct InitOptions {
@@ -173,6 +173,13 @@ async fn build(dir: &Path, final_dir: &Path, opts: InitOptions) -> anyhow::Resul
     config.https.key_label = Some(hierarchy.tls_key_label.clone());
     config.write(dir)?;
     db.pool().close().await;
+    let instance = Instance::open(dir).await?;
+    instance.ensure_ocsp_responders().await?;
+    for ca in std::iter::once(&hierarchy.root).chain(&hierarchy.issuing) {
+        instance.regenerate_crl(&ca.name).await?;
+    }
+    instance.db.pool().close().await;
+    lines.push("  OCSP responder certificates and first CRLs made for every CA".into());
     lines.push(format!(
         "  HTTPS certificate for {} issued by systems",
         config.https.names.join(", ")

@@ -5,7 +5,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use kexin_ca::audit::AuditLog;
-use kexin_ca::storage::Database;
+use kexin_ca::crl::CrlIssuer;
+use kexin_ca::hierarchy::load_authority;
+use kexin_ca::issuance::Issuer;
+use kexin_ca::profile::{Profiles, RepositoryUrls};
+use kexin_ca::registration::Registration;
+use kexin_ca::storage::{CrlRecord, Database};
 use kexin_config::{Config, KeyStoreBackend};
 use kexin_hsm::{KdfParams, KeyStore, Pkcs11KeyStore, Pkcs11Settings, SoftKeyStore};
 
@@ -48,6 +53,68 @@ impl Instance {
 
     pub fn path(&self, relative: &Path) -> PathBuf {
         self.data_dir.join(relative)
+    }
+
+    pub fn urls(&self) -> RepositoryUrls {
+        RepositoryUrls {
+            base: self.config.http.public_url.clone(),
+        }
+    }
+
+    pub fn issuer(&self) -> Issuer {
+        Issuer::new(self.db.clone(), self.store.clone(), self.audit.clone())
+    }
+
+    /// Shipped profiles plus the operator's `DATA/profiles/*.toml`.
+    pub fn profiles(&self) -> anyhow::Result<Profiles> {
+        Ok(Profiles::load(Some(&self.data_dir.join("profiles")))?)
+    }
+
+    pub fn registration(&self) -> anyhow::Result<Registration> {
+        Ok(Registration::new(
+            self.db.clone(),
+            self.issuer(),
+            self.profiles()?,
+            self.urls(),
+        ))
+    }
+
+    pub fn crl_issuer(&self) -> CrlIssuer {
+        CrlIssuer::new(
+            self.db.clone(),
+            self.store.clone(),
+            std::time::Duration::from_secs(u64::from(self.config.ca.crl_validity_hours) * 3600),
+        )
+    }
+
+    /// Generates and stores a fresh CRL for `ca`.
+    pub async fn regenerate_crl(&self, ca: &str) -> anyhow::Result<CrlRecord> {
+        let authority = load_authority(&self.db, ca).await?;
+        Ok(self.crl_issuer().generate(&authority).await?)
+    }
+
+    /// The per-instance prefix of key labels, as `init` chose it.
+    pub async fn key_prefix(&self) -> anyhow::Result<String> {
+        let root = load_authority(&self.db, kexin_ca::hierarchy::ROOT).await?;
+        Ok(root
+            .key_label
+            .strip_suffix("-ca-root")
+            .unwrap_or(&root.key_label)
+            .to_owned())
+    }
+
+    /// Issues missing or expiring OCSP responder certificates.
+    pub async fn ensure_ocsp_responders(&self) -> anyhow::Result<()> {
+        kexin_ca::ocsp::ensure_responders(
+            &self.db,
+            &self.issuer(),
+            &self.store,
+            &self.profiles()?,
+            &self.urls(),
+            &self.key_prefix().await?,
+        )
+        .await?;
+        Ok(())
     }
 }
 

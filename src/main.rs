@@ -14,7 +14,11 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
+use der::Encode;
 use kexin_ca::audit::ChainStatus;
+use kexin_ca::certificate::certificate_pem;
+use kexin_ca::issuance::Requester;
+use kexin_ca::revocation::{RevocationReason, Revocations};
 use kexin_config::{Config, KeyStoreBackend, LogFormat};
 use kexin_hsm::KeyAlgorithm;
 
@@ -56,6 +60,21 @@ enum Command {
         #[arg(long)]
         https: Option<SocketAddr>,
     },
+    /// Issue, revoke, hold and release certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Generate a fresh CRL for a CA.
+    Crl {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        ca: String,
+        /// Where to write the DER CRL; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -69,6 +88,47 @@ enum AuditCommand {
     Verify {
         #[arg(long, default_value = "./kexin-data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Issue a certificate from a PKCS#10 CSR (PEM or DER) under a profile.
+    Issue {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        profile: String,
+        #[arg(long)]
+        csr: PathBuf,
+        /// Issuing CA; the profile's default if absent.
+        #[arg(long)]
+        ca: Option<String>,
+        /// Where to write the PEM certificate; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Revoke a certificate (reason certificateHold puts it on hold).
+    Revoke {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        serial: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise,
+        /// affiliationChanged, superseded, cessationOfOperation,
+        /// certificateHold, privilegeWithdrawn, aACompromise.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        /// When the key is known or suspected to have been compromised (RFC 3339).
+        #[arg(long)]
+        invalidity_date: Option<String>,
+    },
+    /// Release a certificate from hold.
+    Release {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        serial: String,
     },
 }
 
@@ -176,6 +236,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::serve(&data, serve::ServeOptions { http, https }).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cert { command } => cert_command(command).await,
+        Command::Crl { data, ca, out } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let crl = instance.regenerate_crl(&ca).await?;
+            write_output(out.as_deref(), &crl.der)?;
+            eprintln!("CRL {} of {ca}: {} bytes", crl.number, crl.der.len());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => {
@@ -192,6 +261,88 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+const CLI: Requester<'static> = Requester {
+    actor: "cli",
+    source: "cli",
+};
+
+async fn cert_command(command: CertCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        CertCommand::Issue {
+            data,
+            profile,
+            csr,
+            ca,
+            out,
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let csr = std::fs::read(&csr)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", csr.display()))?;
+            let cert = instance
+                .registration()?
+                .issue_from_csr(&csr, &profile, ca.as_deref(), CLI)
+                .await?;
+            let pem = certificate_pem(&cert.to_der()?);
+            write_output(out.as_deref(), pem.as_bytes())?;
+            eprintln!(
+                "issued {} serial {}",
+                cert.tbs_certificate.subject,
+                hex::encode(cert.tbs_certificate.serial_number.as_bytes())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertCommand::Revoke {
+            data,
+            serial,
+            reason,
+            invalidity_date,
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let reason: RevocationReason = reason.parse()?;
+            let invalidity = invalidity_date
+                .map(|d| {
+                    time::OffsetDateTime::parse(&d, &time::format_description::well_known::Rfc3339)
+                        .map(|t| t.unix_timestamp())
+                        .map_err(|e| anyhow::anyhow!("--invalidity-date {d:?}: {e}"))
+                })
+                .transpose()?;
+            let ca = Revocations::new(instance.db.clone(), instance.audit.clone())
+                .revoke(&serial, reason, invalidity, CLI)
+                .await?;
+            let crl = instance.regenerate_crl(&ca).await?;
+            eprintln!(
+                "revoked {serial} ({reason}); CRL {} of {ca} published",
+                crl.number
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertCommand::Release { data, serial } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let ca = Revocations::new(instance.db.clone(), instance.audit.clone())
+                .release(&serial, CLI)
+                .await?;
+            let crl = instance.regenerate_crl(&ca).await?;
+            eprintln!(
+                "released {serial} from hold; CRL {} of {ca} published",
+                crl.number
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn write_output(out: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    match out {
+        Some(path) => std::fs::write(path, bytes)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display())),
+        None => Ok(std::io::stdout().write_all(bytes)?),
     }
 }
 

@@ -23,6 +23,17 @@ impl Problem {
     }
 }
 
+impl Problem {
+    pub fn unavailable(detail: &str) -> Self {
+        Self {
+            kind: "about:blank",
+            title: "Service Unavailable",
+            status: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+            detail: detail.to_owned(),
+        }
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -11,7 +11,7 @@ use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::instance::Instance;
 use crate::metrics::{observe, Metrics, Observed};
 use crate::problem::Problem;
+use kexin_ca::ocsp::{OcspAnswer, OcspResponder, MAX_REQUEST_BYTES};
 
 #[derive(Clone, Debug, Default)]
 pub struct ServeOptions {
@@ -33,6 +34,7 @@ pub struct ServeOptions {
 #[derive(Clone)]
 struct AppState {
     instance: Arc<Instance>,
+    ocsp: Arc<OcspResponder>,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: Arc<HashMap<String, Vec<u8>>>,
     metrics: Arc<Metrics>,
@@ -46,6 +48,8 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(a) = opts.https {
         instance.config.https.listen = a;
     }
+    instance.ensure_ocsp_responders().await?;
+    let ocsp = Arc::new(OcspResponder::load(instance.db.clone(), instance.store.clone()).await?);
     let instance = Arc::new(instance);
     let ca_certificates = instance
         .db
@@ -56,6 +60,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         .collect();
     let state = AppState {
         instance: instance.clone(),
+        ocsp,
         ca_certificates: Arc::new(ca_certificates),
         metrics: Metrics::new(),
     };
@@ -83,6 +88,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let https_addr = https_listener.local_addr()?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let crl_refresher = tokio::spawn(refresh_crls(instance.clone(), shutdown_rx.clone()));
     let http = tokio::spawn(serve_http(
         http_listener,
         http_router(state.clone()),
@@ -111,6 +117,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let drain = async {
         let _ = http.await;
         let _ = https.await;
+        let _ = crl_refresher.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), drain)
         .await
@@ -131,6 +138,9 @@ fn http_router(state: AppState) -> Router {
     let max_body = state.instance.config.http.max_body_bytes;
     Router::new()
         .route("/pki/ca/{file}", get(ca_certificate))
+        .route("/pki/crl/{file}", get(crl))
+        .route("/ocsp", post(ocsp_post))
+        .route("/ocsp/{*request}", get(ocsp_get))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -256,6 +266,144 @@ async fn ca_certificate(State(state): State<AppState>, UrlPath(file): UrlPath<St
             .into_response(),
         None => Problem::not_found(&format!("no CA named {name:?}")).into_response(),
     }
+}
+
+/// Regenerates each CA's CRL when half of its validity has passed.
+async fn refresh_crls(instance: Arc<Instance>, mut shutdown: watch::Receiver<bool>) {
+    let half = i64::from(instance.config.ca.crl_validity_hours) * 1800;
+    loop {
+        match instance.db.authorities().await {
+            Ok(cas) => {
+                for ca in cas {
+                    let stale = match instance.db.crl(&ca.name).await {
+                        Ok(Some(crl)) => now_secs() >= crl.this_update + half,
+                        Ok(None) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading CRL state");
+                            false
+                        }
+                    };
+                    if stale {
+                        if let Err(e) = instance.regenerate_crl(&ca.name).await {
+                            tracing::error!(ca = %ca.name, error = %e, "scheduled CRL generation failed");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing CAs for CRL refresh"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn crl(State(state): State<AppState>, UrlPath(file): UrlPath<String>) -> Response {
+    let Some(name) = file.strip_suffix(".crl") else {
+        return Problem::not_found("CRLs are served as /pki/crl/{name}.crl").into_response();
+    };
+    if !state.ca_certificates.contains_key(name) {
+        return Problem::not_found(&format!("no CA named {name:?}")).into_response();
+    }
+    let record = match state.instance.db.crl(name).await {
+        Ok(Some(c)) if c.next_update > now_secs() => Ok(c),
+        Ok(_) => state.instance.regenerate_crl(name).await,
+        Err(e) => Err(e.into()),
+    };
+    match record {
+        Ok(c) => {
+            let max_age = ((c.next_update - now_secs()) / 2).max(0);
+            (
+                [
+                    (header::CONTENT_TYPE, "application/pkix-crl".to_owned()),
+                    (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
+                    (header::LAST_MODIFIED, http_date(c.this_update)),
+                    (header::EXPIRES, http_date(c.next_update)),
+                ],
+                c.der,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(ca = name, error = %e, "serving CRL");
+            Problem::unavailable("the CRL cannot be produced right now").into_response()
+        }
+    }
+}
+
+fn http_date(secs: i64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+}
+
+async fn ocsp_post(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.eq_ignore_ascii_case("application/ocsp-request") {
+        return ocsp_reply(state.ocsp.respond(&[]).await);
+    }
+    match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(bytes) => ocsp_reply(state.ocsp.respond(&bytes).await),
+        Err(_) => ocsp_reply(state.ocsp.respond(&[]).await),
+    }
+}
+
+async fn ocsp_get(State(state): State<AppState>, UrlPath(request): UrlPath<String>) -> Response {
+    use base64::Engine;
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let der = engines
+        .iter()
+        .find_map(|e| e.decode(request.trim()).ok())
+        .unwrap_or_default();
+    ocsp_reply(state.ocsp.respond(&der).await)
+}
+
+/// An OCSP answer with RFC 5019 caching headers when it is a signed response.
+fn ocsp_reply(answer: OcspAnswer) -> Response {
+    let mut headers = vec![(header::CONTENT_TYPE, "application/ocsp-response".to_owned())];
+    if let (Some(this), Some(next)) = (answer.this_update, answer.next_update) {
+        let max_age = (next - now_secs()).max(0);
+        let etag = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &answer.der);
+        headers.extend([
+            (
+                header::CACHE_CONTROL,
+                format!("max-age={max_age}, public, no-transform, must-revalidate"),
+            ),
+            (header::LAST_MODIFIED, http_date(this)),
+            (header::EXPIRES, http_date(next)),
+            (
+                header::ETAG,
+                format!("\"{}\"", hex::encode(&etag.as_ref()[..16])),
+            ),
+        ]);
+    } else {
+        headers.push((header::CACHE_CONTROL, "no-store".to_owned()));
+    }
+    let mut response = answer.der.into_response();
+    for (name, value) in headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
 }
 
 async fn healthz() -> Json<serde_json::Value> {

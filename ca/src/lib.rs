@@ -5,10 +5,17 @@
 
 pub mod audit;
 pub mod certificate;
+pub mod crl;
+pub mod csr;
 pub mod hierarchy;
 pub mod issuance;
 pub mod lint;
+pub mod ocsp;
+pub mod profile;
+pub mod registration;
+pub mod revocation;
 pub mod storage;
+pub mod verify;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,4 +35,16 @@ pub enum Error {
     Crypto(String),
     #[error("certificate fails lint: {}", .0.join("; "))]
     Lint(Vec<String>),
+    #[error("profile: {0}")]
+    Profile(String),
+    #[error("request refused by profile: {}", .0.join("; "))]
+    Policy(Vec<String>),
+    #[error(transparent)]
+    Csr(#[from] csr::CsrError),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
 }

@@ -72,16 +72,53 @@ pub struct PendingCertificate<'a> {
     pub requested_at: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct CertificateRecord {
     pub serial: String,
     pub issuer: String,
     pub profile: String,
     pub subject: String,
+    /// pending, issued, failed, revoked or hold.
     pub status: String,
     pub not_before: i64,
     pub not_after: i64,
+    #[serde(skip)]
     pub der: Option<Vec<u8>>,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<i64>,
+    pub invalidity_date: Option<i64>,
+}
+
+/// A revoked (or held) certificate as a CRL or OCSP response lists it.
+#[derive(Clone, Debug)]
+pub struct RevokedEntry {
+    pub serial: String,
+    pub revoked_at: i64,
+    pub reason: i64,
+    pub invalidity_date: Option<i64>,
+}
+
+/// Search criteria; every field narrows the result.
+#[derive(Clone, Debug, Default)]
+pub struct CertificateQuery {
+    pub issuer: Option<String>,
+    pub status: Option<String>,
+    /// Substring of the subject DN.
+    pub subject: Option<String>,
+    pub serial_prefix: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+const CERTIFICATE_COLUMNS: &str = "serial, issuer, profile, subject, status, not_before, not_after, der, revoked_at, revocation_reason, invalidity_date";
+
+/// The newest CRL of a CA.
+#[derive(Clone, Debug)]
+pub struct CrlRecord {
+    pub number: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
 }
 
 impl Database {
@@ -254,24 +291,236 @@ impl Database {
     }
 
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, Error> {
-        let row = sqlx::query(
-            "SELECT serial, issuer, profile, subject, status, not_before, not_after, der FROM certificates WHERE serial = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = $1"
+        ))
         .bind(serial)
         .fetch_optional(&self.pool)
         .await
         .map_err(storage)?;
-        row.map(|r| {
-            Ok(CertificateRecord {
+        row.map(|r| certificate_from_row(&r)).transpose()
+    }
+
+    /// Certificates matching `q`, newest first.
+    pub async fn search(&self, q: &CertificateQuery) -> Result<Vec<CertificateRecord>, Error> {
+        let subject = q.subject.as_ref().map(|s| format!("%{}%", escape_like(s)));
+        let serial = q
+            .serial_prefix
+            .as_ref()
+            .map(|s| format!("{}%", escape_like(&s.to_ascii_lowercase())));
+        let rows = sqlx::query(&format!(
+            "SELECT {CERTIFICATE_COLUMNS} FROM certificates \
+             WHERE ($1 IS NULL OR issuer = $1) AND ($2 IS NULL OR status = $2) \
+             AND ($3 IS NULL OR subject LIKE $3 ESCAPE '\\') AND ($4 IS NULL OR serial LIKE $4 ESCAPE '\\') \
+             ORDER BY requested_at DESC, serial LIMIT $5 OFFSET $6"
+        ))
+        .bind(&q.issuer)
+        .bind(&q.status)
+        .bind(subject)
+        .bind(serial)
+        .bind(q.limit.clamp(1, 1000))
+        .bind(q.offset.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    /// Moves an issued (or held) certificate to revoked, or an issued one to
+    /// hold when `reason` is certificateHold (6). Returns false if the
+    /// certificate was not in a state that allows it.
+    pub async fn revoke(
+        &self,
+        serial: &str,
+        reason: i64,
+        at: i64,
+        invalidity_date: Option<i64>,
+    ) -> Result<bool, Error> {
+        let (status, from) = if reason == 6 {
+            ("hold", "('issued')")
+        } else {
+            ("revoked", "('issued', 'hold')")
+        };
+        let done = sqlx::query(&format!(
+            "UPDATE certificates SET status = $1, revoked_at = $2, revocation_reason = $3, invalidity_date = $4 \
+             WHERE serial = $5 AND status IN {from}"
+        ))
+        .bind(status)
+        .bind(at)
+        .bind(reason)
+        .bind(invalidity_date)
+        .bind(serial)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Returns a held certificate to good. Returns false if it was not on hold.
+    pub async fn release(&self, serial: &str) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE certificates SET status = 'issued', revoked_at = NULL, revocation_reason = NULL, invalidity_date = NULL \
+             WHERE serial = $1 AND status = 'hold'",
+        )
+        .bind(serial)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Streams the unexpired revoked and held certificates of `issuer` in
+    /// serial order, without loading them all at once.
+    pub fn revoked_entries<'a>(
+        &'a self,
+        issuer: &'a str,
+        now: i64,
+    ) -> impl futures_util::Stream<Item = Result<RevokedEntry, Error>> + 'a {
+        use futures_util::StreamExt;
+        sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason, invalidity_date FROM certificates \
+             WHERE issuer = $1 AND status IN ('revoked', 'hold') AND not_after > $2 ORDER BY serial",
+        )
+        .bind(issuer)
+        .bind(now)
+        .fetch(&self.pool)
+        .map(|row| {
+            let r = row.map_err(storage)?;
+            Ok(RevokedEntry {
                 serial: r.try_get(0).map_err(storage)?,
-                issuer: r.try_get(1).map_err(storage)?,
-                profile: r.try_get(2).map_err(storage)?,
-                subject: r.try_get(3).map_err(storage)?,
-                status: r.try_get(4).map_err(storage)?,
-                not_before: r.try_get(5).map_err(storage)?,
-                not_after: r.try_get(6).map_err(storage)?,
-                der: r.try_get(7).map_err(storage)?,
+                revoked_at: r.try_get(1).map_err(storage)?,
+                reason: r.try_get(2).map_err(storage)?,
+                invalidity_date: r.try_get(3).map_err(storage)?,
             })
+        })
+    }
+
+    /// Takes the next CRL number of `ca` (1 for the first).
+    pub async fn next_crl_number(&self, ca: &str) -> Result<i64, Error> {
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        let updated = sqlx::query("UPDATE crls SET number = number + 1 WHERE ca = $1")
+            .bind(ca)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        if updated.rows_affected() == 0 {
+            sqlx::query("INSERT INTO crls (ca, number, this_update, next_update, der) VALUES ($1, 1, 0, 0, $2)")
+                .bind(ca)
+                .bind(Vec::<u8>::new())
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+        }
+        let row = sqlx::query("SELECT number FROM crls WHERE ca = $1")
+            .bind(ca)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(storage)?;
+        let number: i64 = row.try_get(0).map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        Ok(number)
+    }
+
+    /// Stores CRL `number` of `ca` unless a newer one is already stored.
+    pub async fn store_crl(&self, ca: &str, crl: &CrlRecord) -> Result<(), Error> {
+        sqlx::query("UPDATE crls SET this_update = $1, next_update = $2, der = $3 WHERE ca = $4 AND number = $5")
+            .bind(crl.this_update)
+            .bind(crl.next_update)
+            .bind(&crl.der)
+            .bind(ca)
+            .bind(crl.number)
+            .execute(&self.pool)
+            .await
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    pub async fn crl(&self, ca: &str) -> Result<Option<CrlRecord>, Error> {
+        let row = sqlx::query("SELECT number, this_update, next_update, der FROM crls WHERE ca = $1 AND this_update > 0")
+            .bind(ca)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
+        row.map(|r| {
+            Ok(CrlRecord {
+                number: r.try_get(0).map_err(storage)?,
+                this_update: r.try_get(1).map_err(storage)?,
+                next_update: r.try_get(2).map_err(storage)?,
+                der: r.try_get(3).map_err(storage)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn insert_ocsp_responder(
+        &self,
+        ca: &str,
+        key_label: &str,
+        certificate: &[u8],
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO ocsp_responders (ca, key_label, certificate) VALUES ($1, $2, $3) \
+             ON CONFLICT (ca) DO UPDATE SET key_label = excluded.key_label, certificate = excluded.certificate",
+        )
+        .bind(ca)
+        .bind(key_label)
+        .bind(certificate)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(())
+    }
+
+    /// (CA, key label, certificate DER) of every OCSP responder.
+    pub async fn ocsp_responders(&self) -> Result<Vec<(String, String, Vec<u8>)>, Error> {
+        let rows =
+            sqlx::query("SELECT ca, key_label, certificate FROM ocsp_responders ORDER BY ca")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(storage)?,
+                    r.try_get(1).map_err(storage)?,
+                    r.try_get(2).map_err(storage)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn insert_principal(
+        &self,
+        serial: &str,
+        name: &str,
+        role: &str,
+        at: i64,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO principals (serial, name, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(serial)
+        .bind(name)
+        .bind(role)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(())
+    }
+
+    /// (name, role) of the principal whose certificate has `serial`.
+    pub async fn principal(&self, serial: &str) -> Result<Option<(String, String)>, Error> {
+        let row = sqlx::query("SELECT name, role FROM principals WHERE serial = $1")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0).map_err(storage)?,
+                r.try_get(1).map_err(storage)?,
+            ))
         })
         .transpose()
     }
@@ -288,6 +537,28 @@ impl Database {
             .map(|r| r.try_get::<String, _>(0).map_err(storage))
             .collect()
     }
+}
+
+fn certificate_from_row(r: &AnyRow) -> Result<CertificateRecord, Error> {
+    Ok(CertificateRecord {
+        serial: r.try_get(0).map_err(storage)?,
+        issuer: r.try_get(1).map_err(storage)?,
+        profile: r.try_get(2).map_err(storage)?,
+        subject: r.try_get(3).map_err(storage)?,
+        status: r.try_get(4).map_err(storage)?,
+        not_before: r.try_get(5).map_err(storage)?,
+        not_after: r.try_get(6).map_err(storage)?,
+        der: r.try_get(7).map_err(storage)?,
+        revoked_at: r.try_get(8).map_err(storage)?,
+        revocation_reason: r.try_get(9).map_err(storage)?,
+        invalidity_date: r.try_get(10).map_err(storage)?,
+    })
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn authority_from_row(r: &AnyRow) -> Result<AuthorityRecord, Error> {

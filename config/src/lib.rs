@@ -147,6 +147,9 @@ pub struct CaConfig {
     /// DNS subtrees the `systems` CA may certify (name constraints); empty
     /// leaves it unconstrained.
     pub systems_permitted_dns: Vec<String>,
+    /// Hours from a CRL's thisUpdate to its nextUpdate; a new CRL is made
+    /// every time a certificate is revoked and when half of this has passed.
+    pub crl_validity_hours: u32,
 }
 
 impl Default for CaConfig {
@@ -158,6 +161,7 @@ impl Default for CaConfig {
             root_validity_days: 20 * 365,
             issuing_validity_days: 10 * 365,
             systems_permitted_dns: Vec::new(),
+            crl_validity_hours: 48,
         }
     }
 }

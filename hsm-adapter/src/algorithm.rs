@@ -282,6 +282,21 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, Error> {
     .map_err(|e| Error::Backend(e.to_string()))
 }
 
+/// The inverse of [`ecdsa_raw_to_der`]: DER `SEQUENCE { r, s }` to `r || s`,
+/// each left-padded to `field_len` bytes.
+pub fn ecdsa_der_to_raw(der: &[u8], field_len: usize) -> Result<Vec<u8>, Error> {
+    let sig =
+        EcdsaSigValue::from_der(der).map_err(|e| Error::InvalidKey(format!("signature: {e}")))?;
+    let mut out = vec![0u8; field_len * 2];
+    for (i, v) in [sig.r.as_bytes(), sig.s.as_bytes()].into_iter().enumerate() {
+        if v.len() > field_len {
+            return Err(Error::InvalidKey("signature component too long".into()));
+        }
+        out[(i + 1) * field_len - v.len()..(i + 1) * field_len].copy_from_slice(v);
+    }
+    Ok(out)
+}
+
 /// Builds a SubjectPublicKeyInfo for an EC point on `curve`.
 pub fn ec_spki(curve: ObjectIdentifier, point: &[u8]) -> Result<Vec<u8>, Error> {
     SubjectPublicKeyInfoOwned {

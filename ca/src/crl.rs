@@ -1,0 +1,209 @@
+//! Full CRLs (RFC 5280 §5), one per CA.
+//!
+//! Entries are streamed from storage and DER-encoded one at a time straight
+//! into the output buffer, so memory grows with the size of the CRL itself
+//! (about 40 bytes per entry) and never holds per-entry structures; a
+//! million-entry CRL is one ~40 MB buffer and one signature.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use const_oid::AssociatedOid;
+use der::asn1::{GeneralizedTime, Uint};
+use der::{Encode, Length};
+use futures_util::TryStreamExt;
+use kexin_hsm::KeyStore;
+use x509_cert::ext::pkix::crl::CrlNumber;
+use x509_cert::ext::pkix::CrlReason;
+use x509_cert::ext::Extension;
+
+use crate::certificate::{authority_key_identifier, der_err, extension, key_identifier, x509_time};
+use crate::issuance::SigningAuthority;
+use crate::revocation::RevocationReason;
+use crate::storage::{CrlRecord, Database, RevokedEntry};
+use crate::Error;
+
+/// id-ce-invalidityDate.
+const OID_INVALIDITY_DATE: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("2.5.29.24");
+
+#[derive(Clone, Debug)]
+pub struct CrlIssuer {
+    db: Database,
+    store: Arc<dyn KeyStore>,
+    /// thisUpdate to nextUpdate.
+    pub validity: Duration,
+}
+
+impl CrlIssuer {
+    pub fn new(db: Database, store: Arc<dyn KeyStore>, validity: Duration) -> Self {
+        Self {
+            db,
+            store,
+            validity,
+        }
+    }
+
+    /// Generates, signs and stores a new CRL for `ca`.
+    pub async fn generate(&self, ca: &SigningAuthority) -> Result<CrlRecord, Error> {
+        let number = self.db.next_crl_number(&ca.name).await?;
+        let now = SystemTime::now();
+        let this_update = unix(now);
+        let next_update = now + self.validity;
+
+        let mut entries = Vec::new();
+        let mut stream = std::pin::pin!(self.db.revoked_entries(&ca.name, this_update));
+        while let Some(entry) = stream.try_next().await? {
+            encode_entry(&entry, &mut entries)?;
+        }
+
+        let issuer_tbs = &ca.certificate.tbs_certificate;
+        let mut tbs_body = Vec::with_capacity(entries.len() + 512);
+        1u8.encode_to_vec(&mut tbs_body).map_err(der_err)?; // version v2
+        ca.signature
+            .algorithm_identifier()
+            .encode_to_vec(&mut tbs_body)
+            .map_err(der_err)?;
+        issuer_tbs
+            .subject
+            .encode_to_vec(&mut tbs_body)
+            .map_err(der_err)?;
+        x509_time(now)?
+            .encode_to_vec(&mut tbs_body)
+            .map_err(der_err)?;
+        x509_time(next_update)?
+            .encode_to_vec(&mut tbs_body)
+            .map_err(der_err)?;
+        if !entries.is_empty() {
+            header(0x30, entries.len(), &mut tbs_body)?;
+            tbs_body.extend_from_slice(&entries);
+        }
+        drop(entries);
+        let crl_extensions: Vec<Extension> = vec![
+            authority_key_identifier(&key_identifier(&issuer_tbs.subject_public_key_info))?,
+            extension(
+                &CrlNumber(Uint::new(&number.to_be_bytes()).map_err(der_err)?),
+                false,
+            )?,
+        ];
+        let exts = crl_extensions.to_der().map_err(der_err)?;
+        header(0xa0, exts.len(), &mut tbs_body)?;
+        tbs_body.extend_from_slice(&exts);
+        let mut tbs = Vec::with_capacity(tbs_body.len() + 8);
+        header(0x30, tbs_body.len(), &mut tbs)?;
+        tbs.extend_from_slice(&tbs_body);
+        drop(tbs_body);
+
+        let store = self.store.clone();
+        let (label, alg) = (ca.key_label.clone(), ca.signature);
+        let (tbs, signature) = tokio::task::spawn_blocking(move || {
+            let sig = store.sign(&label, alg, &tbs);
+            (tbs, sig)
+        })
+        .await
+        .map_err(|e| Error::Crypto(format!("CRL signing task: {e}")))?;
+        let signature = signature?;
+
+        let alg_der = ca
+            .signature
+            .algorithm_identifier()
+            .to_der()
+            .map_err(der_err)?;
+        let mut bits = Vec::with_capacity(signature.len() + 1);
+        bits.push(0);
+        bits.extend_from_slice(&signature);
+        let mut body = tbs;
+        body.extend_from_slice(&alg_der);
+        header(0x03, bits.len(), &mut body)?;
+        body.extend_from_slice(&bits);
+        let mut der = Vec::with_capacity(body.len() + 8);
+        header(0x30, body.len(), &mut der)?;
+        der.extend_from_slice(&body);
+
+        let record = CrlRecord {
+            number,
+            this_update,
+            next_update: unix(next_update),
+            der,
+        };
+        self.db.store_crl(&ca.name, &record).await?;
+        tracing::info!(ca = %ca.name, number, bytes = record.der.len(), "CRL generated");
+        Ok(record)
+    }
+}
+
+/// Appends one revokedCertificates entry:
+/// `SEQUENCE { serial INTEGER, revocationDate Time, crlEntryExtensions OPTIONAL }`.
+fn encode_entry(e: &RevokedEntry, out: &mut Vec<u8>) -> Result<(), Error> {
+    let serial =
+        hex::decode(&e.serial).map_err(|_| Error::Storage(format!("bad serial {}", e.serial)))?;
+    let serial = Uint::new(&serial).map_err(der_err)?;
+    let date = x509_time(SystemTime::UNIX_EPOCH + Duration::from_secs(e.revoked_at.max(0) as u64))?;
+    let mut exts: Vec<Extension> = Vec::new();
+    // RFC 5280 §5.3.1: unspecified should be expressed by omitting reasonCode.
+    if let Some(reason) =
+        RevocationReason::from_code(e.reason).filter(|r| *r != RevocationReason::Unspecified)
+    {
+        exts.push(Extension {
+            extn_id: CrlReason::OID,
+            critical: false,
+            extn_value: der::asn1::OctetString::new(crl_reason(reason).to_der().map_err(der_err)?)
+                .map_err(der_err)?,
+        });
+    }
+    if let Some(invalid) = e.invalidity_date {
+        let t = GeneralizedTime::from_unix_duration(Duration::from_secs(invalid.max(0) as u64))
+            .map_err(der_err)?;
+        exts.push(Extension {
+            extn_id: OID_INVALIDITY_DATE,
+            critical: false,
+            extn_value: der::asn1::OctetString::new(t.to_der().map_err(der_err)?)
+                .map_err(der_err)?,
+        });
+    }
+    let ext_len = if exts.is_empty() {
+        Length::ZERO
+    } else {
+        exts.encoded_len().map_err(der_err)?
+    };
+    let len = (serial.encoded_len().map_err(der_err)? + date.encoded_len().map_err(der_err)?)
+        .map_err(der_err)?;
+    let len = (len + ext_len).map_err(der_err)?;
+    header(0x30, u32::from(len) as usize, out)?;
+    serial.encode_to_vec(out).map_err(der_err)?;
+    date.encode_to_vec(out).map_err(der_err)?;
+    if !exts.is_empty() {
+        exts.encode_to_vec(out).map_err(der_err)?;
+    }
+    Ok(())
+}
+
+fn crl_reason(r: RevocationReason) -> CrlReason {
+    match r {
+        RevocationReason::Unspecified => CrlReason::Unspecified,
+        RevocationReason::KeyCompromise => CrlReason::KeyCompromise,
+        RevocationReason::CaCompromise => CrlReason::CaCompromise,
+        RevocationReason::AffiliationChanged => CrlReason::AffiliationChanged,
+        RevocationReason::Superseded => CrlReason::Superseded,
+        RevocationReason::CessationOfOperation => CrlReason::CessationOfOperation,
+        RevocationReason::CertificateHold => CrlReason::CertificateHold,
+        RevocationReason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
+        RevocationReason::AaCompromise => CrlReason::AaCompromise,
+    }
+}
+
+/// Appends a DER tag and definite length.
+fn header(tag: u8, len: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    out.push(tag);
+    Length::try_from(len)
+        .map_err(der_err)?
+        .encode_to_vec(out)
+        .map_err(der_err)?;
+    Ok(())
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,125 @@
+//! PKCS#10 certificate signing requests: parsed, and their proof of
+//! possession (the CSR's own signature) checked. Only the subject, the key
+//! and the requested names are taken from a CSR; the profile decides every
+//! extension.
+
+use const_oid::db::rfc5912::ID_EXTENSION_REQ;
+use const_oid::AssociatedOid;
+use der::asn1::{AnyRef, Ia5StringRef, PrintableStringRef, Utf8StringRef};
+use der::{Decode, DecodePem, Encode, Reader, SliceReader};
+use kexin_hsm::{KeyAlgorithm, SM2_DEFAULT_ID};
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::Extensions;
+use x509_cert::name::Name;
+use x509_cert::request::CertReq;
+
+use crate::verify::{verify_signature, VerifyError};
+
+/// Largest CSR accepted, in bytes (an RSA-4096 CSR with many names is ~2 KiB).
+pub const MAX_CSR_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CsrError {
+    #[error("CSR is larger than {MAX_CSR_BYTES} bytes")]
+    TooLarge,
+    #[error("CSR is not valid DER or PEM: {0}")]
+    Malformed(String),
+    #[error("CSR signature (proof of possession) does not verify: {0}")]
+    ProofOfPossession(VerifyError),
+    #[error("CSR subject attribute {0} has a string type Kexin does not accept")]
+    SubjectEncoding(String),
+}
+
+/// A CSR whose signature verified.
+#[derive(Clone, Debug)]
+pub struct VerifiedCsr {
+    pub subject: Vec<(const_oid::ObjectIdentifier, String)>,
+    pub public_key: SubjectPublicKeyInfoOwned,
+    pub key_algorithm: KeyAlgorithm,
+    /// Names from a subjectAltName in the extensionRequest attribute.
+    pub requested_names: Vec<GeneralName>,
+}
+
+/// Parses a DER or PEM CSR and verifies its signature. SM2 CSRs are
+/// accepted with the GM/T default ID, or with the empty ID that OpenSSL 3.0
+/// signs with.
+pub fn parse_and_verify(bytes: &[u8]) -> Result<VerifiedCsr, CsrError> {
+    if bytes.len() > MAX_CSR_BYTES {
+        return Err(CsrError::TooLarge);
+    }
+    let der_bytes;
+    let der: &[u8] = if bytes.starts_with(b"-----BEGIN") {
+        let req = CertReq::from_pem(bytes).map_err(|e| CsrError::Malformed(e.to_string()))?;
+        der_bytes = req
+            .to_der()
+            .map_err(|e| CsrError::Malformed(e.to_string()))?;
+        &der_bytes
+    } else {
+        bytes
+    };
+    let req = CertReq::from_der(der).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let info = raw_first_element(der).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let key_algorithm = verify_signature(
+        &req.info.public_key,
+        &req.algorithm,
+        &info,
+        req.signature.raw_bytes(),
+        &[SM2_DEFAULT_ID, ""],
+    )
+    .map_err(CsrError::ProofOfPossession)?;
+    let mut requested_names = Vec::new();
+    for attr in req.info.attributes.iter() {
+        if attr.oid != ID_EXTENSION_REQ {
+            continue;
+        }
+        for value in attr.values.iter() {
+            let exts = Extensions::from_der(
+                &value
+                    .to_der()
+                    .map_err(|e| CsrError::Malformed(e.to_string()))?,
+            )
+            .map_err(|e| CsrError::Malformed(format!("extensionRequest: {e}")))?;
+            for ext in exts.iter().filter(|e| e.extn_id == SubjectAltName::OID) {
+                let san = SubjectAltName::from_der(ext.extn_value.as_bytes())
+                    .map_err(|e| CsrError::Malformed(format!("subjectAltName: {e}")))?;
+                requested_names.extend(san.0);
+            }
+        }
+    }
+    Ok(VerifiedCsr {
+        subject: name_attributes(&req.info.subject)?,
+        public_key: req.info.public_key,
+        key_algorithm,
+        requested_names,
+    })
+}
+
+/// The exact bytes of the first element of a DER SEQUENCE: what a CSR's
+/// signature covers, whatever our re-encoding would produce.
+fn raw_first_element(der: &[u8]) -> der::Result<Vec<u8>> {
+    let outer = AnyRef::from_der(der)?;
+    let mut reader = SliceReader::new(outer.value())?;
+    let first: AnyRef<'_> = reader.decode()?;
+    first.to_der()
+}
+
+/// A name's attributes in order, as (type, string value).
+pub fn name_attributes(
+    name: &Name,
+) -> Result<Vec<(const_oid::ObjectIdentifier, String)>, CsrError> {
+    let mut out = Vec::new();
+    for rdn in name.0.iter() {
+        for atv in rdn.0.iter() {
+            let v = &atv.value;
+            let s = Utf8StringRef::try_from(v)
+                .map(|s| s.as_str().to_owned())
+                .or_else(|_| PrintableStringRef::try_from(v).map(|s| s.as_str().to_owned()))
+                .or_else(|_| Ia5StringRef::try_from(v).map(|s| s.as_str().to_owned()))
+                .map_err(|_| CsrError::SubjectEncoding(atv.oid.to_string()))?;
+            out.push((atv.oid, s));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,490 @@
+//! The OCSP responder (RFC 6960, RFC 5019 profile).
+//!
+//! Each CA answers through a delegated responder certificate (profile
+//! `ocsp-signer`, id-pkix-ocsp-nocheck) whose key sits in the key store.
+//! Responses without a nonce are cached and reused until they are
+//! `refresh` old, so a popular certificate costs one signature per
+//! refresh period, not per request; a revocation drops the cached answer.
+//! Whatever arrives, the answer is a well-formed OCSPResponse: garbage gets
+//! `malformedRequest`, CAs we do not serve get `unauthorized`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use const_oid::ObjectIdentifier;
+use der::asn1::{BitString, GeneralizedTime, OctetString};
+use der::{Decode, Encode};
+use kexin_hsm::{KeyAlgorithm, KeyStore, SignatureAlgorithm};
+use x509_cert::ext::Extension;
+use x509_cert::Certificate;
+use x509_ocsp::{
+    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse,
+    OcspResponseStatus, ResponderId, ResponseData, RevokedInfo, SingleResponse, Version,
+};
+
+use crate::certificate::{der_err, parse_spki, serial_hex};
+use crate::issuance::{Issuer, Requester, Signer, SigningAuthority};
+use crate::profile::{Profiles, RepositoryUrls, SubjectRequest};
+use crate::revocation::RevocationReason;
+use crate::storage::Database;
+use crate::Error;
+
+const OID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+const OID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+const OID_SM3: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.156.10197.1.401");
+const OID_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
+
+/// Largest request accepted, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Most CertIDs answered in one request.
+const MAX_CERT_IDS: usize = 16;
+/// Renew a responder certificate when it has less than this left.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86400);
+
+fn digest(alg: ObjectIdentifier, data: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::digest as d;
+    let lc = match alg {
+        a if a == OID_SHA1 => &d::SHA1_FOR_LEGACY_USE_ONLY,
+        a if a == OID_SHA256 => &d::SHA256,
+        a if a == OID_SHA384 => &d::SHA384,
+        a if a == OID_SHA512 => &d::SHA512,
+        a if a == OID_SM3 => {
+            use sm3::Digest;
+            return Some(sm3::Sm3::digest(data).to_vec());
+        }
+        _ => return None,
+    };
+    Some(d::digest(lc, data).as_ref().to_vec())
+}
+
+/// A CA this responder answers for.
+struct ServedCa {
+    name: String,
+    subject_der: Vec<u8>,
+    key_bits: Vec<u8>,
+    responder_label: String,
+    responder_signature: SignatureAlgorithm,
+    responder_cert: Certificate,
+    responder_key_hash: Vec<u8>,
+}
+
+/// What the HTTP layer needs to send an answer.
+#[derive(Clone, Debug)]
+pub struct OcspAnswer {
+    pub der: Vec<u8>,
+    /// Seconds since the epoch; `None` for error responses.
+    pub this_update: Option<i64>,
+    pub next_update: Option<i64>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    answer: OcspAnswer,
+    signed_at: SystemTime,
+    /// The stored status the answer was made from; a different status now
+    /// (a revocation by another process or node) means the answer is stale.
+    status: Option<(String, Option<i64>)>,
+}
+
+pub struct OcspResponder {
+    db: Database,
+    store: Arc<dyn KeyStore>,
+    cas: Vec<ServedCa>,
+    cache: Mutex<HashMap<(usize, String, ObjectIdentifier), Cached>>,
+    /// nextUpdate - thisUpdate of every response.
+    pub validity: Duration,
+    /// How long a signed response is reused before it is signed afresh.
+    pub refresh: Duration,
+}
+
+impl std::fmt::Debug for OcspResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcspResponder")
+            .field("cas", &self.cas.iter().map(|c| &c.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates missing delegated responder certificates and renews those close
+/// to expiry. `key_prefix` names new responder keys.
+pub async fn ensure_responders(
+    db: &Database,
+    issuer: &Issuer,
+    store: &Arc<dyn KeyStore>,
+    profiles: &Profiles,
+    urls: &RepositoryUrls,
+    key_prefix: &str,
+) -> Result<(), Error> {
+    let existing: HashMap<String, (String, Vec<u8>)> = db
+        .ocsp_responders()
+        .await?
+        .into_iter()
+        .map(|(ca, label, cert)| (ca, (label, cert)))
+        .collect();
+    let profile = profiles.get("ocsp-signer")?;
+    for rec in db.authorities().await? {
+        let ca = crate::hierarchy::load_authority(db, &rec.name).await?;
+        let label = match existing.get(&ca.name) {
+            Some((label, cert)) => {
+                let cert = Certificate::from_der(cert).map_err(der_err)?;
+                let end = SystemTime::UNIX_EPOCH
+                    + cert.tbs_certificate.validity.not_after.to_unix_duration();
+                if end > SystemTime::now() + RENEW_BEFORE {
+                    continue;
+                }
+                label.clone()
+            }
+            None => {
+                let label = format!("{key_prefix}-ocsp-{}", ca.name);
+                let key_alg: KeyAlgorithm = rec.key_algorithm.parse()?;
+                let store = store.clone();
+                let l = label.clone();
+                tokio::task::spawn_blocking(move || store.generate(&l, key_alg))
+                    .await
+                    .map_err(|e| Error::Crypto(e.to_string()))??;
+                label
+            }
+        };
+        let public = {
+            let store = store.clone();
+            let l = label.clone();
+            tokio::task::spawn_blocking(move || store.public_key(&l))
+                .await
+                .map_err(|e| Error::Crypto(e.to_string()))??
+        };
+        let org = ca.certificate.tbs_certificate.subject.to_string();
+        let request = SubjectRequest {
+            subject: vec![(
+                const_oid::db::rfc4519::CN,
+                format!("OCSP Responder for {}", ca.name),
+            )],
+            names: vec![],
+            public_key: parse_spki(&public.spki_der)?,
+            key_algorithm: public.algorithm,
+        };
+        let template = profile.template(&request, &ca, urls, SystemTime::now())?;
+        let cert = issuer
+            .issue(
+                Signer::Authority(&ca),
+                "ocsp-signer",
+                &template,
+                Requester {
+                    actor: "system:kexin",
+                    source: "startup",
+                },
+            )
+            .await?;
+        db.insert_ocsp_responder(&ca.name, &label, &cert.to_der().map_err(der_err)?)
+            .await?;
+        tracing::info!(ca = %ca.name, issuer_subject = %org, "OCSP responder certificate issued");
+    }
+    Ok(())
+}
+
+impl OcspResponder {
+    /// Loads every CA and its responder.
+    pub async fn load(db: Database, store: Arc<dyn KeyStore>) -> Result<Self, Error> {
+        let mut responders: HashMap<String, (String, Vec<u8>)> = db
+            .ocsp_responders()
+            .await?
+            .into_iter()
+            .map(|(ca, label, cert)| (ca, (label, cert)))
+            .collect();
+        let mut cas = Vec::new();
+        for rec in db.authorities().await? {
+            let ca: SigningAuthority = crate::hierarchy::load_authority(&db, &rec.name).await?;
+            let Some((label, cert)) = responders.remove(&ca.name) else {
+                tracing::warn!(ca = %ca.name, "no OCSP responder certificate; OCSP requests for it get unauthorized");
+                continue;
+            };
+            let responder_cert = Certificate::from_der(&cert).map_err(der_err)?;
+            let spki = &responder_cert.tbs_certificate.subject_public_key_info;
+            let key_alg = KeyAlgorithm::from_spki(spki)?;
+            let tbs = &ca.certificate.tbs_certificate;
+            cas.push(ServedCa {
+                name: ca.name.clone(),
+                subject_der: tbs.subject.to_der().map_err(der_err)?,
+                key_bits: tbs
+                    .subject_public_key_info
+                    .subject_public_key
+                    .raw_bytes()
+                    .to_vec(),
+                responder_label: label,
+                responder_signature: key_alg.default_signature(),
+                responder_key_hash: digest(OID_SHA1, spki.subject_public_key.raw_bytes())
+                    .unwrap_or_default(),
+                responder_cert,
+            });
+        }
+        Ok(Self {
+            db,
+            store,
+            cas,
+            cache: Mutex::default(),
+            validity: Duration::from_secs(4 * 3600),
+            refresh: Duration::from_secs(3600),
+        })
+    }
+
+    /// Forgets cached answers about `serial` (after a revocation or release).
+    pub fn invalidate(&self, serial: &str) {
+        self.cache
+            .lock()
+            .expect("lock poisoned")
+            .retain(|(_, s, _), _| s != serial);
+    }
+
+    /// Answers a DER OCSPRequest. Never fails: problems become OCSP error statuses.
+    pub async fn respond(&self, request: &[u8]) -> OcspAnswer {
+        match self.try_respond(request).await {
+            Ok(answer) => answer,
+            Err(status) => error_answer(status),
+        }
+    }
+
+    async fn try_respond(&self, request: &[u8]) -> Result<OcspAnswer, OcspResponseStatus> {
+        if request.len() > MAX_REQUEST_BYTES {
+            return Err(OcspResponseStatus::MalformedRequest);
+        }
+        let req =
+            OcspRequest::from_der(request).map_err(|_| OcspResponseStatus::MalformedRequest)?;
+        let list = &req.tbs_request.request_list;
+        if list.is_empty() || list.len() > MAX_CERT_IDS {
+            return Err(OcspResponseStatus::MalformedRequest);
+        }
+        let nonce = match &req.tbs_request.request_extensions {
+            Some(exts) => exts.iter().find(|e| e.extn_id == OID_NONCE).cloned(),
+            None => None,
+        };
+        if nonce
+            .as_ref()
+            .is_some_and(|n| n.extn_value.as_bytes().len() > 130)
+        {
+            return Err(OcspResponseStatus::MalformedRequest);
+        }
+        let mut ca_index = None;
+        for r in list.iter() {
+            let i = self
+                .find_ca(&r.req_cert)
+                .ok_or(OcspResponseStatus::Unauthorized)?;
+            if *ca_index.get_or_insert(i) != i {
+                // One response is signed by one responder: one CA per request.
+                return Err(OcspResponseStatus::Unauthorized);
+            }
+        }
+        let ca_index = ca_index.ok_or(OcspResponseStatus::MalformedRequest)?;
+        let cache_key = (nonce.is_none() && list.len() == 1).then(|| {
+            let id = &list[0].req_cert;
+            (
+                ca_index,
+                serial_hex(&id.serial_number),
+                id.hash_algorithm.oid,
+            )
+        });
+        let mut current_status = None;
+        if let Some(key) = &cache_key {
+            let cached = self.cache.lock().expect("lock poisoned").get(key).cloned();
+            if let Some(c) =
+                cached.filter(|c| c.signed_at.elapsed().unwrap_or(Duration::MAX) < self.refresh)
+            {
+                let status = self.stored_status(&key.1).await.map_err(|e| {
+                    tracing::error!(error = %e, "OCSP status lookup failed");
+                    OcspResponseStatus::TryLater
+                })?;
+                if status == c.status {
+                    return Ok(c.answer);
+                }
+                current_status = Some(status);
+            }
+        }
+        // Read before signing: a revocation racing with this request then
+        // makes the cached answer look stale rather than look current.
+        if let Some(key) = &cache_key {
+            if current_status.is_none() {
+                current_status = Some(
+                    self.stored_status(&key.1)
+                        .await
+                        .map_err(|_| OcspResponseStatus::TryLater)?,
+                );
+            }
+        }
+        let answer = self
+            .sign_response(ca_index, list.iter().map(|r| &r.req_cert), nonce)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "OCSP response failed");
+                OcspResponseStatus::InternalError
+            })?;
+        if let (Some(key), Some(status)) = (cache_key, current_status) {
+            self.cache.lock().expect("lock poisoned").insert(
+                key,
+                Cached {
+                    answer: answer.clone(),
+                    signed_at: SystemTime::now(),
+                    status,
+                },
+            );
+        }
+        Ok(answer)
+    }
+
+    async fn stored_status(&self, serial: &str) -> Result<Option<(String, Option<i64>)>, Error> {
+        Ok(self
+            .db
+            .certificate(serial)
+            .await?
+            .map(|c| (c.status, c.revoked_at)))
+    }
+
+    fn find_ca(&self, id: &CertId) -> Option<usize> {
+        let alg = id.hash_algorithm.oid;
+        self.cas.iter().position(|ca| {
+            digest(alg, &ca.subject_der).as_deref() == Some(id.issuer_name_hash.as_bytes())
+                && digest(alg, &ca.key_bits).as_deref() == Some(id.issuer_key_hash.as_bytes())
+        })
+    }
+
+    async fn sign_response(
+        &self,
+        ca_index: usize,
+        ids: impl Iterator<Item = &CertId>,
+        nonce: Option<Extension>,
+    ) -> Result<OcspAnswer, Error> {
+        let ca = &self.cas[ca_index];
+        let now_t = SystemTime::now();
+        let this_update = generalized(now_t)?;
+        let next = now_t + self.validity;
+        let mut responses = Vec::new();
+        for id in ids {
+            let serial = serial_hex(&id.serial_number);
+            let status = match self.db.certificate(&serial).await? {
+                Some(c) if c.issuer == ca.name => match c.status.as_str() {
+                    "issued" => CertStatus::good(),
+                    "revoked" | "hold" => CertStatus::revoked(RevokedInfo {
+                        revocation_time: generalized(
+                            SystemTime::UNIX_EPOCH
+                                + Duration::from_secs(c.revoked_at.unwrap_or(0).max(0) as u64),
+                        )?,
+                        revocation_reason: c
+                            .revocation_reason
+                            .and_then(RevocationReason::from_code)
+                            .map(crl_reason),
+                    }),
+                    _ => CertStatus::unknown(),
+                },
+                _ => CertStatus::unknown(),
+            };
+            responses.push(SingleResponse {
+                cert_id: id.clone(),
+                cert_status: status,
+                this_update,
+                next_update: Some(generalized(next)?),
+                single_extensions: None,
+            });
+        }
+        let data = ResponseData {
+            version: Version::V1,
+            responder_id: ResponderId::ByKey(
+                OctetString::new(ca.responder_key_hash.clone()).map_err(der_err)?,
+            ),
+            produced_at: this_update,
+            responses,
+            response_extensions: nonce.map(|n| vec![n]),
+        };
+        let tbs = data.to_der().map_err(der_err)?;
+        let store = self.store.clone();
+        let (label, alg) = (ca.responder_label.clone(), ca.responder_signature);
+        let signature = tokio::task::spawn_blocking(move || store.sign(&label, alg, &tbs))
+            .await
+            .map_err(|e| Error::Crypto(e.to_string()))??;
+        let basic = BasicOcspResponse {
+            tbs_response_data: data,
+            signature_algorithm: alg.algorithm_identifier(),
+            signature: BitString::from_bytes(&signature).map_err(der_err)?,
+            certs: Some(vec![ca.responder_cert.clone()]),
+        };
+        let der = OcspResponse::successful(basic)
+            .and_then(|r| r.to_der())
+            .map_err(der_err)?;
+        let secs = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        };
+        Ok(OcspAnswer {
+            der,
+            this_update: Some(secs(now_t)),
+            next_update: Some(secs(next)),
+        })
+    }
+}
+
+fn generalized(t: SystemTime) -> Result<OcspGeneralizedTime, Error> {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(OcspGeneralizedTime(
+        GeneralizedTime::from_unix_duration(Duration::from_secs(secs)).map_err(der_err)?,
+    ))
+}
+
+fn crl_reason(r: RevocationReason) -> x509_cert::ext::pkix::CrlReason {
+    use x509_cert::ext::pkix::CrlReason as C;
+    match r {
+        RevocationReason::Unspecified => C::Unspecified,
+        RevocationReason::KeyCompromise => C::KeyCompromise,
+        RevocationReason::CaCompromise => C::CaCompromise,
+        RevocationReason::AffiliationChanged => C::AffiliationChanged,
+        RevocationReason::Superseded => C::Superseded,
+        RevocationReason::CessationOfOperation => C::CessationOfOperation,
+        RevocationReason::CertificateHold => C::CertificateHold,
+        RevocationReason::PrivilegeWithdrawn => C::PrivilegeWithdrawn,
+        RevocationReason::AaCompromise => C::AaCompromise,
+    }
+}
+
+fn error_answer(status: OcspResponseStatus) -> OcspAnswer {
+    let der = OcspResponse {
+        response_status: status,
+        response_bytes: None,
+    }
+    .to_der()
+    .unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02]);
+    OcspAnswer {
+        der,
+        this_update: None,
+        next_update: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_are_well_formed() {
+        for s in [
+            OcspResponseStatus::MalformedRequest,
+            OcspResponseStatus::Unauthorized,
+            OcspResponseStatus::InternalError,
+        ] {
+            let a = error_answer(s);
+            let parsed = OcspResponse::from_der(&a.der).unwrap();
+            assert_eq!(parsed.response_status, s);
+            assert!(parsed.response_bytes.is_none());
+        }
+    }
+
+    #[test]
+    fn sm3_digest_matches_the_standard_vector() {
+        // GB/T 32905-2016 example 1: SM3("abc").
+        assert_eq!(
+            hex::encode(digest(OID_SM3, b"abc").unwrap()),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+    }
+}
