@@ -21,6 +21,7 @@ use kexin_config::{Config, KeyStoreBackend};
 use kexin_hsm::KeyAlgorithm;
 
 use crate::instance::{database_url, open_keystore, Instance, PASSPHRASE_ENV};
+use crate::private_files::{create_private_dir, write_private};
 
 #[derive(Clone, Debug, Default)]
 pub struct InitOptions {
@@ -197,33 +198,4 @@ pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
         .fill(&mut b)
         .map_err(|_| anyhow::anyhow!("system RNG failed"))?;
     Ok(hex::encode(b))
-}
-
-fn create_private_dir(path: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(path)
-        .with_context(|| format!("creating {}", path.display()))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
 }

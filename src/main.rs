@@ -1,9 +1,12 @@
 //! `kexin`: the command line and server of the Kexin trust service.
 #![forbid(unsafe_code)]
 
+mod api;
 mod init;
 mod instance;
 mod metrics;
+mod officer;
+mod private_files;
 mod problem;
 mod serve;
 mod tls;
@@ -18,6 +21,7 @@ use der::Encode;
 use kexin_ca::audit::ChainStatus;
 use kexin_ca::certificate::certificate_pem;
 use kexin_ca::issuance::Requester;
+use kexin_ca::principal::Role;
 use kexin_ca::revocation::{RevocationReason, Revocations};
 use kexin_config::{Config, KeyStoreBackend, LogFormat};
 use kexin_hsm::KeyAlgorithm;
@@ -75,6 +79,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Officers of the console and the API.
+    Officer {
+        #[command(subcommand)]
+        command: OfficerCommand,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -88,6 +97,23 @@ enum AuditCommand {
     Verify {
         #[arg(long, default_value = "./kexin-data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum OfficerCommand {
+    /// Create an officer with a role and a client certificate in a PKCS#12
+    /// file protected by KEXIN_P12_PASSWORD.
+    Add {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// ra-officer, ra-admin, kmc-officer, seal-admin or auditor.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -237,6 +263,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cert { command } => cert_command(command).await,
+        Command::Officer {
+            command:
+                OfficerCommand::Add {
+                    data,
+                    name,
+                    role,
+                    out,
+                },
+        } => {
+            init_logging(&data)?;
+            let role: Role = role.parse()?;
+            let instance = instance::Instance::open(&data).await?;
+            let serial = officer::add(&instance, &name, role, &out, CLI).await?;
+            eprintln!(
+                "officer {name} ({role}) added; certificate serial {serial} in {}",
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crl { data, ca, out } => {
             init_logging(&data)?;
             let instance = instance::Instance::open(&data).await?;

@@ -7,30 +7,36 @@ use axum::response::{IntoResponse, Response};
 pub struct Problem {
     #[serde(rename = "type")]
     kind: &'static str,
-    title: &'static str,
+    title: String,
     status: u16,
     detail: String,
+    /// Every individual problem, when there are several (e.g. profile violations).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<String>,
 }
 
 impl Problem {
-    pub fn not_found(detail: &str) -> Self {
+    pub fn new(status: StatusCode, detail: &str) -> Self {
         Self {
             kind: "about:blank",
-            title: "Not Found",
-            status: StatusCode::NOT_FOUND.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
             detail: detail.to_owned(),
+            errors: Vec::new(),
         }
     }
-}
 
-impl Problem {
+    pub fn with_errors(mut self, errors: Vec<String>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub fn not_found(detail: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
     pub fn unavailable(detail: &str) -> Self {
-        Self {
-            kind: "about:blank",
-            title: "Service Unavailable",
-            status: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
-            detail: detail.to_owned(),
-        }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
     }
 }
 

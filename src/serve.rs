@@ -22,7 +22,10 @@ use tokio::sync::watch;
 use crate::instance::Instance;
 use crate::metrics::{observe, Metrics, Observed};
 use crate::problem::Problem;
+use crate::tls::{ClientCertificates, PeerCertificates};
+use kexin_ca::hierarchy::load_authority;
 use kexin_ca::ocsp::{OcspAnswer, OcspResponder, MAX_REQUEST_BYTES};
+use kexin_ca::registration::Registration;
 
 #[derive(Clone, Debug, Default)]
 pub struct ServeOptions {
@@ -32,9 +35,10 @@ pub struct ServeOptions {
 
 /// What handlers share.
 #[derive(Clone)]
-struct AppState {
-    instance: Arc<Instance>,
-    ocsp: Arc<OcspResponder>,
+pub struct AppState {
+    pub instance: Arc<Instance>,
+    pub ocsp: Arc<OcspResponder>,
+    pub registration: Arc<Registration>,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: Arc<HashMap<String, Vec<u8>>>,
     metrics: Arc<Metrics>,
@@ -50,6 +54,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     }
     instance.ensure_ocsp_responders().await?;
     let ocsp = Arc::new(OcspResponder::load(instance.db.clone(), instance.store.clone()).await?);
+    let registration = Arc::new(instance.registration()?);
     let instance = Arc::new(instance);
     let ca_certificates = instance
         .db
@@ -61,6 +66,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let state = AppState {
         instance: instance.clone(),
         ocsp,
+        registration,
         ca_certificates: Arc::new(ca_certificates),
         metrics: Metrics::new(),
     };
@@ -76,7 +82,16 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         .key_label
         .clone()
         .context("https.key_label is not set; was this data directory made by `kexin init`?")?;
-    let tls = crate::tls::server_config(instance.store.clone(), &key_label, chain)?;
+    let mut client_cas = Vec::new();
+    for ca in ["officials", "systems"] {
+        client_cas.push(load_authority(&instance.db, ca).await?.certificate);
+    }
+    let tls = crate::tls::server_config(
+        instance.store.clone(),
+        &key_label,
+        chain,
+        ClientCertificates::new(client_cas)?,
+    )?;
 
     let http_listener = TcpListener::bind(instance.config.http.listen)
         .await
@@ -159,6 +174,8 @@ fn https_router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/pki/ca/{file}", get(ca_certificate))
+        .route("/api/openapi.json", get(openapi))
+        .nest("/api/v1", crate::api::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(observed, observe))
@@ -214,8 +231,17 @@ async fn serve_https(
                         return;
                     }
                 };
+            let certs = PeerCertificates(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default(),
+            );
             let service = TowerToHyperService::new(
-                router.layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                router
+                    .layer(axum::Extension(certs))
+                    .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
             );
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tls), service);
@@ -437,6 +463,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

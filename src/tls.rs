@@ -100,6 +100,7 @@ pub fn server_config(
     store: Arc<dyn KeyStore>,
     label: &str,
     chain: Vec<CertificateDer<'static>>,
+    clients: ClientCertificates,
 ) -> anyhow::Result<rustls::ServerConfig> {
     let algorithm = store
         .public_key(label)
@@ -115,8 +116,143 @@ pub fn server_config(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
+    .with_client_cert_verifier(Arc::new(clients))
     .with_cert_resolver(Arc::new(FixedCertificate(certified)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The client certificates a TLS peer presented (empty without one).
+#[derive(Clone, Debug, Default)]
+pub struct PeerCertificates(pub Vec<CertificateDer<'static>>);
+
+/// Accepts client certificates issued by one of Kexin's CAs (`officials`
+/// for officers, `systems` for systems), checked with Kexin's own signature
+/// verification so SM2 hierarchies work too. A client certificate is
+/// optional at the TLS layer: the API refuses requests without one, the
+/// public endpoints do not need one. Revocation and the caller's role are
+/// checked per request, against the database, by the API.
+#[derive(Debug)]
+pub struct ClientCertificates {
+    cas: Vec<x509_cert::Certificate>,
+    hints: Vec<rustls::DistinguishedName>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ClientCertificates {
+    pub fn new(cas: Vec<x509_cert::Certificate>) -> anyhow::Result<Self> {
+        use der::Encode;
+        let hints = cas
+            .iter()
+            .map(|c| {
+                Ok(rustls::DistinguishedName::from(
+                    c.tbs_certificate.subject.to_der()?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            cas,
+            hints,
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        })
+    }
+}
+
+const OID_KP_CLIENT_AUTH: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
+
+impl rustls::server::danger::ClientCertVerifier for ClientCertificates {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        use der::Decode;
+        use rustls::{CertificateError, Error};
+        let cert = x509_cert::Certificate::from_der(end_entity)
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let tbs = &cert.tbs_certificate;
+        let issuer = self
+            .cas
+            .iter()
+            .find(|ca| ca.tbs_certificate.subject == tbs.issuer)
+            .ok_or(Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
+        let signed = kexin_ca::csr::raw_first_element(end_entity)
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        kexin_ca::verify::verify_signature(
+            &issuer.tbs_certificate.subject_public_key_info,
+            &cert.signature_algorithm,
+            &signed,
+            cert.signature.raw_bytes(),
+            &[kexin_hsm::SM2_DEFAULT_ID],
+        )
+        .map_err(|_| Error::InvalidCertificate(CertificateError::BadSignature))?;
+        let now = now.as_secs();
+        if now < tbs.validity.not_before.to_unix_duration().as_secs() {
+            return Err(Error::InvalidCertificate(CertificateError::NotValidYet));
+        }
+        if now > tbs.validity.not_after.to_unix_duration().as_secs() {
+            return Err(Error::InvalidCertificate(CertificateError::Expired));
+        }
+        let eku = tbs
+            .extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE);
+        if let Some(e) = eku {
+            let eku = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(e.extn_value.as_bytes())
+                .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+            if !eku.0.contains(&OID_KP_CLIENT_AUTH) {
+                return Err(Error::InvalidCertificate(CertificateError::InvalidPurpose));
+            }
+        }
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }

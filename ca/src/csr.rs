@@ -98,7 +98,7 @@ pub fn parse_and_verify(bytes: &[u8]) -> Result<VerifiedCsr, CsrError> {
 
 /// The exact bytes of the first element of a DER SEQUENCE: what a CSR's
 /// signature covers, whatever our re-encoding would produce.
-fn raw_first_element(der: &[u8]) -> der::Result<Vec<u8>> {
+pub fn raw_first_element(der: &[u8]) -> der::Result<Vec<u8>> {
     let outer = AnyRef::from_der(der)?;
     let mut reader = SliceReader::new(outer.value())?;
     let first: AnyRef<'_> = reader.decode()?;

@@ -11,6 +11,7 @@ pub mod hierarchy;
 pub mod issuance;
 pub mod lint;
 pub mod ocsp;
+pub mod principal;
 pub mod profile;
 pub mod registration;
 pub mod revocation;

@@ -44,16 +44,29 @@ impl Registration {
         ca: Option<&str>,
         requester: Requester<'_>,
     ) -> Result<Certificate, Error> {
-        let profile = self.profiles.get(profile)?;
         let csr = parse_and_verify(csr)?;
-        let ca_name = ca.unwrap_or(&profile.issuers[0]);
-        let authority = load_authority(&self.db, ca_name).await?;
         let request = SubjectRequest {
             subject: csr.subject,
             names: csr.requested_names,
             public_key: csr.public_key,
             key_algorithm: csr.key_algorithm,
         };
+        self.issue(&request, profile, ca, requester).await
+    }
+
+    /// Issues a certificate for a request whose key possession is already
+    /// established (a key Kexin generated itself, or a verified CSR).
+    pub async fn issue(
+        &self,
+        request: &SubjectRequest,
+        profile: &str,
+        ca: Option<&str>,
+        requester: Requester<'_>,
+    ) -> Result<Certificate, Error> {
+        let profile = self.profiles.get(profile)?;
+        let ca_name = ca.unwrap_or(&profile.issuers[0]);
+        let authority = load_authority(&self.db, ca_name).await?;
+        let request = request.clone();
         let template = profile.template(&request, &authority, &self.urls, SystemTime::now())?;
         self.issuer
             .issue(

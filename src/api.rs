@@ -1,0 +1,413 @@
+//! The REST API under `/api/v1`, for officers and registered systems.
+//!
+//! Every request is authenticated by the TLS client certificate: it must
+//! chain to `officials` or `systems` (checked in the handshake), be issued
+//! and not revoked or held (checked here, against the database), and belong
+//! to a registered principal whose role allows the action. Errors are RFC
+//! 9457 problem documents.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use der::{Decode, Encode};
+use kexin_ca::certificate::certificate_pem;
+use kexin_ca::issuance::Requester;
+use kexin_ca::principal::{Permission, Role};
+use kexin_ca::revocation::{normalize_serial, RevocationReason, Revocations};
+use kexin_ca::storage::{CertificateQuery, CertificateRecord};
+use serde::Deserialize;
+
+use crate::problem::Problem;
+use crate::serve::AppState;
+use crate::tls::PeerCertificates;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/certificates", post(issue).get(search))
+        .route("/certificates/{serial}", get(fetch))
+        .route("/certificates/{serial}/revoke", post(revoke))
+        .route("/certificates/{serial}/hold", post(hold))
+        .route("/certificates/{serial}/release", post(release))
+}
+
+/// The authenticated caller of a request.
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    pub source: String,
+}
+
+impl Caller {
+    fn require(&self, p: Permission) -> Result<(), Problem> {
+        if self.role.allows(p) {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                &format!("role {} may not do this", self.role),
+            ))
+        }
+    }
+
+    fn actor(&self) -> String {
+        format!("principal:{}", self.name)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let cert = parts
+            .extensions
+            .get::<PeerCertificates>()
+            .and_then(|p| p.0.first())
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "present a client certificate issued by the officials or systems CA",
+                )
+            })?;
+        let cert = x509_cert::Certificate::from_der(cert)
+            .map_err(|_| Problem::new(StatusCode::UNAUTHORIZED, "unreadable client certificate"))?;
+        let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
+        let db = &state.instance.db;
+        let record = db.certificate(&serial).await.map_err(internal)?;
+        match record.map(|r| r.status) {
+            Some(s) if s == "issued" => {}
+            Some(s) => {
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    &format!("client certificate is {s}"),
+                ))
+            }
+            None => {
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "client certificate unknown to this CA",
+                ))
+            }
+        }
+        let (name, role) = db
+            .principal(&serial)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "client certificate is not a registered principal",
+                )
+            })?;
+        let role = role.parse().map_err(internal)?;
+        Ok(Self { name, role, source })
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Problem {
+    tracing::error!(error = %e, "API request failed");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the server log",
+    )
+}
+
+/// Maps CA errors to problem documents without leaking internals.
+fn ca_problem(e: kexin_ca::Error) -> Problem {
+    use kexin_ca::Error as E;
+    match e {
+        E::Policy(list) | E::Lint(list) => {
+            Problem::new(StatusCode::BAD_REQUEST, "the request violates the profile")
+                .with_errors(list)
+        }
+        E::Csr(e) => Problem::new(StatusCode::BAD_REQUEST, &e.to_string()),
+        E::InvalidRequest(m) | E::Profile(m) => Problem::new(StatusCode::BAD_REQUEST, &m),
+        E::UnknownAuthority(ca) => {
+            Problem::new(StatusCode::BAD_REQUEST, &format!("no CA named {ca:?}"))
+        }
+        E::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, &m),
+        E::Conflict(m) => Problem::new(StatusCode::CONFLICT, &m),
+        other => internal(other),
+    }
+}
+
+fn json_problem(r: JsonRejection) -> Problem {
+    Problem::new(r.status(), &r.body_text())
+}
+
+#[derive(serde::Serialize)]
+struct CertificateView {
+    serial: String,
+    issuer: String,
+    profile: String,
+    subject: String,
+    status: String,
+    not_before: String,
+    not_after: String,
+    revoked_at: Option<String>,
+    revocation_reason: Option<&'static str>,
+    invalidity_date: Option<String>,
+    certificate_pem: Option<String>,
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+impl From<CertificateRecord> for CertificateView {
+    fn from(r: CertificateRecord) -> Self {
+        Self {
+            certificate_pem: r.der.as_deref().map(certificate_pem),
+            serial: r.serial,
+            issuer: r.issuer,
+            profile: r.profile,
+            subject: r.subject,
+            status: r.status,
+            not_before: rfc3339(r.not_before),
+            not_after: rfc3339(r.not_after),
+            revoked_at: r.revoked_at.map(rfc3339),
+            revocation_reason: r
+                .revocation_reason
+                .and_then(RevocationReason::from_code)
+                .map(RevocationReason::as_str),
+            invalidity_date: r.invalidity_date.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueBody {
+    profile: String,
+    /// PEM PKCS#10 request.
+    csr: String,
+    ca: Option<String>,
+}
+
+async fn issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<IssueBody>, JsonRejection>,
+) -> Result<Response, Problem> {
+    caller.require(Permission::IssueCertificate)?;
+    let Json(body) = body.map_err(json_problem)?;
+    let actor = caller.actor();
+    let requester = Requester {
+        actor: &actor,
+        source: &caller.source,
+    };
+    let cert = state
+        .registration
+        .issue_from_csr(
+            body.csr.as_bytes(),
+            &body.profile,
+            body.ca.as_deref(),
+            requester,
+        )
+        .await
+        .map_err(ca_problem)?;
+    let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
+    let record = state
+        .instance
+        .db
+        .certificate(&serial)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal("issued certificate vanished"))?;
+    debug_assert_eq!(record.der.as_deref(), cert.to_der().ok().as_deref());
+    Ok((StatusCode::CREATED, Json(CertificateView::from(record))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    subject: Option<String>,
+    serial: Option<String>,
+    status: Option<String>,
+    issuer: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    caller.require(Permission::ReadCertificates)?;
+    let Query(p) = params.map_err(|r| Problem::new(StatusCode::BAD_REQUEST, &r.body_text()))?;
+    if let Some(s) = &p.status {
+        if !["pending", "issued", "failed", "revoked", "hold"].contains(&s.as_str()) {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown status {s:?}"),
+            ));
+        }
+    }
+    let serial_prefix = p
+        .serial
+        .as_deref()
+        .map(|s| {
+            let hex: String = s.chars().filter(|c| *c != ':').collect();
+            if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(hex.to_ascii_lowercase())
+            } else {
+                Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "serial must be hexadecimal",
+                ))
+            }
+        })
+        .transpose()?;
+    let q = CertificateQuery {
+        issuer: p.issuer,
+        status: p.status,
+        subject: p.subject,
+        serial_prefix,
+        limit: p.limit.unwrap_or(50),
+        offset: p.offset.unwrap_or(0),
+    };
+    let found = state.instance.db.search(&q).await.map_err(internal)?;
+    let items: Vec<CertificateView> = found
+        .into_iter()
+        .map(|mut r| {
+            r.der = None;
+            r.into()
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> Result<Json<CertificateView>, Problem> {
+    caller.require(Permission::ReadCertificates)?;
+    let serial = normalize_serial(&serial).map_err(ca_problem)?;
+    let record = state
+        .instance
+        .db
+        .certificate(&serial)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, &format!("no certificate {serial}")))?;
+    Ok(Json(record.into()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    reason: Option<String>,
+    /// RFC 3339.
+    invalidity_date: Option<String>,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+    body: Result<Json<RevokeBody>, JsonRejection>,
+) -> Result<Json<CertificateView>, Problem> {
+    let Json(body) = body.map_err(json_problem)?;
+    let reason: RevocationReason = body
+        .reason
+        .as_deref()
+        .unwrap_or("unspecified")
+        .parse()
+        .map_err(ca_problem)?;
+    if reason == RevocationReason::CertificateHold {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "use the hold endpoint to suspend a certificate",
+        ));
+    }
+    let invalidity = body
+        .invalidity_date
+        .as_deref()
+        .map(|d| {
+            time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|e| {
+                    Problem::new(StatusCode::BAD_REQUEST, &format!("invalidity_date: {e}"))
+                })
+        })
+        .transpose()?;
+    change_status(&state, &caller, &serial, Some((reason, invalidity))).await
+}
+
+async fn hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> Result<Json<CertificateView>, Problem> {
+    change_status(
+        &state,
+        &caller,
+        &serial,
+        Some((RevocationReason::CertificateHold, None)),
+    )
+    .await
+}
+
+async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> Result<Json<CertificateView>, Problem> {
+    change_status(&state, &caller, &serial, None).await
+}
+
+/// Revokes, holds (`Some`) or releases (`None`), then republishes the CRL
+/// and drops cached OCSP answers.
+async fn change_status(
+    state: &AppState,
+    caller: &Caller,
+    serial: &str,
+    revocation: Option<(RevocationReason, Option<i64>)>,
+) -> Result<Json<CertificateView>, Problem> {
+    caller.require(Permission::RevokeCertificate)?;
+    let serial = normalize_serial(serial).map_err(ca_problem)?;
+    let actor = caller.actor();
+    let requester = Requester {
+        actor: &actor,
+        source: &caller.source,
+    };
+    let revocations = Revocations::new(state.instance.db.clone(), state.instance.audit.clone());
+    let ca = match revocation {
+        Some((reason, invalidity)) => {
+            revocations
+                .revoke(&serial, reason, invalidity, requester)
+                .await
+        }
+        None => revocations.release(&serial, requester).await,
+    }
+    .map_err(ca_problem)?;
+    state.ocsp.invalidate(&serial);
+    if let Err(e) = state.instance.regenerate_crl(&ca).await {
+        // The revocation is recorded; the scheduled refresh retries the CRL.
+        tracing::error!(ca, error = %e, "CRL regeneration after a status change failed");
+    }
+    let record = state
+        .instance
+        .db
+        .certificate(&serial)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal("certificate vanished"))?;
+    Ok(Json(record.into()))
+}
