@@ -313,7 +313,7 @@ impl Profile {
                 || value.chars().any(char::is_control)
             {
                 problems.push(format!(
-                    "subject attribute {name} must be 1-128 printable characters"
+                    "subject attribute {name} must be 1-128 characters without control characters"
                 ));
                 continue;
             }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use x509_cert::Certificate;
+
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
 /// `kexin` with a clean environment apart from what the test adds.
@@ -134,4 +136,33 @@ pub fn path_str(p: &Path) -> String {
 
 pub fn data_dir(root: &Path) -> PathBuf {
     root.join("data")
+}
+
+/// Verifies `cert`'s SM2-with-SM3 signature with the `gmssl` Python
+/// package (an independent GM/T implementation using the default user ID).
+pub fn gmssl_verifies(tbs_der: &[u8], signature_der: &[u8], issuer: &Certificate) -> bool {
+    let point = issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    assert_eq!(point[0], 0x04, "uncompressed SM2 point");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom gmssl import sm2\n\
+             c = sm2.CryptSM2(private_key=None, public_key=sys.argv[1], asn1=True)\n\
+             print(c.verify_with_sm3(sys.argv[2], bytes.fromhex(sys.argv[3])))",
+            &hex::encode(&point[1..]),
+            &hex::encode(signature_der),
+            &hex::encode(tbs_der),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "gmssl failed (pip install gmssl): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "True"
 }

@@ -1,0 +1,917 @@
+//! The CA core, end to end with independent clients: CSRs made by the
+//! openssl CLI, certificates, CRLs and OCSP answers checked by openssl,
+//! the REST API called with curl and PKCS#12 client certificates.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use kexin_test_support::{fresh_postgres_database, openssl};
+
+const P12_PASSWORD: &str = "officer-secret-1";
+
+struct Ca {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    data: PathBuf,
+    http: u16,
+    https: u16,
+}
+
+impl Ca {
+    fn init(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let (http, https) = (free_port(), free_port());
+        run_ok(
+            kexin(tmp.path())
+                .args(["init", "--data", "data"])
+                .args(extra)
+                .env("KEXIN_HTTP__LISTEN", format!("127.0.0.1:{http}")),
+        );
+        Self {
+            dir: tmp.path().to_owned(),
+            data: data_dir(tmp.path()),
+            _tmp: tmp,
+            http,
+            https,
+        }
+    }
+
+    fn file(&self, name: &str) -> String {
+        path_str(&self.dir.join(name))
+    }
+
+    fn ca_pem(&self, name: &str) -> String {
+        path_str(&self.data.join(format!("ca/{name}.pem")))
+    }
+
+    fn kexin(&self, args: &[&str]) -> std::process::Output {
+        kexin(&self.dir)
+            .args(args)
+            .args(["--data", "data"])
+            .output()
+            .unwrap()
+    }
+
+    fn serve(&self) -> Server {
+        let mut cmd = kexin(&self.dir);
+        cmd.args(["serve", "--data", "data"])
+            .args(["--http", &format!("127.0.0.1:{}", self.http)])
+            .args(["--https", &format!("127.0.0.1:{}", self.https)]);
+        Server::start(cmd, self.http, self.https)
+    }
+
+    /// A CSR from `openssl req` with a key of `key_args`.
+    fn csr(&self, name: &str, key_args: &[&str], subject: &str, san: Option<&str>) -> String {
+        let (key, csr) = (
+            self.file(&format!("{name}.key")),
+            self.file(&format!("{name}.csr")),
+        );
+        let mut args = vec![
+            "req", "-new", "-utf8", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
+        ];
+        args.extend_from_slice(key_args);
+        let san_arg;
+        if let Some(san) = san {
+            san_arg = format!("subjectAltName={san}");
+            args.extend(["-addext", &san_arg]);
+        }
+        let (ok, out) = openssl(&args);
+        assert!(ok, "{out}");
+        csr
+    }
+
+    /// Issues through the CLI; returns (PEM path, serial).
+    fn issue(&self, name: &str, profile: &str, csr: &str) -> (String, String) {
+        let pem = self.file(&format!("{name}.pem"));
+        let out = self.kexin(&[
+            "cert",
+            "issue",
+            "--profile",
+            profile,
+            "--csr",
+            csr,
+            "--out",
+            &pem,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (pem.clone(), serial_of(&pem))
+    }
+
+    fn officer(&self, name: &str, role: &str) -> String {
+        let p12 = self.file(&format!("{name}.p12"));
+        let out = kexin(&self.dir)
+            .args([
+                "officer", "add", "--data", "data", "--name", name, "--role", role, "--out", &p12,
+            ])
+            .env("KEXIN_P12_PASSWORD", P12_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p12
+    }
+}
+
+fn serial_of(pem: &str) -> String {
+    let (ok, out) = openssl(&["x509", "-in", pem, "-noout", "-serial"]);
+    assert!(ok, "{out}");
+    out.trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+/// `openssl ocsp` against the running server; returns its output.
+fn ocsp(ca: &Ca, issuer: &str, cert_args: &[&str]) -> String {
+    let mut args = vec![
+        "ocsp".to_owned(),
+        "-issuer".into(),
+        ca.ca_pem(issuer),
+        "-url".into(),
+        format!("http://127.0.0.1:{}/ocsp", ca.http),
+        "-CAfile".into(),
+        ca.ca_pem("root"),
+    ];
+    args.extend(cert_args.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, out) = openssl(&refs);
+    out
+}
+
+#[test]
+fn csrs_of_every_algorithm_become_verifiable_certificates() {
+    let ca = Ca::init(&[]);
+    for (name, key_args) in [
+        (
+            "p256",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+        ),
+        (
+            "p384",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"][..],
+        ),
+        ("rsa3072", &["-newkey", "rsa:3072"][..]),
+        ("ed25519", &["-newkey", "ed25519"][..]),
+    ] {
+        let host = format!("{name}.example.gov.cn");
+        let csr = ca.csr(
+            name,
+            key_args,
+            &format!("/CN={host}/O=Example Bureau"),
+            Some(&format!("DNS:{host},IP:10.0.0.7")),
+        );
+        let (pem, _) = ca.issue(name, "tls-server", &csr);
+        let (ok, out) = openssl(&[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            &ca.ca_pem("root"),
+            "-untrusted",
+            &ca.ca_pem("systems"),
+            "-verify_hostname",
+            &host,
+            &pem,
+        ]);
+        assert!(ok, "{name}: {out}");
+        let (_, text) = openssl(&["x509", "-in", &pem, "-noout", "-text"]);
+        assert!(text.contains("TLS Web Server Authentication"), "{name}");
+        assert!(text.contains("IP Address:10.0.0.7"), "{name}");
+        if name == "rsa3072" {
+            assert!(
+                text.contains("Digital Signature, Key Encipherment"),
+                "{name}: {text}"
+            );
+        } else {
+            assert!(!text.contains("Key Encipherment"), "{name}: {text}");
+        }
+    }
+    // An official's signing certificate from the officials CA.
+    let csr = ca.csr(
+        "official",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/C=CN/O=省政府办公厅/CN=张三",
+        Some("email:zhangsan@example.gov.cn"),
+    );
+    let (pem, _) = ca.issue("official", "official-sign", &csr);
+    let (ok, out) = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        &ca.ca_pem("root"),
+        "-untrusted",
+        &ca.ca_pem("officials"),
+        &pem,
+    ]);
+    assert!(ok, "{out}");
+    let (_, text) = openssl(&[
+        "x509", "-in", &pem, "-noout", "-subject", "-nameopt", "utf8",
+    ]);
+    assert!(text.contains("张三"), "{text}");
+}
+
+#[test]
+fn profiles_refuse_what_they_do_not_allow() {
+    let ca = Ca::init(&[]);
+    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let refused = |profile: &str, csr: &str| {
+        let out = ca.kexin(&["cert", "issue", "--profile", profile, "--csr", csr]);
+        assert!(!out.status.success(), "{profile} accepted {csr}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let email = ca.csr("email", &p256, "/CN=web", Some("email:a@example.gov.cn"));
+    assert!(refused("tls-server", &email).contains("Email subjectAltName entries are not allowed"));
+    let no_san = ca.csr("nosan", &p256, "/CN=web", None);
+    assert!(refused("tls-server", &no_san).contains("requires subjectAltName"));
+    let bad_attr = ca.csr(
+        "badattr",
+        &p256,
+        "/CN=x/emailAddress=x@example.gov.cn",
+        Some("DNS:x.example.gov.cn"),
+    );
+    assert!(refused("tls-server", &bad_attr).contains("is not allowed"));
+    let seal = ca.csr(
+        "seal",
+        &p256,
+        "/CN=某某局公章/O=某某局/2.5.4.97=91350100M000100Y44",
+        None,
+    );
+    assert!(refused("seal", &seal).contains("not a valid unified social credit code"));
+    let good_seal = ca.csr(
+        "goodseal",
+        &p256,
+        "/CN=某某局公章/O=某某局/2.5.4.97=91350100M000100Y43",
+        None,
+    );
+    ca.issue("goodseal", "seal", &good_seal);
+    assert!(refused("no-such-profile", &no_san).contains("no profile named"));
+
+    // A CSR whose signature does not match its content: no proof of possession.
+    let der = ca.file("tampered.der");
+    let (ok, _) = openssl(&["req", "-in", &email, "-outform", "DER", "-out", &der]);
+    assert!(ok);
+    let mut bytes = std::fs::read(&der).unwrap();
+    let pos = bytes.windows(3).position(|w| w == b"web").unwrap();
+    bytes[pos] = b'W';
+    std::fs::write(&der, bytes).unwrap();
+    assert!(refused("tls-client", &der).contains("proof of possession"));
+    std::fs::write(&der, b"not a CSR at all").unwrap();
+    assert!(refused("tls-client", &der).contains("not valid DER or PEM"));
+}
+
+fn revocation_crl_and_ocsp_agree(ca: Ca) {
+    let server = ca.serve();
+    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let mut certs = Vec::new();
+    for name in ["a", "b", "c"] {
+        let csr = ca.csr(
+            name,
+            &p256,
+            &format!("/CN={name}.example.gov.cn"),
+            Some(&format!("DNS:{name}.example.gov.cn")),
+        );
+        certs.push(ca.issue(name, "tls-server", &csr));
+    }
+    let [(a_pem, a), (b_pem, b), (c_pem, _)] =
+        [certs[0].clone(), certs[1].clone(), certs[2].clone()];
+    let out = ocsp(&ca, "systems", &["-cert", &a_pem]);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": good"),
+        "{out}"
+    );
+    assert!(!out.contains("WARNING"), "nonce must be echoed: {out}");
+
+    let out = ca.kexin(&[
+        "cert",
+        "revoke",
+        "--serial",
+        &a,
+        "--reason",
+        "keyCompromise",
+        "--invalidity-date",
+        "2026-01-02T03:04:05Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ca.kexin(&[
+        "cert",
+        "revoke",
+        "--serial",
+        &b,
+        "--reason",
+        "certificateHold",
+    ]);
+    assert!(out.status.success());
+
+    let out = ocsp(
+        &ca,
+        "systems",
+        &["-cert", &a_pem, "-cert", &b_pem, "-cert", &c_pem],
+    );
+    assert!(out.contains("Response verify OK"), "{out}");
+    let status_of = |pem: &str, text: &str| {
+        let start = text.find(&format!("{pem}: ")).unwrap();
+        text[start..].lines().take(5).collect::<Vec<_>>().join("\n")
+    };
+    assert!(
+        status_of(&a_pem, &out).contains("revoked")
+            && status_of(&a_pem, &out).contains("keyCompromise"),
+        "{out}"
+    );
+    assert!(
+        status_of(&b_pem, &out).contains("revoked")
+            && status_of(&b_pem, &out).contains("certificateHold"),
+        "{out}"
+    );
+    assert!(status_of(&c_pem, &out).contains(": good"), "{out}");
+    let out = ocsp(&ca, "systems", &["-serial", "0x0102030405060708090a"]);
+    assert!(out.contains(": unknown"), "{out}");
+
+    let crl = ca.file("systems.crl");
+    let (code, body) = curl(&[&format!("http://127.0.0.1:{}/pki/crl/systems.crl", ca.http)]);
+    assert_eq!(code, 200);
+    std::fs::write(&crl, body).unwrap();
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &crl,
+        "-noout",
+        "-text",
+        "-CAfile",
+        &ca.ca_pem("systems"),
+    ]);
+    assert!(ok && text.contains("verify OK"), "{text}");
+    assert!(
+        text.contains(&a.to_ascii_uppercase()) && text.contains("Key Compromise"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Invalidity Date") && text.contains("Jan  2 03:04:05 2026 GMT"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&b.to_ascii_uppercase()) && text.contains("Certificate Hold"),
+        "{text}"
+    );
+    let crl_pem = ca.file("systems-crl.pem");
+    assert!(openssl(&["crl", "-inform", "DER", "-in", &crl, "-out", &crl_pem]).0);
+    let chain = ca.file("chain.pem");
+    std::fs::write(
+        &chain,
+        [
+            std::fs::read(ca.ca_pem("systems")).unwrap(),
+            std::fs::read(ca.ca_pem("root")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        &crl_pem,
+        "-CAfile",
+        &chain,
+        &a_pem,
+    ]);
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    let (ok, out) = openssl(&[
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        &crl_pem,
+        "-CAfile",
+        &chain,
+        &c_pem,
+    ]);
+    assert!(ok, "{out}");
+
+    // Revoked stays revoked; held can be released.
+    let out = ca.kexin(&["cert", "release", "--serial", &a]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not on hold"));
+    let out = ca.kexin(&["cert", "revoke", "--serial", &a, "--reason", "superseded"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cannot be revoked")
+    );
+    assert!(ca
+        .kexin(&["cert", "release", "--serial", &b])
+        .status
+        .success());
+    let out = ocsp(&ca, "systems", &["-cert", &b_pem]);
+    assert!(out.contains(&format!("{b_pem}: good")), "{out}");
+    let (_, body) = curl(&[&format!("http://127.0.0.1:{}/pki/crl/systems.crl", ca.http)]);
+    std::fs::write(&crl, body).unwrap();
+    let (_, text) = openssl(&["crl", "-inform", "DER", "-in", &crl, "-noout", "-text"]);
+    assert!(
+        !text.contains(&b.to_ascii_uppercase()),
+        "released certificate still listed: {text}"
+    );
+    assert!(text.contains(&a.to_ascii_uppercase()));
+    let out = ca.kexin(&["crl", "--ca", "systems", "--out", &ca.file("cli.crl")]);
+    assert!(out.status.success());
+    let (ok, _) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &ca.file("cli.crl"),
+        "-noout",
+        "-CAfile",
+        &ca.ca_pem("systems"),
+    ]);
+    assert!(ok);
+
+    let (status, output) = server.stop();
+    assert!(status.success(), "{output}");
+    let out = ca.kexin(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn revocation_crl_and_ocsp_agree_on_sqlite() {
+    revocation_crl_and_ocsp_agree(Ca::init(&[]));
+}
+
+#[test]
+fn revocation_crl_and_ocsp_agree_on_postgres() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fresh_postgres_database());
+    revocation_crl_and_ocsp_agree(Ca::init(&["--db", &url, "--alg", "ecdsa-p384"]));
+}
+
+#[test]
+fn ocsp_answers_garbage_with_protocol_errors() {
+    let ca = Ca::init(&["--alg", "rsa-3072"]);
+    let server = ca.serve();
+    let url = format!("http://127.0.0.1:{}/ocsp", ca.http);
+    let parse = |body: &[u8]| {
+        let f = ca.file("resp.der");
+        std::fs::write(&f, body).unwrap();
+        let (_, text) = openssl(&["ocsp", "-respin", &f, "-resp_text", "-noverify"]);
+        text
+    };
+    let (code, body) = curl(&[
+        "-H",
+        "Content-Type: application/ocsp-request",
+        "--data-binary",
+        "garbage",
+        &url,
+    ]);
+    assert_eq!(code, 200);
+    assert!(
+        parse(&body).contains("malformedrequest"),
+        "{}",
+        parse(&body)
+    );
+    let (code, body) = curl(&["-H", "Content-Type: text/plain", "--data-binary", "x", &url]);
+    assert_eq!(code, 200);
+    assert!(parse(&body).contains("malformedrequest"));
+    let big = ca.file("big.bin");
+    std::fs::write(&big, vec![0x30u8; 1 << 20]).unwrap();
+    // Refused early: either an OCSP error, or the connection closed before
+    // the megabyte was read. Never a 500, and the server keeps serving.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            &ca.file("big.resp"),
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Content-Type: application/ocsp-request",
+        ])
+        .args(["--data-binary", &format!("@{big}"), &url])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+        assert!(parse(&std::fs::read(ca.file("big.resp")).unwrap()).contains("malformedrequest"));
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Send failure") || err.contains("Recv failure"),
+            "{err}"
+        );
+    }
+    let (code, body) = curl(&[&format!("{url}/not-base64!!")]);
+    assert_eq!(code, 200);
+    assert!(parse(&body).contains("malformedrequest"));
+
+    // A CA we do not serve.
+    let (foreign_key, foreign) = (ca.file("foreign.key"), ca.file("foreign.pem"));
+    assert!(
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &foreign_key,
+            "-out",
+            &foreign,
+            "-subj",
+            "/CN=Foreign CA",
+            "-days",
+            "1"
+        ])
+        .0
+    );
+    let req = ca.file("req.der");
+    assert!(
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            &foreign,
+            "-serial",
+            "0x01",
+            "-reqout",
+            &req,
+            "-no_nonce"
+        ])
+        .0
+    );
+    let (code, body) = curl(&[
+        "-H",
+        "Content-Type: application/ocsp-request",
+        "--data-binary",
+        &format!("@{req}"),
+        &url,
+    ]);
+    assert_eq!(code, 200);
+    assert!(parse(&body).contains("unauthorized"), "{}", parse(&body));
+
+    // RFC 5019 GET with caching headers, signed by the delegated responder.
+    let csr = ca.csr(
+        "g",
+        &["-newkey", "rsa:2048"],
+        "/CN=g.example.gov.cn",
+        Some("DNS:g.example.gov.cn"),
+    );
+    let (pem, _) = ca.issue("g", "tls-server", &csr);
+    assert!(
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            &ca.ca_pem("systems"),
+            "-cert",
+            &pem,
+            "-reqout",
+            &req,
+            "-no_nonce"
+        ])
+        .0
+    );
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
+    let encoded: String = b64
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let headers = ca.file("headers.txt");
+    let (code, body) = curl(&["-D", &headers, &format!("{url}/{encoded}")]);
+    assert_eq!(code, 200);
+    let h = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(h.contains("content-type: application/ocsp-response"), "{h}");
+    assert!(
+        h.contains("cache-control: max-age=") && h.contains("public"),
+        "{h}"
+    );
+    assert!(
+        h.contains("expires:") && h.contains("last-modified:") && h.contains("etag:"),
+        "{h}"
+    );
+    let f = ca.file("get.der");
+    std::fs::write(&f, &body).unwrap();
+    let (ok, text) = openssl(&[
+        "ocsp",
+        "-respin",
+        &f,
+        "-issuer",
+        &ca.ca_pem("systems"),
+        "-CAfile",
+        &ca.ca_pem("root"),
+        "-resp_text",
+    ]);
+    assert!(ok && text.contains("Response verify OK"), "{text}");
+    assert!(
+        text.contains("OCSP No Check"),
+        "delegated responder certificate included: {text}"
+    );
+    assert!(text.contains("Cert Status: good"));
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}
+
+fn api(
+    ca: &Ca,
+    p12: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let url = format!("https://localhost:{}{path}", ca.https);
+    let cert_arg = p12.map(|p| format!("{p}:{P12_PASSWORD}"));
+    let mut args: Vec<String> = vec!["--cacert".into(), ca.ca_pem("root")];
+    if let Some(c) = &cert_arg {
+        args.extend([
+            "--cert-type".into(),
+            "P12".into(),
+            "--cert".into(),
+            c.clone(),
+        ]);
+    }
+    args.extend(["-X".into(), method.into()]);
+    if let Some(b) = body {
+        args.extend([
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "--data-binary".into(),
+            b.into(),
+        ]);
+    }
+    args.push(url);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, body) = curl(&refs);
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (code, json)
+}
+
+#[test]
+fn api_authenticates_by_client_certificate_and_authorizes_by_role() {
+    let ca = Ca::init(&[]);
+    let alice = ca.officer("alice", "ra-officer");
+    let bob = ca.officer("bob", "auditor");
+    let mallory = ca.officer("mallory", "ra-admin");
+    let (ok, out) = openssl(&[
+        "pkcs12",
+        "-in",
+        &alice,
+        "-passin",
+        &format!("pass:{P12_PASSWORD}"),
+        "-info",
+        "-nokeys",
+    ]);
+    assert!(
+        ok && out.contains("AES-256-CBC") && out.contains("CN = alice"),
+        "{out}"
+    );
+    let server = ca.serve();
+
+    let csr = ca.csr(
+        "svc",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=svc.example.gov.cn",
+        Some("DNS:svc.example.gov.cn"),
+    );
+    let body = serde_json::json!({ "profile": "tls-server", "csr": std::fs::read_to_string(&csr).unwrap() }).to_string();
+    let (code, json) = api(&ca, None, "POST", "/api/v1/certificates", Some(&body));
+    assert_eq!(code, 401, "{json}");
+    assert_eq!(json["status"], 401);
+    let (code, json) = api(&ca, Some(&bob), "POST", "/api/v1/certificates", Some(&body));
+    assert_eq!(code, 403, "{json}");
+    let (code, json) = api(
+        &ca,
+        Some(&alice),
+        "POST",
+        "/api/v1/certificates",
+        Some(&body),
+    );
+    assert_eq!(code, 201, "{json}");
+    assert_eq!(json["status"], "issued");
+    let serial = json["serial"].as_str().unwrap().to_owned();
+    let pem = ca.file("svc.pem");
+    std::fs::write(&pem, json["certificate_pem"].as_str().unwrap()).unwrap();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        &ca.ca_pem("root"),
+        "-untrusted",
+        &ca.ca_pem("systems"),
+        &pem,
+    ]);
+    assert!(ok, "{out}");
+
+    let (code, json) = api(
+        &ca,
+        Some(&bob),
+        "GET",
+        "/api/v1/certificates?subject=svc.example&status=issued",
+        None,
+    );
+    assert_eq!(code, 200, "{json}");
+    assert_eq!(json["items"].as_array().unwrap().len(), 1);
+    assert_eq!(json["items"][0]["serial"], serial.as_str());
+    let (code, json) = api(
+        &ca,
+        Some(&bob),
+        "GET",
+        &format!("/api/v1/certificates/{serial}"),
+        None,
+    );
+    assert_eq!(
+        (code, json["serial"].as_str()),
+        (200, Some(serial.as_str()))
+    );
+    let (code, _) = api(
+        &ca,
+        Some(&bob),
+        "GET",
+        "/api/v1/certificates/00ff00ff",
+        None,
+    );
+    assert_eq!(code, 404);
+    let (code, _) = api(
+        &ca,
+        Some(&bob),
+        "POST",
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        Some("{}"),
+    );
+    assert_eq!(code, 403, "auditors cannot revoke");
+
+    // Bad requests are problem documents, not 500s.
+    for (body, expect) in [
+        ("{not json", 400),
+        ("{\"profile\":\"tls-server\"}", 422),
+        ("{\"profile\":\"tls-server\",\"csr\":\"x\",\"extra\":1}", 422),
+        ("{\"profile\":\"tls-server\",\"csr\":\"-----BEGIN CERTIFICATE REQUEST-----\\nAAAA\\n-----END CERTIFICATE REQUEST-----\\n\"}", 400),
+    ] {
+        let (code, json) = api(&ca, Some(&alice), "POST", "/api/v1/certificates", Some(body));
+        assert_eq!(code, expect, "{body}: {json}");
+        assert_eq!(json["status"], expect, "{body}: {json}");
+    }
+    let email = ca.csr(
+        "mail",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=m",
+        Some("email:m@example.gov.cn,DNS:m.example.gov.cn"),
+    );
+    let body = serde_json::json!({ "profile": "tls-server", "csr": std::fs::read_to_string(&email).unwrap() }).to_string();
+    let (code, json) = api(
+        &ca,
+        Some(&alice),
+        "POST",
+        "/api/v1/certificates",
+        Some(&body),
+    );
+    assert_eq!(code, 400);
+    assert!(
+        json["errors"][0].as_str().unwrap().contains("Email"),
+        "{json}"
+    );
+
+    // Revocation through the API is visible over OCSP at once.
+    let (code, json) = api(
+        &ca,
+        Some(&alice),
+        "POST",
+        &format!("/api/v1/certificates/{serial}/hold"),
+        None,
+    );
+    assert_eq!(
+        (code, json["status"].as_str()),
+        (200, Some("hold")),
+        "{json}"
+    );
+    let (code, json) = api(
+        &ca,
+        Some(&alice),
+        "POST",
+        &format!("/api/v1/certificates/{serial}/release"),
+        None,
+    );
+    assert_eq!(
+        (code, json["status"].as_str()),
+        (200, Some("issued")),
+        "{json}"
+    );
+    let (code, json) = api(
+        &ca,
+        Some(&alice),
+        "POST",
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        Some("{\"reason\":\"superseded\"}"),
+    );
+    assert_eq!(
+        (code, json["revocation_reason"].as_str()),
+        (200, Some("superseded")),
+        "{json}"
+    );
+    let out = ocsp(&ca, "systems", &["-cert", &pem]);
+    assert!(
+        out.contains("revoked") && out.contains("superseded"),
+        "{out}"
+    );
+    let (code, _) = api(
+        &ca,
+        Some(&alice),
+        "POST",
+        &format!("/api/v1/certificates/{serial}/release"),
+        None,
+    );
+    assert_eq!(code, 409);
+
+    // A revoked officer certificate gets nothing.
+    let mallory_serial = {
+        let (_, json) = api(
+            &ca,
+            Some(&mallory),
+            "GET",
+            "/api/v1/certificates?subject=mallory",
+            None,
+        );
+        json["items"][0]["serial"].as_str().unwrap().to_owned()
+    };
+    let (code, _) = api(
+        &ca,
+        Some(&alice),
+        "POST",
+        &format!("/api/v1/certificates/{mallory_serial}/revoke"),
+        Some("{\"reason\":\"keyCompromise\"}"),
+    );
+    assert_eq!(code, 200);
+    let (code, json) = api(&ca, Some(&mallory), "GET", "/api/v1/certificates", None);
+    assert_eq!(code, 403);
+    assert!(
+        json["detail"].as_str().unwrap().contains("revoked"),
+        "{json}"
+    );
+
+    let (code, doc) = api(&ca, None, "GET", "/api/openapi.json", None);
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/certificates/{serial}/revoke"]["post"].is_object());
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}
+
+#[test]
+fn sm2_csrs_are_issued_under_an_sm2_hierarchy() {
+    let ca = Ca::init(&["--alg", "sm2"]);
+    let key = ca.file("sm2.key");
+    assert!(openssl(&["genpkey", "-algorithm", "SM2", "-out", &key]).0);
+    let csr = ca.file("sm2.csr");
+    let (ok, out) = openssl(&[
+        "req",
+        "-new",
+        "-utf8",
+        "-key",
+        &key,
+        "-sm3",
+        "-out",
+        &csr,
+        "-subj",
+        "/C=CN/O=某某局/CN=李四",
+    ]);
+    assert!(ok, "{out}");
+    let (pem, _) = ca.issue("sm2", "official-sign", &csr);
+    let (_, text) = openssl(&["x509", "-in", &pem, "-noout", "-text"]);
+    assert!(text.contains("Signature Algorithm: SM2-with-SM3"), "{text}");
+    use der::{DecodePem, Encode};
+    let cert = x509_cert::Certificate::from_pem(std::fs::read(&pem).unwrap()).unwrap();
+    let officials =
+        x509_cert::Certificate::from_pem(std::fs::read(ca.ca_pem("officials")).unwrap()).unwrap();
+    assert!(gmssl_verifies(
+        &cert.tbs_certificate.to_der().unwrap(),
+        cert.signature.raw_bytes(),
+        &officials
+    ));
+    assert_eq!(
+        cert.tbs_certificate
+            .subject_public_key_info
+            .algorithm
+            .parameters
+            .as_ref()
+            .unwrap()
+            .to_der()
+            .unwrap(),
+        der::asn1::ObjectIdentifier::new_unwrap("1.2.156.10197.1.301")
+            .to_der()
+            .unwrap(),
+        "SM2 public key certified on the SM2 curve"
+    );
+}
