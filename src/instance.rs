@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use kexin_ca::audit::AuditLog;
+use kexin_ca::audit::{AuditLog, CheckpointKey};
 use kexin_ca::crl::CrlIssuer;
 use kexin_ca::hierarchy::load_authority;
 use kexin_ca::issuance::Issuer;
@@ -101,6 +101,35 @@ impl Instance {
             .strip_suffix("-ca-root")
             .unwrap_or(&root.key_label)
             .to_owned())
+    }
+
+    /// The key that signs audit checkpoints, generated on first use with the
+    /// root CA's algorithm.
+    pub async fn checkpoint_key(&self) -> anyhow::Result<CheckpointKey> {
+        let label = format!("{}-audit", self.key_prefix().await?);
+        let store = self.store.clone();
+        let root = self
+            .db
+            .authority(kexin_ca::hierarchy::ROOT)
+            .await?
+            .context("no root CA")?;
+        let alg: kexin_hsm::KeyAlgorithm = root.key_algorithm.parse()?;
+        let l = label.clone();
+        let public = tokio::task::spawn_blocking(move || match store.public_key(&l) {
+            Err(kexin_hsm::Error::KeyNotFound(_)) => store.generate(&l, alg),
+            other => other,
+        })
+        .await??;
+        Ok(CheckpointKey {
+            label,
+            signature: public.algorithm.default_signature(),
+        })
+    }
+
+    /// Signs the head of the audit chain (no-op if already signed).
+    pub async fn checkpoint_audit(&self) -> anyhow::Result<Option<i64>> {
+        let key = self.checkpoint_key().await?;
+        Ok(self.audit.checkpoint(&self.store, &key).await?)
     }
 
     /// Issues missing or expiring OCSP responder certificates.

@@ -93,8 +93,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain of the audit log from the first entry to the last.
+    /// Check the hash chain of the audit log from the first entry to the
+    /// last, and every checkpoint signed with the audit key.
     Verify {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+    },
+    /// Sign the current head of the audit chain with the audit key.
+    Checkpoint {
         #[arg(long, default_value = "./kexin-data")]
         data: PathBuf,
     },
@@ -276,6 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let role: Role = role.parse()?;
             let instance = instance::Instance::open(&data).await?;
             let serial = officer::add(&instance, &name, role, &out, CLI).await?;
+            instance.checkpoint_audit().await?;
             eprintln!(
                 "officer {name} ({role}) added; certificate serial {serial} in {}",
                 out.display()
@@ -295,9 +302,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             init_logging(&data)?;
             let instance = instance::Instance::open(&data).await?;
-            match instance.audit.verify().await? {
-                ChainStatus::Intact { entries, head } => {
-                    println!("audit log intact: {entries} entries, head {head}");
+            match instance
+                .audit
+                .verify_with_checkpoints(instance.store.as_ref())
+                .await?
+            {
+                ChainStatus::Intact {
+                    entries,
+                    head,
+                    checkpoints,
+                } => {
+                    println!(
+                        "audit log intact: {entries} entries, {checkpoints} signed checkpoints verified, head {head}"
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 ChainStatus::Broken { seq, reason } => {
@@ -305,6 +322,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Command::Audit {
+            command: AuditCommand::Checkpoint { data },
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            match instance.checkpoint_audit().await? {
+                Some(seq) => println!("signed checkpoint at entry {seq}"),
+                None => println!("the head is already checkpointed"),
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -331,6 +359,7 @@ async fn cert_command(command: CertCommand) -> anyhow::Result<ExitCode> {
                 .registration()?
                 .issue_from_csr(&csr, &profile, ca.as_deref(), CLI)
                 .await?;
+            instance.checkpoint_audit().await?;
             let pem = certificate_pem(&cert.to_der()?);
             write_output(out.as_deref(), pem.as_bytes())?;
             eprintln!(

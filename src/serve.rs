@@ -53,6 +53,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         instance.config.https.listen = a;
     }
     instance.ensure_ocsp_responders().await?;
+    abandon_pending(&instance).await?;
     let ocsp = Arc::new(OcspResponder::load(instance.db.clone(), instance.store.clone()).await?);
     let registration = Arc::new(instance.registration()?);
     let instance = Arc::new(instance);
@@ -104,6 +105,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let crl_refresher = tokio::spawn(refresh_crls(instance.clone(), shutdown_rx.clone()));
+    let checkpointer = tokio::spawn(checkpoint_audit(instance.clone(), shutdown_rx.clone()));
     let http = tokio::spawn(serve_http(
         http_listener,
         http_router(state.clone()),
@@ -133,6 +135,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         let _ = http.await;
         let _ = https.await;
         let _ = crl_refresher.await;
+        let _ = checkpointer.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), drain)
         .await
@@ -291,6 +294,46 @@ async fn ca_certificate(State(state): State<AppState>, UrlPath(file): UrlPath<St
         )
             .into_response(),
         None => Problem::not_found(&format!("no CA named {name:?}")).into_response(),
+    }
+}
+
+/// A certificate left pending by a crash was never handed to anyone (the
+/// requester gets it only after completion), so its serial is burnt.
+async fn abandon_pending(instance: &Instance) -> anyhow::Result<()> {
+    // Another process may be signing right now; only abandon what is old.
+    for serial in instance.db.pending_serials(now_secs() - 300).await? {
+        instance.db.mark_failed(&serial).await?;
+        instance
+            .audit
+            .append(kexin_ca::audit::AuditEvent {
+                actor: "system:kexin",
+                action: "certificate.abandon",
+                target: &serial,
+                source: "startup",
+                detail: serde_json::json!({ "reason": "pending at startup: signing was interrupted" }),
+            })
+            .await?;
+        tracing::warn!(
+            serial,
+            "abandoned a certificate left pending by an interrupted issuance"
+        );
+    }
+    Ok(())
+}
+
+/// Signs the audit head every five minutes, and once more at shutdown.
+async fn checkpoint_audit(instance: Arc<Instance>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(300)) => false,
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => true,
+        };
+        if let Err(e) = instance.checkpoint_audit().await {
+            tracing::error!(error = %e, "audit checkpoint failed");
+        }
+        if stop {
+            return;
+        }
     }
 }
 

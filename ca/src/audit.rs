@@ -49,8 +49,27 @@ pub struct AuditEntry {
 /// What [`AuditLog::verify`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChainStatus {
-    Intact { entries: i64, head: String },
-    Broken { seq: i64, reason: String },
+    Intact {
+        entries: i64,
+        head: String,
+        /// Signed checkpoints that were verified.
+        checkpoints: usize,
+    },
+    Broken {
+        seq: i64,
+        reason: String,
+    },
+}
+
+/// The key that signs checkpoints, in the key store.
+#[derive(Clone, Debug)]
+pub struct CheckpointKey {
+    pub label: String,
+    pub signature: kexin_hsm::SignatureAlgorithm,
+}
+
+fn checkpoint_message(seq: i64, hash: &str, at_ms: i64) -> Vec<u8> {
+    format!("kexin audit checkpoint\n{seq}\n{hash}\n{at_ms}").into_bytes()
 }
 
 #[derive(Clone, Debug)]
@@ -173,6 +192,115 @@ impl AuditLog {
         .transpose()
     }
 
+    /// Signs the current head unless it is already checkpointed. Returns
+    /// the sequence number checkpointed, if any.
+    pub async fn checkpoint(
+        &self,
+        store: &std::sync::Arc<dyn kexin_hsm::KeyStore>,
+        key: &CheckpointKey,
+    ) -> Result<Option<i64>, Error> {
+        let Some((seq, hash)) = self.head().await? else {
+            return Ok(None);
+        };
+        let done = sqlx::query("SELECT seq FROM audit_checkpoints WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(storage)?;
+        if done.is_some() {
+            return Ok(None);
+        }
+        let at_ms = now_ms();
+        let message = checkpoint_message(seq, &hash, at_ms);
+        let (store, label, alg) = (store.clone(), key.label.clone(), key.signature);
+        let signature = tokio::task::spawn_blocking(move || store.sign(&label, alg, &message))
+            .await
+            .map_err(|e| Error::Crypto(e.to_string()))??;
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_label, signature_algorithm, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(seq)
+        .bind(&hash)
+        .bind(at_ms)
+        .bind(&key.label)
+        .bind(key.signature.to_string())
+        .bind(signature)
+        .execute(self.db.pool())
+        .await
+        .map_err(storage)?;
+        Ok(Some(seq))
+    }
+
+    /// Walks the whole chain, then checks every signed checkpoint against
+    /// it with the public key from `store`.
+    pub async fn verify_with_checkpoints(
+        &self,
+        store: &dyn kexin_hsm::KeyStore,
+    ) -> Result<ChainStatus, Error> {
+        let status = self.verify().await?;
+        let ChainStatus::Intact { entries, head, .. } = status else {
+            return Ok(status);
+        };
+        let rows = sqlx::query(
+            "SELECT seq, hash, at_ms, key_label, signature_algorithm, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(storage)?;
+        let mut checked = 0;
+        for r in rows {
+            let seq: i64 = r.try_get(0).map_err(storage)?;
+            let hash: String = r.try_get(1).map_err(storage)?;
+            let at_ms: i64 = r.try_get(2).map_err(storage)?;
+            let label: String = r.try_get(3).map_err(storage)?;
+            let signature: Vec<u8> = r.try_get(5).map_err(storage)?;
+            let public = store.public_key(&label)?;
+            let spki = crate::certificate::parse_spki(&public.spki_der)?;
+            let alg = {
+                let name: String = r.try_get(4).map_err(storage)?;
+                if name == "rsa-pss-sha256" {
+                    kexin_hsm::SignatureAlgorithm::RsaPssSha256
+                } else {
+                    public.algorithm.default_signature()
+                }
+            };
+            if crate::verify::verify_signature(
+                &spki,
+                &alg.algorithm_identifier(),
+                &checkpoint_message(seq, &hash, at_ms),
+                &signature,
+                &[],
+            )
+            .is_err()
+            {
+                return Ok(ChainStatus::Broken {
+                    seq,
+                    reason: "checkpoint signature does not verify".into(),
+                });
+            }
+            if seq > entries {
+                return Ok(ChainStatus::Broken {
+                    seq: entries + 1,
+                    reason: format!("entries after {entries} were removed: a signed checkpoint covers entry {seq}"),
+                });
+            }
+            let entry = self.entries(seq - 1, 1).await?;
+            if entry.first().map(|e| e.hash.as_str()) != Some(hash.as_str()) {
+                return Ok(ChainStatus::Broken {
+                    seq,
+                    reason: "entry differs from what its signed checkpoint recorded".into(),
+                });
+            }
+            checked += 1;
+        }
+        Ok(ChainStatus::Intact {
+            entries,
+            head,
+            checkpoints: checked,
+        })
+    }
+
     /// Walks the whole chain, a page at a time.
     pub async fn verify(&self) -> Result<ChainStatus, Error> {
         let mut expected_prev = GENESIS.to_owned();
@@ -183,6 +311,7 @@ impl AuditLog {
                 return Ok(ChainStatus::Intact {
                     entries: expected_seq - 1,
                     head: expected_prev,
+                    checkpoints: 0,
                 });
             }
             for e in page {

@@ -525,14 +525,17 @@ impl Database {
         .transpose()
     }
 
-    /// Serials recorded but never completed, e.g. after a crash mid-signature.
-    pub async fn pending_serials(&self) -> Result<Vec<String>, Error> {
-        let rows =
-            sqlx::query("SELECT serial FROM certificates WHERE status = $1 ORDER BY requested_at")
-                .bind(CertificateStatus::Pending.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(storage)?;
+    /// Serials recorded before `requested_before` (unix seconds) but never
+    /// completed, e.g. after a crash mid-signature.
+    pub async fn pending_serials(&self, requested_before: i64) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query(
+            "SELECT serial FROM certificates WHERE status = $1 AND requested_at < $2 ORDER BY requested_at",
+        )
+        .bind(CertificateStatus::Pending.as_str())
+        .bind(requested_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
         rows.iter()
             .map(|r| r.try_get::<String, _>(0).map_err(storage))
             .collect()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use der::Encode;
-use kexin_ca::audit::{AuditEvent, AuditLog, ChainStatus};
+use kexin_ca::audit::{AuditEvent, AuditLog, ChainStatus, CheckpointKey};
 use kexin_ca::certificate::certificate_pem;
 use kexin_ca::hierarchy::{create_default_hierarchy, HierarchySettings};
 use kexin_ca::issuance::Requester;
@@ -60,6 +60,7 @@ on_both_backends!(
     serials_are_recorded_before_signing_and_never_reused,
     audit_chain_detects_tampering,
     concurrent_audit_appends_keep_the_chain,
+    signed_checkpoints_catch_a_rewritten_or_truncated_chain,
     default_hierarchy_verifies_with_openssl,
 );
 
@@ -79,7 +80,10 @@ fn pending<'a>(serial: &'a str, tbs: &'a [u8]) -> PendingCertificate<'a> {
 async fn serials_are_recorded_before_signing_and_never_reused(f: Fixture) {
     let db = f.db;
     db.insert_pending(&pending("0a01", b"tbs")).await.unwrap();
-    assert_eq!(db.pending_serials().await.unwrap(), vec!["0a01".to_owned()]);
+    assert_eq!(
+        db.pending_serials(i64::MAX).await.unwrap(),
+        vec!["0a01".to_owned()]
+    );
     assert!(matches!(
         db.insert_pending(&pending("0a01", b"other")).await,
         Err(Error::DuplicateSerial(_))
@@ -99,7 +103,7 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: Fixture) {
         "failed"
     );
     assert!(db.insert_pending(&pending("0a02", b"tbs")).await.is_err());
-    assert!(db.pending_serials().await.unwrap().is_empty());
+    assert!(db.pending_serials(i64::MAX).await.unwrap().is_empty());
 }
 
 fn event(n: usize) -> AuditEvent<'static> {
@@ -117,7 +121,7 @@ async fn audit_chain_detects_tampering(f: Fixture) {
     for n in 0..5 {
         audit.append(event(n)).await.unwrap();
     }
-    let ChainStatus::Intact { entries, head } = audit.verify().await.unwrap() else {
+    let ChainStatus::Intact { entries, head, .. } = audit.verify().await.unwrap() else {
         panic!("fresh chain reported broken");
     };
     assert_eq!(entries, 5);
@@ -147,6 +151,94 @@ async fn audit_chain_detects_tampering(f: Fixture) {
         audit.verify().await.unwrap(),
         ChainStatus::Broken { seq: 2, .. }
     ));
+}
+
+fn soft_store(dir: &std::path::Path) -> Arc<dyn KeyStore> {
+    Arc::new(
+        SoftKeyStore::create(
+            dir,
+            b"test passphrase 123",
+            KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap(),
+    )
+}
+
+async fn signed_checkpoints_catch_a_rewritten_or_truncated_chain(f: Fixture) {
+    let keys = tempfile::tempdir().unwrap();
+    let store = soft_store(keys.path());
+    store.generate("audit", KeyAlgorithm::Sm2).unwrap();
+    let key = CheckpointKey {
+        label: "audit".into(),
+        signature: kexin_hsm::SignatureAlgorithm::Sm2Sm3,
+    };
+    let audit = AuditLog::new(f.db.clone());
+    for n in 0..3 {
+        audit.append(event(n)).await.unwrap();
+    }
+    assert_eq!(audit.checkpoint(&store, &key).await.unwrap(), Some(3));
+    assert_eq!(
+        audit.checkpoint(&store, &key).await.unwrap(),
+        None,
+        "head already signed"
+    );
+    for n in 3..5 {
+        audit.append(event(n)).await.unwrap();
+    }
+    assert_eq!(audit.checkpoint(&store, &key).await.unwrap(), Some(5));
+    assert!(matches!(
+        audit.verify_with_checkpoints(store.as_ref()).await.unwrap(),
+        ChainStatus::Intact {
+            entries: 5,
+            checkpoints: 2,
+            ..
+        }
+    ));
+
+    // Truncation leaves a consistent chain, but not the signed head.
+    sqlx::query("DELETE FROM audit_log WHERE seq > 4")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        audit.verify().await.unwrap(),
+        ChainStatus::Intact { entries: 4, .. }
+    ));
+    assert!(matches!(
+        audit.verify_with_checkpoints(store.as_ref()).await.unwrap(),
+        ChainStatus::Broken { seq: 5, .. }
+    ));
+
+    // Someone who rewrites history and recomputes every hash still cannot
+    // forge the checkpoint signatures.
+    sqlx::query("DELETE FROM audit_log")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    for n in 10..15 {
+        audit.append(event(n)).await.unwrap();
+    }
+    assert!(matches!(
+        audit.verify().await.unwrap(),
+        ChainStatus::Intact { entries: 5, .. }
+    ));
+    assert!(matches!(
+        audit.verify_with_checkpoints(store.as_ref()).await.unwrap(),
+        ChainStatus::Broken { seq: 3, .. }
+    ));
+    sqlx::query("UPDATE audit_checkpoints SET hash = 'forged'")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let status = audit.verify_with_checkpoints(store.as_ref()).await.unwrap();
+    assert!(
+        matches!(&status, ChainStatus::Broken { reason, .. } if reason.contains("signature")),
+        "{status:?}"
+    );
 }
 
 async fn concurrent_audit_appends_keep_the_chain(f: Fixture) {
@@ -261,7 +353,7 @@ async fn default_hierarchy_verifies_with_openssl(f: Fixture) {
 
     // Everything was recorded and audited.
     assert_eq!(f.db.authorities().await.unwrap().len(), 4);
-    assert!(f.db.pending_serials().await.unwrap().is_empty());
+    assert!(f.db.pending_serials(i64::MAX).await.unwrap().is_empty());
     let ChainStatus::Intact { entries, .. } = audit.verify().await.unwrap() else {
         panic!("audit chain broken");
     };
