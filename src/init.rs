@@ -179,9 +179,11 @@ async fn build(dir: &Path, final_dir: &Path, opts: InitOptions) -> anyhow::Resul
     for ca in std::iter::once(&hierarchy.root).chain(&hierarchy.issuing) {
         instance.regenerate_crl(&ca.name).await?;
     }
+    instance.ensure_tsa().await?;
     instance.checkpoint_audit().await?;
     instance.db.pool().close().await;
     lines.push("  OCSP responder certificates and first CRLs made for every CA".into());
+    lines.push("  time-stamp authority certificate in {DATA}/tsa/tsa.pem".into());
     lines.push(format!(
         "  HTTPS certificate for {} issued by systems",
         config.https.names.join(", ")

@@ -132,6 +132,102 @@ impl Instance {
         Ok(self.audit.checkpoint(&self.store, &key).await?)
     }
 
+    /// Issues the TSA certificate (profile `tsa`, CA `systems`) if there is
+    /// none or it expires within 30 days; returns (key label, certificate).
+    pub async fn ensure_tsa(&self) -> anyhow::Result<(String, x509_cert::Certificate)> {
+        use der::{Decode, Encode};
+        if let Some((label, der)) = self.db.service_certificate("tsa").await? {
+            let cert = x509_cert::Certificate::from_der(&der)?;
+            let end =
+                std::time::UNIX_EPOCH + cert.tbs_certificate.validity.not_after.to_unix_duration();
+            if end > std::time::SystemTime::now() + std::time::Duration::from_secs(30 * 86400) {
+                return Ok((label, cert));
+            }
+        }
+        let label = format!("{}-tsa", self.key_prefix().await?);
+        let root = self
+            .db
+            .authority(kexin_ca::hierarchy::ROOT)
+            .await?
+            .context("no root CA")?;
+        let alg: kexin_hsm::KeyAlgorithm = root.key_algorithm.parse()?;
+        let store = self.store.clone();
+        let l = label.clone();
+        let public = tokio::task::spawn_blocking(move || match store.public_key(&l) {
+            Err(kexin_hsm::Error::KeyNotFound(_)) => store.generate(&l, alg),
+            other => other,
+        })
+        .await??;
+        let org = self.config.ca.organization.clone();
+        let request = kexin_ca::profile::SubjectRequest {
+            subject: vec![
+                (const_oid::db::rfc4519::C, self.config.ca.country.clone()),
+                (const_oid::db::rfc4519::O, org.clone()),
+                (
+                    const_oid::db::rfc4519::CN,
+                    format!("{org} Time-Stamp Authority"),
+                ),
+            ],
+            names: vec![],
+            public_key: kexin_ca::certificate::parse_spki(&public.spki_der)?,
+            key_algorithm: public.algorithm,
+        };
+        let cert = self
+            .registration()?
+            .issue(
+                &request,
+                "tsa",
+                Some("systems"),
+                kexin_ca::issuance::Requester {
+                    actor: "system:kexin",
+                    source: "startup",
+                },
+            )
+            .await?;
+        self.db
+            .put_service_certificate("tsa", &label, &cert.to_der()?)
+            .await?;
+        let pem = kexin_ca::certificate::certificate_pem(&cert.to_der()?);
+        std::fs::create_dir_all(self.data_dir.join("tsa"))?;
+        std::fs::write(self.data_dir.join("tsa/tsa.pem"), pem)?;
+        Ok((label, cert))
+    }
+
+    /// The time-stamp authority, with its token log writer started.
+    pub async fn time_stamp_authority(
+        &self,
+    ) -> anyhow::Result<kexin_timestamp::TimeStampAuthority> {
+        let (label, certificate) = self.ensure_tsa().await?;
+        let tsa = &self.config.tsa;
+        let parse = |s: &str| {
+            s.parse::<const_oid::ObjectIdentifier>()
+                .map_err(|_| anyhow::anyhow!("tsa policy {s:?} is not an OID"))
+        };
+        let key = kexin_hsm::KeyAlgorithm::from_spki(
+            &certificate.tbs_certificate.subject_public_key_info,
+        )?;
+        Ok(kexin_timestamp::TimeStampAuthority::new(
+            kexin_timestamp::TsaSettings {
+                store: self.store.clone(),
+                key_label: label,
+                signature: key.default_signature(),
+                certificate,
+                policy: parse(&tsa.policy)?,
+                accepted_policies: tsa
+                    .accepted_policies
+                    .iter()
+                    .map(|p| parse(p))
+                    .collect::<Result<_, _>>()?,
+                accuracy_seconds: tsa.accuracy_seconds,
+                clock: kexin_timestamp::clock::ClockGuard::new(
+                    std::time::Duration::from_secs(tsa.accuracy_seconds.max(1)),
+                    tsa.require_sync_file.clone(),
+                ),
+                log: kexin_timestamp::log::TokenLog::start(self.db.clone()),
+            },
+        )?)
+    }
+
     /// Issues missing or expiring OCSP responder certificates.
     pub async fn ensure_ocsp_responders(&self) -> anyhow::Result<()> {
         kexin_ca::ocsp::ensure_responders(

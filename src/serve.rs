@@ -37,6 +37,7 @@ pub struct ServeOptions {
 #[derive(Clone)]
 pub struct AppState {
     pub instance: Arc<Instance>,
+    pub tsa: Arc<kexin_timestamp::TimeStampAuthority>,
     pub ocsp: Arc<OcspResponder>,
     pub registration: Arc<Registration>,
     /// DER certificates of the CAs, by name; they never change while running.
@@ -56,6 +57,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     abandon_pending(&instance).await?;
     let ocsp = Arc::new(OcspResponder::load(instance.db.clone(), instance.store.clone()).await?);
     let registration = Arc::new(instance.registration()?);
+    let tsa = Arc::new(instance.time_stamp_authority().await?);
     let instance = Arc::new(instance);
     let ca_certificates = instance
         .db
@@ -66,6 +68,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         .collect();
     let state = AppState {
         instance: instance.clone(),
+        tsa,
         ocsp,
         registration,
         ca_certificates: Arc::new(ca_certificates),
@@ -159,6 +162,7 @@ fn http_router(state: AppState) -> Router {
         .route("/pki/crl/{file}", get(crl))
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/{*request}", get(ocsp_get))
+        .route("/tsa", post(tsa))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -190,11 +194,14 @@ async fn serve_http(
     router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    })
+    .await?;
     Ok(())
 }
 
@@ -473,6 +480,37 @@ fn ocsp_reply(answer: OcspAnswer) -> Response {
         }
     }
     response
+}
+
+/// RFC 3161 over HTTP: `application/timestamp-query` in,
+/// `application/timestamp-reply` out, rejections included.
+async fn tsa(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let request = if content_type.eq_ignore_ascii_case("application/timestamp-query") {
+        axum::body::to_bytes(body, kexin_timestamp::MAX_REQUEST_BYTES)
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let reply = state.tsa.respond(&request, &peer.ip().to_string()).await;
+    (
+        [
+            (header::CONTENT_TYPE, "application/timestamp-reply"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        reply,
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

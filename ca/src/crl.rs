@@ -51,34 +51,39 @@ impl CrlIssuer {
         let this_update = unix(now);
         let next_update = now + self.validity;
 
-        let mut entries = Vec::new();
-        let mut stream = std::pin::pin!(self.db.revoked_entries(&ca.name, this_update));
-        while let Some(entry) = stream.try_next().await? {
-            encode_entry(&entry, &mut entries)?;
-        }
-
+        // One buffer, written front to back: gaps are left where the three
+        // enclosing headers go (CertificateList, TBSCertList and
+        // revokedCertificates), because their lengths are known only after
+        // the entries have been streamed in. Peak memory is about one CRL.
+        const GAP: usize = 6;
         let issuer_tbs = &ca.certificate.tbs_certificate;
-        let mut tbs_body = Vec::with_capacity(entries.len() + 512);
-        1u8.encode_to_vec(&mut tbs_body).map_err(der_err)?; // version v2
+        // Sized up front (an entry is 40-50 bytes) so the buffer does not
+        // double and copy itself while entries stream in.
+        let expected = self.db.count_revoked(&ca.name, this_update).await?.max(0) as usize;
+        let mut buf = Vec::with_capacity(expected * 48 + 4096);
+        buf.resize(2 * GAP, 0);
+        let prefix_start = buf.len();
+        1u8.encode_to_vec(&mut buf).map_err(der_err)?; // version v2
         ca.signature
             .algorithm_identifier()
-            .encode_to_vec(&mut tbs_body)
+            .encode_to_vec(&mut buf)
             .map_err(der_err)?;
         issuer_tbs
             .subject
-            .encode_to_vec(&mut tbs_body)
+            .encode_to_vec(&mut buf)
             .map_err(der_err)?;
-        x509_time(now)?
-            .encode_to_vec(&mut tbs_body)
-            .map_err(der_err)?;
+        x509_time(now)?.encode_to_vec(&mut buf).map_err(der_err)?;
         x509_time(next_update)?
-            .encode_to_vec(&mut tbs_body)
+            .encode_to_vec(&mut buf)
             .map_err(der_err)?;
-        if !entries.is_empty() {
-            header(0x30, entries.len(), &mut tbs_body)?;
-            tbs_body.extend_from_slice(&entries);
+        let prefix_end = buf.len();
+        buf.extend_from_slice(&[0u8; GAP]);
+        let entries_start = buf.len();
+        let mut stream = std::pin::pin!(self.db.revoked_entries(&ca.name, this_update));
+        while let Some(entry) = stream.try_next().await? {
+            encode_entry(&entry, &mut buf)?;
         }
-        drop(entries);
+        let entries_len = buf.len() - entries_start;
         let crl_extensions: Vec<Extension> = vec![
             authority_key_identifier(&key_identifier(&issuer_tbs.subject_public_key_info))?,
             extension(
@@ -87,38 +92,46 @@ impl CrlIssuer {
             )?,
         ];
         let exts = crl_extensions.to_der().map_err(der_err)?;
-        header(0xa0, exts.len(), &mut tbs_body)?;
-        tbs_body.extend_from_slice(&exts);
-        let mut tbs = Vec::with_capacity(tbs_body.len() + 8);
-        header(0x30, tbs_body.len(), &mut tbs)?;
-        tbs.extend_from_slice(&tbs_body);
-        drop(tbs_body);
+        header(0xa0, exts.len(), &mut buf)?;
+        buf.extend_from_slice(&exts);
+
+        // Close the gap before the entries: write their header right-aligned
+        // in it (or drop the gap when there are no entries, as RFC 5280
+        // wants), then slide the short prefix up against it.
+        let gap_fill = if entries_len > 0 {
+            header_bytes(0x30, entries_len)?
+        } else {
+            Vec::new()
+        };
+        let shift = GAP - gap_fill.len();
+        buf[entries_start - gap_fill.len()..entries_start].copy_from_slice(&gap_fill);
+        buf.copy_within(prefix_start..prefix_end, prefix_start + shift);
+        let tbs_start = prefix_start + shift;
+        let tbs_header = header_bytes(0x30, buf.len() - tbs_start)?;
+        let tbs_header_start = tbs_start - tbs_header.len();
+        buf[tbs_header_start..tbs_start].copy_from_slice(&tbs_header);
 
         let store = self.store.clone();
         let (label, alg) = (ca.key_label.clone(), ca.signature);
-        let (tbs, signature) = tokio::task::spawn_blocking(move || {
-            let sig = store.sign(&label, alg, &tbs);
-            (tbs, sig)
+        let (mut buf, signature) = tokio::task::spawn_blocking(move || {
+            let sig = store.sign(&label, alg, &buf[tbs_header_start..]);
+            (buf, sig)
         })
         .await
         .map_err(|e| Error::Crypto(format!("CRL signing task: {e}")))?;
         let signature = signature?;
-
-        let alg_der = ca
-            .signature
+        ca.signature
             .algorithm_identifier()
-            .to_der()
+            .encode_to_vec(&mut buf)
             .map_err(der_err)?;
-        let mut bits = Vec::with_capacity(signature.len() + 1);
-        bits.push(0);
-        bits.extend_from_slice(&signature);
-        let mut body = tbs;
-        body.extend_from_slice(&alg_der);
-        header(0x03, bits.len(), &mut body)?;
-        body.extend_from_slice(&bits);
-        let mut der = Vec::with_capacity(body.len() + 8);
-        header(0x30, body.len(), &mut der)?;
-        der.extend_from_slice(&body);
+        header(0x03, signature.len() + 1, &mut buf)?;
+        buf.push(0);
+        buf.extend_from_slice(&signature);
+        let outer = header_bytes(0x30, buf.len() - tbs_header_start)?;
+        let start = tbs_header_start - outer.len();
+        buf[start..tbs_header_start].copy_from_slice(&outer);
+        buf.drain(..start);
+        let der = buf;
 
         let record = CrlRecord {
             number,
@@ -194,12 +207,18 @@ fn crl_reason(r: RevocationReason) -> CrlReason {
 
 /// Appends a DER tag and definite length.
 fn header(tag: u8, len: usize, out: &mut Vec<u8>) -> Result<(), Error> {
-    out.push(tag);
+    out.extend_from_slice(&header_bytes(tag, len)?);
+    Ok(())
+}
+
+/// A DER tag and definite length: at most 6 bytes for anything under 4 GiB.
+fn header_bytes(tag: u8, len: usize) -> Result<Vec<u8>, Error> {
+    let mut out = vec![tag];
     Length::try_from(len)
         .map_err(der_err)?
-        .encode_to_vec(out)
+        .encode_to_vec(&mut out)
         .map_err(der_err)?;
-    Ok(())
+    Ok(out)
 }
 
 fn unix(t: SystemTime) -> i64 {

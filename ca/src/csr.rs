@@ -6,7 +6,7 @@
 use const_oid::db::rfc5912::ID_EXTENSION_REQ;
 use const_oid::AssociatedOid;
 use der::asn1::{AnyRef, Ia5StringRef, PrintableStringRef, Utf8StringRef};
-use der::{Decode, DecodePem, Encode, Reader, SliceReader};
+use der::{Decode, Encode, Reader, SliceReader};
 use kexin_hsm::{KeyAlgorithm, SM2_DEFAULT_ID};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -51,10 +51,17 @@ pub fn parse_and_verify(bytes: &[u8]) -> Result<VerifiedCsr, CsrError> {
     }
     let der_bytes;
     let der: &[u8] = if bytes.starts_with(b"-----BEGIN") {
-        let req = CertReq::from_pem(bytes).map_err(|e| CsrError::Malformed(e.to_string()))?;
-        der_bytes = req
-            .to_der()
-            .map_err(|e| CsrError::Malformed(e.to_string()))?;
+        // Decode the armour first and parse DER from a slice: der 0.7's
+        // streaming PEM reader loops forever on a body shorter than the
+        // length it declares (found by the csr fuzz target).
+        let (label, decoded) =
+            der::pem::decode_vec(bytes).map_err(|e| CsrError::Malformed(e.to_string()))?;
+        if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
+            return Err(CsrError::Malformed(format!(
+                "PEM label {label:?} is not a certificate request"
+            )));
+        }
+        der_bytes = decoded;
         &der_bytes
     } else {
         bytes
@@ -122,4 +129,27 @@ pub fn name_attributes(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The input that made der's PEM reader spin forever.
+    #[test]
+    fn truncated_pem_body_is_an_error_not_a_hang() {
+        let input =
+            b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
+        assert!(matches!(
+            parse_and_verify(input),
+            Err(CsrError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn other_pem_labels_are_refused() {
+        let input = b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        let err = parse_and_verify(input).unwrap_err().to_string();
+        assert!(err.contains("not a certificate request"), "{err}");
+    }
 }

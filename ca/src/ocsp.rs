@@ -422,6 +422,33 @@ impl OcspResponder {
     }
 }
 
+/// Parses and bounds-checks a DER OCSPRequest; everything before the
+/// database is consulted. Returns the request and its nonce extension.
+pub fn parse_request(
+    request: &[u8],
+) -> Result<(OcspRequest, Option<Extension>), OcspResponseStatus> {
+    if request.len() > MAX_REQUEST_BYTES {
+        return Err(OcspResponseStatus::MalformedRequest);
+    }
+    let req = OcspRequest::from_der(request).map_err(|_| OcspResponseStatus::MalformedRequest)?;
+    let list = &req.tbs_request.request_list;
+    if list.is_empty() || list.len() > MAX_CERT_IDS {
+        return Err(OcspResponseStatus::MalformedRequest);
+    }
+    let nonce = match &req.tbs_request.request_extensions {
+        Some(exts) => exts.iter().find(|e| e.extn_id == OID_NONCE).cloned(),
+        None => None,
+    };
+    // RFC 8954 bounds nonces to 32 octets; allow the DER wrapping and some slack.
+    if nonce
+        .as_ref()
+        .is_some_and(|n| n.extn_value.as_bytes().len() > 130)
+    {
+        return Err(OcspResponseStatus::MalformedRequest);
+    }
+    Ok((req, nonce))
+}
+
 fn generalized(t: SystemTime) -> Result<OcspGeneralizedTime, Error> {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)

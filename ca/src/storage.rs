@@ -395,6 +395,19 @@ impl Database {
         })
     }
 
+    /// How many entries [`Database::revoked_entries`] would stream.
+    pub async fn count_revoked(&self, issuer: &str, now: i64) -> Result<i64, Error> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM certificates WHERE issuer = $1 AND status IN ('revoked', 'hold') AND not_after > $2",
+        )
+        .bind(issuer)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(storage)?;
+        row.try_get::<i64, _>(0).map_err(storage)
+    }
+
     /// Takes the next CRL number of `ca` (1 for the first).
     pub async fn next_crl_number(&self, ca: &str) -> Result<i64, Error> {
         let mut tx = self.pool.begin().await.map_err(storage)?;
@@ -487,6 +500,46 @@ impl Database {
                 ))
             })
             .collect()
+    }
+
+    /// Records (or replaces) the certificate of a Kexin service such as the TSA.
+    pub async fn put_service_certificate(
+        &self,
+        name: &str,
+        key_label: &str,
+        certificate: &[u8],
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO service_certificates (name, key_label, certificate) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET key_label = excluded.key_label, certificate = excluded.certificate",
+        )
+        .bind(name)
+        .bind(key_label)
+        .bind(certificate)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(())
+    }
+
+    /// (key label, certificate DER) of the service `name`.
+    pub async fn service_certificate(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, Error> {
+        let row =
+            sqlx::query("SELECT key_label, certificate FROM service_certificates WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage)?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0).map_err(storage)?,
+                r.try_get(1).map_err(storage)?,
+            ))
+        })
+        .transpose()
     }
 
     pub async fn insert_principal(

@@ -42,7 +42,34 @@ pub struct Config {
     pub http: HttpConfig,
     pub https: HttpsConfig,
     pub ca: CaConfig,
+    pub tsa: TsaConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsaConfig {
+    /// Policy OID of every token; ETSI EN 319 421's best-practices policy by default.
+    pub policy: String,
+    /// Further policy OIDs a request may ask for.
+    pub accepted_policies: Vec<String>,
+    /// Stated accuracy of genTime, in seconds.
+    pub accuracy_seconds: u64,
+    /// A file whose presence says the system clock is synchronised (e.g.
+    /// `/run/systemd/timesync/synchronized`); unset trusts the clock as long
+    /// as it does not step.
+    pub require_sync_file: Option<PathBuf>,
+}
+
+impl Default for TsaConfig {
+    fn default() -> Self {
+        Self {
+            policy: "0.4.0.2023.1.1".into(),
+            accepted_policies: Vec::new(),
+            accuracy_seconds: 1,
+            require_sync_file: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

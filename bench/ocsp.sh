@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# OCSP responses per second: Kexin vs `openssl ocsp -index … -port`, same
+# machine, same run, same load generator (wrk, RFC 5019 GET requests for one
+# good certificate, keep-alive). Also the raw ECDSA P-256 signing rate of
+# `openssl speed` as a reference. Needs: wrk, openssl, a release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEXIN=${KEXIN:-target/release/kexin}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+[ -x "$KEXIN" ] || cargo build --release --bin kexin
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+HTTP=$((20000 + RANDOM % 10000)); HTTPS=$((HTTP + 1)); OSSL=$((HTTP + 2))
+
+# Kexin: a fresh instance with one issued certificate.
+KEXIN_HTTP__LISTEN=127.0.0.1:$HTTP "$KEXIN" init --data "$WORK/k" >/dev/null 2>&1
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/leaf.key" \
+  -subj /CN=bench.example -addext subjectAltName=DNS:bench.example -out "$WORK/leaf.csr" 2>/dev/null
+"$KEXIN" cert issue --data "$WORK/k" --profile tls-server --csr "$WORK/leaf.csr" --out "$WORK/leaf.pem" 2>/dev/null
+RUST_LOG=warn "$KEXIN" serve --data "$WORK/k" --http 127.0.0.1:$HTTP --https 127.0.0.1:$HTTPS >/dev/null 2>&1 &
+openssl ocsp -issuer "$WORK/k/ca/systems.pem" -cert "$WORK/leaf.pem" -no_nonce -reqout "$WORK/k.req" 2>/dev/null
+KREQ=$(base64 -w0 "$WORK/k.req" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+
+# OpenSSL: its own P-256 CA, the CA key signing responses, an index with the leaf.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/ca.key" \
+  -out "$WORK/ca.pem" -subj /CN=OpenSSL-CA -days 2 2>/dev/null
+openssl x509 -req -in "$WORK/leaf.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -set_serial 0x1234 \
+  -days 1 -out "$WORK/oleaf.pem" 2>/dev/null
+printf 'V\t301231000000Z\t\t1234\tunknown\t/CN=bench.example\n' > "$WORK/index.txt"
+openssl ocsp -index "$WORK/index.txt" -port $OSSL -rsigner "$WORK/ca.pem" -rkey "$WORK/ca.key" \
+  -CA "$WORK/ca.pem" -ndays 1 >/dev/null 2>&1 &
+openssl ocsp -issuer "$WORK/ca.pem" -cert "$WORK/oleaf.pem" -no_nonce -reqout "$WORK/o.req" 2>/dev/null
+OREQ=$(base64 -w0 "$WORK/o.req" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+
+for _ in $(seq 50); do
+  curl -fs -o /dev/null "http://127.0.0.1:$HTTP/ocsp/$KREQ" && curl -fs -o /dev/null "http://127.0.0.1:$OSSL/$OREQ" && break
+  sleep 0.2
+done
+# Both must answer "good" with a verifiable signature before they are timed.
+curl -fs "http://127.0.0.1:$HTTP/ocsp/$KREQ" -o "$WORK/k.resp"
+openssl ocsp -respin "$WORK/k.resp" -issuer "$WORK/k/ca/systems.pem" -CAfile "$WORK/k/ca/root.pem" -cert "$WORK/leaf.pem" 2>&1 | grep -q ": good"
+curl -fs "http://127.0.0.1:$OSSL/$OREQ" -o "$WORK/o.resp"
+openssl ocsp -respin "$WORK/o.resp" -issuer "$WORK/ca.pem" -CAfile "$WORK/ca.pem" -cert "$WORK/oleaf.pem" 2>&1 | grep -q ": good"
+
+run_wrk() { wrk -t2 -c"$2" -d"${DURATION}s" --latency "$1" 2>&1; }
+rate() { awk '/Requests\/sec/ {print $2}'; }
+p99() { awk '$1=="99%" {print $2}'; }
+
+K=$(run_wrk "http://127.0.0.1:$HTTP/ocsp/$KREQ" "$CONNECTIONS")
+O=$(run_wrk "http://127.0.0.1:$OSSL/$OREQ" 1)
+KRATE=$(echo "$K" | rate); ORATE=$(echo "$O" | rate)
+# Half of Kexin's peak: fewer connections bring the offered load down.
+KH=$(run_wrk "http://127.0.0.1:$HTTP/ocsp/$KREQ" $((CONNECTIONS / 8 > 0 ? CONNECTIONS / 8 : 1)))
+SIGN=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $6}')
+python3 - "$KRATE" "$ORATE" "$(echo "$K" | p99)" "$(echo "$KH" | rate)" "$(echo "$KH" | p99)" "$SIGN" <<'PY'
+import json, sys
+k, o, kp99, khalf, khalf_p99, sign = sys.argv[1:]
+print(json.dumps({
+    "kexin_ocsp_per_s": float(k), "kexin_p99_at_peak": kp99,
+    "kexin_ocsp_per_s_reduced_load": float(khalf), "kexin_p99_reduced_load": khalf_p99,
+    "openssl_ocsp_per_s": float(o), "ratio_kexin_to_openssl": round(float(k) / float(o), 1),
+    "openssl_speed_ecdsa_p256_sign_per_s": float(sign),
+}, indent=2))
+PY

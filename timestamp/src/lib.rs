@@ -1,0 +1,127 @@
+//! The time-stamp authority of Kexin: RFC 3161 tokens with RFC 5816
+//! ESSCertIDv2, in the ETSI EN 319 422 profile.
+//!
+//! Invariants:
+//! - every answer is a well-formed TimeStampResp; bad requests are
+//!   `rejection`s with the matching PKIFailureInfo, never an error upward;
+//! - a token is handed out only after its serial, time and message imprint
+//!   are committed to the token log (group commit, see [`log`]);
+//! - no token is made while the clock is not trusted ([`clock`]).
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod log;
+pub mod request;
+pub mod response;
+pub mod token;
+
+use std::sync::Arc;
+
+use kexin_hsm::{KeyStore, SignatureAlgorithm};
+use x509_cert::Certificate;
+
+pub use request::{FailureInfo, Rejection};
+
+/// Largest request accepted, in bytes (a request is ~100 bytes).
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    KeyStore(#[from] kexin_hsm::Error),
+    #[error("encoding: {0}")]
+    Encoding(String),
+    #[error("token log: {0}")]
+    Log(String),
+}
+
+/// A configured TSA: its certificate, key and policy.
+pub struct TimeStampAuthority {
+    pub(crate) store: Arc<dyn KeyStore>,
+    pub(crate) key_label: String,
+    pub(crate) signature: SignatureAlgorithm,
+    pub(crate) certificate: Certificate,
+    pub(crate) certificate_der: Vec<u8>,
+    pub(crate) policy: const_oid::ObjectIdentifier,
+    pub(crate) accepted_policies: Vec<const_oid::ObjectIdentifier>,
+    pub(crate) accuracy_seconds: u64,
+    pub(crate) clock: clock::ClockGuard,
+    pub(crate) log: log::TokenLog,
+}
+
+impl std::fmt::Debug for TimeStampAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeStampAuthority")
+            .field("key_label", &self.key_label)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a TSA needs to be built.
+pub struct TsaSettings {
+    pub store: Arc<dyn KeyStore>,
+    pub key_label: String,
+    pub signature: SignatureAlgorithm,
+    pub certificate: Certificate,
+    /// The policy of every token, and the default when a request names none.
+    pub policy: const_oid::ObjectIdentifier,
+    /// Further policies a request may ask for (the tokens still carry `policy`
+    /// only if the request asks for it; others are refused).
+    pub accepted_policies: Vec<const_oid::ObjectIdentifier>,
+    pub accuracy_seconds: u64,
+    pub clock: clock::ClockGuard,
+    pub log: log::TokenLog,
+}
+
+impl TimeStampAuthority {
+    pub fn new(s: TsaSettings) -> Result<Self, Error> {
+        use der::Encode;
+        let certificate_der = s
+            .certificate
+            .to_der()
+            .map_err(|e| Error::Encoding(e.to_string()))?;
+        let mut accepted = s.accepted_policies;
+        if !accepted.contains(&s.policy) {
+            accepted.push(s.policy);
+        }
+        Ok(Self {
+            store: s.store,
+            key_label: s.key_label,
+            signature: s.signature,
+            certificate: s.certificate,
+            certificate_der,
+            policy: s.policy,
+            accepted_policies: accepted,
+            accuracy_seconds: s.accuracy_seconds,
+            clock: s.clock,
+            log: s.log,
+        })
+    }
+
+    /// Answers a DER TimeStampReq with a DER TimeStampResp. `requester`
+    /// (an address, a principal) goes into the token log.
+    pub async fn respond(&self, request: &[u8], requester: &str) -> Vec<u8> {
+        let validated = match request::parse(request, &self.accepted_policies) {
+            Ok(v) => v,
+            Err(r) => return response::rejection(&r),
+        };
+        if let Err(r) = self.clock.check() {
+            return response::rejection(&r);
+        }
+        match token::issue(self, &validated, requester).await {
+            Ok(token) => response::granted(&token),
+            Err(e) => {
+                tracing::error!(error = %e, "time-stamp token could not be issued");
+                response::rejection(&Rejection::new(
+                    FailureInfo::SystemFailure,
+                    "the time-stamp authority could not sign",
+                ))
+            }
+        }
+    }
+
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+}

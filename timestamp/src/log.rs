@@ -1,0 +1,102 @@
+//! The token log with group commit: every token's serial, time, imprint and
+//! requester are committed before the token is handed out, and concurrent
+//! requests share one transaction, so the log costs one commit per batch
+//! rather than one per token.
+
+use kexin_ca::storage::Database;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Error;
+
+const MAX_BATCH: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    pub serial: String,
+    pub gen_time_ms: i64,
+    pub policy: String,
+    pub hash_algorithm: String,
+    pub message_imprint: String,
+    pub requester: String,
+}
+
+type Pending = (LogEntry, oneshot::Sender<Result<(), String>>);
+
+#[derive(Clone, Debug)]
+pub struct TokenLog {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl TokenLog {
+    /// Starts the writer task on the current runtime.
+    pub fn start(db: Database) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(writer(db, rx));
+        Self { tx }
+    }
+
+    /// Returns once `entry` is committed.
+    pub async fn record(&self, entry: LogEntry) -> Result<(), Error> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send((entry, done))
+            .await
+            .map_err(|_| Error::Log("token log writer stopped".into()))?;
+        wait.await
+            .map_err(|_| Error::Log("token log writer stopped".into()))?
+            .map_err(Error::Log)
+    }
+}
+
+async fn writer(db: Database, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let result = insert(&db, &batch).await.map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, tokens = batch.len(), "token log write failed");
+        }
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+async fn insert(db: &Database, batch: &[Pending]) -> Result<(), sqlx::Error> {
+    let mut sql = String::from(
+        "INSERT INTO timestamp_tokens (serial, gen_time_ms, policy, hash_algorithm, message_imprint, requester) VALUES ",
+    );
+    for i in 0..batch.len() {
+        let b = i * 6;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6
+        ));
+    }
+    let mut q = sqlx::query(&sql);
+    for (e, _) in batch {
+        q = q
+            .bind(&e.serial)
+            .bind(e.gen_time_ms)
+            .bind(&e.policy)
+            .bind(&e.hash_algorithm)
+            .bind(&e.message_imprint)
+            .bind(&e.requester);
+    }
+    q.execute(db.pool()).await?;
+    Ok(())
+}
