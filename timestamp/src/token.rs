@@ -60,7 +60,9 @@ fn enc(e: der::Error) -> Error {
 
 /// The digest of the content and signed attributes that goes with each
 /// signature scheme.
-fn digest_for(sig: SignatureAlgorithm) -> (ObjectIdentifier, fn(&[u8]) -> Vec<u8>) {
+type DigestFn = fn(&[u8]) -> Vec<u8>;
+
+fn digest_for(sig: SignatureAlgorithm) -> (ObjectIdentifier, DigestFn) {
     use aws_lc_rs::digest as d;
     match sig {
         SignatureAlgorithm::EcdsaSha384 => {
