@@ -76,7 +76,7 @@ fn checkpoint_message(seq: i64, hash: &str, at_ms: i64) -> Vec<u8> {
 pub struct AuditLog {
     db: Database,
     /// Serializes appends within this process; across processes the
-    /// primary key on `seq` turns a race into a retry.
+    /// `audit_lock` row does, and the primary key on `seq` backs both up.
     append_lock: Arc<Mutex<()>>,
 }
 
@@ -106,6 +106,10 @@ impl AuditLog {
 
     async fn try_append(&self, e: &AuditEvent<'_>, detail: &str) -> Result<AuditEntry, Error> {
         let mut tx = self.db.pool().begin().await.map_err(storage)?;
+        sqlx::query("UPDATE audit_lock SET appends = appends + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
         let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await
