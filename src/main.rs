@@ -10,6 +10,7 @@ mod private_files;
 mod problem;
 mod serve;
 mod tls;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,19 @@ enum Command {
         /// Where to write the DER CRL; standard output if absent.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Verify a signed artifact (today: an RFC 3161 time-stamp token or
+    /// reply) and print a report; exit status 0 if valid, 1 if not.
+    Verify {
+        file: PathBuf,
+        /// The data a detached token or signature covers.
+        #[arg(long)]
+        content: Option<PathBuf>,
+        /// Trust anchors and intermediates come from this data directory.
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Officers of the console and the API.
     Officer {
@@ -269,6 +283,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cert { command } => cert_command(command).await,
+        Command::Verify {
+            file,
+            content,
+            data,
+            json,
+        } => verify::run(&file, content.as_deref(), &data, json),
         Command::Officer {
             command:
                 OfficerCommand::Add {

@@ -115,6 +115,7 @@ fn openssl_verifies_tokens_for_each_algorithm() {
         assert!(text.contains("Accuracy: 0x01 seconds"), "{alg}: {text}");
         assert!(text.contains("Ordering: no"), "{alg}: {text}");
         assert!(text.contains("Nonce: 0x"), "{alg}: nonce echoed: {text}");
+        kexin_verify(&tsa, "doc", &reply, true);
         if alg == "ed25519" {
             // OpenSSL 3.0 cannot verify Ed25519 CMS signatures over signed
             // attributes ("invalid digest", fixed in later releases): check
@@ -129,6 +130,7 @@ fn openssl_verifies_tokens_for_each_algorithm() {
         std::fs::write(tsa.file("doc.txt"), "a different document").unwrap();
         let (ok, _) = tsa.verify("doc", &reply, false);
         assert!(!ok, "{alg}: token verified for the wrong data");
+        kexin_verify(&tsa, "doc", &reply, false);
         tsa.stop();
     }
 }
@@ -302,7 +304,36 @@ fn sm2_tokens_verify_with_gmssl() {
     let n = tampered.len() - 1;
     tampered[n] ^= 1;
     assert!(!gmssl_verifies(&tampered, &signature, &cert));
+    kexin_verify(&tsa, "sm2", &reply, true);
     tsa.stop();
+}
+
+/// `kexin verify` on a token; `valid` is what the verdict must be.
+fn kexin_verify(tsa: &Tsa, name: &str, reply: &str, valid: bool) {
+    let out = kexin(&tsa.dir)
+        .args([
+            "verify",
+            reply,
+            "--content",
+            &tsa.file(&format!("{name}.txt")),
+            "--data",
+            "data",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let expected = if valid { "valid" } else { "invalid" };
+    assert_eq!(report["verdict"], expected, "{report}");
+    assert_eq!(out.status.success(), valid);
+    if valid {
+        assert_eq!(report["chain"].as_array().unwrap().len(), 3, "{report}");
+    } else {
+        assert!(
+            report["reason"].as_str().unwrap().contains("imprint"),
+            "{report}"
+        );
+    }
 }
 
 fn ed25519_token_checks(tsa: &Tsa, reply: &str) {

@@ -14,6 +14,7 @@ pub mod log;
 pub mod request;
 pub mod response;
 pub mod token;
+pub mod verify;
 
 use std::sync::Arc;
 
