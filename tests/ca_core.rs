@@ -220,6 +220,73 @@ fn csrs_of_every_algorithm_become_verifiable_certificates() {
 }
 
 #[test]
+fn a_name_constrained_ca_does_not_sign_outside_its_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(
+        kexin(tmp.path())
+            .args(["init", "--data", "data"])
+            .env("KEXIN_CA__SYSTEMS_PERMITTED_DNS", "[\"example.gov.cn\"]")
+            .env(
+                "KEXIN_HTTPS__NAMES",
+                "[\"trust.example.gov.cn\", \"127.0.0.1\"]",
+            ),
+    );
+    let ca = Ca {
+        dir: tmp.path().to_owned(),
+        data: data_dir(tmp.path()),
+        _tmp: tmp,
+        http: 0,
+        https: 0,
+    };
+    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let inside = ca.csr(
+        "in",
+        &p256,
+        "/CN=www.example.gov.cn",
+        Some("DNS:www.example.gov.cn"),
+    );
+    let (pem, _) = ca.issue("in", "tls-server", &inside);
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        &ca.ca_pem("root"),
+        "-untrusted",
+        &ca.ca_pem("systems"),
+        &pem,
+    ]);
+    assert!(ok, "{out}");
+    let outside = ca.csr(
+        "out",
+        &p256,
+        "/CN=www.example.com",
+        Some("DNS:www.example.com"),
+    );
+    let out = ca.kexin(&[
+        "cert",
+        "issue",
+        "--profile",
+        "tls-server",
+        "--csr",
+        &outside,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside the issuer's permitted names"));
+    // A look-alike suffix is not inside either.
+    let lookalike = ca.csr("look", &p256, "/CN=x", Some("DNS:evilexample.gov.cn"));
+    assert!(!ca
+        .kexin(&[
+            "cert",
+            "issue",
+            "--profile",
+            "tls-server",
+            "--csr",
+            &lookalike
+        ])
+        .status
+        .success());
+}
+
+#[test]
 fn profiles_refuse_what_they_do_not_allow() {
     let ca = Ca::init(&[]);
     let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
@@ -913,5 +980,46 @@ fn sm2_csrs_are_issued_under_an_sm2_hierarchy() {
             .to_der()
             .unwrap(),
         "SM2 public key certified on the SM2 curve"
+    );
+}
+
+#[test]
+fn an_issuance_interrupted_before_completion_is_abandoned_not_lost() {
+    let ca = Ca::init(&[]);
+    // What a crash between "recorded" and "signed" leaves behind.
+    let db = ca.data.join("kexin.db");
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1])\n\
+             c.execute(\"INSERT INTO certificates (serial, issuer, profile, subject, status, not_before, not_after, tbs, requested_at) \
+             VALUES ('7f00000000000000000000000000abcd', 'systems', 'tls-server', 'CN=x', 'pending', 0, 1, x'00', ?)\", (int(time.time()) - 3600,))\n\
+             c.commit()",
+            &path_str(&db),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let server = ca.serve();
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{}/pki/ca/root.crt", ca.http)]);
+    assert_eq!(code, 200);
+    server.stop();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n\
+             print(c.execute(\"select status from certificates where serial = '7f00000000000000000000000000abcd'\").fetchone()[0])\n\
+             print(c.execute(\"select count(*) from audit_log where action = 'certificate.abandon'\").fetchone()[0])",
+            &path_str(&db),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "failed\n1\n");
+    // The serial stays burnt: the same serial can never be recorded again.
+    let out = ca.kexin(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

@@ -5,6 +5,8 @@ use std::collections::HashSet;
 
 use const_oid::AssociatedOid;
 use der::Decode;
+use x509_cert::ext::pkix::constraints::name::NameConstraints;
+use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, BasicConstraints, KeyUsage, KeyUsages, SubjectAltName,
     SubjectKeyIdentifier,
@@ -169,5 +171,71 @@ pub fn lint(tbs: &TbsCertificate, issuer: Option<IssuerView<'_>>) -> Vec<String>
     if is_ca && subject_empty {
         p("CA certificate with an empty subject".into());
     }
+    if let Some(issuer) = &issuer {
+        for name in dns_names(tbs) {
+            if let Err(why) = check_name_constraints(issuer.tbs, &name) {
+                p(why);
+            }
+        }
+    }
     problems
+}
+
+fn dns_names(tbs: &TbsCertificate) -> Vec<String> {
+    tbs.extensions
+        .iter()
+        .flatten()
+        .filter(|e| e.extn_id == SubjectAltName::OID)
+        .filter_map(|e| SubjectAltName::from_der(e.extn_value.as_bytes()).ok())
+        .flat_map(|san| san.0)
+        .filter_map(|n| match n {
+            GeneralName::DnsName(d) => Some(d.as_str().to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// RFC 5280 §4.2.1.10 for dNSName: a CA does not sign what its own name
+/// constraints forbid, so relying parties never have to reject it.
+fn check_name_constraints(issuer: &TbsCertificate, name: &str) -> Result<(), String> {
+    let Some(ext) = issuer
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == NameConstraints::OID)
+    else {
+        return Ok(());
+    };
+    let nc = NameConstraints::from_der(ext.extn_value.as_bytes())
+        .map_err(|e| format!("issuer nameConstraints does not decode: {e}"))?;
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    let within = |base: &str| {
+        let base = base.to_ascii_lowercase();
+        match base.strip_prefix('.') {
+            Some(sub) => name.ends_with(&format!(".{sub}")),
+            None => name == base || name.ends_with(&format!(".{base}")),
+        }
+    };
+    let dns = |trees: &Option<Vec<x509_cert::ext::pkix::constraints::name::GeneralSubtree>>| -> Vec<String> {
+        trees
+            .iter()
+            .flatten()
+            .filter_map(|t| match &t.base {
+                GeneralName::DnsName(d) => Some(d.as_str().to_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    if dns(&nc.excluded_subtrees).iter().any(|b| within(b)) {
+        return Err(format!(
+            "DNS name {name} is excluded by the issuer's name constraints"
+        ));
+    }
+    let permitted = dns(&nc.permitted_subtrees);
+    if !permitted.is_empty() && !permitted.iter().any(|b| within(b)) {
+        return Err(format!(
+            "DNS name {name} is outside the issuer's permitted names"
+        ));
+    }
+    Ok(())
 }
