@@ -32,6 +32,29 @@ pub fn router() -> Router<AppState> {
         .route("/certificates/{serial}/revoke", post(revoke))
         .route("/certificates/{serial}/hold", post(hold))
         .route("/certificates/{serial}/release", post(release))
+        .layer(axum::middleware::from_fn(read_body_first))
+}
+
+/// Reads the whole (small, size-limited) request body before any check
+/// runs, so a refusal never leaves an unread body behind: over HTTP/2 that
+/// would reset the stream and clients would see an error instead of the 401.
+async fn read_body_first(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    const MAX_API_BODY: usize = 64 * 1024;
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_API_BODY).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Err(_) => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body larger than 64 KiB",
+        )
+        .into_response(),
+    }
 }
 
 /// The authenticated caller of a request.
