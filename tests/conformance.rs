@@ -16,8 +16,15 @@ fn pkilint(tool: &str, args: &[&str], file: &str) {
         .args(["-s", "NOTICE", file])
         .output()
         .unwrap_or_else(|e| panic!("{tool} runs (pip install pkilint): {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.trim().is_empty(), "{tool} on {file}:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "{tool} on {file}:\n{text}"
+    );
 }
 
 #[test]
@@ -33,15 +40,38 @@ fn certificates_crls_and_ocsp_responses_pass_pkilint() {
         );
         let f = |n: &str| path_str(&dir.join(n));
         let issue = |name: &str, profile: &str, subject: &str, san: Option<&str>| {
-            let (key, csr, pem) = (f(&format!("{name}.key")), f(&format!("{name}.csr")), f(&format!("{name}.pem")));
-            let mut args = vec!["req", "-new", "-utf8", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+            let (key, csr, pem) = (
+                f(&format!("{name}.key")),
+                f(&format!("{name}.csr")),
+                f(&format!("{name}.pem")),
+            );
+            let mut args = vec![
+                "req",
+                "-new",
+                "-utf8",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ];
             args.extend(["-nodes", "-keyout", &key, "-out", &csr, "-subj", subject]);
             let san_arg = san.map(|s| format!("subjectAltName={s}"));
             if let Some(s) = &san_arg {
                 args.extend(["-addext", s]);
             }
             assert!(openssl(&args).0);
-            run_ok(kexin(dir).args(["cert", "issue", "--data", "data", "--profile", profile, "--csr", &csr, "--out", &pem]));
+            run_ok(kexin(dir).args([
+                "cert",
+                "issue",
+                "--data",
+                "data",
+                "--profile",
+                profile,
+                "--csr",
+                &csr,
+                "--out",
+                &pem,
+            ]));
             pem
         };
         let mut files = vec![
@@ -51,11 +81,36 @@ fn certificates_crls_and_ocsp_responses_pass_pkilint() {
             f("data/ca/seals.pem"),
             f("data/tsa/tsa.pem"),
         ];
-        files.push(issue("tls", "tls-server", "/CN=www.example.gov.cn", Some("DNS:www.example.gov.cn,IP:10.0.0.1")));
-        files.push(issue("client", "tls-client", "/CN=app-01/O=某局", Some("URI:https://app.example.gov.cn/")));
-        files.push(issue("sign", "official-sign", "/C=CN/O=某局/CN=张三", Some("email:zs@example.gov.cn")));
-        files.push(issue("enc", "official-enc", "/C=CN/O=某局/CN=张三", Some("email:zs@example.gov.cn")));
-        files.push(issue("seal", "seal", "/CN=某局公章/O=某局/2.5.4.97=91350100M000100Y43", None));
+        files.push(issue(
+            "tls",
+            "tls-server",
+            "/CN=www.example.gov.cn",
+            Some("DNS:www.example.gov.cn,IP:10.0.0.1"),
+        ));
+        files.push(issue(
+            "client",
+            "tls-client",
+            "/CN=app-01/O=某局",
+            Some("URI:https://app.example.gov.cn/"),
+        ));
+        files.push(issue(
+            "sign",
+            "official-sign",
+            "/C=CN/O=某局/CN=张三",
+            Some("email:zs@example.gov.cn"),
+        ));
+        files.push(issue(
+            "enc",
+            "official-enc",
+            "/C=CN/O=某局/CN=张三",
+            Some("email:zs@example.gov.cn"),
+        ));
+        files.push(issue(
+            "seal",
+            "seal",
+            "/CN=某局公章/O=某局/2.5.4.97=91350100M000100Y43",
+            None,
+        ));
         for file in &files {
             pkilint("lint_pkix_cert", &[], file);
         }
@@ -64,7 +119,16 @@ fn certificates_crls_and_ocsp_responses_pass_pkilint() {
             let (_, out) = openssl(&["x509", "-in", &f("tls.pem"), "-noout", "-serial"]);
             out.trim().trim_start_matches("serial=").to_owned()
         };
-        run_ok(kexin(dir).args(["cert", "revoke", "--data", "data", "--serial", &serial, "--reason", "keyCompromise"]));
+        run_ok(kexin(dir).args([
+            "cert",
+            "revoke",
+            "--data",
+            "data",
+            "--serial",
+            &serial,
+            "--reason",
+            "keyCompromise",
+        ]));
         run_ok(kexin(dir).args(["crl", "--data", "data", "--ca", "systems", "--out", &crl]));
         pkilint("lint_crl", &["-t", "CRL", "-p", "PKIX"], &crl);
 
@@ -77,8 +141,16 @@ fn certificates_crls_and_ocsp_responses_pass_pkilint() {
             let resp = f(&format!("{name}.ocsp"));
             let issuer = f("data/ca/systems.pem");
             let (ok, out) = openssl(&[
-                "ocsp", "-issuer", &issuer, "-cert", &cert, "-url", &format!("http://127.0.0.1:{http}/ocsp"),
-                "-respout", &resp, "-noverify",
+                "ocsp",
+                "-issuer",
+                &issuer,
+                "-cert",
+                &cert,
+                "-url",
+                &format!("http://127.0.0.1:{http}/ocsp"),
+                "-respout",
+                &resp,
+                "-noverify",
             ]);
             assert!(ok, "{out}");
             pkilint("lint_ocsp_response", &[], &resp);

@@ -116,6 +116,9 @@ fn openssl_verifies_tokens_for_each_algorithm() {
         assert!(text.contains("Ordering: no"), "{alg}: {text}");
         assert!(text.contains("Nonce: 0x"), "{alg}: nonce echoed: {text}");
         kexin_verify(&tsa, "doc", &reply, true);
+        if alg == "rsa-3072" {
+            rfc3161ng_accepts(&tsa);
+        }
         if alg == "ed25519" {
             // OpenSSL 3.0 cannot verify Ed25519 CMS signatures over signed
             // attributes ("invalid digest", fixed in later releases): check
@@ -306,6 +309,33 @@ fn sm2_tokens_verify_with_gmssl() {
     assert!(!gmssl_verifies(&tampered, &signature, &cert));
     kexin_verify(&tsa, "sm2", &reply, true);
     tsa.stop();
+}
+
+/// A second RFC 3161 client library (Python rfc3161ng: pyasn1 and
+/// cryptography, RSA keys only) requests, checks nonce and signature, and
+/// refuses the token for other data.
+fn rfc3161ng_accepts(tsa: &Tsa) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, rfc3161ng\n\
+             cert = open(sys.argv[2], 'rb').read()\n\
+             t = rfc3161ng.RemoteTimestamper(sys.argv[1], certificate=cert, hashname='sha256')\n\
+             tst = t.timestamp(data=b'kexin rfc3161ng', nonce=987654321)\n\
+             assert rfc3161ng.check_timestamp(tst, certificate=cert, data=b'kexin rfc3161ng', hashname='sha256')\n\
+             try:\n    rfc3161ng.check_timestamp(tst, certificate=cert, data=b'other', hashname='sha256'); print('ACCEPTED OTHER')\n\
+             except Exception: print('ok')",
+            &format!("http://127.0.0.1:{}/tsa", tsa.http),
+            &path_str(&tsa.dir.join("data/tsa/tsa.pem")),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "rfc3161ng (pip install rfc3161ng): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `kexin verify` on a token; `valid` is what the verdict must be.
