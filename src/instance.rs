@@ -103,23 +103,31 @@ impl Instance {
             .to_owned())
     }
 
-    /// The key that signs audit checkpoints, generated on first use with the
-    /// root CA's algorithm.
-    pub async fn checkpoint_key(&self) -> anyhow::Result<CheckpointKey> {
-        let label = format!("{}-audit", self.key_prefix().await?);
-        let store = self.store.clone();
+    /// The public key under `label`, generated first (with the root CA's
+    /// algorithm) if the store does not have it yet.
+    async fn service_key(&self, label: &str) -> anyhow::Result<kexin_hsm::PublicKeyInfo> {
         let root = self
             .db
             .authority(kexin_ca::hierarchy::ROOT)
             .await?
             .context("no root CA")?;
         let alg: kexin_hsm::KeyAlgorithm = root.key_algorithm.parse()?;
-        let l = label.clone();
-        let public = tokio::task::spawn_blocking(move || match store.public_key(&l) {
-            Err(kexin_hsm::Error::KeyNotFound(_)) => store.generate(&l, alg),
-            other => other,
-        })
-        .await??;
+        let store = self.store.clone();
+        let l = label.to_owned();
+        Ok(
+            tokio::task::spawn_blocking(move || match store.public_key(&l) {
+                Err(kexin_hsm::Error::KeyNotFound(_)) => store.generate(&l, alg),
+                other => other,
+            })
+            .await??,
+        )
+    }
+
+    /// The key that signs audit checkpoints, generated on first use with the
+    /// root CA's algorithm.
+    pub async fn checkpoint_key(&self) -> anyhow::Result<CheckpointKey> {
+        let label = format!("{}-audit", self.key_prefix().await?);
+        let public = self.service_key(&label).await?;
         Ok(CheckpointKey {
             label,
             signature: public.algorithm.default_signature(),
@@ -145,19 +153,7 @@ impl Instance {
             }
         }
         let label = format!("{}-tsa", self.key_prefix().await?);
-        let root = self
-            .db
-            .authority(kexin_ca::hierarchy::ROOT)
-            .await?
-            .context("no root CA")?;
-        let alg: kexin_hsm::KeyAlgorithm = root.key_algorithm.parse()?;
-        let store = self.store.clone();
-        let l = label.clone();
-        let public = tokio::task::spawn_blocking(move || match store.public_key(&l) {
-            Err(kexin_hsm::Error::KeyNotFound(_)) => store.generate(&l, alg),
-            other => other,
-        })
-        .await??;
+        let public = self.service_key(&label).await?;
         let org = self.config.ca.organization.clone();
         let request = kexin_ca::profile::SubjectRequest {
             subject: vec![

@@ -160,7 +160,7 @@ fn encode_entry(e: &RevokedEntry, out: &mut Vec<u8>) -> Result<(), Error> {
         exts.push(Extension {
             extn_id: CrlReason::OID,
             critical: false,
-            extn_value: der::asn1::OctetString::new(crl_reason(reason).to_der().map_err(der_err)?)
+            extn_value: der::asn1::OctetString::new(reason.crl_reason().to_der().map_err(der_err)?)
                 .map_err(der_err)?,
         });
     }
@@ -189,20 +189,6 @@ fn encode_entry(e: &RevokedEntry, out: &mut Vec<u8>) -> Result<(), Error> {
         exts.encode_to_vec(out).map_err(der_err)?;
     }
     Ok(())
-}
-
-fn crl_reason(r: RevocationReason) -> CrlReason {
-    match r {
-        RevocationReason::Unspecified => CrlReason::Unspecified,
-        RevocationReason::KeyCompromise => CrlReason::KeyCompromise,
-        RevocationReason::CaCompromise => CrlReason::CaCompromise,
-        RevocationReason::AffiliationChanged => CrlReason::AffiliationChanged,
-        RevocationReason::Superseded => CrlReason::Superseded,
-        RevocationReason::CessationOfOperation => CrlReason::CessationOfOperation,
-        RevocationReason::CertificateHold => CrlReason::CertificateHold,
-        RevocationReason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
-        RevocationReason::AaCompromise => CrlReason::AaCompromise,
-    }
 }
 
 /// Appends a DER tag and definite length.

@@ -246,25 +246,8 @@ impl OcspResponder {
     }
 
     async fn try_respond(&self, request: &[u8]) -> Result<OcspAnswer, OcspResponseStatus> {
-        if request.len() > MAX_REQUEST_BYTES {
-            return Err(OcspResponseStatus::MalformedRequest);
-        }
-        let req =
-            OcspRequest::from_der(request).map_err(|_| OcspResponseStatus::MalformedRequest)?;
+        let (req, nonce) = parse_request(request)?;
         let list = &req.tbs_request.request_list;
-        if list.is_empty() || list.len() > MAX_CERT_IDS {
-            return Err(OcspResponseStatus::MalformedRequest);
-        }
-        let nonce = match &req.tbs_request.request_extensions {
-            Some(exts) => exts.iter().find(|e| e.extn_id == OID_NONCE).cloned(),
-            None => None,
-        };
-        if nonce
-            .as_ref()
-            .is_some_and(|n| n.extn_value.as_bytes().len() > 130)
-        {
-            return Err(OcspResponseStatus::MalformedRequest);
-        }
         let mut ca_index = None;
         for r in list.iter() {
             let i = self
@@ -371,7 +354,7 @@ impl OcspResponder {
                         revocation_reason: c
                             .revocation_reason
                             .and_then(RevocationReason::from_code)
-                            .map(crl_reason),
+                            .map(RevocationReason::crl_reason),
                     }),
                     _ => CertStatus::unknown(),
                 },
@@ -457,21 +440,6 @@ fn generalized(t: SystemTime) -> Result<OcspGeneralizedTime, Error> {
     Ok(OcspGeneralizedTime(
         GeneralizedTime::from_unix_duration(Duration::from_secs(secs)).map_err(der_err)?,
     ))
-}
-
-fn crl_reason(r: RevocationReason) -> x509_cert::ext::pkix::CrlReason {
-    use x509_cert::ext::pkix::CrlReason as C;
-    match r {
-        RevocationReason::Unspecified => C::Unspecified,
-        RevocationReason::KeyCompromise => C::KeyCompromise,
-        RevocationReason::CaCompromise => C::CaCompromise,
-        RevocationReason::AffiliationChanged => C::AffiliationChanged,
-        RevocationReason::Superseded => C::Superseded,
-        RevocationReason::CessationOfOperation => C::CessationOfOperation,
-        RevocationReason::CertificateHold => C::CertificateHold,
-        RevocationReason::PrivilegeWithdrawn => C::PrivilegeWithdrawn,
-        RevocationReason::AaCompromise => C::AaCompromise,
-    }
 }
 
 fn error_answer(status: OcspResponseStatus) -> OcspAnswer {

@@ -58,6 +58,22 @@ impl RevocationReason {
         Self::ALL.into_iter().find(|r| r.code() == code)
     }
 
+    /// The same reason as the ASN.1 CRLReason of CRL entries and OCSP.
+    pub fn crl_reason(self) -> x509_cert::ext::pkix::CrlReason {
+        use x509_cert::ext::pkix::CrlReason as C;
+        match self {
+            Self::Unspecified => C::Unspecified,
+            Self::KeyCompromise => C::KeyCompromise,
+            Self::CaCompromise => C::CaCompromise,
+            Self::AffiliationChanged => C::AffiliationChanged,
+            Self::Superseded => C::Superseded,
+            Self::CessationOfOperation => C::CessationOfOperation,
+            Self::CertificateHold => C::CertificateHold,
+            Self::PrivilegeWithdrawn => C::PrivilegeWithdrawn,
+            Self::AaCompromise => C::AaCompromise,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unspecified => "unspecified",
