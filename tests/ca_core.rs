@@ -1023,3 +1023,152 @@ fn an_issuance_interrupted_before_completion_is_abandoned_not_lost() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The signed part and signature of a DER CRL or BasicOCSPResponse: both
+/// are `SEQUENCE { tbs, AlgorithmIdentifier, BIT STRING }`.
+fn signed_parts(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    use der::{Decode, Encode, Reader};
+    let outer = der::asn1::AnyRef::from_der(der).unwrap();
+    let mut r = der::SliceReader::new(outer.value()).unwrap();
+    let tbs: der::asn1::AnyRef<'_> = r.decode().unwrap();
+    let _alg: der::asn1::AnyRef<'_> = r.decode().unwrap();
+    let sig: der::asn1::BitString = r.decode().unwrap();
+    (tbs.to_der().unwrap(), sig.raw_bytes().to_vec())
+}
+
+#[test]
+fn crls_and_ocsp_responses_verify_for_ed25519_and_sm2() {
+    use der::{Decode, DecodePem, Encode};
+    for alg in ["ed25519", "sm2"] {
+        let ca = Ca::init(&["--alg", alg]);
+        let server = ca.serve();
+        let csr = ca.csr(
+            "leaf",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "/CN=l.example.gov.cn",
+            Some("DNS:l.example.gov.cn"),
+        );
+        let (pem, serial) = ca.issue("leaf", "tls-server", &csr);
+        assert!(ca
+            .kexin(&[
+                "cert",
+                "revoke",
+                "--serial",
+                &serial,
+                "--reason",
+                "keyCompromise"
+            ])
+            .status
+            .success());
+        let (code, crl) = curl(&[&format!("http://127.0.0.1:{}/pki/crl/systems.crl", ca.http)]);
+        assert_eq!(code, 200);
+        let req = ca.file("req.der");
+        assert!(
+            openssl(&[
+                "ocsp",
+                "-issuer",
+                &ca.ca_pem("systems"),
+                "-cert",
+                &pem,
+                "-no_nonce",
+                "-reqout",
+                &req
+            ])
+            .0
+        );
+        let (code, resp) = curl(&[
+            "-H",
+            "Content-Type: application/ocsp-request",
+            "--data-binary",
+            &format!("@{req}"),
+            &format!("http://127.0.0.1:{}/ocsp", ca.http),
+        ]);
+        assert_eq!(code, 200);
+        std::fs::write(ca.file("crl.der"), &crl).unwrap();
+        std::fs::write(ca.file("resp.der"), &resp).unwrap();
+        if alg == "ed25519" {
+            let (ok, text) = openssl(&[
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                &ca.file("crl.der"),
+                "-noout",
+                "-text",
+                "-CAfile",
+                &ca.ca_pem("systems"),
+            ]);
+            assert!(
+                ok && text.contains("verify OK") && text.contains(&serial.to_ascii_uppercase()),
+                "{text}"
+            );
+            let (ok, text) = openssl(&[
+                "ocsp",
+                "-respin",
+                &ca.file("resp.der"),
+                "-issuer",
+                &ca.ca_pem("systems"),
+                "-CAfile",
+                &ca.ca_pem("root"),
+                "-cert",
+                &pem,
+            ]);
+            assert!(
+                ok && text.contains("Response verify OK") && text.contains("revoked"),
+                "{text}"
+            );
+        } else {
+            // OpenSSL 3.0 verifies SM2 with an empty ID: check with gmssl.
+            let systems =
+                x509_cert::Certificate::from_pem(std::fs::read(ca.ca_pem("systems")).unwrap())
+                    .unwrap();
+            let (tbs, sig) = signed_parts(&crl);
+            assert!(gmssl_verifies(&tbs, &sig, &systems), "SM2 CRL signature");
+            let (_, text) = openssl(&[
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                &ca.file("crl.der"),
+                "-noout",
+                "-text",
+            ]);
+            assert!(
+                text.contains(&serial.to_ascii_uppercase()) && text.contains("Key Compromise"),
+                "{text}"
+            );
+            let ocsp = x509_ocsp::OcspResponse::from_der(&resp).unwrap();
+            let basic = ocsp.response_bytes.unwrap().response.into_bytes();
+            let basic_parsed = x509_ocsp::BasicOcspResponse::from_der(&basic).unwrap();
+            let responder = basic_parsed.certs.as_ref().unwrap()[0].clone();
+            assert!(
+                gmssl_verifies(
+                    &basic_parsed.tbs_response_data.to_der().unwrap(),
+                    basic_parsed.signature.raw_bytes(),
+                    &responder
+                ),
+                "SM2 OCSP signature"
+            );
+            assert!(
+                gmssl_verifies(
+                    &responder.tbs_certificate.to_der().unwrap(),
+                    responder.signature.raw_bytes(),
+                    &systems
+                ),
+                "responder certificate issued by systems"
+            );
+            let (_, text) = openssl(&[
+                "ocsp",
+                "-respin",
+                &ca.file("resp.der"),
+                "-resp_text",
+                "-noverify",
+            ]);
+            assert!(
+                text.contains("Cert Status: revoked") && text.contains("keyCompromise"),
+                "{text}"
+            );
+        }
+        server.stop();
+    }
+}
