@@ -357,6 +357,46 @@ fn revocation_crl_and_ocsp_agree(ca: Ca) {
     );
     assert!(!out.contains("WARNING"), "nonce must be echoed: {out}");
 
+    // A cacheable (nonce-free) answer for C, served from the responder's cache.
+    let c_req = ca.file("c.req");
+    assert!(
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            &ca.ca_pem("systems"),
+            "-cert",
+            &c_pem,
+            "-no_nonce",
+            "-reqout",
+            &c_req
+        ])
+        .0
+    );
+    let c_get = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&c_req).unwrap());
+        format!(
+            "http://127.0.0.1:{}/ocsp/{}",
+            ca.http,
+            b64.replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+        )
+    };
+    let c_status = |ca: &Ca| {
+        let (_, body) = curl(&[&c_get]);
+        std::fs::write(ca.file("c.resp"), body).unwrap();
+        openssl(&[
+            "ocsp",
+            "-respin",
+            &ca.file("c.resp"),
+            "-resp_text",
+            "-noverify",
+        ])
+        .1
+    };
+    assert!(c_status(&ca).contains("Cert Status: good"));
+
     let out = ca.kexin(&[
         "cert",
         "revoke",
@@ -466,6 +506,27 @@ fn revocation_crl_and_ocsp_agree(ca: Ca) {
         &c_pem,
     ]);
     assert!(ok, "{out}");
+
+    // A revocation by another process (the CLI) reaches cached answers
+    // within the responder's two-second recheck.
+    let (_, c_serial) = certs[2].clone();
+    assert!(ca
+        .kexin(&[
+            "cert",
+            "revoke",
+            "--serial",
+            &c_serial,
+            "--reason",
+            "superseded"
+        ])
+        .status
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let text = c_status(&ca);
+    assert!(
+        text.contains("Cert Status: revoked") && text.contains("superseded"),
+        "{text}"
+    );
 
     // Revoked stays revoked; held can be released.
     let out = ca.kexin(&["cert", "release", "--serial", &a]);

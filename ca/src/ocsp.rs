@@ -63,8 +63,8 @@ fn digest(alg: ObjectIdentifier, data: &[u8]) -> Option<Vec<u8>> {
 /// A CA this responder answers for.
 struct ServedCa {
     name: String,
-    subject_der: Vec<u8>,
-    key_bits: Vec<u8>,
+    /// (hash algorithm, issuerNameHash, issuerKeyHash) for every CertID hash we accept.
+    id_hashes: Vec<(ObjectIdentifier, Vec<u8>, Vec<u8>)>,
     responder_label: String,
     responder_signature: SignatureAlgorithm,
     responder_cert: Certificate,
@@ -87,7 +87,15 @@ struct Cached {
     /// The stored status the answer was made from; a different status now
     /// (a revocation by another process or node) means the answer is stale.
     status: Option<(String, Option<i64>)>,
+    /// When `status` was last compared with storage.
+    checked_at: std::time::Instant,
 }
+
+/// How long a cached answer is served without asking storage again.
+/// Revocations made through this process drop the answer at once
+/// ([`OcspResponder::invalidate`]); ones made by another process or node
+/// are seen within this time.
+const RECHECK: Duration = Duration::from_secs(2);
 
 pub struct OcspResponder {
     db: Database,
@@ -204,14 +212,15 @@ impl OcspResponder {
             let spki = &responder_cert.tbs_certificate.subject_public_key_info;
             let key_alg = KeyAlgorithm::from_spki(spki)?;
             let tbs = &ca.certificate.tbs_certificate;
+            let subject_der = tbs.subject.to_der().map_err(der_err)?;
+            let key_bits = tbs.subject_public_key_info.subject_public_key.raw_bytes();
+            let id_hashes = [OID_SHA1, OID_SHA256, OID_SHA384, OID_SHA512, OID_SM3]
+                .into_iter()
+                .filter_map(|alg| Some((alg, digest(alg, &subject_der)?, digest(alg, key_bits)?)))
+                .collect();
             cas.push(ServedCa {
                 name: ca.name.clone(),
-                subject_der: tbs.subject.to_der().map_err(der_err)?,
-                key_bits: tbs
-                    .subject_public_key_info
-                    .subject_public_key
-                    .raw_bytes()
-                    .to_vec(),
+                id_hashes,
                 responder_label: label,
                 responder_signature: key_alg.default_signature(),
                 responder_key_hash: digest(OID_SHA1, spki.subject_public_key.raw_bytes())
@@ -273,11 +282,17 @@ impl OcspResponder {
             if let Some(c) =
                 cached.filter(|c| c.signed_at.elapsed().unwrap_or(Duration::MAX) < self.refresh)
             {
+                if c.checked_at.elapsed() < RECHECK {
+                    return Ok(c.answer);
+                }
                 let status = self.stored_status(&key.1).await.map_err(|e| {
                     tracing::error!(error = %e, "OCSP status lookup failed");
                     OcspResponseStatus::TryLater
                 })?;
                 if status == c.status {
+                    if let Some(entry) = self.cache.lock().expect("lock poisoned").get_mut(key) {
+                        entry.checked_at = std::time::Instant::now();
+                    }
                     return Ok(c.answer);
                 }
                 current_status = Some(status);
@@ -308,6 +323,7 @@ impl OcspResponder {
                     answer: answer.clone(),
                     signed_at: SystemTime::now(),
                     status,
+                    checked_at: std::time::Instant::now(),
                 },
             );
         }
@@ -325,8 +341,11 @@ impl OcspResponder {
     fn find_ca(&self, id: &CertId) -> Option<usize> {
         let alg = id.hash_algorithm.oid;
         self.cas.iter().position(|ca| {
-            digest(alg, &ca.subject_der).as_deref() == Some(id.issuer_name_hash.as_bytes())
-                && digest(alg, &ca.key_bits).as_deref() == Some(id.issuer_key_hash.as_bytes())
+            ca.id_hashes.iter().any(|(a, name, key)| {
+                *a == alg
+                    && name.as_slice() == id.issuer_name_hash.as_bytes()
+                    && key.as_slice() == id.issuer_key_hash.as_bytes()
+            })
         })
     }
 
