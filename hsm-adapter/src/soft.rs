@@ -94,7 +94,8 @@ pub struct SoftKeyStore {
     dir: PathBuf,
     master: LessSafeKey,
     rng: SystemRandom,
-    loaded: RwLock<HashMap<String, Arc<PrivateKey>>>,
+    /// Decrypted keys with their algorithm: a signature costs no file read.
+    loaded: RwLock<HashMap<String, (Arc<PrivateKey>, Option<KeyAlgorithm>)>>,
 }
 
 impl std::fmt::Debug for SoftKeyStore {
@@ -225,10 +226,10 @@ impl SoftKeyStore {
     }
 
     fn load(&self, label: &str) -> Result<(Arc<PrivateKey>, Option<KeyAlgorithm>)> {
-        let sealed = self.read_sealed(label)?;
         if let Some(k) = self.loaded.read().expect("lock poisoned").get(label) {
-            return Ok((k.clone(), sealed.algorithm));
+            return Ok(k.clone());
         }
+        let sealed = self.read_sealed(label)?;
         let blob = hex::decode(&sealed.sealed).map_err(|e| Error::Backend(e.to_string()))?;
         let secret = open_sealed(&self.master, &aad(label, sealed.kind), &blob)
             .map_err(|_| Error::Backend(format!("key {label:?} fails its integrity check")))?;
@@ -261,7 +262,7 @@ impl SoftKeyStore {
         self.loaded
             .write()
             .expect("lock poisoned")
-            .insert(label.to_owned(), key.clone());
+            .insert(label.to_owned(), (key.clone(), sealed.algorithm));
         Ok((key, sealed.algorithm))
     }
 }
