@@ -89,13 +89,15 @@ enum PrivateKey {
     Wrapping(LessSafeKey),
 }
 
+type LoadedKey = (Arc<PrivateKey>, Option<KeyAlgorithm>);
+
 /// A key store in a directory, encrypted at rest.
 pub struct SoftKeyStore {
     dir: PathBuf,
     master: LessSafeKey,
     rng: SystemRandom,
     /// Decrypted keys with their algorithm: a signature costs no file read.
-    loaded: RwLock<HashMap<String, (Arc<PrivateKey>, Option<KeyAlgorithm>)>>,
+    loaded: RwLock<HashMap<String, LoadedKey>>,
 }
 
 impl std::fmt::Debug for SoftKeyStore {
@@ -225,7 +227,7 @@ impl SoftKeyStore {
         Ok(())
     }
 
-    fn load(&self, label: &str) -> Result<(Arc<PrivateKey>, Option<KeyAlgorithm>)> {
+    fn load(&self, label: &str) -> Result<LoadedKey> {
         if let Some(k) = self.loaded.read().expect("lock poisoned").get(label) {
             return Ok(k.clone());
         }
