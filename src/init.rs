@@ -180,6 +180,10 @@ async fn build(dir: &Path, final_dir: &Path, opts: InitOptions) -> anyhow::Resul
         instance.regenerate_crl(&ca.name).await?;
     }
     instance.ensure_tsa().await?;
+    instance
+        .profiles()?
+        .audit_changes(&instance.audit, requester)
+        .await?;
     instance.checkpoint_audit().await?;
     instance.db.pool().close().await;
     lines.push("  OCSP responder certificates and first CRLs made for every CA".into());

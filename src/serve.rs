@@ -55,6 +55,19 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     }
     instance.ensure_ocsp_responders().await?;
     abandon_pending(&instance).await?;
+    let changed = instance
+        .profiles()?
+        .audit_changes(
+            &instance.audit,
+            kexin_ca::issuance::Requester {
+                actor: "system:kexin",
+                source: "startup",
+            },
+        )
+        .await?;
+    if !changed.is_empty() {
+        tracing::info!(profiles = ?changed, "profiles new or changed since last start; recorded in the audit log");
+    }
     let ocsp = Arc::new(OcspResponder::load(instance.db.clone(), instance.store.clone()).await?);
     let registration = Arc::new(instance.registration()?);
     let tsa = Arc::new(instance.time_stamp_authority().await?);

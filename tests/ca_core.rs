@@ -1233,3 +1233,79 @@ fn crls_and_ocsp_responses_verify_for_ed25519_and_sm2() {
         server.stop();
     }
 }
+
+#[test]
+fn an_operator_profile_change_is_audited_and_applied() {
+    let ca = Ca::init(&[]);
+    let profiles = ca.data.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let builtin = include_str!("../ca/profiles/tls-server.toml");
+    std::fs::write(
+        profiles.join("tls-server.toml"),
+        builtin.replace("validity_days = 199", "validity_days = 90"),
+    )
+    .unwrap();
+    let db = ca.data.join("kexin.db");
+    let recorded = || {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys, json\nc = sqlite3.connect(sys.argv[1])\n\
+                 rows = c.execute(\"select detail from audit_log where action = 'profile.change' and target = 'tls-server' order by seq\").fetchall()\n\
+                 print(len(rows)); print(json.loads(rows[-1][0])['origin'])",
+                &path_str(&db),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ca.serve().stop();
+    let text = recorded();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("2"),
+        "built-in at init, then the operator's file: {text}"
+    );
+    assert!(
+        lines.next().unwrap().ends_with("profiles/tls-server.toml"),
+        "{text}"
+    );
+    // A second start with nothing changed records nothing new.
+    ca.serve().stop();
+    assert!(recorded().starts_with("2\n"), "{}", recorded());
+    let csr = ca.csr(
+        "short",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=s.example.gov.cn",
+        Some("DNS:s.example.gov.cn"),
+    );
+    let (pem, _) = ca.issue("short", "tls-server", &csr);
+    let (_, dates) = openssl(&["x509", "-in", &pem, "-noout", "-startdate", "-enddate"]);
+    let days = {
+        let get = |k: &str| {
+            dates
+                .lines()
+                .find(|l| l.starts_with(k))
+                .unwrap()
+                .split('=')
+                .nth(1)
+                .unwrap()
+                .to_owned()
+        };
+        let parse = |s: String| {
+            let out = std::process::Command::new("date")
+                .args(["-d", &s, "+%s"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<i64>()
+                .unwrap()
+        };
+        (parse(get("notAfter")) - parse(get("notBefore"))) / 86400
+    };
+    assert_eq!(days, 90, "{dates}");
+    let out = ca.kexin(&["audit", "verify"]);
+    assert!(out.status.success());
+}

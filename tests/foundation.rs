@@ -318,7 +318,7 @@ fn serve_answers_over_http_and_https_and_stops_on_sigterm() {
     assert!(output.contains("shutting down"), "{output}");
     assert!(output.contains("stopped"), "{output}");
     let out = run_ok(kexin(tmp.path()).args(["audit", "verify", "--data", "data"]));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact: 14 entries"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact: 21 entries"));
 }
 
 #[test]
@@ -492,7 +492,7 @@ fn postgres_backend_end_to_end() {
     check_running_server(&server, &data);
     server.stop();
     let out = run_ok(kexin(tmp.path()).args(["audit", "verify", "--data", "data"]));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 14 entries"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 21 entries"));
 
     // A second instance must not share the database.
     let tmp2 = tempfile::tempdir().unwrap();

@@ -181,6 +181,19 @@ impl AuditLog {
             .collect()
     }
 
+    /// The details of the newest entry with `action` on `target`.
+    pub async fn latest_detail(&self, action: &str, target: &str) -> Result<Option<String>, Error> {
+        let row = sqlx::query(
+            "SELECT detail FROM audit_log WHERE action = $1 AND target = $2 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(action)
+        .bind(target)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(storage)?;
+        row.map(|r| r.try_get(0).map_err(storage)).transpose()
+    }
+
     /// The newest entry's sequence number and hash.
     pub async fn head(&self) -> Result<Option<(i64, String)>, Error> {
         let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")

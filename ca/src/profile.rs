@@ -69,6 +69,12 @@ fn all_algorithms() -> Vec<KeyAlgorithm> {
 pub struct Profile {
     #[serde(skip)]
     pub name: String,
+    /// Where the profile came from: `built-in` or the file's path.
+    #[serde(skip)]
+    pub origin: String,
+    /// SHA-256 of the profile's TOML text, to notice changes.
+    #[serde(skip)]
+    pub digest: String,
     pub description: String,
     /// CAs that may sign with this profile; the first is the default.
     pub issuers: Vec<String>,
@@ -165,12 +171,53 @@ impl Profiles {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
+
+    /// Records in the audit log every profile that is new or whose text
+    /// changed since the log last saw it. Returns the names recorded.
+    pub async fn audit_changes(
+        &self,
+        audit: &crate::audit::AuditLog,
+        requester: crate::issuance::Requester<'_>,
+    ) -> Result<Vec<String>, Error> {
+        let mut changed = Vec::new();
+        for p in self.0.values() {
+            let last = audit.latest_detail("profile.change", &p.name).await?;
+            let known = last
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                .and_then(|v| v["sha256"].as_str().map(str::to_owned));
+            if known.as_deref() == Some(p.digest.as_str()) {
+                continue;
+            }
+            audit
+                .append(crate::audit::AuditEvent {
+                    actor: requester.actor,
+                    action: "profile.change",
+                    target: &p.name,
+                    source: requester.source,
+                    detail: serde_json::json!({
+                        "sha256": p.digest,
+                        "previous_sha256": known,
+                        "origin": p.origin,
+                        "issuers": p.issuers,
+                        "validity_days": p.validity_days,
+                    }),
+                })
+                .await?;
+            changed.push(p.name.clone());
+        }
+        Ok(changed)
+    }
 }
 
 fn parse(name: &str, text: &str, origin: &str) -> Result<Profile, Error> {
     let mut p: Profile = toml::from_str(text)
         .map_err(|e| Error::Profile(format!("profile {name} ({origin}): {e}")))?;
     p.name = name.to_owned();
+    p.origin = origin.to_owned();
+    p.digest = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        text.as_bytes(),
+    ));
     for ku in &p.key_usage {
         key_usage_flag(ku).map_err(|e| Error::Profile(format!("profile {name}: {e}")))?;
     }
