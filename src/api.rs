@@ -105,31 +105,36 @@ impl FromRequestParts<AppState> for Caller {
         let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
         let db = &state.instance.db;
         let record = db.certificate(&serial).await.map_err(internal)?;
-        match record.map(|r| r.status) {
-            Some(s) if s == "issued" => {}
-            Some(s) => {
-                return Err(Problem::new(
-                    StatusCode::FORBIDDEN,
-                    &format!("client certificate is {s}"),
-                ))
-            }
-            None => {
-                return Err(Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "client certificate unknown to this CA",
-                ))
-            }
-        }
-        let (name, role) = db
-            .principal(&serial)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "client certificate is not a registered principal",
-                )
-            })?;
+        let refusal = match record.map(|r| r.status) {
+            Some(s) if s == "issued" => None,
+            Some(s) => Some(format!("client certificate is {s}")),
+            None => Some("client certificate unknown to this CA".to_owned()),
+        };
+        let principal = match refusal {
+            Some(_) => None,
+            None => db.principal(&serial).await.map_err(internal)?,
+        };
+        let Some((name, role)) = principal else {
+            // A certificate of our CAs that may not log in: record the attempt.
+            let reason = refusal
+                .unwrap_or_else(|| "client certificate is not a registered principal".into());
+            state
+                .instance
+                .audit
+                .append(kexin_ca::audit::AuditEvent {
+                    actor: &format!("certificate:{serial}"),
+                    action: "api.login-refused",
+                    target: parts.uri.path(),
+                    source: &source,
+                    detail: serde_json::json!({
+                        "reason": reason,
+                        "subject": cert.tbs_certificate.subject.to_string(),
+                    }),
+                })
+                .await
+                .map_err(internal)?;
+            return Err(Problem::new(StatusCode::FORBIDDEN, &reason));
+        };
         let role = role.parse().map_err(internal)?;
         Ok(Self { name, role, source })
     }
