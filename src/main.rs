@@ -80,8 +80,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Verify a signed artifact (today: an RFC 3161 time-stamp token or
-    /// reply) and print a report; exit status 0 if valid, 1 if not.
+    /// Verify a signed artifact (today: a certificate, or an RFC 3161
+    /// time-stamp token or reply) and print a report; exit 0 if valid.
     Verify {
         file: PathBuf,
         /// The data a detached token or signature covers.
@@ -288,7 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             content,
             data,
             json,
-        } => verify::run(&file, content.as_deref(), &data, json),
+        } => verify::run(&file, content.as_deref(), &data, json).await,
         Command::Officer {
             command:
                 OfficerCommand::Add {

@@ -14,7 +14,92 @@ fn certificates(path: &Path) -> Vec<Certificate> {
         .unwrap_or_default()
 }
 
-pub fn run(
+/// A certificate, PEM or DER, if `bytes` is one.
+fn as_certificate(bytes: &[u8]) -> Option<Certificate> {
+    use der::Decode;
+    Certificate::from_der(bytes)
+        .ok()
+        .or_else(|| Certificate::load_pem_chain(bytes).ok()?.into_iter().next())
+}
+
+/// Chain to our root now, and the status Kexin's database records, when the
+/// data directory's database is reachable (no key store is needed).
+async fn certificate_report(
+    cert: &Certificate,
+    data: &Path,
+    extra: &[Certificate],
+    roots: &[Certificate],
+) -> serde_json::Value {
+    let tbs = &cert.tbs_certificate;
+    let serial = hex::encode(tbs.serial_number.as_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let time = |t: &x509_cert::time::Time| {
+        time::OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+    };
+    let mut report = serde_json::json!({
+        "type": "certificate",
+        "subject": tbs.subject.to_string(),
+        "issuer": tbs.issuer.to_string(),
+        "serial": serial,
+        "not_before": time(&tbs.validity.not_before),
+        "not_after": time(&tbs.validity.not_after),
+    });
+    let chain = match kexin_ca::verify::build_chain(cert, extra, roots, now) {
+        Ok(chain) => chain,
+        Err(reason) => {
+            report["verdict"] = "invalid".into();
+            report["reason"] = reason.into();
+            return report;
+        }
+    };
+    report["chain"] = chain.into();
+    let status = async {
+        let config = kexin_config::Config::load(data).ok()?;
+        let db =
+            kexin_ca::storage::Database::connect(&crate::instance::database_url(data, &config))
+                .await
+                .ok()?;
+        db.certificate(&serial).await.ok()
+    }
+    .await;
+    match status {
+        Some(Some(record)) if record.status == "issued" => {
+            report["status"] = "good".into();
+            report["verdict"] = "valid".into();
+        }
+        Some(Some(record)) => {
+            report["status"] = record.status.clone().into();
+            report["revocation_reason"] = record
+                .revocation_reason
+                .and_then(kexin_ca::revocation::RevocationReason::from_code)
+                .map(|r| r.as_str())
+                .into();
+            report["verdict"] = "invalid".into();
+            report["reason"] = format!("the certificate is {}", record.status).into();
+        }
+        Some(None) => {
+            report["status"] = "unknown".into();
+            report["verdict"] = "indeterminate".into();
+            report["reason"] = "this CA has no record of the certificate".into();
+        }
+        None => {
+            report["status"] = "unknown".into();
+            report["verdict"] = "indeterminate".into();
+            report["reason"] = "the revocation status could not be read".into();
+        }
+    }
+    report
+}
+
+pub async fn run(
     file: &Path,
     content: Option<&Path>,
     data: &Path,
@@ -31,38 +116,42 @@ pub fn run(
     }
     extra.extend(certificates(&data.join("tsa/tsa.pem")));
 
-    let report = match token_from_reply_or_token(&bytes) {
-        Ok(token) => {
-            let content = content.context(
-                "a time-stamp token is detached: give the stamped data with --content FILE",
-            )?;
-            let mut reader = std::fs::File::open(content)
-                .with_context(|| format!("reading {}", content.display()))?;
-            match verify_token(&token, &mut reader, &extra, &roots) {
-                Ok(v) => serde_json::json!({
-                    "type": "timestamp-token",
-                    "verdict": "valid",
-                    "gen_time": time::OffsetDateTime::from_unix_timestamp(v.gen_time_unix as i64)
-                        .ok()
-                        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-                    "serial": v.serial_hex,
-                    "policy": v.policy,
-                    "hash_algorithm": v.hash_algorithm,
-                    "tsa": v.tsa_subject,
-                    "chain": v.chain,
-                }),
-                Err(e) => serde_json::json!({
-                    "type": "timestamp-token",
-                    "verdict": "invalid",
-                    "reason": e.to_string(),
-                }),
+    let report = if let Some(cert) = as_certificate(&bytes) {
+        certificate_report(&cert, data, &extra, &roots).await
+    } else {
+        match token_from_reply_or_token(&bytes) {
+            Ok(token) => {
+                let content = content.context(
+                    "a time-stamp token is detached: give the stamped data with --content FILE",
+                )?;
+                let mut reader = std::fs::File::open(content)
+                    .with_context(|| format!("reading {}", content.display()))?;
+                match verify_token(&token, &mut reader, &extra, &roots) {
+                    Ok(v) => serde_json::json!({
+                        "type": "timestamp-token",
+                        "verdict": "valid",
+                        "gen_time": time::OffsetDateTime::from_unix_timestamp(v.gen_time_unix as i64)
+                            .ok()
+                            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+                        "serial": v.serial_hex,
+                        "policy": v.policy,
+                        "hash_algorithm": v.hash_algorithm,
+                        "tsa": v.tsa_subject,
+                        "chain": v.chain,
+                    }),
+                    Err(e) => serde_json::json!({
+                        "type": "timestamp-token",
+                        "verdict": "invalid",
+                        "reason": e.to_string(),
+                    }),
+                }
             }
+            Err(e) => serde_json::json!({
+                "type": "unknown",
+                "verdict": "indeterminate",
+                "reason": format!("not a format Kexin verifies yet: {e}"),
+            }),
         }
-        Err(e) => serde_json::json!({
-            "type": "unknown",
-            "verdict": "indeterminate",
-            "reason": format!("not a format Kexin verifies yet: {e}"),
-        }),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1309,3 +1309,78 @@ fn an_operator_profile_change_is_audited_and_applied() {
     let out = ca.kexin(&["audit", "verify"]);
     assert!(out.status.success());
 }
+
+#[test]
+fn kexin_verify_reports_chain_and_status_of_a_certificate() {
+    for alg in ["ecdsa-p256", "sm2"] {
+        let ca = Ca::init(&["--alg", alg]);
+        let csr = ca.csr(
+            "v",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "/CN=v.example.gov.cn",
+            Some("DNS:v.example.gov.cn"),
+        );
+        let (pem, serial) = ca.issue("v", "tls-server", &csr);
+        let report = |ca: &Ca, file: &str| {
+            let out = ca.kexin(&["verify", file, "--json"]);
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            (out.status.success(), json)
+        };
+        let (ok, json) = report(&ca, &pem);
+        assert!(ok, "{alg}: {json}");
+        assert_eq!(
+            (json["verdict"].as_str(), json["status"].as_str()),
+            (Some("valid"), Some("good")),
+            "{json}"
+        );
+        assert_eq!(json["chain"].as_array().unwrap().len(), 3);
+        assert!(ca
+            .kexin(&[
+                "cert",
+                "revoke",
+                "--serial",
+                &serial,
+                "--reason",
+                "superseded"
+            ])
+            .status
+            .success());
+        let (ok, json) = report(&ca, &pem);
+        assert!(!ok);
+        assert_eq!(
+            (json["verdict"].as_str(), json["revocation_reason"].as_str()),
+            (Some("invalid"), Some("superseded")),
+            "{json}"
+        );
+        // A certificate from elsewhere does not chain to our root.
+        let (key, foreign) = (ca.file("f.key"), ca.file("f.pem"));
+        assert!(
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &foreign,
+                "-subj",
+                "/CN=Elsewhere",
+                "-days",
+                "1"
+            ])
+            .0
+        );
+        let (ok, json) = report(&ca, &foreign);
+        assert!(
+            !ok && json["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no trusted issuer"),
+            "{json}"
+        );
+    }
+}

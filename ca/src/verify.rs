@@ -147,6 +147,68 @@ fn verify_sm2(
     Err(VerifyError::BadSignature)
 }
 
+/// Walks issuer links from `leaf` up to one of `roots`, through `pool`,
+/// checking each signature (SM2 with the default ID) and that every
+/// certificate was valid at `at` (unix seconds). Returns the subjects, leaf
+/// first, or why no trusted chain exists.
+pub fn build_chain(
+    leaf: &x509_cert::Certificate,
+    pool: &[x509_cert::Certificate],
+    roots: &[x509_cert::Certificate],
+    at: u64,
+) -> Result<Vec<String>, String> {
+    let valid = |c: &x509_cert::Certificate| {
+        let v = &c.tbs_certificate.validity;
+        v.not_before.to_unix_duration().as_secs() <= at
+            && at <= v.not_after.to_unix_duration().as_secs()
+    };
+    let mut chain = vec![leaf.tbs_certificate.subject.to_string()];
+    let mut current = leaf.clone();
+    for _ in 0..8 {
+        if !valid(&current) {
+            return Err(format!(
+                "{} was not valid at the time checked",
+                current.tbs_certificate.subject
+            ));
+        }
+        let signed = current
+            .tbs_certificate
+            .to_der()
+            .map_err(|e| e.to_string())?;
+        let verifies = |issuer: &x509_cert::Certificate| {
+            issuer.tbs_certificate.subject == current.tbs_certificate.issuer
+                && verify_signature(
+                    &issuer.tbs_certificate.subject_public_key_info,
+                    &current.signature_algorithm,
+                    &signed,
+                    current.signature.raw_bytes(),
+                    &[SM2_DEFAULT_ID],
+                )
+                .is_ok()
+        };
+        if let Some(root) = roots.iter().find(|r| verifies(r)) {
+            if !valid(root) {
+                return Err("the root was not valid at the time checked".into());
+            }
+            chain.push(root.tbs_certificate.subject.to_string());
+            return Ok(chain);
+        }
+        let next = pool
+            .iter()
+            .find(|c| c.tbs_certificate.subject != current.tbs_certificate.subject && verifies(c))
+            .ok_or_else(|| {
+                format!(
+                    "no trusted issuer found for {}",
+                    current.tbs_certificate.subject
+                )
+            })?
+            .clone();
+        chain.push(next.tbs_certificate.subject.to_string());
+        current = next;
+    }
+    Err("chain too long".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

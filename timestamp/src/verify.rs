@@ -187,7 +187,8 @@ pub fn verify_token(
 
     check_tsa_eku(&tsa_cert)?;
     let gen_time = tst.gen_time.to_unix_duration().as_secs();
-    let chain = build_chain(&tsa_cert, &candidates, roots, gen_time)?;
+    let chain = kexin_ca::verify::build_chain(&tsa_cert, &candidates, roots, gen_time)
+        .map_err(TokenError::Untrusted)?;
     Ok(VerifiedToken {
         gen_time_unix: gen_time,
         serial_hex: hex::encode(tst.serial_number.as_bytes()),
@@ -249,63 +250,4 @@ fn check_tsa_eku(cert: &Certificate) -> Result<(), TokenError> {
         ));
     }
     Ok(())
-}
-
-/// Walks issuer links up to a root, checking each signature and that each
-/// certificate was valid at `at` (unix seconds). Returns the subjects.
-fn build_chain(
-    leaf: &Certificate,
-    pool: &[Certificate],
-    roots: &[Certificate],
-    at: u64,
-) -> Result<Vec<String>, TokenError> {
-    let mut chain = vec![leaf.tbs_certificate.subject.to_string()];
-    let mut current = leaf.clone();
-    for _ in 0..8 {
-        let valid = |c: &Certificate| {
-            let v = &c.tbs_certificate.validity;
-            v.not_before.to_unix_duration().as_secs() <= at
-                && at <= v.not_after.to_unix_duration().as_secs()
-        };
-        if !valid(&current) {
-            return Err(TokenError::Untrusted(format!(
-                "{} was not valid at genTime",
-                current.tbs_certificate.subject
-            )));
-        }
-        let signed = current.tbs_certificate.to_der().map_err(malformed)?;
-        let verifies = |issuer: &Certificate| {
-            issuer.tbs_certificate.subject == current.tbs_certificate.issuer
-                && verify_signature(
-                    &issuer.tbs_certificate.subject_public_key_info,
-                    &current.signature_algorithm,
-                    &signed,
-                    current.signature.raw_bytes(),
-                    &[kexin_hsm::SM2_DEFAULT_ID],
-                )
-                .is_ok()
-        };
-        if let Some(root) = roots.iter().find(|r| verifies(r)) {
-            if !valid(root) {
-                return Err(TokenError::Untrusted(
-                    "the root was not valid at genTime".into(),
-                ));
-            }
-            chain.push(root.tbs_certificate.subject.to_string());
-            return Ok(chain);
-        }
-        let next = pool
-            .iter()
-            .find(|c| c.tbs_certificate.subject != current.tbs_certificate.subject && verifies(c))
-            .ok_or_else(|| {
-                TokenError::Untrusted(format!(
-                    "no issuer found for {}",
-                    current.tbs_certificate.subject
-                ))
-            })?
-            .clone();
-        chain.push(next.tbs_certificate.subject.to_string());
-        current = next;
-    }
-    Err(TokenError::Untrusted("chain too long".into()))
 }
