@@ -165,37 +165,36 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
 }
 
 fn http_router(state: AppState) -> Router {
-    let observed = Observed {
-        metrics: state.metrics.clone(),
-        listener: "http",
-    };
-    let max_body = state.instance.config.http.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/pki/ca/{file}", get(ca_certificate))
         .route("/pki/crl/{file}", get(crl))
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/{*request}", get(ocsp_get))
         .route("/tsa", post(tsa))
-        .route("/healthz", get(healthz))
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(observed, observe))
-        .with_state(state)
+        .route("/healthz", get(healthz));
+    finish(routes, state, "http")
 }
 
 fn https_router(state: AppState) -> Router {
-    let observed = Observed {
-        metrics: state.metrics.clone(),
-        listener: "https",
-    };
-    let max_body = state.instance.config.http.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/pki/ca/{file}", get(ca_certificate))
         .route("/api/openapi.json", get(openapi))
-        .nest("/api/v1", crate::api::router())
+        .nest("/api/v1", crate::api::router());
+    finish(routes, state, "https")
+}
+
+/// What every listener shares: problem-document 404s, the body limit and
+/// request metrics labelled with the listener.
+fn finish(routes: Router<AppState>, state: AppState, listener: &'static str) -> Router {
+    let observed = Observed {
+        metrics: state.metrics.clone(),
+        listener,
+    };
+    let max_body = state.instance.config.http.max_body_bytes;
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(observed, observe))

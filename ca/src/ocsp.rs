@@ -242,7 +242,7 @@ impl OcspResponder {
     pub fn invalidate(&self, serial: &str) {
         self.cache
             .lock()
-            .expect("lock poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|(_, s, _), _| s != serial);
     }
 
@@ -278,7 +278,12 @@ impl OcspResponder {
         });
         let mut current_status = None;
         if let Some(key) = &cache_key {
-            let cached = self.cache.lock().expect("lock poisoned").get(key).cloned();
+            let cached = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(key)
+                .cloned();
             if let Some(c) =
                 cached.filter(|c| c.signed_at.elapsed().unwrap_or(Duration::MAX) < self.refresh)
             {
@@ -290,7 +295,12 @@ impl OcspResponder {
                     OcspResponseStatus::TryLater
                 })?;
                 if status == c.status {
-                    if let Some(entry) = self.cache.lock().expect("lock poisoned").get_mut(key) {
+                    if let Some(entry) = self
+                        .cache
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get_mut(key)
+                    {
                         entry.checked_at = std::time::Instant::now();
                     }
                     return Ok(c.answer);
@@ -317,15 +327,18 @@ impl OcspResponder {
                 OcspResponseStatus::InternalError
             })?;
         if let (Some(key), Some(status)) = (cache_key, current_status) {
-            self.cache.lock().expect("lock poisoned").insert(
-                key,
-                Cached {
-                    answer: answer.clone(),
-                    signed_at: SystemTime::now(),
-                    status,
-                    checked_at: std::time::Instant::now(),
-                },
-            );
+            self.cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(
+                    key,
+                    Cached {
+                        answer: answer.clone(),
+                        signed_at: SystemTime::now(),
+                        status,
+                        checked_at: std::time::Instant::now(),
+                    },
+                );
         }
         Ok(answer)
     }

@@ -60,7 +60,7 @@ fn context(module: &Path) -> Result<Pkcs11> {
     let mut map = CONTEXTS
         .get_or_init(Mutex::default)
         .lock()
-        .expect("lock poisoned");
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(ctx) = map.get(module) {
         return Ok(ctx.clone());
     }
@@ -116,7 +116,12 @@ impl std::ops::Deref for Borrowed<'_> {
 impl Drop for Borrowed<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
-            self.store.pool.lock().expect("lock poisoned").idle.push(s);
+            self.store
+                .pool
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .idle
+                .push(s);
             self.store.returned.notify_one();
         }
     }
@@ -174,7 +179,10 @@ impl Pkcs11KeyStore {
     }
 
     fn session(&self) -> Result<Borrowed<'_>> {
-        let mut pool = self.pool.lock().expect("lock poisoned");
+        let mut pool = self
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             if let Some(s) = pool.idle.pop() {
                 return Ok(Borrowed {
@@ -191,12 +199,18 @@ impl Pkcs11KeyStore {
                         session: Some(s),
                     }),
                     Err(e) => {
-                        self.pool.lock().expect("lock poisoned").open -= 1;
+                        self.pool
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .open -= 1;
                         Err(ck("C_OpenSession", e))
                     }
                 };
             }
-            pool = self.returned.wait(pool).expect("lock poisoned");
+            pool = self
+                .returned
+                .wait(pool)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 
@@ -217,7 +231,12 @@ impl Pkcs11KeyStore {
 
     fn private_key(&self, label: &str) -> Result<(ObjectHandle, KeyAlgorithm)> {
         check_label(label)?;
-        if let Some(h) = self.handles.read().expect("lock poisoned").get(label) {
+        if let Some(h) = self
+            .handles
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(label)
+        {
             return Ok(*h);
         }
         let session = self.session()?;
@@ -227,7 +246,7 @@ impl Pkcs11KeyStore {
         let alg = key_algorithm(&session, handle)?;
         self.handles
             .write()
-            .expect("lock poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(label.to_owned(), (handle, alg));
         Ok((handle, alg))
     }
@@ -375,7 +394,7 @@ impl KeyStore for Pkcs11KeyStore {
         drop(session);
         self.handles
             .write()
-            .expect("lock poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(label.to_owned(), (priv_handle, algorithm));
         tracing::info!(label, %algorithm, backend = "pkcs11", "generated key pair on token");
         self.public_key(label)

@@ -228,7 +228,12 @@ impl SoftKeyStore {
     }
 
     fn load(&self, label: &str) -> Result<LoadedKey> {
-        if let Some(k) = self.loaded.read().expect("lock poisoned").get(label) {
+        if let Some(k) = self
+            .loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(label)
+        {
             return Ok(k.clone());
         }
         let sealed = self.read_sealed(label)?;
@@ -263,7 +268,7 @@ impl SoftKeyStore {
         let key = Arc::new(key);
         self.loaded
             .write()
-            .expect("lock poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(label.to_owned(), (key.clone(), sealed.algorithm));
         Ok((key, sealed.algorithm))
     }

@@ -48,7 +48,10 @@ impl ClockGuard {
                 return unavailable("the system clock is not synchronised");
             }
         }
-        let mut anchor = self.anchor.lock().expect("lock poisoned");
+        let mut anchor = self
+            .anchor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (mono, wall) = *anchor;
         let expected = wall + mono.elapsed();
         let now = SystemTime::now();
