@@ -25,8 +25,11 @@ use crate::problem::Problem;
 use crate::serve::AppState;
 use crate::tls::PeerCertificates;
 
+mod requests;
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(requests::router())
         .route("/certificates", post(issue).get(search))
         .route("/certificates/{serial}", get(fetch))
         .route("/certificates/{serial}/revoke", post(revoke))
@@ -73,6 +76,14 @@ impl Caller {
                 StatusCode::FORBIDDEN,
                 &format!("role {} may not do this", self.role),
             ))
+        }
+    }
+
+    pub fn officer(&self) -> kexin_ca::request::Officer<'_> {
+        kexin_ca::request::Officer {
+            name: &self.name,
+            role: self.role,
+            source: &self.source,
         }
     }
 
@@ -149,7 +160,7 @@ fn internal(e: impl std::fmt::Display) -> Problem {
 }
 
 /// Maps CA errors to problem documents without leaking internals.
-fn ca_problem(e: kexin_ca::Error) -> Problem {
+pub(crate) fn ca_problem(e: kexin_ca::Error) -> Problem {
     use kexin_ca::Error as E;
     match e {
         E::Policy(list) | E::Lint(list) => {
@@ -163,11 +174,12 @@ fn ca_problem(e: kexin_ca::Error) -> Problem {
         }
         E::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, &m),
         E::Conflict(m) => Problem::new(StatusCode::CONFLICT, &m),
+        E::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, &m),
         other => internal(other),
     }
 }
 
-fn json_problem(r: JsonRejection) -> Problem {
+pub(crate) fn json_problem(r: JsonRejection) -> Problem {
     Problem::new(r.status(), &r.body_text())
 }
 
@@ -233,6 +245,20 @@ async fn issue(
 ) -> Result<Response, Problem> {
     caller.require(Permission::IssueCertificate)?;
     let Json(body) = body.map_err(json_problem)?;
+    let profile = state
+        .registration
+        .profiles()
+        .get(&body.profile)
+        .map_err(ca_problem)?;
+    if profile.approvals > 1 {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "profile {} needs {} approvals; submit a request to /api/v1/requests",
+                profile.name, profile.approvals
+            ),
+        ));
+    }
     let actor = caller.actor();
     let requester = Requester {
         actor: &actor,
@@ -400,6 +426,31 @@ async fn release(
     change_status(&state, &caller, &serial, None).await
 }
 
+/// Certificates whose profile needs two approvals (seals) are revoked
+/// only through a request that two officers approve; a hold, which can be
+/// released, stays a one-officer emergency measure.
+async fn two_person_check(state: &AppState, serial: &str) -> Result<(), Problem> {
+    let Some(record) = state
+        .instance
+        .db
+        .certificate(serial)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(());
+    };
+    match state.registration.profiles().get(&record.profile) {
+        Ok(p) if p.approvals > 1 => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "revoking a {} certificate needs {} officers; submit a revoke request",
+                p.name, p.approvals
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Revokes, holds (`Some`) or releases (`None`), then republishes the CRL
 /// and drops cached OCSP answers.
 async fn change_status(
@@ -410,6 +461,9 @@ async fn change_status(
 ) -> Result<Json<CertificateView>, Problem> {
     caller.require(Permission::RevokeCertificate)?;
     let serial = normalize_serial(serial).map_err(ca_problem)?;
+    if matches!(revocation, Some((r, _)) if r != RevocationReason::CertificateHold) {
+        two_person_check(state, &serial).await?;
+    }
     let actor = caller.actor();
     let requester = Requester {
         actor: &actor,

@@ -79,6 +79,25 @@ impl Instance {
         ))
     }
 
+    /// The registration workflow with its KMC. The wrapping keys (escrow,
+    /// applicants' ID numbers) carry the instance's label prefix.
+    pub async fn requests(&self) -> anyhow::Result<kexin_ca::request::Requests> {
+        let prefix = self.key_prefix().await?;
+        let kmc = kexin_ca::kmc::KeyManagementCenter::new(
+            self.db.clone(),
+            self.store.clone(),
+            format!("{prefix}-kmc-escrow"),
+        );
+        Ok(kexin_ca::request::Requests::new(
+            self.db.clone(),
+            self.audit.clone(),
+            self.registration()?,
+            kmc,
+            self.store.clone(),
+            format!("{prefix}-ra-pii"),
+        ))
+    }
+
     pub fn crl_issuer(&self) -> CrlIssuer {
         CrlIssuer::new(
             self.db.clone(),

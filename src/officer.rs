@@ -95,24 +95,7 @@ pub async fn add(
         .to_pkcs8v1()
         .map_err(|_| anyhow::anyhow!("encoding the officer key failed"))?;
     let chain = [cert.to_der()?, officials.certificate.to_der()?];
-    let chain = chain
-        .iter()
-        .map(|c| p12_keystore::Certificate::from_der(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("PKCS#12 certificate: {e}"))?;
-    let mut store = p12_keystore::KeyStore::new();
-    store.add_entry(
-        name,
-        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
-            pkcs8.as_ref(),
-            serial.as_bytes(),
-            chain,
-        )),
-    );
-    let p12 = store
-        .writer(&password)
-        .write()
-        .map_err(|e| anyhow::anyhow!("writing PKCS#12: {e}"))?;
+    let p12 = kexin_ca::kmc::pkcs12(name, pkcs8.as_ref(), &chain, &password)?;
     write_private(out, &p12)?;
     Ok(serial)
 }

@@ -40,6 +40,7 @@ pub struct AppState {
     pub tsa: Arc<kexin_timestamp::TimeStampAuthority>,
     pub ocsp: Arc<OcspResponder>,
     pub registration: Arc<Registration>,
+    pub requests: Arc<kexin_ca::request::Requests>,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: Arc<HashMap<String, Vec<u8>>>,
     metrics: Arc<Metrics>,
@@ -70,6 +71,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     }
     let ocsp = Arc::new(OcspResponder::load(instance.db.clone(), instance.store.clone()).await?);
     let registration = Arc::new(instance.registration()?);
+    let requests = Arc::new(instance.requests().await?);
     let tsa = Arc::new(instance.time_stamp_authority().await?);
     let instance = Arc::new(instance);
     let ca_certificates = instance
@@ -84,6 +86,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         tsa,
         ocsp,
         registration,
+        requests,
         ca_certificates: Arc::new(ca_certificates),
         metrics: Metrics::new(),
     };

@@ -9,11 +9,13 @@ pub mod crl;
 pub mod csr;
 pub mod hierarchy;
 pub mod issuance;
+pub mod kmc;
 pub mod lint;
 pub mod ocsp;
 pub mod principal;
 pub mod profile;
 pub mod registration;
+pub mod request;
 pub mod revocation;
 pub mod storage;
 pub mod verify;
@@ -48,4 +50,7 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller's role does not allow the action.
+    #[error("{0}")]
+    Forbidden(String),
 }

@@ -98,6 +98,14 @@ pub struct Profile {
     pub policies: Vec<String>,
     #[serde(default)]
     pub ocsp_nocheck: bool,
+    /// How many officers (other than the submitter) must approve a request
+    /// under this profile, and a revocation of its certificates: 1 or 2.
+    #[serde(default = "one")]
+    pub approvals: u8,
+}
+
+fn one() -> u8 {
+    1
 }
 
 /// The request side of issuance, already authenticated (CSR signature checked).
@@ -232,6 +240,11 @@ fn parse(name: &str, text: &str, origin: &str) -> Result<Profile, Error> {
             Error::Profile(format!("profile {name}: policy {policy:?} is not an OID"))
         })?;
     }
+    if !(1..=2).contains(&p.approvals) {
+        return Err(Error::Profile(format!(
+            "profile {name}: approvals must be 1 or 2"
+        )));
+    }
     if p.issuers.is_empty() || p.validity_days == 0 {
         return Err(Error::Profile(format!(
             "profile {name}: needs issuers and validity_days"
@@ -266,7 +279,7 @@ fn eku_oid(name: &str) -> Result<ObjectIdentifier, String> {
         .map_err(|_| format!("unknown extended key usage {name:?}"))
 }
 
-fn attribute_oid(name: &str) -> Result<ObjectIdentifier, String> {
+pub fn attribute_oid(name: &str) -> Result<ObjectIdentifier, String> {
     Ok(match name {
         "C" => rfc4519::C,
         "ST" => rfc4519::ST,

@@ -54,6 +54,20 @@ impl Registration {
         self.issue(&request, profile, ca, requester).await
     }
 
+    /// Checks `request` against `profile` and the CA as issuance would,
+    /// without issuing: for requests that wait for approval.
+    pub async fn check(
+        &self,
+        request: &SubjectRequest,
+        profile: &str,
+        ca: Option<&str>,
+    ) -> Result<(), Error> {
+        let profile = self.profiles.get(profile)?;
+        let authority = load_authority(&self.db, ca.unwrap_or(&profile.issuers[0])).await?;
+        profile.template(request, &authority, &self.urls, SystemTime::now())?;
+        Ok(())
+    }
+
     /// Issues a certificate for a request whose key possession is already
     /// established (a key Kexin generated itself, or a verified CSR).
     pub async fn issue(

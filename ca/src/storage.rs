@@ -11,6 +11,9 @@ use sqlx::{AnyPool, Row};
 
 use crate::Error;
 
+mod requests;
+pub use requests::{DecisionRow, NewRequest, RequestRow};
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

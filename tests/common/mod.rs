@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kexin_test_support::openssl;
 use x509_cert::Certificate;
 
 pub const PASSPHRASE: &str = "correct horse battery staple";
@@ -165,4 +166,160 @@ pub fn gmssl_verifies(tbs_der: &[u8], signature_der: &[u8], issuer: &Certificate
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim() == "True"
+}
+
+pub const P12_PASSWORD: &str = "officer-secret-1";
+
+/// An initialized data directory in a temporary directory.
+pub struct Ca {
+    pub _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub http: u16,
+    pub https: u16,
+}
+
+impl Ca {
+    pub fn init(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let (http, https) = (free_port(), free_port());
+        run_ok(
+            kexin(tmp.path())
+                .args(["init", "--data", "data"])
+                .args(extra)
+                .env("KEXIN_HTTP__LISTEN", format!("127.0.0.1:{http}")),
+        );
+        Self {
+            dir: tmp.path().to_owned(),
+            data: data_dir(tmp.path()),
+            _tmp: tmp,
+            http,
+            https,
+        }
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        path_str(&self.dir.join(name))
+    }
+
+    pub fn ca_pem(&self, name: &str) -> String {
+        path_str(&self.data.join(format!("ca/{name}.pem")))
+    }
+
+    pub fn kexin(&self, args: &[&str]) -> std::process::Output {
+        kexin(&self.dir)
+            .args(args)
+            .args(["--data", "data"])
+            .output()
+            .unwrap()
+    }
+
+    pub fn serve(&self) -> Server {
+        let mut cmd = kexin(&self.dir);
+        cmd.args(["serve", "--data", "data"])
+            .args(["--http", &format!("127.0.0.1:{}", self.http)])
+            .args(["--https", &format!("127.0.0.1:{}", self.https)]);
+        Server::start(cmd, self.http, self.https)
+    }
+
+    /// A CSR from `openssl req` with a key of `key_args`.
+    pub fn csr(&self, name: &str, key_args: &[&str], subject: &str, san: Option<&str>) -> String {
+        let (key, csr) = (
+            self.file(&format!("{name}.key")),
+            self.file(&format!("{name}.csr")),
+        );
+        let mut args = vec![
+            "req", "-new", "-utf8", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
+        ];
+        args.extend_from_slice(key_args);
+        let san_arg;
+        if let Some(san) = san {
+            san_arg = format!("subjectAltName={san}");
+            args.extend(["-addext", &san_arg]);
+        }
+        let (ok, out) = openssl(&args);
+        assert!(ok, "{out}");
+        csr
+    }
+
+    /// Issues through the CLI; returns (PEM path, serial).
+    pub fn issue(&self, name: &str, profile: &str, csr: &str) -> (String, String) {
+        let pem = self.file(&format!("{name}.pem"));
+        let out = self.kexin(&[
+            "cert",
+            "issue",
+            "--profile",
+            profile,
+            "--csr",
+            csr,
+            "--out",
+            &pem,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (pem.clone(), serial_of(&pem))
+    }
+
+    pub fn officer(&self, name: &str, role: &str) -> String {
+        let p12 = self.file(&format!("{name}.p12"));
+        let out = kexin(&self.dir)
+            .args([
+                "officer", "add", "--data", "data", "--name", name, "--role", role, "--out", &p12,
+            ])
+            .env("KEXIN_P12_PASSWORD", P12_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p12
+    }
+}
+
+pub fn serial_of(pem: &str) -> String {
+    let (ok, out) = openssl(&["x509", "-in", pem, "-noout", "-serial"]);
+    assert!(ok, "{out}");
+    out.trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+/// Calls the HTTPS API with curl, as the officer of `p12` if given.
+pub fn api(
+    ca: &Ca,
+    p12: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let url = format!("https://localhost:{}{path}", ca.https);
+    let cert_arg = p12.map(|p| format!("{p}:{P12_PASSWORD}"));
+    let mut args: Vec<String> = vec!["--cacert".into(), ca.ca_pem("root")];
+    if let Some(c) = &cert_arg {
+        args.extend([
+            "--cert-type".into(),
+            "P12".into(),
+            "--cert".into(),
+            c.clone(),
+        ]);
+    }
+    args.extend(["-X".into(), method.into()]);
+    if let Some(b) = body {
+        args.extend([
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "--data-binary".into(),
+            b.into(),
+        ]);
+    }
+    args.push(url);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, body) = curl(&refs);
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (code, json)
 }
