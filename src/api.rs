@@ -26,6 +26,7 @@ use crate::serve::AppState;
 use crate::tls::PeerCertificates;
 
 mod requests;
+pub use requests::after_decision;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -62,13 +63,15 @@ async fn read_body_first(req: axum::extract::Request, next: axum::middleware::Ne
 
 /// The authenticated caller of a request.
 pub struct Caller {
+    /// Serial of the client certificate.
+    pub serial: String,
     pub name: String,
     pub role: Role,
     pub source: String,
 }
 
 impl Caller {
-    fn require(&self, p: Permission) -> Result<(), Problem> {
+    pub fn require(&self, p: Permission) -> Result<(), Problem> {
         if self.role.allows(p) {
             Ok(())
         } else {
@@ -87,7 +90,7 @@ impl Caller {
         }
     }
 
-    fn actor(&self) -> String {
+    pub fn actor(&self) -> String {
         format!("principal:{}", self.name)
     }
 }
@@ -96,6 +99,14 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        authenticate(parts, state).await
+    }
+}
+
+/// Who the client certificate of this request belongs to. Refusals of a
+/// certificate of our CAs are audited.
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Problem> {
+    {
         let source = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -147,11 +158,16 @@ impl FromRequestParts<AppState> for Caller {
             return Err(Problem::new(StatusCode::FORBIDDEN, &reason));
         };
         let role = role.parse().map_err(internal)?;
-        Ok(Self { name, role, source })
+        Ok(Caller {
+            serial,
+            name,
+            role,
+            source,
+        })
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Problem {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Problem {
     tracing::error!(error = %e, "API request failed");
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -459,6 +475,20 @@ async fn change_status(
     serial: &str,
     revocation: Option<(RevocationReason, Option<i64>)>,
 ) -> Result<Json<CertificateView>, Problem> {
+    Ok(Json(
+        change_certificate_status(state, caller, serial, revocation)
+            .await?
+            .into(),
+    ))
+}
+
+/// What the API and the console share.
+pub(crate) async fn change_certificate_status(
+    state: &AppState,
+    caller: &Caller,
+    serial: &str,
+    revocation: Option<(RevocationReason, Option<i64>)>,
+) -> Result<CertificateRecord, Problem> {
     caller.require(Permission::RevokeCertificate)?;
     let serial = normalize_serial(serial).map_err(ca_problem)?;
     if matches!(revocation, Some((r, _)) if r != RevocationReason::CertificateHold) {
@@ -491,5 +521,5 @@ async fn change_status(
         .await
         .map_err(internal)?
         .ok_or_else(|| internal("certificate vanished"))?;
-    Ok(Json(record.into()))
+    Ok(record)
 }

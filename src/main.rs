@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod console;
 mod init;
 mod instance;
 mod metrics;
@@ -301,7 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&data)?;
             let role: Role = role.parse()?;
             let instance = instance::Instance::open(&data).await?;
-            let serial = officer::add(&instance, &name, role, &out, CLI).await?;
+            let serial = officer::add_to_file(&instance, &name, role, &out, CLI).await?;
             instance.checkpoint_audit().await?;
             eprintln!(
                 "officer {name} ({role}) added; certificate serial {serial} in {}",

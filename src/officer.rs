@@ -25,7 +25,9 @@ use crate::private_files::write_private;
 
 pub const P12_PASSWORD_ENV: &str = "KEXIN_P12_PASSWORD";
 
-pub async fn add(
+/// `kexin officer add`: the PKCS#12 file is written to `out`, protected
+/// by `KEXIN_P12_PASSWORD`.
+pub async fn add_to_file(
     instance: &Instance,
     name: &str,
     role: Role,
@@ -40,6 +42,24 @@ pub async fn add(
     }
     if out.exists() {
         bail!("{} exists; refusing to overwrite it", out.display());
+    }
+    let (serial, p12) = add(instance, name, role, &password, requester).await?;
+    write_private(out, &p12)?;
+    Ok(serial)
+}
+
+/// Creates officer `name` with `role`; returns the certificate serial and
+/// the PKCS#12 file (key and chain) protected by `password`.
+pub async fn add(
+    instance: &Instance,
+    name: &str,
+    role: Role,
+    password: &str,
+    requester: Requester<'_>,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        bail!("an officer name is 1 to 64 printable characters");
     }
     let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
         .map_err(|_| anyhow::anyhow!("generating the officer key failed"))?;
@@ -95,7 +115,6 @@ pub async fn add(
         .to_pkcs8v1()
         .map_err(|_| anyhow::anyhow!("encoding the officer key failed"))?;
     let chain = [cert.to_der()?, officials.certificate.to_der()?];
-    let p12 = kexin_ca::kmc::pkcs12(name, pkcs8.as_ref(), &chain, &password)?;
-    write_private(out, &p12)?;
-    Ok(serial)
+    let p12 = kexin_ca::kmc::pkcs12(name, pkcs8.as_ref(), &chain, password)?;
+    Ok((serial, p12))
 }

@@ -31,6 +31,18 @@ impl Problem {
         self
     }
 
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// What went wrong, followed by each individual problem.
+    pub fn detail(&self) -> String {
+        std::iter::once(self.detail.as_str())
+            .chain(self.errors.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     pub fn not_found(detail: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }

@@ -41,6 +41,7 @@ pub struct AppState {
     pub ocsp: Arc<OcspResponder>,
     pub registration: Arc<Registration>,
     pub requests: Arc<kexin_ca::request::Requests>,
+    pub console_sessions: Arc<crate::console::Sessions>,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: Arc<HashMap<String, Vec<u8>>>,
     metrics: Arc<Metrics>,
@@ -87,6 +88,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         ocsp,
         registration,
         requests,
+        console_sessions: Arc::default(),
         ca_certificates: Arc::new(ca_certificates),
         metrics: Metrics::new(),
     };
@@ -185,7 +187,8 @@ fn https_router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/pki/ca/{file}", get(ca_certificate))
         .route("/api/openapi.json", get(openapi))
-        .nest("/api/v1", crate::api::router());
+        .nest("/api/v1", crate::api::router())
+        .merge(crate::console::router());
     finish(routes, state, "https")
 }
 
