@@ -257,8 +257,19 @@ fn an_official_is_enrolled_with_an_escrowed_encryption_key_that_two_kmc_officers
 }
 
 #[test]
-fn seal_certificates_take_two_officers_to_issue_and_to_revoke() {
-    let ca = Ca::init(&[]);
+fn seal_certificates_take_two_officers_to_issue_and_to_revoke_on_sqlite() {
+    seal_certificates_take_two_officers_to_issue_and_to_revoke(Ca::init(&[]));
+}
+
+#[test]
+fn seal_certificates_take_two_officers_to_issue_and_to_revoke_on_postgres() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(kexin_test_support::fresh_postgres_database());
+    seal_certificates_take_two_officers_to_issue_and_to_revoke(Ca::init(&["--db", &url]));
+}
+
+fn seal_certificates_take_two_officers_to_issue_and_to_revoke(ca: Ca) {
     let alice = ca.officer("alice", "ra-officer");
     let bob = ca.officer("bob", "ra-officer");
     let carol = ca.officer("carol", "ra-officer");

@@ -65,7 +65,13 @@ pub async fn search(
     }
     let mut found: Vec<CertificateRecord> = Vec::new();
     for query in queries {
-        for r in state.instance.db.search(&query).await.map_err(|e| officer.err(e))? {
+        for r in state
+            .instance
+            .db
+            .search(&query)
+            .await
+            .map_err(|e| officer.err(e))?
+        {
             if !found.iter().any(|f| f.serial == r.serial) {
                 found.push(r);
             }
@@ -133,12 +139,22 @@ pub async fn detail(
         .certificate(&serial)
         .await
         .map_err(|e| officer.err(e))?
-        .ok_or_else(|| officer.err(ConsoleError::new(StatusCode::NOT_FOUND, &format!("no certificate {serial}"))))?;
+        .ok_or_else(|| {
+            officer.err(ConsoleError::new(
+                StatusCode::NOT_FOUND,
+                &format!("no certificate {serial}"),
+            ))
+        })?;
     let cert = record
         .der
         .as_deref()
         .and_then(|d| Certificate::from_der(d).ok())
-        .ok_or_else(|| officer.err(ConsoleError::new(StatusCode::CONFLICT, &format!("certificate {serial} is {}", record.status))))?;
+        .ok_or_else(|| {
+            officer.err(ConsoleError::new(
+                StatusCode::CONFLICT,
+                &format!("certificate {serial} is {}", record.status),
+            ))
+        })?;
     let authorities: Vec<Certificate> = state
         .instance
         .db
@@ -302,7 +318,13 @@ async fn ocsp_answer(state: &AppState, cert: &Certificate, authorities: &[Certif
     };
     let request = (|| -> der::Result<Vec<u8>> {
         let name_hash = sha256(&issuer.tbs_certificate.subject.to_der()?);
-        let key_hash = sha256(issuer.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes());
+        let key_hash = sha256(
+            issuer
+                .tbs_certificate
+                .subject_public_key_info
+                .subject_public_key
+                .raw_bytes(),
+        );
         OcspRequest {
             tbs_request: TbsRequest {
                 version: Version::V1,
@@ -393,7 +415,10 @@ pub async fn change_status(
                 .parse()
                 .map_err(|e| officer.err(e))?;
             if reason == RevocationReason::CertificateHold {
-                return Err(officer.err(ConsoleError::new(StatusCode::BAD_REQUEST, "use hold to suspend")));
+                return Err(officer.err(ConsoleError::new(
+                    StatusCode::BAD_REQUEST,
+                    "use hold to suspend",
+                )));
             }
             Some((reason, None))
         }
@@ -401,8 +426,9 @@ pub async fn change_status(
         "release" => None,
         _ => return Err(officer.err(ConsoleError::new(StatusCode::BAD_REQUEST, "unknown action"))),
     };
-    let record = crate::api::change_certificate_status(&state, &officer.caller, &serial, revocation)
-        .await
-        .map_err(|e| officer.err(e))?;
+    let record =
+        crate::api::change_certificate_status(&state, &officer.caller, &serial, revocation)
+            .await
+            .map_err(|e| officer.err(e))?;
     Ok(Redirect::to(&format!("/console/certificates/{}", record.serial)).into_response())
 }

@@ -78,8 +78,14 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,
@@ -88,7 +94,8 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     res
 }
 
-/// A post is same-origin when its Origin (or, lacking one, its Referer)
+/// A post is same-origin when its Origin (browsers send `null` under a
+/// no-referrer policy, hence `same-origin` above) (or, lacking one, its Referer)
 /// names the host it was sent to. Browsers send Origin on every POST.
 /// Over HTTP/2 the host is the URI's authority, not a Host header.
 fn same_origin(h: &HeaderMap, uri: &axum::http::Uri) -> bool {
@@ -222,7 +229,10 @@ impl Officer {
         if allowed {
             Ok(())
         } else {
-            Err(self.err(ConsoleError::new(StatusCode::FORBIDDEN, self.t("forbidden"))))
+            Err(self.err(ConsoleError::new(
+                StatusCode::FORBIDDEN,
+                self.t("forbidden"),
+            )))
         }
     }
 
@@ -253,10 +263,7 @@ impl FromRequestParts<AppState> for Officer {
                 } else {
                     "/console".to_owned()
                 };
-                let target = format!(
-                    "/console/login?next={}",
-                    url_encode(&next)
-                );
+                let target = format!("/console/login?next={}", url_encode(&next));
                 Err(Redirect::to(&target).into_response())
             }
         }

@@ -17,7 +17,11 @@ pub async fn list(State(state): State<AppState>, officer: Officer) -> PageResult
     render(&state, &officer, None).await
 }
 
-async fn render(state: &AppState, officer: &Officer, created: Option<(&str, Delivery)>) -> PageResult {
+async fn render(
+    state: &AppState,
+    officer: &Officer,
+    created: Option<(&str, Delivery)>,
+) -> PageResult {
     officer.require(officer.caller.role == Role::RaAdmin)?;
     let db = &state.instance.db;
     let principals = db.principals().await.map_err(|e| officer.err(e))?;
@@ -85,7 +89,11 @@ pub struct AddForm {
     role: String,
 }
 
-pub async fn add(State(state): State<AppState>, officer: Officer, Form(f): Form<AddForm>) -> PageResult {
+pub async fn add(
+    State(state): State<AppState>,
+    officer: Officer,
+    Form(f): Form<AddForm>,
+) -> PageResult {
     officer.check_csrf(&f.csrf)?;
     officer.require(officer.caller.role == Role::RaAdmin)?;
     let role: Role = f.role.parse().map_err(|e| officer.err(e))?;

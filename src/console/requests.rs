@@ -112,7 +112,11 @@ pub async fn dashboard(State(state): State<AppState>, officer: Officer) -> PageR
         if r.submitted_by == officer.caller.name {
             continue;
         }
-        let full = state.requests.view(r.id).await.map_err(|e| officer.err(e))?;
+        let full = state
+            .requests
+            .view(r.id)
+            .await
+            .map_err(|e| officer.err(e))?;
         if may_decide(&officer, &full) {
             mine.push(full);
         }
@@ -189,7 +193,10 @@ fn activity_chart(officer: &Officer, days: &[(i64, i64, i64)]) -> Markup {
 }
 
 fn day_label(day: i64) -> String {
-    super::when(day * 86400).get(5..10).unwrap_or_default().to_owned()
+    super::when(day * 86400)
+        .get(5..10)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[derive(Deserialize)]
@@ -224,13 +231,27 @@ pub async fn list(
 }
 
 pub async fn new_form(State(state): State<AppState>, officer: Officer) -> PageResult {
-    let profiles: Vec<String> = state.registration.profiles().names().map(str::to_owned).collect();
-    Ok(officer.page(officer.t("new-request"), submission_form(&officer, &profiles, None)))
+    let profiles: Vec<String> = state
+        .registration
+        .profiles()
+        .names()
+        .map(str::to_owned)
+        .collect();
+    Ok(officer.page(
+        officer.t("new-request"),
+        submission_form(&officer, &profiles, None),
+    ))
 }
 
 fn submission_form(officer: &Officer, profiles: &[String], preset_kind: Option<&str>) -> Markup {
     let kinds = [
-        "enroll-official", "enroll-system", "seal-certificate", "renew", "rekey", "revoke", "key-recovery",
+        "enroll-official",
+        "enroll-system",
+        "seal-certificate",
+        "renew",
+        "rekey",
+        "revoke",
+        "key-recovery",
     ];
     html! {
         main {
@@ -380,7 +401,11 @@ fn request_page(
         .as_ref()
         .and_then(|o| o.get("certificates"))
         .and_then(|c| c.as_array())
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let error = r
         .outcome
@@ -511,11 +536,17 @@ pub async fn reveal(
         .await
         .map_err(|e| officer.err(e))?;
     let r = state.requests.view(id).await.map_err(|e| officer.err(e))?;
-    Ok(officer.page(&format!("#{id}"), request_page(&officer, &r, Some(&number), None)))
+    Ok(officer.page(
+        &format!("#{id}"),
+        request_page(&officer, &r, Some(&number), None),
+    ))
 }
 
 pub async fn kmc_queue(State(state): State<AppState>, officer: Officer) -> PageResult {
-    officer.require(matches!(officer.caller.role, Role::KmcOfficer | Role::RaAdmin))?;
+    officer.require(matches!(
+        officer.caller.role,
+        Role::KmcOfficer | Role::RaAdmin
+    ))?;
     let items: Vec<RequestView> = state
         .requests
         .list(None, 200, 0)

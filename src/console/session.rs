@@ -57,10 +57,7 @@ impl Sessions {
     }
 
     pub fn end(&self, id: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 }
 

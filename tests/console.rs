@@ -1,0 +1,130 @@
+//! The officers' console in a real browser: Debian's Chromium driven by
+//! Playwright (tests/browser/console.mjs) signs in with officers' PKCS#12
+//! client certificates, approves an enrollment, revokes a certificate and
+//! is refused where its role ends. Screenshots are kept in
+//! target/browser-screenshots/.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use kexin_test_support::openssl;
+use serde_json::json;
+
+#[test]
+fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let browser_dir = root.join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists()
+            && Path::new("/usr/bin/chromium").exists(),
+        "needs Debian's chromium and `npm ci` in tests/browser (.ci/run does both)"
+    );
+    let ca = Ca::init(&[]);
+    let alice = ca.officer("alice", "ra-officer");
+    let bob = ca.officer("bob", "ra-officer");
+    let rita = ca.officer("rita", "ra-admin");
+    let server = ca.serve();
+
+    let csr = std::fs::read_to_string(ca.csr(
+        "li",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=li",
+        None,
+    ))
+    .unwrap();
+    let submission = json!({
+        "kind": "enroll-official",
+        "subject": [["O", "某省人民政府"], ["CN", "李四"]],
+        "csr": csr,
+        "evidence": {"document": "resident-id", "id_number": "11010519491231002X", "note": "<script>alert(1)</script>"},
+    })
+    .to_string();
+    let (code, v) = api(
+        &ca,
+        Some(&alice),
+        "POST",
+        "/api/v1/requests",
+        Some(&submission),
+    );
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+
+    let shots = root.join("target/browser-screenshots");
+    let out = Command::new("node")
+        .arg(browser_dir.join("console.mjs"))
+        .env("KEXIN_URL", format!("https://localhost:{}", ca.https))
+        .env("NODE_EXTRA_CA_CERTS", ca.ca_pem("root"))
+        .env("P12_PASSWORD", P12_PASSWORD)
+        .env("BOB_P12", &bob)
+        .env("RITA_P12", &rita)
+        .env("REQUEST_ID", id.to_string())
+        .env("SHOTS", &shots)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed (screenshots in {}):\n{stdout}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+
+    // What the browser did, seen by independent clients.
+    let (code, v) = api(
+        &ca,
+        Some(&alice),
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        None,
+    );
+    assert_eq!((code, v["status"].as_str()), (200, Some("issued")), "{v}");
+    assert_eq!(v["decisions"][0]["officer"], "bob");
+    let sign = results["signSerial"].as_str().unwrap();
+    let (code, v) = api(
+        &ca,
+        Some(&alice),
+        "GET",
+        &format!("/api/v1/certificates/{sign}"),
+        None,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(v["status"], "revoked");
+    assert_eq!(v["revocation_reason"], "keyCompromise");
+    let pem = ca.file("sign.pem");
+    std::fs::write(&pem, v["certificate_pem"].as_str().unwrap()).unwrap();
+    let (_, text) = openssl(&[
+        "ocsp",
+        "-issuer",
+        &ca.ca_pem("officials"),
+        "-cert",
+        &pem,
+        "-url",
+        &format!("http://127.0.0.1:{}/ocsp", ca.http),
+        "-CAfile",
+        &ca.ca_pem("root"),
+    ]);
+    assert!(text.contains(": revoked"), "{text}");
+    // The officer the admin created in the browser exists with its role.
+    let (code, v) = api(
+        &ca,
+        Some(&bob),
+        "GET",
+        "/api/v1/certificates?subject=dora",
+        None,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1), "{v}");
+
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+    let out = ca.kexin(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
