@@ -119,6 +119,35 @@ fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
     assert_eq!(code, 200);
     assert_eq!(v["items"].as_array().map(Vec::len), Some(1), "{v}");
 
+    // An officer whose certificate is revoked gets nothing, session or not.
+    let (_, v) = api(
+        &ca,
+        Some(&rita),
+        "GET",
+        "/api/v1/certificates?subject=CN%3Dbob",
+        None,
+    );
+    let bob_serial = v["items"][0]["serial"].as_str().unwrap().to_owned();
+    let (code, _) = api(
+        &ca,
+        Some(&rita),
+        "POST",
+        &format!("/api/v1/certificates/{bob_serial}/revoke"),
+        Some(r#"{"reason":"affiliationChanged"}"#),
+    );
+    assert_eq!(code, 200);
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{bob}:{P12_PASSWORD}"),
+        &format!("https://localhost:{}/console", ca.https),
+    ]);
+    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("revoked"));
+
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
     let out = ca.kexin(&["audit", "verify"]);

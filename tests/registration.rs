@@ -419,3 +419,132 @@ fn seal_certificates_take_two_officers_to_issue_and_to_revoke(ca: Ca) {
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
+
+#[test]
+fn renewals_keep_the_key_rekeys_change_it_and_racing_approvals_issue_once() {
+    let ca = Ca::init(&[]);
+    let alice = ca.officer("alice", "ra-officer");
+    let bob = ca.officer("bob", "ra-officer");
+    let carol = ca.officer("carol", "ra-officer");
+    let dave = ca.officer("dave", "ra-admin");
+    let server = ca.serve();
+    let csr_path = ca.csr("www", &P256, "/CN=x", None);
+    let csr = std::fs::read_to_string(&csr_path).unwrap();
+    let submit = |body: Value| {
+        let (code, v) = api(
+            &ca,
+            Some(&alice),
+            "POST",
+            "/api/v1/requests",
+            Some(&body.to_string()),
+        );
+        (code, v)
+    };
+    let approve = |who: &str, id: &Value| {
+        api(
+            &ca,
+            Some(who),
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            None,
+        )
+    };
+    let (code, v) = submit(json!({
+        "kind": "enroll-system", "subject": [["O", "某省大数据局"], ["CN", "www.example.gov.cn"]],
+        "names": ["www.example.gov.cn"], "csr": csr,
+    }));
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["profile"], "tls-server");
+    let (_, v) = approve(&bob, &v["id"]);
+    let old = v["request"]["outcome"]["certificates"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Renew: same key, same subject and names, new certificate.
+    let (code, v) = submit(json!({"kind": "rekey", "target": old, "csr": csr}));
+    assert_eq!(code, 400, "a rekey with the old key: {v}");
+    let (code, v) = submit(json!({"kind": "renew", "target": old, "csr": csr}));
+    assert_eq!(code, 201, "{v}");
+    let (_, v) = approve(&bob, &v["id"]);
+    let renewed = v["request"]["outcome"]["certificates"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(renewed, old);
+    let renewed_pem = pem_of(&ca, &bob, &renewed);
+    assert_eq!(
+        public_key(&["x509", "-in", &renewed_pem, "-noout", "-pubkey"]),
+        public_key(&["req", "-in", &csr_path, "-noout", "-pubkey"])
+    );
+    let (ok, text) = openssl(&[
+        "x509",
+        "-in",
+        &renewed_pem,
+        "-noout",
+        "-ext",
+        "subjectAltName",
+        "-subject",
+    ]);
+    assert!(
+        ok && text.contains("DNS:www.example.gov.cn") && text.contains("www.example.gov.cn"),
+        "{text}"
+    );
+
+    // Rekey: a new key is required.
+    let new_csr = std::fs::read_to_string(ca.csr("www2", &P256, "/CN=x", None)).unwrap();
+    let (code, v) = submit(json!({"kind": "renew", "target": renewed, "csr": new_csr}));
+    assert_eq!(code, 400, "a renewal with a new key: {v}");
+    let (code, v) = submit(json!({"kind": "rekey", "target": renewed, "csr": new_csr}));
+    assert_eq!(code, 201, "{v}");
+
+    // A two-approval request whose last two approvals arrive at once is
+    // carried out once.
+    let seal_csr = std::fs::read_to_string(ca.csr("seal", &P256, "/CN=x", None)).unwrap();
+    let (code, v) = submit(json!({
+        "kind": "seal-certificate",
+        "subject": [["O", "某某局"], ["organizationIdentifier", "91350100M000100Y43"], ["CN", "某某局合同章"]],
+        "csr": seal_csr,
+    }));
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].clone();
+    let (code, _) = approve(&bob, &id);
+    assert_eq!(code, 200);
+    let results: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = [&carol, &dave]
+            .into_iter()
+            .map(|who| {
+                let id = id.clone();
+                s.spawn(move || approve(who, &id))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (code, v) = api(
+        &ca,
+        Some(&bob),
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        None,
+    );
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (200, Some("issued")),
+        "{v} {results:?}"
+    );
+    let (_, found) = api(
+        &ca,
+        Some(&bob),
+        "GET",
+        "/api/v1/certificates?subject=%E5%90%88%E5%90%8C%E7%AB%A0",
+        None,
+    );
+    assert_eq!(
+        found["items"].as_array().unwrap().len(),
+        1,
+        "issued twice: {found} {results:?}"
+    );
+
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}
