@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod certificate;
+pub mod cms;
 pub mod crl;
 pub mod csr;
 pub mod hierarchy;

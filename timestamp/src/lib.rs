@@ -42,7 +42,8 @@ pub struct TimeStampAuthority {
     pub(crate) key_label: String,
     pub(crate) signature: SignatureAlgorithm,
     pub(crate) certificate: Certificate,
-    pub(crate) certificate_der: Vec<u8>,
+    /// The signingCertificateV2 attribute value, the same for every token.
+    pub(crate) signing_certificate: der::asn1::Any,
     pub(crate) policy: const_oid::ObjectIdentifier,
     pub(crate) accepted_policies: Vec<const_oid::ObjectIdentifier>,
     pub(crate) accuracy_seconds: u64,
@@ -77,11 +78,13 @@ pub struct TsaSettings {
 
 impl TimeStampAuthority {
     pub fn new(s: TsaSettings) -> Result<Self, Error> {
-        use der::Encode;
-        let certificate_der = s
-            .certificate
-            .to_der()
-            .map_err(|e| Error::Encoding(e.to_string()))?;
+        let signing_certificate =
+            kexin_ca::cms::SigningCertificateV2::for_certificate(&s.certificate)
+                .and_then(|c| {
+                    der::asn1::Any::encode_from(&c)
+                        .map_err(|e| kexin_ca::Error::Encoding(e.to_string()))
+                })
+                .map_err(|e| Error::Encoding(e.to_string()))?;
         let mut accepted = s.accepted_policies;
         if !accepted.contains(&s.policy) {
             accepted.push(s.policy);
@@ -91,7 +94,7 @@ impl TimeStampAuthority {
             key_label: s.key_label,
             signature: s.signature,
             certificate: s.certificate,
-            certificate_der,
+            signing_certificate,
             policy: s.policy,
             accepted_policies: accepted,
             accuracy_seconds: s.accuracy_seconds,

@@ -11,77 +11,29 @@ use cms::signed_data::{
 };
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, GeneralizedTime, Int, OctetString, SetOfVec};
-use der::{Encode, Sequence};
-use kexin_hsm::SignatureAlgorithm;
+use der::Encode;
+use kexin_ca::cms::{
+    DigestAlgorithm, OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_CERTIFICATE_V2,
+};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::serial_number::SerialNumber;
 use x509_tsp::{Accuracy, TspVersion, TstInfo};
 
 use crate::log::LogEntry;
 use crate::request::ValidatedRequest;
 use crate::{Error, TimeStampAuthority};
 
-pub const OID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+pub use kexin_ca::cms::OID_SIGNED_DATA;
 pub const OID_TST_INFO: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
-const OID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
-const OID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
-const OID_SIGNING_CERTIFICATE_V2: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.47");
-const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
-const OID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
-const OID_SM3: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.156.10197.1.401");
-
-/// IssuerSerial (RFC 5035).
-#[derive(Sequence)]
-struct IssuerSerial {
-    issuer: Vec<GeneralName>,
-    serial: SerialNumber,
-}
-
-/// ESSCertIDv2 with the default hash (SHA-256), so hashAlgorithm is omitted.
-#[derive(Sequence)]
-struct EssCertIdV2 {
-    cert_hash: OctetString,
-    issuer_serial: IssuerSerial,
-}
-
-#[derive(Sequence)]
-struct SigningCertificateV2 {
-    certs: Vec<EssCertIdV2>,
-}
 
 fn enc(e: der::Error) -> Error {
     Error::Encoding(e.to_string())
 }
 
-/// The digest of the content and signed attributes that goes with each
-/// signature scheme.
-type DigestFn = fn(&[u8]) -> Vec<u8>;
-
-fn digest_for(sig: SignatureAlgorithm) -> (ObjectIdentifier, DigestFn) {
-    use aws_lc_rs::digest as d;
-    match sig {
-        SignatureAlgorithm::EcdsaSha384 => {
-            (OID_SHA384, |m| d::digest(&d::SHA384, m).as_ref().to_vec())
-        }
-        SignatureAlgorithm::Ed25519 => (OID_SHA512, |m| d::digest(&d::SHA512, m).as_ref().to_vec()),
-        SignatureAlgorithm::Sm2Sm3 => (OID_SM3, |m| {
-            use sm3::Digest;
-            sm3::Sm3::digest(m).to_vec()
-        }),
-        _ => (OID_SHA256, |m| d::digest(&d::SHA256, m).as_ref().to_vec()),
-    }
-}
-
 fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, Error> {
-    Ok(Attribute {
-        oid,
-        values: SetOfVec::try_from(vec![value]).map_err(enc)?,
-    })
+    kexin_ca::cms::attribute(oid, value).map_err(|e| Error::Encoding(e.to_string()))
 }
 
 fn random_serial() -> Result<Vec<u8>, Error> {
@@ -127,31 +79,19 @@ pub async fn issue(
     };
     let tst_der = tst.to_der().map_err(enc)?;
 
-    let (digest_oid, digest) = digest_for(tsa.signature);
+    let digest = DigestAlgorithm::for_signature(tsa.signature);
     let digest_alg = AlgorithmIdentifierOwned {
-        oid: digest_oid,
+        oid: digest.oid(),
         parameters: None,
-    };
-    let cert_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &tsa.certificate_der);
-    let signing_certificate = SigningCertificateV2 {
-        certs: vec![EssCertIdV2 {
-            cert_hash: OctetString::new(cert_hash.as_ref()).map_err(enc)?,
-            issuer_serial: IssuerSerial {
-                issuer: vec![GeneralName::DirectoryName(cert_tbs.issuer.clone())],
-                serial: cert_tbs.serial_number.clone(),
-            },
-        }],
     };
     let signed_attrs: SetOfVec<Attribute> = SetOfVec::try_from(vec![
         attribute(OID_CONTENT_TYPE, Any::from(&OID_TST_INFO))?,
         attribute(
             OID_MESSAGE_DIGEST,
-            Any::encode_from(&OctetString::new(digest(&tst_der)).map_err(enc)?).map_err(enc)?,
+            Any::encode_from(&OctetString::new(digest.digest(&tst_der)).map_err(enc)?)
+                .map_err(enc)?,
         )?,
-        attribute(
-            OID_SIGNING_CERTIFICATE_V2,
-            Any::encode_from(&signing_certificate).map_err(enc)?,
-        )?,
+        attribute(OID_SIGNING_CERTIFICATE_V2, tsa.signing_certificate.clone())?,
     ])
     .map_err(enc)?;
     let to_sign = signed_attrs.to_der().map_err(enc)?;
