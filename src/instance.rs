@@ -98,6 +98,34 @@ impl Instance {
         ))
     }
 
+    /// The CA certificates above `cert`, issuing CA first, root excluded.
+    pub async fn issuers_of(
+        &self,
+        cert: &x509_cert::Certificate,
+    ) -> anyhow::Result<Vec<x509_cert::Certificate>> {
+        use der::Decode;
+        let authorities = self
+            .db
+            .authorities()
+            .await?
+            .iter()
+            .map(|a| x509_cert::Certificate::from_der(&a.certificate))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut chain = kexin_ca::hierarchy::chain_of(cert, &authorities);
+        chain.retain(|c| c.tbs_certificate.issuer != c.tbs_certificate.subject);
+        Ok(chain)
+    }
+
+    pub async fn seal_registry(&self) -> anyhow::Result<kexin_seal::SealRegistry> {
+        Ok(kexin_seal::SealRegistry::new(
+            self.db.clone(),
+            self.store.clone(),
+            self.audit.clone(),
+            self.registration()?,
+            self.key_prefix().await?,
+        ))
+    }
+
     pub fn crl_issuer(&self) -> CrlIssuer {
         CrlIssuer::new(
             self.db.clone(),
@@ -226,6 +254,7 @@ impl Instance {
                 store: self.store.clone(),
                 key_label: label,
                 signature: key.default_signature(),
+                issuers: self.issuers_of(&certificate).await?,
                 certificate,
                 policy: parse(&tsa.policy)?,
                 accepted_policies: tsa

@@ -9,6 +9,7 @@ mod metrics;
 mod officer;
 mod private_files;
 mod problem;
+mod seal;
 mod serve;
 mod tls;
 mod verify;
@@ -98,6 +99,11 @@ enum Command {
     Officer {
         #[command(subcommand)]
         command: OfficerCommand,
+    },
+    /// Electronic seals: create, sign files (CAdES) and PDFs (PAdES).
+    Seal {
+        #[command(subcommand)]
+        command: seal::SealCommand,
     },
     /// The tamper-evident audit log.
     Audit {
@@ -318,6 +324,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("CRL {} of {ca}: {} bytes", crl.number, crl.der.len());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Seal { command } => seal::run(command).await,
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => {
@@ -358,7 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-const CLI: Requester<'static> = Requester {
+pub(crate) const CLI: Requester<'static> = Requester {
     actor: "cli",
     source: "cli",
 };
@@ -442,7 +449,7 @@ fn write_output(out: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr, as text or JSON lines per the configuration; `RUST_LOG` wins.
-fn init_logging(data: &Path) -> anyhow::Result<()> {
+pub(crate) fn init_logging(data: &Path) -> anyhow::Result<()> {
     let config = if instance::is_initialized(data) {
         Config::load(data)?
     } else {

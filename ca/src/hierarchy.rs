@@ -294,3 +294,26 @@ pub async fn load_authority(db: &Database, name: &str) -> Result<SigningAuthorit
             .map_err(crate::certificate::der_err)?,
     })
 }
+
+/// Issuer links from `leaf` up through `authorities` (by subject name),
+/// issuing CA first.
+pub fn chain_of(
+    leaf: &x509_cert::Certificate,
+    authorities: &[x509_cert::Certificate],
+) -> Vec<x509_cert::Certificate> {
+    let mut chain: Vec<x509_cert::Certificate> = Vec::new();
+    let mut current = leaf.clone();
+    while current.tbs_certificate.issuer != current.tbs_certificate.subject && chain.len() < 8 {
+        match authorities
+            .iter()
+            .find(|a| a.tbs_certificate.subject == current.tbs_certificate.issuer)
+        {
+            Some(parent) => {
+                chain.push(parent.clone());
+                current = parent.clone();
+            }
+            None => break,
+        }
+    }
+    chain
+}

@@ -439,6 +439,44 @@ impl OcspResponder {
 
 /// Parses and bounds-checks a DER OCSPRequest; everything before the
 /// database is consulted. Returns the request and its nonce extension.
+/// A DER OCSP request (SHA-256 CertID, no nonce) for `cert` issued by
+/// `issuer`: what Kexin asks its own responder when it embeds or shows an
+/// answer.
+pub fn request_for(cert: &Certificate, issuer: &Certificate) -> Result<Vec<u8>, Error> {
+    use der::asn1::Null;
+    let sha256 = |b: &[u8]| digest(OID_SHA256, b).unwrap_or_default();
+    let name_hash = sha256(&issuer.tbs_certificate.subject.to_der().map_err(der_err)?);
+    let key_hash = sha256(
+        issuer
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes(),
+    );
+    x509_ocsp::OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: x509_ocsp::Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: x509_ocsp::CertId {
+                    hash_algorithm: spki::AlgorithmIdentifierOwned {
+                        oid: OID_SHA256,
+                        parameters: Some(Null.into()),
+                    },
+                    issuer_name_hash: OctetString::new(name_hash).map_err(der_err)?,
+                    issuer_key_hash: OctetString::new(key_hash).map_err(der_err)?,
+                    serial_number: cert.tbs_certificate.serial_number.clone(),
+                },
+                single_request_extensions: None,
+            }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(der_err)
+}
+
 pub fn parse_request(
     request: &[u8],
 ) -> Result<(OcspRequest, Option<Extension>), OcspResponseStatus> {

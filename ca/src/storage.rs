@@ -12,7 +12,9 @@ use sqlx::{AnyPool, Row};
 use crate::Error;
 
 mod requests;
+mod seals;
 pub use requests::{DecisionRow, NewRequest, RequestRow};
+pub use seals::SealRow;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

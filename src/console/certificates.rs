@@ -6,8 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::Form;
 use const_oid::db::DB;
-use der::asn1::{Null, OctetString};
-use der::{Decode, Encode};
+use der::Decode;
 use kexin_ca::principal::Permission;
 use kexin_ca::revocation::{normalize_serial, RevocationReason};
 use kexin_ca::storage::{CertificateQuery, CertificateRecord};
@@ -16,9 +15,7 @@ use serde::Deserialize;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
 use x509_cert::Certificate;
-use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, Request, TbsRequest, Version,
-};
+use x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse};
 
 use super::{when, ConsoleError, Officer, PageResult};
 use crate::serve::AppState;
@@ -311,43 +308,7 @@ async fn ocsp_answer(state: &AppState, cert: &Certificate, authorities: &[Certif
     else {
         return "no issuing CA found".into();
     };
-    let sha256 = |b: &[u8]| {
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
-            .as_ref()
-            .to_vec()
-    };
-    let request = (|| -> der::Result<Vec<u8>> {
-        let name_hash = sha256(&issuer.tbs_certificate.subject.to_der()?);
-        let key_hash = sha256(
-            issuer
-                .tbs_certificate
-                .subject_public_key_info
-                .subject_public_key
-                .raw_bytes(),
-        );
-        OcspRequest {
-            tbs_request: TbsRequest {
-                version: Version::V1,
-                requestor_name: None,
-                request_list: vec![Request {
-                    req_cert: CertId {
-                        hash_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
-                            oid: const_oid::db::rfc5912::ID_SHA_256,
-                            parameters: Some(Null.into()),
-                        },
-                        issuer_name_hash: OctetString::new(name_hash)?,
-                        issuer_key_hash: OctetString::new(key_hash)?,
-                        serial_number: cert.tbs_certificate.serial_number.clone(),
-                    },
-                    single_request_extensions: None,
-                }],
-                request_extensions: None,
-            },
-            optional_signature: None,
-        }
-        .to_der()
-    })();
-    let Ok(request) = request else {
+    let Ok(request) = kexin_ca::ocsp::request_for(cert, issuer) else {
         return "could not build an OCSP request".into();
     };
     let answer = state.ocsp.respond(&request).await;

@@ -34,6 +34,9 @@ pub enum Error {
     Encoding(String),
     #[error("token log: {0}")]
     Log(String),
+    /// The TSA refused to stamp (its clock, an unsupported digest).
+    #[error("time-stamp refused: {0}")]
+    Refused(String),
 }
 
 /// A configured TSA: its certificate, key and policy.
@@ -42,6 +45,8 @@ pub struct TimeStampAuthority {
     pub(crate) key_label: String,
     pub(crate) signature: SignatureAlgorithm,
     pub(crate) certificate: Certificate,
+    /// The certificates a token carries when asked: the TSA's and its CAs'.
+    pub(crate) certificate_set: cms::signed_data::CertificateSet,
     /// The signingCertificateV2 attribute value, the same for every token.
     pub(crate) signing_certificate: der::asn1::Any,
     pub(crate) policy: const_oid::ObjectIdentifier,
@@ -66,6 +71,10 @@ pub struct TsaSettings {
     pub key_label: String,
     pub signature: SignatureAlgorithm,
     pub certificate: Certificate,
+    /// The CA certificates above the TSA's up to (not including) the root,
+    /// sent with the TSA certificate when a request asks for it, so that
+    /// a relying party needs only the root.
+    pub issuers: Vec<Certificate>,
     /// The policy of every token, and the default when a request names none.
     pub policy: const_oid::ObjectIdentifier,
     /// Further policies a request may ask for (the tokens still carry `policy`
@@ -85,6 +94,10 @@ impl TimeStampAuthority {
                         .map_err(|e| kexin_ca::Error::Encoding(e.to_string()))
                 })
                 .map_err(|e| Error::Encoding(e.to_string()))?;
+        let mut with_issuers = vec![s.certificate.clone()];
+        with_issuers.extend(s.issuers.iter().cloned());
+        let certificate_set = kexin_ca::cms::certificate_set(&with_issuers)
+            .map_err(|e| Error::Encoding(e.to_string()))?;
         let mut accepted = s.accepted_policies;
         if !accepted.contains(&s.policy) {
             accepted.push(s.policy);
@@ -95,6 +108,7 @@ impl TimeStampAuthority {
             signature: s.signature,
             certificate: s.certificate,
             signing_certificate,
+            certificate_set,
             policy: s.policy,
             accepted_policies: accepted,
             accuracy_seconds: s.accuracy_seconds,
@@ -123,6 +137,39 @@ impl TimeStampAuthority {
                 ))
             }
         }
+    }
+
+    /// A token for a digest computed by another part of Kexin (a seal's
+    /// signature value, a PDF's byte range), with the TSA certificate
+    /// included; the same checks and log as a request over HTTP.
+    pub async fn stamp(
+        &self,
+        digest_algorithm: const_oid::ObjectIdentifier,
+        digest: &[u8],
+        requester: &str,
+    ) -> Result<Vec<u8>, Error> {
+        use der::Encode;
+        let enc = |e: der::Error| Error::Encoding(e.to_string());
+        let request = x509_tsp::TimeStampReq {
+            version: x509_tsp::TspVersion::V1,
+            message_imprint: x509_tsp::MessageImprint {
+                hash_algorithm: spki::AlgorithmIdentifierOwned {
+                    oid: digest_algorithm,
+                    parameters: None,
+                },
+                hashed_message: der::asn1::OctetString::new(digest).map_err(enc)?,
+            },
+            req_policy: None,
+            nonce: None,
+            cert_req: true,
+            extensions: None,
+        }
+        .to_der()
+        .map_err(enc)?;
+        let validated = request::parse(&request, &self.accepted_policies)
+            .map_err(|r| Error::Refused(r.text))?;
+        self.clock.check().map_err(|r| Error::Refused(r.text))?;
+        token::issue(self, &validated, requester).await
     }
 
     pub fn certificate(&self) -> &Certificate {

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+    EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, GeneralizedTime, Int, OctetString, SetOfVec};
@@ -112,16 +112,7 @@ pub async fn issue(
         signature: OctetString::new(signature).map_err(enc)?,
         unsigned_attrs: None,
     };
-    let certificates = if req.cert_req {
-        Some(CertificateSet(
-            SetOfVec::try_from(vec![CertificateChoices::Certificate(
-                tsa.certificate.clone(),
-            )])
-            .map_err(enc)?,
-        ))
-    } else {
-        None
-    };
+    let certificates = req.cert_req.then(|| tsa.certificate_set.clone());
     let signed_data = SignedData {
         version: CmsVersion::V3,
         digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(enc)?,

@@ -1,0 +1,128 @@
+//! Rows of the seal registry.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{storage, Database};
+use crate::Error;
+
+#[derive(Clone, Debug)]
+pub struct SealRow {
+    pub name: String,
+    pub organization: String,
+    pub uscc: Option<String>,
+    pub kind: String,
+    pub image: Vec<u8>,
+    pub key_label: String,
+    pub certificate_serial: String,
+    pub status: String,
+    pub created_at: i64,
+}
+
+const SEAL_COLUMNS: &str =
+    "name, organization, uscc, kind, image, key_label, certificate_serial, status, created_at";
+
+impl Database {
+    pub async fn insert_seal(&self, s: &SealRow) -> Result<(), Error> {
+        sqlx::query(&format!(
+            "INSERT INTO seals ({SEAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&s.name)
+        .bind(&s.organization)
+        .bind(&s.uscc)
+        .bind(&s.kind)
+        .bind(&s.image)
+        .bind(&s.key_label)
+        .bind(&s.certificate_serial)
+        .bind(&s.status)
+        .bind(s.created_at)
+        .execute(self.pool())
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                Error::Conflict(format!("a seal named {:?} exists", s.name))
+            }
+            e => storage(e),
+        })?;
+        Ok(())
+    }
+
+    pub async fn seal(&self, name: &str) -> Result<Option<SealRow>, Error> {
+        sqlx::query(&format!("SELECT {SEAL_COLUMNS} FROM seals WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(storage)?
+            .as_ref()
+            .map(seal_from_row)
+            .transpose()
+    }
+
+    /// The seal whose certificate has `serial`.
+    pub async fn seal_by_certificate(&self, serial: &str) -> Result<Option<SealRow>, Error> {
+        sqlx::query(&format!(
+            "SELECT {SEAL_COLUMNS} FROM seals WHERE certificate_serial = $1"
+        ))
+        .bind(serial)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(storage)?
+        .as_ref()
+        .map(seal_from_row)
+        .transpose()
+    }
+
+    pub async fn seals(&self) -> Result<Vec<SealRow>, Error> {
+        let rows = sqlx::query(&format!("SELECT {SEAL_COLUMNS} FROM seals ORDER BY name"))
+            .fetch_all(self.pool())
+            .await
+            .map_err(storage)?;
+        rows.iter().map(seal_from_row).collect()
+    }
+
+    pub async fn set_seal_status(&self, name: &str, status: &str) -> Result<bool, Error> {
+        let done = sqlx::query("UPDATE seals SET status = $1 WHERE name = $2")
+            .bind(status)
+            .bind(name)
+            .execute(self.pool())
+            .await
+            .map_err(storage)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn add_seal_user(&self, seal: &str, principal: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO seal_users (seal, principal) VALUES ($1, $2) ON CONFLICT (seal, principal) DO NOTHING",
+        )
+        .bind(seal)
+        .bind(principal)
+        .execute(self.pool())
+        .await
+        .map_err(storage)?;
+        Ok(())
+    }
+
+    pub async fn is_seal_user(&self, seal: &str, principal: &str) -> Result<bool, Error> {
+        let row = sqlx::query("SELECT 1 FROM seal_users WHERE seal = $1 AND principal = $2")
+            .bind(seal)
+            .bind(principal)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(storage)?;
+        Ok(row.is_some())
+    }
+}
+
+fn seal_from_row(r: &AnyRow) -> Result<SealRow, Error> {
+    Ok(SealRow {
+        name: r.try_get(0).map_err(storage)?,
+        organization: r.try_get(1).map_err(storage)?,
+        uscc: r.try_get(2).map_err(storage)?,
+        kind: r.try_get(3).map_err(storage)?,
+        image: r.try_get(4).map_err(storage)?,
+        key_label: r.try_get(5).map_err(storage)?,
+        certificate_serial: r.try_get(6).map_err(storage)?,
+        status: r.try_get(7).map_err(storage)?,
+        created_at: r.try_get(8).map_err(storage)?,
+    })
+}

@@ -1,0 +1,549 @@
+//! PAdES: sealing a PDF by incremental update (ETSI EN 319 142-1 baseline,
+//! SubFilter ETSI.CAdES.detached) with a visible seal, and the B-LT / B-LTA
+//! extensions (a DSS dictionary with certificates, OCSP responses and CRLs;
+//! a document time-stamp over everything).
+//!
+//! Invariants: the original bytes are never changed, only appended to, so
+//! every earlier signature still covers what it covered; the signature's
+//! ByteRange covers the whole file except its own Contents.
+
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+use lopdf::{Dictionary, Object, ObjectId, StringFormat};
+use std::io::Write;
+
+use crate::pdf::{pdf_date, real, text_string, write_object, IncrementalUpdate, PdfFile};
+use crate::registry::{now, Seal};
+use crate::signer::{Level, SealSigner, SignOptions};
+use crate::validation::ValidationData;
+use crate::Error;
+
+/// Where the visible seal goes.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// 1-based; the last page when `None`.
+    pub page: Option<u32>,
+    pub x: f64,
+    pub y: f64,
+    /// Width and height of the seal image, in points.
+    pub size: f64,
+}
+
+const BYTE_RANGE_PLACEHOLDER: &[u8] = b"/ByteRange [0 0000000000 0000000000 0000000000]";
+
+/// Room for the CMS in /Contents, in bytes (hex doubles it).
+fn contents_room(level: Level) -> usize {
+    if level >= Level::BT {
+        24 * 1024
+    } else {
+        12 * 1024
+    }
+}
+
+/// Seals `pdf`; returns the sealed document.
+pub async fn seal_pdf(
+    pdf: &[u8],
+    signer: &SealSigner,
+    seal: &Seal,
+    placement: &Placement,
+    certify: bool,
+    opts: &SignOptions<'_>,
+) -> Result<Vec<u8>, Error> {
+    if !(placement.size.is_finite() && placement.size >= 16.0 && placement.size <= 600.0)
+        || !placement.x.is_finite()
+        || !placement.y.is_finite()
+    {
+        return Err(Error::InvalidInput(
+            "the seal is 16 to 600 points wide, at a finite position".into(),
+        ));
+    }
+    let file = PdfFile::parse(pdf)?;
+    let existing = signature_fields(&file);
+    if certify && existing > 0 {
+        return Err(Error::UnsupportedPdf(
+            "a certification signature must be the document's first signature".into(),
+        ));
+    }
+    let mut update = IncrementalUpdate::new(&file);
+    let (_, page_id) = file.page(placement.page)?;
+    // After a certification signature, validators (Adobe, pyHanko) accept
+    // new signature fields only if they are invisible.
+    let visible = !is_certified(&file);
+
+    let signed_at = now();
+    let appearance = if visible {
+        Some(seal_appearance(&mut update, seal, placement, signed_at)?)
+    } else {
+        None
+    };
+    let sig_id = update.allocate();
+    let mut sig = Dictionary::new();
+    sig.set("Type", Object::Name(b"Sig".to_vec()));
+    sig.set("Filter", Object::Name(b"Adobe.PPKLite".to_vec()));
+    sig.set("SubFilter", Object::Name(b"ETSI.CAdES.detached".to_vec()));
+    sig.set(
+        "M",
+        Object::String(pdf_date(signed_at).into_bytes(), StringFormat::Literal),
+    );
+    sig.set("Name", text_string(&seal.row.name));
+    sig.set(
+        "Reason",
+        text_string(&format!("{} ({})", seal.row.organization, seal.row.kind)),
+    );
+    if certify {
+        let mut params = Dictionary::new();
+        params.set("Type", Object::Name(b"TransformParams".to_vec()));
+        params.set("P", Object::Integer(2));
+        params.set("V", Object::Name(b"1.2".to_vec()));
+        let mut reference = Dictionary::new();
+        reference.set("Type", Object::Name(b"SigRef".to_vec()));
+        reference.set("TransformMethod", Object::Name(b"DocMDP".to_vec()));
+        reference.set("TransformParams", Object::Dictionary(params));
+        sig.set(
+            "Reference",
+            Object::Array(vec![Object::Dictionary(reference)]),
+        );
+    }
+    update.put_raw(sig_id, signature_dict(&sig, contents_room(opts.level)));
+
+    let rect = if visible {
+        [
+            placement.x,
+            placement.y,
+            placement.x + placement.size,
+            placement.y + placement.size + 14.0,
+        ]
+    } else {
+        [0.0; 4]
+    };
+    let field_name = format!("KexinSeal{}", existing + 1);
+    let mut catalog_extra = Dictionary::new();
+    if certify {
+        let mut perms = Dictionary::new();
+        perms.set("DocMDP", Object::Reference(sig_id));
+        catalog_extra.set("Perms", Object::Dictionary(perms));
+    }
+    add_field(
+        &file,
+        &mut update,
+        &field_name,
+        sig_id,
+        page_id,
+        rect,
+        appearance,
+        catalog_extra,
+    )?;
+    let prepared = update.write(pdf);
+    let signed = fill_signature(prepared, pdf.len(), |digest_input| {
+        let digest = signer.digest_algorithm().digest(&digest_input);
+        let sign_opts = SignOptions {
+            signing_time: false,
+            level: opts.level.min(Level::BT),
+            tsa: opts.tsa,
+            validation: None,
+            requester: opts.requester,
+        };
+        async move { signer.sign_digest(&digest, &sign_opts).await }
+    })
+    .await?;
+    if opts.level < Level::BLT {
+        return Ok(signed);
+    }
+    let validation = opts
+        .validation
+        .ok_or_else(|| Error::InvalidInput("b-lt needs validation data".into()))?;
+    let with_dss = add_dss(&signed, validation)?;
+    if opts.level < Level::BLTA {
+        return Ok(with_dss);
+    }
+    let tsa = opts
+        .tsa
+        .ok_or_else(|| Error::InvalidInput("b-lta needs the TSA".into()))?;
+    document_timestamp(&with_dss, tsa, opts.requester).await
+}
+
+/// Whether the document carries a certification (DocMDP) signature.
+fn is_certified(file: &PdfFile) -> bool {
+    file.doc
+        .catalog()
+        .ok()
+        .and_then(|c| c.get(b"Perms").ok())
+        .and_then(|p| file.resolve(p).as_dict().ok())
+        .is_some_and(|p| p.has(b"DocMDP"))
+}
+
+/// Number of signature fields the document already has.
+fn signature_fields(file: &PdfFile) -> usize {
+    let Ok(catalog) = file.doc.catalog() else {
+        return 0;
+    };
+    let Ok(form) = catalog.get(b"AcroForm") else {
+        return 0;
+    };
+    let Ok(form) = file.resolve(form).as_dict() else {
+        return 0;
+    };
+    let Ok(fields) = form.get(b"Fields") else {
+        return 0;
+    };
+    file.resolve(fields)
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|f| {
+                    file.resolve(f)
+                        .as_dict()
+                        .ok()
+                        .and_then(|d| d.get(b"FT").ok())
+                        .and_then(|t| t.as_name().ok())
+                        == Some(b"Sig")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The signature dictionary with fixed-width placeholders for ByteRange
+/// and Contents, filled in once the file's final length is known.
+fn signature_dict(sig: &Dictionary, room: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    write_object(&Object::Dictionary(sig.clone()), &mut body);
+    body.truncate(body.len() - 2);
+    body.extend_from_slice(BYTE_RANGE_PLACEHOLDER);
+    body.extend_from_slice(b"/Contents <");
+    body.resize(body.len() + room * 2, b'0');
+    body.extend_from_slice(b">>>");
+    body
+}
+
+/// Patches the ByteRange of the signature written after `from`, signs the
+/// covered bytes with `sign`, and writes the CMS into Contents.
+async fn fill_signature<F, Fut>(mut file: Vec<u8>, from: usize, sign: F) -> Result<Vec<u8>, Error>
+where
+    F: FnOnce(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, Error>>,
+{
+    let at = find(&file[from..], BYTE_RANGE_PLACEHOLDER)
+        .map(|p| p + from)
+        .ok_or_else(|| Error::Encoding("signature placeholder not found".into()))?;
+    let contents_start = at + BYTE_RANGE_PLACEHOLDER.len() + b"/Contents ".len();
+    let contents_end = contents_start
+        + file[contents_start..]
+            .iter()
+            .position(|b| *b == b'>')
+            .ok_or_else(|| Error::Encoding("unterminated Contents".into()))?
+        + 1;
+    let byte_range = format!(
+        "/ByteRange [0 {} {} {}]",
+        contents_start,
+        contents_end,
+        file.len() - contents_end
+    );
+    if byte_range.len() > BYTE_RANGE_PLACEHOLDER.len() {
+        return Err(Error::UnsupportedPdf(
+            "the document is too large to sign".into(),
+        ));
+    }
+    let padded = format!("{byte_range:<width$}", width = BYTE_RANGE_PLACEHOLDER.len());
+    file[at..at + padded.len()].copy_from_slice(padded.as_bytes());
+    let mut covered = Vec::with_capacity(file.len() - (contents_end - contents_start));
+    covered.extend_from_slice(&file[..contents_start]);
+    covered.extend_from_slice(&file[contents_end..]);
+    let cms = sign(covered).await?;
+    let hex = hex::encode_upper(&cms);
+    let room = contents_end - contents_start - 2;
+    if hex.len() > room {
+        return Err(Error::Encoding(format!(
+            "the signature ({} bytes) does not fit the {} bytes reserved",
+            cms.len(),
+            room / 2
+        )));
+    }
+    file[contents_start + 1..contents_start + 1 + hex.len()].copy_from_slice(hex.as_bytes());
+    Ok(file)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Adds a signature field (a merged field and widget) pointing at
+/// `sig_id` to the page and the AcroForm, with `catalog_extra` entries
+/// added to the catalog.
+#[allow(clippy::too_many_arguments)]
+fn add_field(
+    file: &PdfFile,
+    update: &mut IncrementalUpdate,
+    name: &str,
+    sig_id: ObjectId,
+    page_id: ObjectId,
+    rect: [f64; 4],
+    appearance: Option<ObjectId>,
+    catalog_extra: Dictionary,
+) -> Result<(), Error> {
+    let field_id = update.allocate();
+    let mut field = Dictionary::new();
+    field.set("Type", Object::Name(b"Annot".to_vec()));
+    field.set("Subtype", Object::Name(b"Widget".to_vec()));
+    field.set("FT", Object::Name(b"Sig".to_vec()));
+    field.set("T", text_string(name));
+    field.set("V", Object::Reference(sig_id));
+    // Print + Locked.
+    field.set("F", Object::Integer(4 | 128));
+    field.set(
+        "Rect",
+        Object::Array(rect.iter().map(|v| Object::Real(*v as f32)).collect()),
+    );
+    field.set("P", Object::Reference(page_id));
+    if let Some(ap) = appearance {
+        let mut ap_dict = Dictionary::new();
+        ap_dict.set("N", Object::Reference(ap));
+        field.set("AP", Object::Dictionary(ap_dict));
+    }
+    update.put(field_id, &Object::Dictionary(field));
+
+    // The page's /Annots gains the widget.
+    let mut page = file.dict(page_id)?.clone();
+    match page.get(b"Annots").ok().cloned() {
+        Some(Object::Reference(annots_id)) => {
+            let mut annots = file
+                .resolve(&Object::Reference(annots_id))
+                .as_array()
+                .map_err(|_| Error::UnsupportedPdf("/Annots is not an array".into()))?
+                .clone();
+            annots.push(Object::Reference(field_id));
+            update.put(annots_id, &Object::Array(annots));
+        }
+        Some(Object::Array(mut annots)) => {
+            annots.push(Object::Reference(field_id));
+            page.set("Annots", Object::Array(annots));
+            update.put(page_id, &Object::Dictionary(page));
+        }
+        _ => {
+            page.set("Annots", Object::Array(vec![Object::Reference(field_id)]));
+            update.put(page_id, &Object::Dictionary(page));
+        }
+    }
+
+    // The AcroForm gains the field; the catalog whatever else is asked.
+    let root_id = file.root_id()?;
+    let mut catalog = file.dict(root_id)?.clone();
+    let mut catalog_changed = !catalog_extra.is_empty();
+    for (k, v) in catalog_extra.iter() {
+        catalog.set(k.clone(), v.clone());
+    }
+    let add_to_form =
+        |form: &mut Dictionary, update: &mut IncrementalUpdate| -> Result<(), Error> {
+            match form.get(b"Fields").ok().cloned() {
+                Some(Object::Reference(fields_id)) => {
+                    let mut fields = file
+                        .resolve(&Object::Reference(fields_id))
+                        .as_array()
+                        .map_err(|_| Error::UnsupportedPdf("/Fields is not an array".into()))?
+                        .clone();
+                    fields.push(Object::Reference(field_id));
+                    update.put(fields_id, &Object::Array(fields));
+                }
+                Some(Object::Array(mut fields)) => {
+                    fields.push(Object::Reference(field_id));
+                    form.set("Fields", Object::Array(fields));
+                }
+                _ => form.set("Fields", Object::Array(vec![Object::Reference(field_id)])),
+            }
+            form.set("SigFlags", Object::Integer(3));
+            Ok(())
+        };
+    match catalog.get(b"AcroForm").ok().cloned() {
+        Some(Object::Reference(form_id)) => {
+            let mut form = file.dict(form_id)?.clone();
+            add_to_form(&mut form, update)?;
+            update.put(form_id, &Object::Dictionary(form));
+        }
+        Some(Object::Dictionary(mut form)) => {
+            add_to_form(&mut form, update)?;
+            catalog.set("AcroForm", Object::Dictionary(form));
+            catalog_changed = true;
+        }
+        _ => {
+            let mut form = Dictionary::new();
+            add_to_form(&mut form, update)?;
+            let form_id = update.allocate();
+            update.put(form_id, &Object::Dictionary(form));
+            catalog.set("AcroForm", Object::Reference(form_id));
+            catalog_changed = true;
+        }
+    }
+    if catalog_changed {
+        update.put(root_id, &Object::Dictionary(catalog));
+    }
+    Ok(())
+}
+
+/// The visible seal: the seal's image with the time and certificate
+/// serial under it, as a form XObject.
+fn seal_appearance(
+    update: &mut IncrementalUpdate,
+    seal: &Seal,
+    placement: &Placement,
+    signed_at: u64,
+) -> Result<ObjectId, Error> {
+    let image = crate::image::decode(&seal.row.image)?;
+    let smask = match &image.alpha {
+        Some(alpha) => {
+            let id = update.allocate();
+            update.put_stream(
+                id,
+                image_dict(image.width, image.height, b"DeviceGray"),
+                &deflate(alpha)?,
+            );
+            Some(id)
+        }
+        None => None,
+    };
+    let image_id = update.allocate();
+    let mut dict = image_dict(image.width, image.height, b"DeviceRGB");
+    if let Some(m) = smask {
+        dict.set("SMask", Object::Reference(m));
+    }
+    update.put_stream(image_id, dict, &deflate(&image.rgb)?);
+
+    let size = placement.size;
+    let serial = &seal.row.certificate_serial;
+    let when = crate::pdf::pdf_date(signed_at);
+    let text = format!(
+        "Sealed {}-{}-{} {}:{} UTC  cert {}",
+        &when[2..6],
+        &when[6..8],
+        &when[8..10],
+        &when[10..12],
+        &when[12..14],
+        &serial[..serial.len().min(12)]
+    );
+    let content = format!(
+        "q {s} 0 0 {s} 0 14 cm /Im0 Do Q\nBT /F1 5.5 Tf 0.7 0.1 0.1 rg 1 4 Td ({t}) Tj ET\n",
+        s = real(size),
+        t = text
+    );
+    let mut font = Dictionary::new();
+    font.set("Type", Object::Name(b"Font".to_vec()));
+    font.set("Subtype", Object::Name(b"Type1".to_vec()));
+    font.set("BaseFont", Object::Name(b"Helvetica".to_vec()));
+    let mut fonts = Dictionary::new();
+    fonts.set("F1", Object::Dictionary(font));
+    let mut xobjects = Dictionary::new();
+    xobjects.set("Im0", Object::Reference(image_id));
+    let mut resources = Dictionary::new();
+    resources.set("XObject", Object::Dictionary(xobjects));
+    resources.set("Font", Object::Dictionary(fonts));
+    let mut form = Dictionary::new();
+    form.set("Type", Object::Name(b"XObject".to_vec()));
+    form.set("Subtype", Object::Name(b"Form".to_vec()));
+    form.set(
+        "BBox",
+        Object::Array(vec![
+            0.into(),
+            0.into(),
+            Object::Real(size as f32),
+            Object::Real((size + 14.0) as f32),
+        ]),
+    );
+    form.set("Resources", Object::Dictionary(resources));
+    let ap_id = update.allocate();
+    update.put_stream(ap_id, form, content.as_bytes());
+    Ok(ap_id)
+}
+
+fn image_dict(w: u32, h: u32, colour: &[u8]) -> Dictionary {
+    let mut d = Dictionary::new();
+    d.set("Type", Object::Name(b"XObject".to_vec()));
+    d.set("Subtype", Object::Name(b"Image".to_vec()));
+    d.set("Width", Object::Integer(w as i64));
+    d.set("Height", Object::Integer(h as i64));
+    d.set("ColorSpace", Object::Name(colour.to_vec()));
+    d.set("BitsPerComponent", Object::Integer(8));
+    d.set("Filter", Object::Name(b"FlateDecode".to_vec()));
+    d
+}
+
+fn deflate(data: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut e = ZlibEncoder::new(Vec::new(), Compression::default());
+    e.write_all(data)?;
+    Ok(e.finish()?)
+}
+
+/// B-LT: a DSS dictionary in the catalog with the validation data, in a
+/// further incremental update.
+fn add_dss(pdf: &[u8], data: &ValidationData) -> Result<Vec<u8>, Error> {
+    use der::Encode;
+    let file = PdfFile::parse(pdf)?;
+    let mut update = IncrementalUpdate::new(&file);
+    let streams = |items: Vec<Vec<u8>>, update: &mut IncrementalUpdate| -> Result<Object, Error> {
+        let mut refs = Vec::new();
+        for item in items {
+            let id = update.allocate();
+            let mut d = Dictionary::new();
+            d.set("Filter", Object::Name(b"FlateDecode".to_vec()));
+            update.put_stream(id, d, &deflate(&item)?);
+            refs.push(Object::Reference(id));
+        }
+        Ok(Object::Array(refs))
+    };
+    let certs = data
+        .certificates
+        .iter()
+        .map(|c| c.to_der())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(crate::der_err)?;
+    let mut dss = Dictionary::new();
+    dss.set("Certs", streams(certs, &mut update)?);
+    dss.set("OCSPs", streams(data.ocsp_responses.clone(), &mut update)?);
+    dss.set("CRLs", streams(data.crls.clone(), &mut update)?);
+    let dss_id = update.allocate();
+    update.put(dss_id, &Object::Dictionary(dss));
+    let root_id = file.root_id()?;
+    let mut catalog = file.dict(root_id)?.clone();
+    catalog.set("DSS", Object::Reference(dss_id));
+    update.put(root_id, &Object::Dictionary(catalog));
+    Ok(update.write(pdf))
+}
+
+/// B-LTA: a document time-stamp (ETSI.RFC3161) over the whole document,
+/// DSS included.
+async fn document_timestamp(
+    pdf: &[u8],
+    tsa: &kexin_timestamp::TimeStampAuthority,
+    requester: &str,
+) -> Result<Vec<u8>, Error> {
+    let file = PdfFile::parse(pdf)?;
+    let existing = signature_fields(&file);
+    let mut update = IncrementalUpdate::new(&file);
+    let (_, page_id) = file.page(Some(1))?;
+    let sig_id = update.allocate();
+    let mut sig = Dictionary::new();
+    sig.set("Type", Object::Name(b"DocTimeStamp".to_vec()));
+    sig.set("Filter", Object::Name(b"Adobe.PPKLite".to_vec()));
+    sig.set("SubFilter", Object::Name(b"ETSI.RFC3161".to_vec()));
+    update.put_raw(sig_id, signature_dict(&sig, 12 * 1024));
+    add_field(
+        &file,
+        &mut update,
+        &format!("KexinDocTimeStamp{}", existing + 1),
+        sig_id,
+        page_id,
+        [0.0; 4],
+        None,
+        Dictionary::new(),
+    )?;
+    let prepared = update.write(pdf);
+    fill_signature(prepared, pdf.len(), |covered| async move {
+        let digest = kexin_ca::cms::DigestAlgorithm::Sha256.digest(&covered);
+        Ok(tsa
+            .stamp(
+                kexin_ca::cms::DigestAlgorithm::Sha256.oid(),
+                &digest,
+                requester,
+            )
+            .await?)
+    })
+    .await
+}

@@ -1,0 +1,394 @@
+//! Just enough PDF for sealing: the document is read with lopdf (classic
+//! and stream cross-references, object streams), and changes are written
+//! as an incremental update appended after the original bytes, which stay
+//! untouched so that earlier signatures remain valid.
+
+use std::collections::BTreeMap;
+
+use lopdf::{Dictionary, Object, ObjectId, StringFormat};
+
+use crate::Error;
+
+/// A parsed PDF and what an incremental update must continue from.
+pub struct PdfFile {
+    pub doc: lopdf::Document,
+    /// Offset of the last cross-reference section (the update's /Prev).
+    pub startxref: usize,
+    /// Whether that section is a cross-reference stream; the update then
+    /// writes one too (mixing kinds confuses some readers).
+    pub xref_stream: bool,
+    /// The next free object number.
+    pub size: u32,
+}
+
+impl PdfFile {
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        if !bytes.starts_with(b"%PDF-") {
+            return Err(Error::UnsupportedPdf(
+                "the file does not start with %PDF-".into(),
+            ));
+        }
+        let startxref = last_startxref(bytes)
+            .ok_or_else(|| Error::UnsupportedPdf("no startxref at the end of the file".into()))?;
+        let doc = lopdf::Document::load_mem(bytes)
+            .map_err(|e| Error::UnsupportedPdf(format!("unreadable: {e}")))?;
+        if doc.is_encrypted() || doc.trailer.has(b"Encrypt") {
+            return Err(Error::UnsupportedPdf(
+                "the PDF is encrypted; decrypt it before sealing".into(),
+            ));
+        }
+        let xref_stream = !bytes
+            .get(startxref..)
+            .map(|rest| rest.trim_ascii_start().starts_with(b"xref"))
+            .unwrap_or(false);
+        let trailer_size = doc
+            .trailer
+            .get(b"Size")
+            .and_then(Object::as_i64)
+            .unwrap_or(0)
+            .max(0) as u32;
+        let size = trailer_size.max(doc.max_id + 1);
+        doc.catalog()
+            .map_err(|_| Error::UnsupportedPdf("the trailer has no document catalog".into()))?;
+        Ok(Self {
+            doc,
+            startxref,
+            xref_stream,
+            size,
+        })
+    }
+
+    pub fn root_id(&self) -> Result<ObjectId, Error> {
+        self.doc
+            .trailer
+            .get(b"Root")
+            .and_then(Object::as_reference)
+            .map_err(|_| Error::UnsupportedPdf("the trailer's /Root is not a reference".into()))
+    }
+
+    pub fn dict(&self, id: ObjectId) -> Result<&Dictionary, Error> {
+        self.doc
+            .get_object(id)
+            .and_then(Object::as_dict)
+            .map_err(|_| {
+                Error::UnsupportedPdf(format!("object {} {} is not a dictionary", id.0, id.1))
+            })
+    }
+
+    /// Follows references.
+    pub fn resolve<'b>(&'b self, object: &'b Object) -> &'b Object {
+        self.doc
+            .dereference(object)
+            .map(|(_, o)| o)
+            .unwrap_or(object)
+    }
+
+    /// Page `n` (1-based), the last page when `None`.
+    pub fn page(&self, n: Option<u32>) -> Result<(u32, ObjectId), Error> {
+        let pages = self.doc.get_pages();
+        let count = pages.len() as u32;
+        if count == 0 {
+            return Err(Error::UnsupportedPdf("the document has no pages".into()));
+        }
+        let n = n.unwrap_or(count);
+        pages.get(&n).map(|id| (n, *id)).ok_or_else(|| {
+            Error::InvalidInput(format!("page {n} does not exist; the document has {count}"))
+        })
+    }
+}
+
+fn last_startxref(bytes: &[u8]) -> Option<usize> {
+    let tail_from = bytes.len().saturating_sub(2048);
+    let tail = &bytes[tail_from..];
+    let at = tail.windows(9).rposition(|w| w == b"startxref")?;
+    let rest = &tail[at + 9..];
+    let digits: Vec<u8> = rest
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take_while(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+/// New and replaced objects, serialized, waiting to be appended.
+pub struct IncrementalUpdate {
+    prev: usize,
+    xref_stream: bool,
+    next: u32,
+    trailer: Dictionary,
+    objects: BTreeMap<u32, Vec<u8>>,
+}
+
+impl IncrementalUpdate {
+    pub fn new(file: &PdfFile) -> Self {
+        let mut trailer = Dictionary::new();
+        for key in [&b"Root"[..], b"Info", b"ID"] {
+            if let Ok(v) = file.doc.trailer.get(key) {
+                trailer.set(key.to_vec(), v.clone());
+            }
+        }
+        Self {
+            prev: file.startxref,
+            xref_stream: file.xref_stream,
+            next: file.size,
+            trailer,
+            objects: BTreeMap::new(),
+        }
+    }
+
+    pub fn allocate(&mut self) -> ObjectId {
+        let id = (self.next, 0);
+        self.next += 1;
+        id
+    }
+
+    /// Writes (or replaces) object `id`, which must have generation 0 or
+    /// keep its own generation when replaced.
+    pub fn put(&mut self, id: ObjectId, object: &Object) {
+        let mut body = Vec::new();
+        write_object(object, &mut body);
+        self.put_raw(id, body);
+    }
+
+    /// A stream object with `dict` (its /Length is set here) and `data`.
+    pub fn put_stream(&mut self, id: ObjectId, mut dict: Dictionary, data: &[u8]) {
+        dict.set("Length", Object::Integer(data.len() as i64));
+        let mut body = Vec::new();
+        write_object(&Object::Dictionary(dict), &mut body);
+        body.extend_from_slice(b"\nstream\n");
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\nendstream");
+        self.put_raw(id, body);
+    }
+
+    pub fn put_raw(&mut self, id: ObjectId, body: Vec<u8>) {
+        let mut framed = format!("{} {} obj\n", id.0, id.1).into_bytes();
+        framed.extend_from_slice(&body);
+        framed.extend_from_slice(b"\nendobj\n");
+        self.objects.insert(id.0, framed);
+    }
+
+    /// The original bytes followed by this update.
+    pub fn write(self, original: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(original.len() + 64 * 1024);
+        out.extend_from_slice(original);
+        if !original.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        let mut offsets = BTreeMap::new();
+        for (num, body) in &self.objects {
+            offsets.insert(*num, out.len());
+            out.extend_from_slice(body);
+        }
+        let mut trailer = self.trailer;
+        trailer.set("Prev", Object::Integer(self.prev as i64));
+        if self.xref_stream {
+            let xref_id = self.next;
+            offsets.insert(xref_id, out.len());
+            let size = xref_id + 1;
+            let (index, rows) = xref_rows(&offsets, 4);
+            trailer.set("Type", Object::Name(b"XRef".to_vec()));
+            trailer.set("Size", Object::Integer(size as i64));
+            trailer.set("W", Object::Array(vec![1.into(), 4.into(), 2.into()]));
+            trailer.set(
+                "Index",
+                Object::Array(index.into_iter().map(Object::Integer).collect()),
+            );
+            trailer.set("Length", Object::Integer(rows.len() as i64));
+            let start = out.len();
+            out.extend_from_slice(format!("{xref_id} 0 obj\n").as_bytes());
+            write_object(&Object::Dictionary(trailer), &mut out);
+            out.extend_from_slice(b"\nstream\n");
+            out.extend_from_slice(&rows);
+            out.extend_from_slice(b"\nendstream\nendobj\n");
+            out.extend_from_slice(format!("startxref\n{start}\n%%EOF\n").as_bytes());
+        } else {
+            let start = out.len();
+            out.extend_from_slice(b"xref\n");
+            for (first, run) in runs(&offsets) {
+                out.extend_from_slice(format!("{first} {}\n", run.len()).as_bytes());
+                for offset in run {
+                    out.extend_from_slice(format!("{offset:010} 00000 n\r\n").as_bytes());
+                }
+            }
+            trailer.set("Size", Object::Integer(self.next as i64));
+            out.extend_from_slice(b"trailer\n");
+            write_object(&Object::Dictionary(trailer), &mut out);
+            out.extend_from_slice(format!("\nstartxref\n{start}\n%%EOF\n").as_bytes());
+        }
+        out
+    }
+}
+
+/// Consecutive object numbers grouped, for the xref subsections.
+fn runs(offsets: &BTreeMap<u32, usize>) -> Vec<(u32, Vec<usize>)> {
+    let mut out: Vec<(u32, Vec<usize>)> = Vec::new();
+    for (num, offset) in offsets {
+        match out.last_mut() {
+            Some((first, run)) if *first + run.len() as u32 == *num => run.push(*offset),
+            _ => out.push((*num, vec![*offset])),
+        }
+    }
+    out
+}
+
+/// /Index pairs and binary rows (type 1, 4-byte offset, 2-byte generation).
+fn xref_rows(offsets: &BTreeMap<u32, usize>, offset_width: usize) -> (Vec<i64>, Vec<u8>) {
+    let mut index = Vec::new();
+    let mut rows = Vec::new();
+    for (first, run) in runs(offsets) {
+        index.push(first as i64);
+        index.push(run.len() as i64);
+        for offset in run {
+            rows.push(1);
+            rows.extend_from_slice(&(offset as u64).to_be_bytes()[8 - offset_width..]);
+            rows.extend_from_slice(&[0, 0]);
+        }
+    }
+    (index, rows)
+}
+
+/// Serializes a (non-stream) object in PDF syntax.
+pub fn write_object(object: &Object, out: &mut Vec<u8>) {
+    match object {
+        Object::Null => out.extend_from_slice(b"null"),
+        Object::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Object::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Object::Real(r) => out.extend_from_slice(real(*r as f64).as_bytes()),
+        Object::Name(n) => write_name(n, out),
+        Object::String(s, StringFormat::Hexadecimal) => {
+            out.push(b'<');
+            out.extend_from_slice(hex::encode(s).as_bytes());
+            out.push(b'>');
+        }
+        Object::String(s, StringFormat::Literal) => {
+            out.push(b'(');
+            for b in s {
+                match b {
+                    b'(' | b')' | b'\\' => {
+                        out.push(b'\\');
+                        out.push(*b);
+                    }
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    _ => out.push(*b),
+                }
+            }
+            out.push(b')');
+        }
+        Object::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                write_object(item, out);
+            }
+            out.push(b']');
+        }
+        Object::Dictionary(d) => write_dict(d, out),
+        Object::Stream(s) => {
+            // Existing streams are never rewritten; new ones go through
+            // IncrementalUpdate::put_stream. Written whole for completeness.
+            write_dict(&s.dict, out);
+            out.extend_from_slice(b"\nstream\n");
+            out.extend_from_slice(&s.content);
+            out.extend_from_slice(b"\nendstream");
+        }
+        Object::Reference((n, g)) => out.extend_from_slice(format!("{n} {g} R").as_bytes()),
+    }
+}
+
+fn write_dict(d: &Dictionary, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<<");
+    for (k, v) in d.iter() {
+        write_name(k, out);
+        out.push(b' ');
+        write_object(v, out);
+    }
+    out.extend_from_slice(b">>");
+}
+
+fn write_name(n: &[u8], out: &mut Vec<u8>) {
+    out.push(b'/');
+    for b in n {
+        if b.is_ascii_graphic() && !b"()<>[]{}/%#".contains(b) {
+            out.push(*b);
+        } else {
+            out.extend_from_slice(format!("#{b:02X}").as_bytes());
+        }
+    }
+}
+
+/// A real number without exponent, as PDF wants.
+pub fn real(r: f64) -> String {
+    let s = format!("{r:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" || s == "-0" {
+        "0".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A PDF text string: ASCII as is, anything else as UTF-16BE with a BOM.
+pub fn text_string(s: &str) -> Object {
+    if s.is_ascii() {
+        Object::String(s.as_bytes().to_vec(), StringFormat::Literal)
+    } else {
+        let mut bytes = vec![0xfe, 0xff];
+        for unit in s.encode_utf16() {
+            bytes.extend_from_slice(&unit.to_be_bytes());
+        }
+        Object::String(bytes, StringFormat::Hexadecimal)
+    }
+}
+
+/// D:YYYYMMDDHHmmSSZ
+pub fn pdf_date(unix: u64) -> String {
+    let days = unix / 86400;
+    let secs = unix % 86400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "D:{y:04}{m:02}{d:02}{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_numbers() {
+        assert_eq!(pdf_date(0), "D:19700101000000Z");
+        assert_eq!(pdf_date(1_795_478_400), "D:20261124000000Z");
+        assert_eq!(real(12.5), "12.5");
+        assert_eq!(real(3.0), "3");
+        assert_eq!(real(-0.00001), "0");
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        let mut out = Vec::new();
+        write_name(b"A B#", &mut out);
+        assert_eq!(out, b"/A#20B#23");
+    }
+}
