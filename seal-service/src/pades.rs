@@ -49,10 +49,10 @@ pub async fn seal_pdf(
     certify: bool,
     opts: &SignOptions<'_>,
 ) -> Result<Vec<u8>, Error> {
-    if !(placement.size.is_finite() && placement.size >= 16.0 && placement.size <= 600.0)
-        || !placement.x.is_finite()
-        || !placement.y.is_finite()
-    {
+    let sane = (16.0..=600.0).contains(&placement.size)
+        && placement.x.is_finite()
+        && placement.y.is_finite();
+    if !sane {
         return Err(Error::InvalidInput(
             "the seal is 16 to 600 points wide, at a finite position".into(),
         ));

@@ -1,0 +1,369 @@
+//! Electronic seals end to end: `kexin seal create / sign / sign-pdf`,
+//! checked by independent validators — `openssl cms -verify` for detached
+//! CAdES, pyHanko (tests/validators/pyhanko_validate.py) for PAdES — on
+//! PDFs with classic cross-reference tables and with object and
+//! cross-reference streams (made by qpdf).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use kexin_test_support::openssl;
+use serde_json::Value;
+
+const SEAL: &str = "某某局公章";
+
+/// A plain PDF 1.4 with `pages` pages and a classic xref table.
+fn make_pdf(path: &str, pages: usize) {
+    let mut objects: Vec<Vec<u8>> = vec![b"<< /Type /Catalog /Pages 2 0 R >>".to_vec()];
+    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 3 + 2 * i)).collect();
+    objects.push(
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        )
+        .into_bytes(),
+    );
+    let font = 3 + 2 * pages;
+    for i in 0..pages {
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents {} 0 R /Resources << /Font << /F1 {font} 0 R >> >> >>",
+                4 + 2 * i
+            )
+            .into_bytes(),
+        );
+        let content = format!(
+            "BT /F1 24 Tf 72 760 Td (Kexin test document, page {}) Tj ET",
+            i + 1
+        );
+        objects.push(
+            format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            )
+            .into_bytes(),
+        );
+    }
+    objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec());
+    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    std::fs::write(path, out).unwrap();
+}
+
+fn qpdf(args: &[&str]) {
+    let out = Command::new("qpdf").args(args).output().expect("qpdf runs");
+    // 3 = warnings only.
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "qpdf {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// pyHanko's report on every signature of `pdf`.
+fn pyhanko(ca: &Ca, pdf: &str, ltv: bool) -> Vec<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validators/pyhanko_validate.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg(pdf).arg(ca.ca_pem("root"));
+    if ltv {
+        cmd.arg("--ltv");
+    }
+    let out = cmd.output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pyhanko: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("[]")).unwrap()
+}
+
+fn seal_pdf(ca: &Ca, input: &str, output: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "seal", "sign-pdf", "--seal", SEAL, "--in", input, "--out", output,
+    ];
+    args.extend_from_slice(extra);
+    ca.kexin(&args)
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn assert_valid(report: &Value, timestamped: bool) {
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["trusted"], true, "{report}");
+    if timestamped {
+        assert_eq!(report["timestamp_trusted"], true, "{report}");
+    }
+}
+
+/// Creates the seal; returns its certificate serial.
+fn create_seal(ca: &Ca) -> String {
+    let out = ca.kexin(&[
+        "seal",
+        "create",
+        "--name",
+        SEAL,
+        "--org",
+        "某某局",
+        "--uscc",
+        "91350100M000100Y43",
+    ]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.trim().rsplit(' ').next().unwrap().to_owned()
+}
+
+#[test]
+fn pdfs_sealed_at_every_level_validate_in_pyhanko() {
+    let ca = Ca::init(&[]);
+    create_seal(&ca);
+    let plain = ca.file("plain.pdf");
+    make_pdf(&plain, 2);
+    let streams = ca.file("streams.pdf");
+    qpdf(&["--object-streams=generate", &plain, &streams]);
+    assert!(std::fs::read(&streams)
+        .unwrap()
+        .windows(7)
+        .any(|w| w == b"/ObjStm"));
+
+    for (input, name) in [(&plain, "plain"), (&streams, "streams")] {
+        for level in ["b-b", "b-t", "b-lt", "b-lta"] {
+            let out = ca.file(&format!("{name}-{level}.pdf"));
+            ok(&seal_pdf(&ca, input, &out, &["--level", level]));
+            let original = std::fs::read(input).unwrap();
+            assert!(
+                std::fs::read(&out).unwrap().starts_with(&original),
+                "the original bytes changed"
+            );
+            let ltv = matches!(level, "b-lt" | "b-lta");
+            let reports = pyhanko(&ca, &out, ltv);
+            assert_eq!(
+                reports.len(),
+                if level == "b-lta" { 2 } else { 1 },
+                "{reports:?}"
+            );
+            assert_valid(&reports[0], level != "b-b");
+            assert!(reports[0]["signer"].as_str().unwrap().contains(SEAL));
+            if ltv {
+                // Revocation checked in hard-fail mode from the DSS alone.
+                assert!(
+                    reports[0]["summary"].as_str().unwrap().contains("TRUSTED"),
+                    "{reports:?}"
+                );
+            } else {
+                assert_eq!(reports[0]["coverage"], "SignatureCoverageLevel.ENTIRE_FILE");
+            }
+            if level == "b-lta" {
+                assert_eq!(reports[1]["type"], "/DocTimeStamp");
+                assert_valid(&reports[1], false);
+            }
+        }
+    }
+
+    // Countersigning keeps the first seal valid.
+    let twice = ca.file("twice.pdf");
+    ok(&seal_pdf(
+        &ca,
+        &ca.file("streams-b-t.pdf"),
+        &twice,
+        &["--page", "1", "--x", "100"],
+    ));
+    let reports = pyhanko(&ca, &twice, false);
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert_valid(r, true);
+    }
+    assert_eq!(
+        reports[0]["modification_level"], "ModificationLevel.FORM_FILLING",
+        "{reports:?}"
+    );
+
+    // A certification signature stays valid under a later seal.
+    let certified = ca.file("certified.pdf");
+    ok(&seal_pdf(&ca, &plain, &certified, &["--certify"]));
+    let sealed_again = ca.file("certified-2.pdf");
+    ok(&seal_pdf(&ca, &certified, &sealed_again, &[]));
+    let reports = pyhanko(&ca, &sealed_again, false);
+    assert_valid(&reports[0], true);
+    assert_eq!(reports[0]["docmdp_ok"], true, "{reports:?}");
+    let out = seal_pdf(&ca, &sealed_again, &ca.file("x.pdf"), &["--certify"]);
+    assert!(
+        !out.status.success(),
+        "a second certification signature was made"
+    );
+
+    // A byte changed inside the signed range is caught.
+    let mut tampered = std::fs::read(ca.file("plain-b-t.pdf")).unwrap();
+    let at = tampered.windows(6).position(|w| w == b"page 1").unwrap();
+    tampered[at + 5] = b'7';
+    let tampered_path = ca.file("tampered.pdf");
+    std::fs::write(&tampered_path, tampered).unwrap();
+    let reports = pyhanko(&ca, &tampered_path, false);
+    assert_ne!(reports[0]["intact"], true, "{reports:?}");
+
+    // PDFs Kexin cannot seal get a clear error and no output.
+    let encrypted = ca.file("encrypted.pdf");
+    qpdf(&[
+        "--encrypt",
+        "user",
+        "owner",
+        "256",
+        "--",
+        &plain,
+        &encrypted,
+    ]);
+    let not_pdf = ca.file("not.pdf");
+    std::fs::write(&not_pdf, b"hello, not a pdf").unwrap();
+    for (input, expected) in [
+        (encrypted.as_str(), "encrypted"),
+        (not_pdf.as_str(), "does not start with %PDF-"),
+    ] {
+        let out_path = ca.file("refused.pdf");
+        let out = seal_pdf(&ca, input, &out_path, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{stderr}"
+        );
+        assert!(!Path::new(&out_path).exists());
+    }
+    let out = seal_pdf(&ca, &plain, &ca.file("p9.pdf"), &["--page", "9"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("page 9 does not exist"));
+}
+
+#[test]
+fn files_sealed_with_cades_verify_with_openssl_and_revoked_seals_refuse() {
+    let ca = Ca::init(&[]);
+    let serial = create_seal(&ca);
+    let content = ca.file("archive.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&content, &data).unwrap();
+    for level in ["b-b", "b-t", "b-lt"] {
+        let sig = ca.file(&format!("archive-{level}.p7s"));
+        ok(&ca.kexin(&[
+            "seal", "sign", "--seal", SEAL, "--in", &content, "--out", &sig, "--level", level,
+        ]));
+        let (ok_, out) = openssl(&[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            &sig,
+            "-content",
+            &content,
+            "-CAfile",
+            &ca.ca_pem("root"),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ]);
+        assert!(ok_, "{level}: {out}");
+        let (_, printed) = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", &sig]);
+        assert!(printed.contains("signingCertificateV2"), "{printed}");
+        assert_eq!(
+            printed.contains("id-smime-aa-timeStampToken"),
+            level != "b-b",
+            "{level}"
+        );
+        assert_eq!(
+            printed.contains("tbsCertList")
+                || printed.contains("crls:\n") && !printed.contains("crls:\n      <ABSENT>"),
+            level == "b-lt",
+            "{level}"
+        );
+    }
+    // The signature covers the content: one changed byte fails.
+    let mut changed = data.clone();
+    changed[1_234_567] ^= 1;
+    let changed_path = ca.file("changed.bin");
+    std::fs::write(&changed_path, changed).unwrap();
+    let (ok_, _) = openssl(&[
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        &ca.file("archive-b-t.p7s"),
+        "-content",
+        &changed_path,
+        "-CAfile",
+        &ca.ca_pem("root"),
+        "-purpose",
+        "any",
+        "-out",
+        "/dev/null",
+    ]);
+    assert!(!ok_, "a changed file verified");
+
+    // Revoking the seal's certificate makes the seal unusable.
+    let out = ca.kexin(&[
+        "seal",
+        "sign",
+        "--seal",
+        "no such seal",
+        "--in",
+        &content,
+        "--out",
+        &ca.file("x.p7s"),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    ok(&ca.kexin(&[
+        "cert",
+        "revoke",
+        "--serial",
+        &serial,
+        "--reason",
+        "keyCompromise",
+    ]));
+    let out = ca.kexin(&[
+        "seal",
+        "sign",
+        "--seal",
+        SEAL,
+        "--in",
+        &content,
+        "--out",
+        &ca.file("late.p7s"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("certificate revoked"),
+        "{stderr}"
+    );
+    let out = ca.kexin(&["audit", "verify"]);
+    assert!(out.status.success());
+}
