@@ -61,15 +61,10 @@ async fn certificate_report(
         }
     };
     report["chain"] = chain.into();
-    let status = async {
-        let config = kexin_config::Config::load(data).ok()?;
-        let db =
-            kexin_ca::storage::Database::connect(&crate::instance::database_url(data, &config))
-                .await
-                .ok()?;
-        db.certificate(&serial).await.ok()
-    }
-    .await;
+    let status = match open_database(data).await {
+        Some(db) => db.certificate(&serial).await.ok(),
+        None => None,
+    };
     match status {
         Some(Some(record)) if record.status == "issued" => {
             report["status"] = "good".into();
@@ -99,6 +94,25 @@ async fn certificate_report(
     report
 }
 
+/// The data directory's database, when it is reachable (no key store is
+/// needed to verify).
+async fn open_database(data: &Path) -> Option<kexin_ca::storage::Database> {
+    let config = kexin_config::Config::load(data).ok()?;
+    kexin_ca::storage::Database::connect(&crate::instance::database_url(data, &config))
+        .await
+        .ok()
+}
+
+/// Whether `bytes` is a CMS SignedData over data (not a time-stamp token).
+fn is_detached_signature(bytes: &[u8]) -> bool {
+    use der::Decode;
+    cms::content_info::ContentInfo::from_der(bytes)
+        .ok()
+        .filter(|ci| ci.content_type == kexin_ca::cms::OID_SIGNED_DATA)
+        .and_then(|ci| ci.content.decode_as::<cms::signed_data::SignedData>().ok())
+        .is_some_and(|sd| sd.encap_content_info.econtent_type == kexin_ca::cms::OID_DATA)
+}
+
 pub async fn run(
     file: &Path,
     content: Option<&Path>,
@@ -116,7 +130,25 @@ pub async fn run(
     }
     extra.extend(certificates(&data.join("tsa/tsa.pem")));
 
-    let report = if let Some(cert) = as_certificate(&bytes) {
+    let trust = kexin_seal::verify::Trust {
+        roots: roots.clone(),
+        intermediates: extra.clone(),
+    };
+    let report = if bytes.starts_with(b"%PDF-") {
+        let db = open_database(data).await;
+        serde_json::to_value(kexin_seal::verify::verify_pdf(&bytes, &trust, db.as_ref()).await)?
+    } else if is_detached_signature(&bytes) {
+        let content =
+            content.context("a detached signature: give the signed file with --content FILE")?;
+        let mut reader = std::io::BufReader::new(
+            std::fs::File::open(content)
+                .with_context(|| format!("reading {}", content.display()))?,
+        );
+        let db = open_database(data).await;
+        serde_json::to_value(
+            kexin_seal::verify::verify_detached(&bytes, &mut reader, &trust, db.as_ref()).await,
+        )?
+    } else if let Some(cert) = as_certificate(&bytes) {
         certificate_report(&cert, data, &extra, &roots).await
     } else {
         match token_from_reply_or_token(&bytes) {
@@ -158,6 +190,26 @@ pub async fn run(
     } else {
         println!("verdict: {}", report["verdict"].as_str().unwrap_or("?"));
         for (k, v) in report.as_object().into_iter().flatten() {
+            if k == "signatures" {
+                for (i, s) in v.as_array().into_iter().flatten().enumerate() {
+                    println!(
+                        "  signature {}: {}",
+                        i + 1,
+                        s["verdict"].as_str().unwrap_or("?")
+                    );
+                    for (k, v) in s.as_object().into_iter().flatten() {
+                        if k != "verdict" && !v.is_null() {
+                            println!(
+                                "    {k}: {}",
+                                v.as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| v.to_string())
+                            );
+                        }
+                    }
+                }
+                continue;
+            }
             if k != "verdict" {
                 println!(
                     "  {k}: {}",

@@ -367,3 +367,170 @@ fn files_sealed_with_cades_verify_with_openssl_and_revoked_seals_refuse() {
     let out = ca.kexin(&["audit", "verify"]);
     assert!(out.status.success());
 }
+
+/// `kexin verify --json` on `file` (with `content` for detached signatures).
+fn kexin_verify(ca: &Ca, file: &str, content: Option<&str>) -> Value {
+    let mut args = vec!["verify", file, "--json"];
+    if let Some(c) = content {
+        args.extend(["--content", c]);
+    }
+    let out = ca.kexin(&args);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Appends a revision that replaces page 1's content stream (object 4):
+/// what a forger who cannot re-sign would do.
+fn append_content_change(pdf: &[u8]) -> Vec<u8> {
+    let tail = String::from_utf8_lossy(&pdf[pdf.len() - 64..]).into_owned();
+    let prev: usize = tail
+        .split("startxref")
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut out = pdf.to_vec();
+    let offset = out.len();
+    let content = "BT /F1 24 Tf 72 760 Td (Forged content) Tj ET";
+    out.extend_from_slice(
+        format!(
+            "4 0 obj\n<< /Length {} >>\nstream\n{content}\nendstream\nendobj\n",
+            content.len()
+        )
+        .as_bytes(),
+    );
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n4 1\n{offset:010} 00000 n \ntrailer\n<< /Size 200 /Root 1 0 R /Prev {prev} >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn kexin_verify_reports_on_our_and_other_tools_signatures() {
+    let ca = Ca::init(&[]);
+    let serial = create_seal(&ca);
+    let plain = ca.file("plain.pdf");
+    make_pdf(&plain, 1);
+    let sealed = ca.file("sealed.pdf");
+    ok(&seal_pdf(&ca, &plain, &sealed, &["--level", "b-lta"]));
+    let r = kexin_verify(&ca, &sealed, None);
+    assert_eq!(r["verdict"], "valid", "{r}");
+    let seal = &r["signatures"][0];
+    assert_eq!(seal["seal"]["name"], SEAL);
+    assert_eq!(seal["seal"]["uscc"], "91350100M000100Y43");
+    assert_eq!(seal["timestamp"]["valid"], true);
+    assert_eq!(seal["status_now"], "good");
+    assert_eq!(
+        seal["changes_after"],
+        serde_json::json!(["validation data (DSS)", "a document time-stamp"])
+    );
+    assert_eq!(r["signatures"][1]["kind"], "document-timestamp");
+
+    // Changed after sealing, by a revision that is not a signature.
+    let forged = ca.file("forged.pdf");
+    std::fs::write(
+        &forged,
+        append_content_change(&std::fs::read(ca.file("sealed.pdf")).unwrap()),
+    )
+    .unwrap();
+    let r = kexin_verify(&ca, &forged, None);
+    assert_eq!(r["verdict"], "indeterminate", "{r}");
+    assert!(r["signatures"][0]["changes_after"]
+        .as_array()
+        .unwrap()
+        .contains(&"other changes".into()));
+    assert_eq!(r["signatures"][0]["covers_whole_document"], false);
+    // A byte flipped inside the signed range.
+    let mut flipped = std::fs::read(&sealed).unwrap();
+    let at = flipped.windows(6).position(|w| w == b"page 1").unwrap();
+    flipped[at + 5] = b'2';
+    let flipped_path = ca.file("flipped.pdf");
+    std::fs::write(&flipped_path, flipped).unwrap();
+    let r = kexin_verify(&ca, &flipped_path, None);
+    assert_eq!(r["verdict"], "invalid", "{r}");
+
+    // A PDF signed by another tool (pyHanko) with a certificate of our CA.
+    let (key, csr) = (ca.file("ext.key"), ca.file("ext.csr"));
+    let (ok_, out) = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=x",
+    ]);
+    assert!(ok_, "{out}");
+    let (cert, _) = ca.issue("ext", "tls-client", &csr);
+    let other = ca.file("pyhanko-signed.pdf");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; from pyhanko.cli import cli_root; sys.argv[0]='pyhanko'; cli_root()",
+        ])
+        .args([
+            "sign",
+            "addsig",
+            "--field",
+            "Sig1",
+            "pemder",
+            "--key",
+            &key,
+            "--cert",
+            &cert,
+            "--chain",
+            &ca.ca_pem("officials"),
+            "--no-pass",
+            &plain,
+            &other,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = kexin_verify(&ca, &other, None);
+    assert_eq!(r["verdict"], "valid", "{r}");
+    assert_eq!(r["signatures"][0]["format"], "adbe.pkcs7.detached");
+
+    // Detached CAdES, then the seal is revoked: the time-stamp proves the
+    // signature came first, so it stays valid; a new one is refused.
+    let file = ca.file("minutes.txt");
+    std::fs::write(&file, "会议纪要").unwrap();
+    let sig = ca.file("minutes.p7s");
+    ok(&ca.kexin(&["seal", "sign", "--seal", SEAL, "--in", &file, "--out", &sig]));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(&ca.kexin(&[
+        "cert",
+        "revoke",
+        "--serial",
+        &serial,
+        "--reason",
+        "keyCompromise",
+    ]));
+    let r = kexin_verify(&ca, &sig, Some(&file));
+    assert_eq!(r["verdict"], "valid", "{r}");
+    assert!(
+        r["signatures"][0]["status_now"]
+            .as_str()
+            .unwrap()
+            .starts_with("revoked"),
+        "{r}"
+    );
+    assert_eq!(r["signatures"][0]["good_at_signing_time"], true);
+    std::fs::write(&file, "会议纪要（改）").unwrap();
+    let r = kexin_verify(&ca, &sig, Some(&file));
+    assert_eq!(r["verdict"], "invalid", "{r}");
+}
