@@ -129,11 +129,11 @@ pub async fn verify_detached(
 ) -> Report {
     let report = match parse_cms(signature) {
         Ok(sd) => {
-            let digest = digest_algorithm_of(&sd)
-                .and_then(|alg| crate::cades::digest_reader(alg, content).map(|d| (alg, d)));
+            let digest =
+                digest_algorithm_of(&sd).and_then(|alg| crate::cades::digest_reader(alg, content));
             match digest {
                 Ok((alg, d)) => {
-                    verify_signed_data(&sd, alg, &d, trust, db, "CAdES (detached CMS)").await
+                    verify_signed_data(&sd, &d, trust, db, "CAdES (detached CMS)").await
                 }
                 Err(e) => broken(None, "CAdES (detached CMS)", &e.to_string()),
             }
@@ -202,7 +202,6 @@ fn digest_algorithm_of(sd: &SignedData) -> Result<DigestAlgorithm, Error> {
 /// Verifies the first signer of `sd` over content whose digest is `digest`.
 async fn verify_signed_data(
     sd: &SignedData,
-    _alg: DigestAlgorithm,
     digest: &[u8],
     trust: &Trust,
     db: Option<&Database>,
@@ -419,7 +418,7 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
     let revision_ends = revision_ends(pdf);
     let ends: Vec<usize> = signatures.iter().map(|s| s.covered_end).collect();
     let mut reports = Vec::new();
-    for (i, sig) in signatures.iter().enumerate() {
+    for sig in &signatures {
         let covered = || {
             let mut data = Vec::new();
             for (start, len) in &sig.ranges {
@@ -436,7 +435,7 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
                 Ok(sd) => match digest_algorithm_of(&sd) {
                     Ok(alg) => {
                         let digest = alg.digest(&covered());
-                        verify_signed_data(&sd, alg, &digest, trust, db, &sig.sub_filter).await
+                        verify_signed_data(&sd, &digest, trust, db, &sig.sub_filter).await
                     }
                     Err(e) => broken(None, &sig.sub_filter, &e.to_string()),
                 },
@@ -481,7 +480,6 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
             report.reason = "the document was changed after this signature (not by a signature, time-stamp or validation data)".into();
         }
         reports.push(report);
-        let _ = i;
     }
     Report::from_signatures("pdf", reports)
 }
@@ -579,7 +577,7 @@ fn pdf_signatures(pdf: &[u8]) -> Result<Vec<PdfSignature>, Error> {
             .get(b"T")
             .ok()
             .and_then(|t| t.as_str().ok())
-            .map(|t| decode_text(t))
+            .map(decode_text)
             .unwrap_or_default();
         let full = if parent.is_empty() {
             name
