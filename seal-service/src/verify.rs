@@ -132,9 +132,7 @@ pub async fn verify_detached(
             let digest =
                 digest_algorithm_of(&sd).and_then(|alg| crate::cades::digest_reader(alg, content));
             match digest {
-                Ok((alg, d)) => {
-                    verify_signed_data(&sd, &d, trust, db, "CAdES (detached CMS)").await
-                }
+                Ok(d) => verify_signed_data(&sd, &d, trust, db, "CAdES (detached CMS)").await,
                 Err(e) => broken(None, "CAdES (detached CMS)", &e.to_string()),
             }
         }
