@@ -26,6 +26,7 @@ use crate::serve::AppState;
 use crate::tls::PeerCertificates;
 
 mod requests;
+mod seals;
 pub use requests::after_decision;
 
 pub fn router() -> Router<AppState> {
@@ -37,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/certificates/{serial}/hold", post(hold))
         .route("/certificates/{serial}/release", post(release))
         .layer(axum::middleware::from_fn(read_body_first))
+        .merge(seals::router())
 }
 
 /// Reads the whole (small, size-limited) request body before any check

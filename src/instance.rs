@@ -126,6 +126,17 @@ impl Instance {
         ))
     }
 
+    /// Seals applied from the command line: a TSA and an OCSP responder of
+    /// their own (the server shares its running ones).
+    pub async fn seal_service(&self) -> anyhow::Result<kexin_seal::service::SealService> {
+        let ocsp = kexin_ca::ocsp::OcspResponder::load(self.db.clone(), self.store.clone()).await?;
+        Ok(kexin_seal::service::SealService::new(
+            self.seal_registry().await?,
+            std::sync::Arc::new(self.time_stamp_authority().await?),
+            std::sync::Arc::new(ocsp),
+        ))
+    }
+
     pub fn crl_issuer(&self) -> CrlIssuer {
         CrlIssuer::new(
             self.db.clone(),

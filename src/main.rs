@@ -7,6 +7,7 @@ mod init;
 mod instance;
 mod metrics;
 mod officer;
+mod portal;
 mod private_files;
 mod problem;
 mod seal;

@@ -1,16 +1,12 @@
 //! `kexin seal …`: create seals and apply them to files and PDFs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use der::Decode;
 use kexin_seal::registry::NewSeal;
-use kexin_seal::signer::SignOptions;
-use kexin_seal::validation::ValidationData;
-use kexin_seal::{Level, SealKind, SealSigner};
-use x509_cert::Certificate;
+use kexin_seal::{Level, SealKind};
 
 use crate::instance::Instance;
 use crate::private_files::write_private;
@@ -132,15 +128,13 @@ pub async fn run(command: SealCommand) -> anyhow::Result<ExitCode> {
         } => {
             crate::init_logging(&data)?;
             let level: Level = level.parse()?;
-            if level == Level::BLTA {
-                anyhow::bail!("b-lta applies to PDFs; a detached signature goes up to b-lt");
-            }
             let instance = Instance::open(&data).await?;
-            let sealing = Sealing::prepare(&instance, &seal, level).await?;
-            let (signature, digest) =
-                kexin_seal::cades::sign_file(&sealing.signer, &input, &sealing.options(level))
-                    .await?;
-            sealing.record(&instance, "cades", &input, &digest).await?;
+            let signature = instance
+                .seal_service()
+                .await?
+                .sign_file(&seal, &input, level, CLI)
+                .await?;
+            instance.checkpoint_audit().await?;
             write_private(&out, &signature)?;
             eprintln!(
                 "{} sealed ({}) into {}",
@@ -165,21 +159,15 @@ pub async fn run(command: SealCommand) -> anyhow::Result<ExitCode> {
             crate::init_logging(&data)?;
             let level: Level = level.parse()?;
             let instance = Instance::open(&data).await?;
-            let sealing = Sealing::prepare(&instance, &seal, level).await?;
             let pdf =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let placement = kexin_seal::pades::Placement { page, x, y, size };
-            let sealed = kexin_seal::pades::seal_pdf(
-                &pdf,
-                &sealing.signer,
-                &sealing.seal,
-                &placement,
-                certify,
-                &sealing.options(level),
-            )
-            .await?;
-            let digest = kexin_ca::cms::DigestAlgorithm::Sha256.digest(&pdf);
-            sealing.record(&instance, "pades", &input, &digest).await?;
+            let sealed = instance
+                .seal_service()
+                .await?
+                .seal_pdf(&seal, &pdf, &placement, certify, level, CLI)
+                .await?;
+            instance.checkpoint_audit().await?;
             std::fs::write(&out, sealed).with_context(|| format!("writing {}", out.display()))?;
             eprintln!(
                 "{} sealed ({}) into {}",
@@ -189,86 +177,5 @@ pub async fn run(command: SealCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// What applying a seal needs: the usable seal, its signer, the TSA and,
-/// for B-LT and above, the validation data.
-struct Sealing {
-    seal: kexin_seal::Seal,
-    signer: SealSigner,
-    tsa: Option<kexin_timestamp::TimeStampAuthority>,
-    validation: Option<ValidationData>,
-}
-
-impl Sealing {
-    async fn prepare(instance: &Instance, name: &str, level: Level) -> anyhow::Result<Self> {
-        let registry = instance.seal_registry().await?;
-        let seal = registry.usable(name).await?;
-        let authorities = instance
-            .db
-            .authorities()
-            .await?
-            .iter()
-            .map(|a| Certificate::from_der(&a.certificate))
-            .collect::<Result<Vec<_>, _>>()?;
-        let signer = SealSigner::new(instance.store.clone(), &seal, &authorities)?;
-        let tsa = if level >= Level::BT {
-            Some(instance.time_stamp_authority().await?)
-        } else {
-            None
-        };
-        let validation = if level >= Level::BLT {
-            let ocsp =
-                kexin_ca::ocsp::OcspResponder::load(instance.db.clone(), instance.store.clone())
-                    .await?;
-            let mut leaves = vec![seal.certificate.clone()];
-            if let Some(t) = &tsa {
-                leaves.push(t.certificate().clone());
-            }
-            Some(ValidationData::collect(&instance.db, &ocsp, &leaves).await?)
-        } else {
-            None
-        };
-        Ok(Self {
-            seal,
-            signer,
-            tsa,
-            validation,
-        })
-    }
-
-    fn options(&self, level: Level) -> SignOptions<'_> {
-        SignOptions {
-            signing_time: true,
-            level,
-            tsa: self.tsa.as_ref(),
-            validation: self.validation.as_ref(),
-            requester: "cli",
-        }
-    }
-
-    async fn record(
-        &self,
-        instance: &Instance,
-        format: &str,
-        input: &Path,
-        digest: &[u8],
-    ) -> anyhow::Result<()> {
-        instance
-            .seal_registry()
-            .await?
-            .record_use(
-                &self.seal,
-                CLI,
-                serde_json::json!({
-                    "format": format,
-                    "file": input.file_name().map(|f| f.to_string_lossy().into_owned()),
-                    "digest": hex::encode(digest),
-                }),
-            )
-            .await?;
-        instance.checkpoint_audit().await?;
-        Ok(())
     }
 }

@@ -42,9 +42,29 @@ pub struct AppState {
     pub registration: Arc<Registration>,
     pub requests: Arc<kexin_ca::request::Requests>,
     pub console_sessions: Arc<crate::console::Sessions>,
+    pub seals: Arc<kexin_seal::service::SealService>,
+    pub portal_limit: Arc<crate::portal::RateLimit>,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: Arc<HashMap<String, Vec<u8>>>,
     metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Our root as the trust anchor, our CAs as intermediates.
+    pub fn trust(&self) -> kexin_seal::verify::Trust {
+        use der::Decode;
+        let mut trust = kexin_seal::verify::Trust::default();
+        for der in self.ca_certificates.values() {
+            if let Ok(c) = x509_cert::Certificate::from_der(der) {
+                if c.tbs_certificate.issuer == c.tbs_certificate.subject {
+                    trust.roots.push(c);
+                } else {
+                    trust.intermediates.push(c);
+                }
+            }
+        }
+        trust
+    }
 }
 
 pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
@@ -74,6 +94,11 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let registration = Arc::new(instance.registration()?);
     let requests = Arc::new(instance.requests().await?);
     let tsa = Arc::new(instance.time_stamp_authority().await?);
+    let seals = Arc::new(kexin_seal::service::SealService::new(
+        instance.seal_registry().await?,
+        tsa.clone(),
+        ocsp.clone(),
+    ));
     let instance = Arc::new(instance);
     let ca_certificates = instance
         .db
@@ -89,6 +114,8 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         registration,
         requests,
         console_sessions: Arc::default(),
+        seals,
+        portal_limit: Arc::default(),
         ca_certificates: Arc::new(ca_certificates),
         metrics: Metrics::new(),
     };
@@ -188,7 +215,8 @@ fn https_router(state: AppState) -> Router {
         .route("/pki/ca/{file}", get(ca_certificate))
         .route("/api/openapi.json", get(openapi))
         .nest("/api/v1", crate::api::router())
-        .merge(crate::console::router());
+        .merge(crate::console::router())
+        .merge(crate::portal::router());
     finish(routes, state, "https")
 }
 

@@ -534,3 +534,178 @@ fn kexin_verify_reports_on_our_and_other_tools_signatures() {
     let r = kexin_verify(&ca, &sig, Some(&file));
     assert_eq!(r["verdict"], "invalid", "{r}");
 }
+
+#[test]
+fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
+    let ca = Ca::init(&[]);
+    create_seal(&ca);
+    let sam = ca.officer("sam", "seal-admin");
+    let sys = ca.officer("clerk", "ra-officer");
+    let other = ca.officer("other", "ra-officer");
+    let server = ca.serve();
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let seal_path = |rest: &str| {
+        format!(
+            "/api/v1/seals/{}/{rest}",
+            "%E6%9F%90%E6%9F%90%E5%B1%80%E5%85%AC%E7%AB%A0"
+        )
+    };
+
+    // Only a seal-admin grants; only grantees apply.
+    let grant = r#"{"principal":"clerk"}"#;
+    let (code, _) = api(&ca, Some(&sys), "POST", &seal_path("users"), Some(grant));
+    assert_eq!(code, 403);
+    let (code, _) = api(&ca, Some(&sam), "POST", &seal_path("users"), Some(grant));
+    assert_eq!(code, 204);
+    let batch = serde_json::json!({
+        "level": "b-t",
+        "documents": [
+            {"name": "a.txt", "content": b64(b"first archive record")},
+            {"name": "b.txt", "content": b64("第二份档案".as_bytes())},
+        ],
+    })
+    .to_string();
+    let (code, _) = api(&ca, None, "POST", &seal_path("sign"), Some(&batch));
+    assert_eq!(code, 401);
+    let (code, v) = api(&ca, Some(&other), "POST", &seal_path("sign"), Some(&batch));
+    assert_eq!(code, 403, "{v}");
+    let (code, v) = api(&ca, Some(&sys), "POST", &seal_path("sign"), Some(&batch));
+    assert_eq!(code, 200, "{v}");
+    let sigs = v["signatures"].as_array().unwrap();
+    assert_eq!(sigs.len(), 2);
+    for (sig, content) in sigs
+        .iter()
+        .zip([&b"first archive record"[..], "第二份档案".as_bytes()])
+    {
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(sig["signature"].as_str().unwrap())
+            .unwrap();
+        let (sig_path, content_path) = (ca.file("api.p7s"), ca.file("api.txt"));
+        std::fs::write(&sig_path, der).unwrap();
+        std::fs::write(&content_path, content).unwrap();
+        let (ok_, out) = openssl(&[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            &sig_path,
+            "-content",
+            &content_path,
+            "-CAfile",
+            &ca.ca_pem("root"),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ]);
+        assert!(ok_, "{out}");
+    }
+
+    // A PDF sealed over the API validates in pyHanko and in /api/v1/verify.
+    let plain = ca.file("plain.pdf");
+    make_pdf(&plain, 1);
+    let sealed = ca.file("api-sealed.pdf");
+    let url = format!(
+        "https://localhost:{}{}?level=b-lt&page=1&x=300&y=500",
+        ca.https,
+        seal_path("sign-pdf")
+    );
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{sys}:{P12_PASSWORD}"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        &format!("@{plain}"),
+        &url,
+    ]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    std::fs::write(&sealed, &body).unwrap();
+    let reports = pyhanko(&ca, &sealed, true);
+    assert_valid(&reports[0], true);
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{other}:{P12_PASSWORD}"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        &format!("@{sealed}"),
+        &format!("https://localhost:{}/api/v1/verify", ca.https),
+    ]);
+    assert_eq!(code, 200);
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["verdict"], "valid", "{report}");
+    assert_eq!(report["signatures"][0]["seal"]["organization"], "某某局");
+    let (code, _) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{sys}:{P12_PASSWORD}"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        "not a pdf",
+        &url,
+    ]);
+    assert_eq!(code, 422);
+
+    // The citizen portal in Chromium at phone size, no certificate.
+    let mut tampered = std::fs::read(&sealed).unwrap();
+    let at = tampered.windows(6).position(|w| w == b"page 1").unwrap();
+    tampered[at + 5] = b'9';
+    let tampered_path = ca.file("tampered.pdf");
+    std::fs::write(&tampered_path, tampered).unwrap();
+    let (file, sig) = (ca.file("notice.txt"), ca.file("notice.p7s"));
+    std::fs::write(&file, "公告").unwrap();
+    ok(&ca.kexin(&["seal", "sign", "--seal", SEAL, "--in", &file, "--out", &sig]));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/portal.mjs"))
+        .env("KEXIN_URL", format!("https://localhost:{}", ca.https))
+        .env("SHOTS", root.join("target/browser-screenshots"))
+        .env("SEALED_PDF", &sealed)
+        .env("TAMPERED_PDF", &tampered_path)
+        .env("SIGNED_FILE", &file)
+        .env("SIGNATURE_FILE", &sig)
+        .env("ORGANIZATION", "某某局")
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Uploads are limited per address.
+    let mut last = 0;
+    for _ in 0..25 {
+        let (code, _) = curl(&[
+            "--cacert",
+            &ca.ca_pem("root"),
+            "-F",
+            &format!("pdf=@{sealed}"),
+            &format!("https://localhost:{}/verify", ca.https),
+        ]);
+        last = code;
+    }
+    assert_eq!(last, 429);
+
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}

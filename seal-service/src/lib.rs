@@ -8,6 +8,7 @@ pub mod image;
 pub mod pades;
 mod pdf;
 pub mod registry;
+pub mod service;
 pub mod signer;
 pub mod validation;
 pub mod verify;

@@ -11,7 +11,7 @@
 
 mod audit;
 mod certificates;
-mod i18n;
+pub(crate) mod i18n;
 mod officers;
 mod requests;
 mod session;
@@ -129,7 +129,7 @@ fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn lang_of(h: &HeaderMap) -> Lang {
+pub(crate) fn lang_of(h: &HeaderMap) -> Lang {
     Lang::negotiate(
         cookie(h, LANG_COOKIE),
         h.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),

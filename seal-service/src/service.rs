@@ -1,0 +1,203 @@
+//! Applying seals: the one place where a seal is checked, signed with,
+//! time-stamped, given validation data and recorded in the audit log —
+//! for the command line and the API alike.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use der::Decode;
+use kexin_ca::issuance::Requester;
+use kexin_ca::ocsp::OcspResponder;
+use kexin_ca::principal::Role;
+use kexin_timestamp::TimeStampAuthority;
+use x509_cert::Certificate;
+
+use crate::pades::Placement;
+use crate::registry::{Seal, SealRegistry};
+use crate::signer::{Level, SealSigner, SignOptions};
+use crate::validation::ValidationData;
+use crate::Error;
+
+pub struct SealService {
+    registry: SealRegistry,
+    tsa: Arc<TimeStampAuthority>,
+    ocsp: Arc<OcspResponder>,
+}
+
+/// A seal ready to apply at a level.
+struct Prepared {
+    seal: Seal,
+    signer: SealSigner,
+    validation: Option<ValidationData>,
+}
+
+impl SealService {
+    pub fn new(
+        registry: SealRegistry,
+        tsa: Arc<TimeStampAuthority>,
+        ocsp: Arc<OcspResponder>,
+    ) -> Self {
+        Self {
+            registry,
+            tsa,
+            ocsp,
+        }
+    }
+
+    pub fn registry(&self) -> &SealRegistry {
+        &self.registry
+    }
+
+    /// Whether principal `name` with `role` may apply `seal`: it must have
+    /// been granted the seal (`seal_users`); the operator's command line
+    /// is not asked.
+    pub async fn may_use(&self, seal: &str, name: &str, role: Role) -> Result<(), Error> {
+        if role == Role::Auditor {
+            return Err(Error::Forbidden("auditors do not apply seals".into()));
+        }
+        if self.registry.db().is_seal_user(seal, name).await? {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "{name} may not apply seal {seal:?}"
+            )))
+        }
+    }
+
+    async fn prepare(&self, name: &str, level: Level) -> Result<Prepared, Error> {
+        let seal = self.registry.usable(name).await?;
+        let authorities = self
+            .registry
+            .db()
+            .authorities()
+            .await?
+            .iter()
+            .map(|a| Certificate::from_der(&a.certificate))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(crate::der_err)?;
+        let signer = SealSigner::new(self.registry.store().clone(), &seal, &authorities)?;
+        let validation = if level >= Level::BLT {
+            let leaves = [seal.certificate.clone(), self.tsa.certificate().clone()];
+            Some(ValidationData::collect(self.registry.db(), &self.ocsp, &leaves).await?)
+        } else {
+            None
+        };
+        Ok(Prepared {
+            seal,
+            signer,
+            validation,
+        })
+    }
+
+    fn options<'a>(
+        &'a self,
+        p: &'a Prepared,
+        level: Level,
+        requester: Requester<'a>,
+    ) -> SignOptions<'a> {
+        SignOptions {
+            signing_time: true,
+            level,
+            tsa: Some(&self.tsa),
+            validation: p.validation.as_ref(),
+            requester: requester.actor,
+        }
+    }
+
+    /// A detached CAdES signature of the file at `path` (hashed streaming).
+    pub async fn sign_file(
+        &self,
+        name: &str,
+        path: &Path,
+        level: Level,
+        requester: Requester<'_>,
+    ) -> Result<Vec<u8>, Error> {
+        let p = self.prepare(name, check_detached(level)?).await?;
+        let (signature, digest) =
+            crate::cades::sign_file(&p.signer, path, &self.options(&p, level, requester)).await?;
+        self.record(
+            &p.seal,
+            requester,
+            "cades",
+            path.file_name().and_then(|f| f.to_str()),
+            &digest,
+        )
+        .await?;
+        Ok(signature)
+    }
+
+    /// Detached CAdES signatures of several documents held in memory,
+    /// with one seal check and one set of validation data for the batch.
+    pub async fn sign_batch(
+        &self,
+        name: &str,
+        documents: &[(String, Vec<u8>)],
+        level: Level,
+        requester: Requester<'_>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let p = self.prepare(name, check_detached(level)?).await?;
+        let opts = self.options(&p, level, requester);
+        let mut out = Vec::with_capacity(documents.len());
+        for (doc_name, bytes) in documents {
+            let digest = p.signer.digest_algorithm().digest(bytes);
+            let signature = p.signer.sign_digest(&digest, &opts).await?;
+            self.record(&p.seal, requester, "cades", Some(doc_name), &digest)
+                .await?;
+            out.push((digest, signature));
+        }
+        Ok(out)
+    }
+
+    /// Seals a PDF (PAdES, incremental update, visible seal).
+    pub async fn seal_pdf(
+        &self,
+        name: &str,
+        pdf: &[u8],
+        placement: &Placement,
+        certify: bool,
+        level: Level,
+        requester: Requester<'_>,
+    ) -> Result<Vec<u8>, Error> {
+        let p = self.prepare(name, level).await?;
+        let sealed = crate::pades::seal_pdf(
+            pdf,
+            &p.signer,
+            &p.seal,
+            placement,
+            certify,
+            &self.options(&p, level, requester),
+        )
+        .await?;
+        let digest = kexin_ca::cms::DigestAlgorithm::Sha256.digest(pdf);
+        self.record(&p.seal, requester, "pades", None, &digest)
+            .await?;
+        Ok(sealed)
+    }
+
+    async fn record(
+        &self,
+        seal: &Seal,
+        requester: Requester<'_>,
+        format: &str,
+        document: Option<&str>,
+        digest: &[u8],
+    ) -> Result<(), Error> {
+        self.registry
+            .record_use(
+                seal,
+                requester,
+                serde_json::json!({ "format": format, "document": document, "digest": hex::encode(digest) }),
+            )
+            .await
+    }
+}
+
+fn check_detached(level: Level) -> Result<Level, Error> {
+    if level == Level::BLTA {
+        Err(Error::InvalidInput(
+            "b-lta applies to PDFs; a detached signature goes up to b-lt".into(),
+        ))
+    } else {
+        Ok(level)
+    }
+}

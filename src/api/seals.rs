@@ -1,0 +1,290 @@
+//! `/api/v1/seals/…` and `/api/v1/verify`: applying seals for systems and
+//! officers who were granted them, and verifying signed artifacts.
+//!
+//! Documents travel as request bodies (a PDF as `application/pdf`), so
+//! these routes have their own, larger body limit.
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use kexin_ca::issuance::Requester;
+use kexin_ca::principal::Role;
+use kexin_seal::pades::Placement;
+use kexin_seal::Level;
+use serde::Deserialize;
+
+use super::Caller;
+use crate::problem::Problem;
+use crate::serve::AppState;
+
+/// Largest document the API accepts.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/seals/{name}/users", post(grant))
+        .route("/seals/{name}/sign", post(sign_batch))
+        .route("/seals/{name}/sign-pdf", post(sign_pdf))
+        .route("/verify", post(verify))
+        .layer(DefaultBodyLimit::max(MAX_DOCUMENT_BYTES))
+}
+
+pub fn seal_problem(e: kexin_seal::Error) -> Problem {
+    use kexin_seal::Error as E;
+    match e {
+        E::Ca(e) => super::ca_problem(e),
+        E::InvalidInput(m) | E::UnsupportedPdf(m) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, &m)
+        }
+        E::SealUnusable(name, why) => {
+            Problem::new(StatusCode::CONFLICT, &format!("seal {name:?} is {why}"))
+        }
+        E::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, &m),
+        E::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, &m),
+        other => super::internal(other),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grant {
+    /// The principal (officer or system) name.
+    principal: String,
+}
+
+/// A seal administrator grants a principal the use of a seal.
+async fn grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<Grant>, JsonRejection>,
+) -> Result<Response, Problem> {
+    if caller.role != Role::SealAdmin {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "only a seal-admin grants the use of seals",
+        ));
+    }
+    let Json(grant) = body.map_err(super::json_problem)?;
+    let registry = state.seals.registry();
+    registry.get(&name).await.map_err(seal_problem)?;
+    registry
+        .db()
+        .add_seal_user(&name, grant.principal.trim())
+        .await
+        .map_err(super::ca_problem)?;
+    registry
+        .audit()
+        .append(kexin_ca::audit::AuditEvent {
+            actor: &caller.actor(),
+            action: "seal.grant",
+            target: &name,
+            source: &caller.source,
+            detail: serde_json::json!({ "principal": grant.principal.trim() }),
+        })
+        .await
+        .map_err(super::ca_problem)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchDocument {
+    name: String,
+    /// Base64.
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    /// b-b, b-t (default) or b-lt.
+    level: Option<String>,
+    documents: Vec<BatchDocument>,
+}
+
+async fn sign_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<Batch>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let Json(batch) = body.map_err(super::json_problem)?;
+    state
+        .seals
+        .may_use(&name, &caller.name, caller.role)
+        .await
+        .map_err(seal_problem)?;
+    if batch.documents.is_empty() || batch.documents.len() > 1000 {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a batch holds 1 to 1000 documents",
+        ));
+    }
+    let level: Level = batch
+        .level
+        .as_deref()
+        .unwrap_or("b-t")
+        .parse()
+        .map_err(seal_problem)?;
+    let documents = batch
+        .documents
+        .into_iter()
+        .map(|d| {
+            B64.decode(d.content.as_bytes())
+                .map(|c| (d.name.clone(), c))
+                .map_err(|_| {
+                    Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &format!("{}: content is not base64", d.name),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let actor = caller.actor();
+    let signed = state
+        .seals
+        .sign_batch(
+            &name,
+            &documents,
+            level,
+            Requester {
+                actor: &actor,
+                source: &caller.source,
+            },
+        )
+        .await
+        .map_err(seal_problem)?;
+    let items: Vec<_> = documents
+        .iter()
+        .zip(signed)
+        .map(|((doc, _), (digest, signature))| {
+            serde_json::json!({ "name": doc, "digest": hex::encode(digest), "signature": B64.encode(signature) })
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "seal": name, "level": level.as_str(), "signatures": items }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PdfParams {
+    level: Option<String>,
+    page: Option<u32>,
+    x: Option<f64>,
+    y: Option<f64>,
+    size: Option<f64>,
+    certify: Option<bool>,
+}
+
+async fn sign_pdf(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    params: Result<Query<PdfParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let Query(p) = params.map_err(|r| Problem::new(StatusCode::BAD_REQUEST, &r.body_text()))?;
+    if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        != Some("application/pdf")
+    {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the PDF as application/pdf",
+        ));
+    }
+    state
+        .seals
+        .may_use(&name, &caller.name, caller.role)
+        .await
+        .map_err(seal_problem)?;
+    let level: Level = p
+        .level
+        .as_deref()
+        .unwrap_or("b-t")
+        .parse()
+        .map_err(seal_problem)?;
+    let placement = Placement {
+        page: p.page,
+        x: p.x.unwrap_or(400.0),
+        y: p.y.unwrap_or(80.0),
+        size: p.size.unwrap_or(120.0),
+    };
+    let actor = caller.actor();
+    let sealed = state
+        .seals
+        .seal_pdf(
+            &name,
+            &body,
+            &placement,
+            p.certify.unwrap_or(false),
+            level,
+            Requester {
+                actor: &actor,
+                source: &caller.source,
+            },
+        )
+        .await
+        .map_err(seal_problem)?;
+    Ok(([(header::CONTENT_TYPE, "application/pdf")], sealed).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetachedBody {
+    /// Base64 DER CMS.
+    signature: String,
+    /// Base64 of the signed file.
+    content: String,
+}
+
+/// A PDF (`application/pdf`) or a detached signature with its file (JSON).
+async fn verify(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<kexin_seal::verify::Report>, Problem> {
+    let trust = state.trust();
+    let db = Some(&state.instance.db);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let report = match content_type {
+        "application/pdf" => kexin_seal::verify::verify_pdf(&body, &trust, db).await,
+        "application/json" => {
+            let d: DetachedBody = serde_json::from_slice(&body)
+                .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
+            let decode = |s: &str, what: &str| {
+                B64.decode(s.as_bytes()).map_err(|_| {
+                    Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &format!("{what} is not base64"),
+                    )
+                })
+            };
+            let signature = decode(&d.signature, "signature")?;
+            let content = decode(&d.content, "content")?;
+            kexin_seal::verify::verify_detached(&signature, &mut content.as_slice(), &trust, db)
+                .await
+        }
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send a PDF as application/pdf, or {signature, content} as application/json",
+            ))
+        }
+    };
+    Ok(Json(report))
+}
