@@ -106,6 +106,11 @@ enum Command {
         #[command(subcommand)]
         command: seal::SealCommand,
     },
+    /// Electronic licenses with QR codes.
+    License {
+        #[command(subcommand)]
+        command: seal::LicenseCommand,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -326,6 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Seal { command } => seal::run(command).await,
+        Command::License { command } => seal::run_license(command).await,
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => {

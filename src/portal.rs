@@ -49,6 +49,7 @@ impl RateLimit {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/verify", get(form).post(check))
+        .route("/verify/license", get(license))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(axum::middleware::from_fn(headers))
 }
@@ -163,6 +164,63 @@ async fn check(
     };
     let status = StatusCode::OK;
     (status, page(lang, report_view(lang, &report))).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LicenseParam {
+    t: Option<String>,
+}
+
+/// Where a license's QR code leads: the license's facts and whether it
+/// stands, from the signed payload and the registry.
+async fn license(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<LicenseParam>,
+) -> Response {
+    let lang = crate::console::lang_of(&headers);
+    if !state.portal_limit.allow(peer.ip()) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            page(
+                lang,
+                html! { p class="notice error" { (lang.t("too-many")) } },
+            ),
+        )
+            .into_response();
+    }
+    let Some(token) = q.t.filter(|t| t.len() < 4096) else {
+        return bad_upload(lang, StatusCode::BAD_REQUEST, "no license payload");
+    };
+    let report =
+        kexin_seal::verify::verify_license(&token, &state.trust(), &state.instance.db).await;
+    let (class, headline) = match report.verdict {
+        Verdict::Valid => ("valid", lang.t("license-valid")),
+        Verdict::Invalid => ("invalid", lang.t("license-invalid")),
+        Verdict::Indeterminate => ("indeterminate", lang.t("verdict-indeterminate")),
+    };
+    let body = html! {
+        section class={"verdict " (class)} id="verdict" data-verdict=(class) {
+            h1 { (headline) }
+            p { (report.reason) }
+        }
+        @if let Some(l) = &report.license {
+            dl class="facts" {
+                dt { (lang.t("license-type")) } dd { (l.t) }
+                dt { (lang.t("license-number")) } dd class="mono" id="license-number" { (l.no) }
+                dt { (lang.t("holder")) } dd id="holder" { (l.h) }
+                dt { (lang.t("authority")) } dd { (l.a) }
+                dt { (lang.t("validity")) } dd { (l.f) " — " (l.u.as_deref().unwrap_or("长期")) }
+                @if let Some(seal) = &report.seal {
+                    dt { (lang.t("sealed-by")) } dd { (seal.organization) " · " (seal.name) }
+                }
+                dt { (lang.t("status")) } dd id="registry-status" { (report.registry_status) }
+            }
+        }
+        p { a href="/verify" { (lang.t("verify-another")) } }
+    };
+    page(lang, body).into_response()
 }
 
 fn bad_upload(lang: Lang, status: StatusCode, message: &str) -> Response {

@@ -80,6 +80,90 @@ pub enum SealCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum LicenseCommand {
+    /// Issue an e-license: a PDF with a QR code, certified with the seal,
+    /// and registered.
+    Issue {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        seal: String,
+        /// The license type, e.g. 营业执照 (overrides "type" in the JSON).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// number, holder, authority, valid_from, valid_until, fields.
+        #[arg(long)]
+        json: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "b-t")]
+        level: String,
+    },
+    /// Revoke an e-license; verification reports it as revoked from now on.
+    Revoke {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        number: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub async fn run_license(command: LicenseCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LicenseCommand::Issue {
+            data,
+            seal,
+            kind,
+            json,
+            out,
+            level,
+        } => {
+            crate::init_logging(&data)?;
+            let level: Level = level.parse()?;
+            let text =
+                std::fs::read(&json).with_context(|| format!("reading {}", json.display()))?;
+            let mut value: serde_json::Value = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not JSON", json.display()))?;
+            if let (Some(kind), Some(obj)) = (kind, value.as_object_mut()) {
+                obj.insert("type".into(), kind.into());
+            }
+            let license: kexin_seal::license::LicenseData = serde_json::from_value(value)
+                .with_context(|| format!("{} is not license data", json.display()))?;
+            let instance = Instance::open(&data).await?;
+            let base = instance.config.https.public_base();
+            let (pdf, url) = instance
+                .seal_service()
+                .await?
+                .issue_license(&seal, &license, level, &base, CLI)
+                .await?;
+            instance.checkpoint_audit().await?;
+            std::fs::write(&out, pdf).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("license {} issued into {}", license.number, out.display());
+            println!("{url}");
+            Ok(ExitCode::SUCCESS)
+        }
+        LicenseCommand::Revoke {
+            data,
+            number,
+            reason,
+        } => {
+            crate::init_logging(&data)?;
+            let instance = Instance::open(&data).await?;
+            instance
+                .seal_service()
+                .await?
+                .revoke_license(&number, &reason, CLI)
+                .await?;
+            instance.checkpoint_audit().await?;
+            eprintln!("license {number} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 pub async fn run(command: SealCommand) -> anyhow::Result<ExitCode> {
     match command {
         SealCommand::Create {

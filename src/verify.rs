@@ -134,7 +134,18 @@ pub async fn run(
         roots: roots.clone(),
         intermediates: extra.clone(),
     };
-    let report = if bytes.starts_with(b"%PDF-") {
+    let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
+    let report = if text.starts_with("eyJ") || text.contains("/verify/license?t=") {
+        match open_database(data).await {
+            Some(db) => {
+                serde_json::to_value(kexin_seal::verify::verify_license(text, &trust, &db).await)?
+            }
+            None => serde_json::json!({
+                "verdict": "indeterminate",
+                "reason": "the license registry (the data directory's database) is not reachable",
+            }),
+        }
+    } else if bytes.starts_with(b"%PDF-") {
         let db = open_database(data).await;
         serde_json::to_value(kexin_seal::verify::verify_pdf(&bytes, &trust, db.as_ref()).await)?
     } else if is_detached_signature(&bytes) {

@@ -709,3 +709,143 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
+
+#[test]
+fn e_licenses_carry_a_qr_code_that_verifies_until_the_license_is_revoked() {
+    let ca = Ca::init(&[]);
+    create_seal(&ca);
+    let json = ca.file("license.json");
+    std::fs::write(
+        &json,
+        serde_json::json!({
+            "number": "91350100M000100Y43-0001",
+            "holder": "某某科技有限公司",
+            "authority": "某市市场监督管理局",
+            "valid_from": "2026-01-01",
+            "valid_until": "2046-12-31",
+            "fields": [["法定代表人", "张三"], ["注册资本", "壹佰万元整"]],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let pdf = ca.file("license.pdf");
+    let issue = [
+        "license",
+        "issue",
+        "--seal",
+        SEAL,
+        "--type",
+        "营业执照",
+        "--json",
+        &json,
+        "--out",
+        &pdf,
+    ];
+    let out = ca.kexin(&issue);
+    ok(&out);
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        url.starts_with("https://localhost:") && url.contains("/verify/license?t=eyJ"),
+        "{url}"
+    );
+    let out = ca.kexin(&issue);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already exists"),
+        "a number was issued twice"
+    );
+
+    // The PDF is certified by the seal, and its QR code says the URL.
+    let reports = pyhanko(&ca, &pdf, false);
+    assert_valid(&reports[0], true);
+    assert_eq!(reports[0]["docmdp_ok"], true);
+    let png = ca.file("license");
+    let status = Command::new("pdftoppm")
+        .args(["-r", "100", "-png", "-singlefile", &pdf, &png])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let scanned = Command::new("zbarimg")
+        .args(["-q", "--raw", &format!("{png}.png")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&scanned.stdout).trim(),
+        url,
+        "the QR code does not carry the verify URL"
+    );
+
+    let url_file = ca.file("qr.txt");
+    std::fs::write(&url_file, &url).unwrap();
+    let r = kexin_verify(&ca, &url_file, None);
+    assert_eq!(r["verdict"], "valid", "{r}");
+    assert_eq!(r["license"]["h"], "某某科技有限公司");
+    assert_eq!(r["seal"]["organization"], "某某局");
+    // A payload changed by one character is not genuine.
+    let jws = url.split("t=").nth(1).unwrap().to_owned();
+    let mut parts: Vec<String> = jws.split('.').map(str::to_owned).collect();
+    let claims = String::from_utf8({
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&parts[1])
+            .unwrap()
+    })
+    .unwrap()
+    .replace("某某科技有限公司", "别的公司");
+    parts[1] = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims)
+    };
+    std::fs::write(&url_file, parts.join(".")).unwrap();
+    let r = kexin_verify(&ca, &url_file, None);
+    assert_eq!(r["verdict"], "invalid", "{r}");
+
+    // Online: the QR code's page, and the API.
+    let server = ca.serve();
+    let portal = |lang: &str| {
+        let (code, body) = curl(&[
+            "--cacert",
+            &ca.ca_pem("root"),
+            "-H",
+            &format!("Accept-Language: {lang}"),
+            &url.replace(
+                "https://localhost:8443",
+                &format!("https://localhost:{}", ca.https),
+            ),
+        ]);
+        (code, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (code, page) = portal("zh-CN");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("证照真实有效")
+            && page.contains("某某科技有限公司")
+            && page.contains("active"),
+        "{page}"
+    );
+    let officer = ca.officer("clerk", "ra-officer");
+    let body = serde_json::json!({ "license": url }).to_string();
+    let (code, v) = api(&ca, Some(&officer), "POST", "/api/v1/verify", Some(&body));
+    assert_eq!((code, v["verdict"].as_str()), (200, Some("valid")), "{v}");
+
+    ok(&ca.kexin(&[
+        "license",
+        "revoke",
+        "--number",
+        "91350100M000100Y43-0001",
+        "--reason",
+        "吊销",
+    ]));
+    let (_, page) = portal("en");
+    assert!(
+        page.contains("This license is not valid") && page.contains("revoked"),
+        "{page}"
+    );
+    let (_, v) = api(&ca, Some(&officer), "POST", "/api/v1/verify", Some(&body));
+    assert_eq!(v["verdict"], "invalid", "{v}");
+    assert!(v["registry_status"]
+        .as_str()
+        .unwrap()
+        .starts_with("revoked"));
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}

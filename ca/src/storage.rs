@@ -11,8 +11,10 @@ use sqlx::{AnyPool, Row};
 
 use crate::Error;
 
+mod licenses;
 mod requests;
 mod seals;
+pub use licenses::LicenseRow;
 pub use requests::{DecisionRow, NewRequest, RequestRow};
 pub use seals::SealRow;
 

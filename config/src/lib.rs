@@ -148,6 +148,25 @@ pub struct HttpsConfig {
     pub key_label: Option<String>,
     /// PEM chain presented by the server, leaf first; relative to the data directory.
     pub chain_file: PathBuf,
+    /// The HTTPS base URL as citizens reach it (the verify portal, the
+    /// links in e-license QR codes); default `https://{names[0]}:{port}`.
+    pub public_url: Option<String>,
+}
+
+impl HttpsConfig {
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!(
+                "https://{}:{}",
+                self.names
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("localhost"),
+                self.listen.port()
+            ),
+        }
+    }
 }
 
 impl Default for HttpsConfig {
@@ -157,6 +176,7 @@ impl Default for HttpsConfig {
             names: vec!["localhost".into(), "127.0.0.1".into()],
             key_label: None,
             chain_file: "tls/server-chain.pem".into(),
+            public_url: None,
         }
     }
 }

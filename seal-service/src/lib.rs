@@ -5,6 +5,7 @@
 
 pub mod cades;
 pub mod image;
+pub mod license;
 pub mod pades;
 mod pdf;
 pub mod registry;

@@ -174,6 +174,112 @@ impl SealService {
         Ok(sealed)
     }
 
+    /// Issues an e-license: the signed QR payload, the PDF, a
+    /// certification seal on it, and the registry entry. Returns the
+    /// sealed PDF and the verify URL the QR code carries.
+    pub async fn issue_license(
+        &self,
+        name: &str,
+        data: &crate::license::LicenseData,
+        level: Level,
+        portal_base: &str,
+        requester: Requester<'_>,
+    ) -> Result<(Vec<u8>, String), Error> {
+        use crate::license;
+        data.check()?;
+        let db = self.registry.db();
+        if db.license(&data.number).await?.is_some() {
+            return Err(Error::Ca(kexin_ca::Error::Conflict(format!(
+                "license {} already exists",
+                data.number
+            ))));
+        }
+        let p = self.prepare(name, level).await?;
+        let claims = license::claims_for(data, &p.seal)?;
+        let jws = license::sign_claims(
+            self.registry.store().clone(),
+            &p.seal,
+            p.signer.signature,
+            &claims,
+        )
+        .await?;
+        let url = format!("{portal_base}/verify/license?t={jws}");
+        let pdf = license::render_pdf(data, &url)?;
+        let (x, y, size) = license::SEAL_PLACEMENT;
+        let placement = Placement {
+            page: Some(1),
+            x,
+            y,
+            size,
+        };
+        let sealed = crate::pades::seal_pdf(
+            &pdf,
+            &p.signer,
+            &p.seal,
+            &placement,
+            true,
+            &self.options(&p, level, requester),
+        )
+        .await?;
+        let now = crate::registry::now() as i64;
+        db.insert_license(&license::registry_row(data, &p.seal, &jws, now)?)
+            .await?;
+        self.registry
+            .audit()
+            .append(kexin_ca::audit::AuditEvent {
+                actor: requester.actor,
+                action: "license.issue",
+                target: &data.number,
+                source: requester.source,
+                detail: serde_json::json!({
+                    "type": data.kind,
+                    "holder": data.holder,
+                    "authority": data.authority,
+                    "seal": name,
+                    "payload_sha256": hex::encode(kexin_ca::cms::DigestAlgorithm::Sha256.digest(jws.as_bytes())),
+                }),
+            })
+            .await?;
+        Ok((sealed, url))
+    }
+
+    pub async fn revoke_license(
+        &self,
+        number: &str,
+        reason: &str,
+        requester: Requester<'_>,
+    ) -> Result<(), Error> {
+        let db = self.registry.db();
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 200 {
+            return Err(Error::InvalidInput(
+                "give a reason of up to 200 characters".into(),
+            ));
+        }
+        if db.license(number).await?.is_none() {
+            return Err(Error::NotFound(format!("license {number}")));
+        }
+        if !db
+            .revoke_license(number, reason, crate::registry::now() as i64)
+            .await?
+        {
+            return Err(Error::Ca(kexin_ca::Error::Conflict(format!(
+                "license {number} is already revoked"
+            ))));
+        }
+        self.registry
+            .audit()
+            .append(kexin_ca::audit::AuditEvent {
+                actor: requester.actor,
+                action: "license.revoke",
+                target: number,
+                source: requester.source,
+                detail: serde_json::json!({ "reason": reason }),
+            })
+            .await?;
+        Ok(())
+    }
+
     async fn record(
         &self,
         seal: &Seal,

@@ -701,3 +701,126 @@ fn rfc3339(secs: u64) -> String {
         &date[14..16]
     )
 }
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LicenseReport {
+    pub verdict: Verdict,
+    pub reason: String,
+    /// The license's key facts, from the signed payload.
+    pub license: Option<crate::license::Claims>,
+    pub seal: Option<SealInfo>,
+    pub signature_valid: bool,
+    pub seal_certificate: String,
+    /// active, revoked (with time and reason), or not registered.
+    pub registry_status: String,
+    pub within_validity: Option<bool>,
+}
+
+/// A license QR payload (the JWS, or the verify URL carrying it), checked
+/// against the seal certificate it names, the CA and the license registry.
+pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> LicenseReport {
+    let mut r = LicenseReport {
+        verdict: Verdict::Invalid,
+        reason: String::new(),
+        license: None,
+        seal: None,
+        signature_valid: false,
+        seal_certificate: "unknown".into(),
+        registry_status: "not registered".into(),
+        within_validity: None,
+    };
+    let jws = crate::license::payload_from(text);
+    let Some(kid) = crate::license::payload_kid(jws) else {
+        r.reason = "not a license payload".into();
+        return r;
+    };
+    let record = match db.certificate(&kid).await {
+        Ok(Some(rec)) => rec,
+        _ => {
+            r.verdict = Verdict::Indeterminate;
+            r.reason = "the seal that signed this license is unknown here".into();
+            return r;
+        }
+    };
+    let Some(cert) = record
+        .der
+        .as_deref()
+        .and_then(|d| Certificate::from_der(d).ok())
+    else {
+        r.reason = "the seal certificate is unreadable".into();
+        return r;
+    };
+    let claims = match crate::license::check_payload(jws, &cert) {
+        Ok(c) => c,
+        Err(e) => {
+            r.reason = format!("the license payload is not genuine: {e}");
+            return r;
+        }
+    };
+    r.signature_valid = true;
+    if let Ok(Some(seal)) = db.seal_by_certificate(&kid).await {
+        r.seal = Some(SealInfo {
+            name: seal.name,
+            organization: seal.organization,
+            uscc: seal.uscc,
+            kind: seal.kind,
+            status: seal.status,
+        });
+    }
+    let now = crate::registry::now();
+    r.seal_certificate =
+        match kexin_ca::verify::build_chain(&cert, &trust.intermediates, &trust.roots, now) {
+            Err(e) => format!("untrusted: {e}"),
+            Ok(_) => record.status.clone(),
+        };
+    let today = rfc3339(now)[..10].to_owned();
+    r.within_validity = Some(
+        claims.f.as_str() <= today.as_str()
+            && claims.u.as_deref().is_none_or(|u| today.as_str() <= u),
+    );
+    let registered = db.license(&claims.no).await.ok().flatten();
+    r.license = Some(claims);
+    (r.verdict, r.reason) = match registered {
+        None => (
+            Verdict::Invalid,
+            "this license is not in the registry".into(),
+        ),
+        Some(l) if l.status == "revoked" => {
+            r.registry_status = format!(
+                "revoked at {} ({})",
+                rfc3339(l.revoked_at.unwrap_or(0) as u64),
+                l.revocation_reason.unwrap_or_default()
+            );
+            (Verdict::Invalid, "this license has been revoked".into())
+        }
+        Some(l)
+            if l.payload_digest != hex::encode(DigestAlgorithm::Sha256.digest(jws.as_bytes())) =>
+        {
+            r.registry_status = l.status;
+            (
+                Verdict::Invalid,
+                "this payload is not the one the registry holds for the number".into(),
+            )
+        }
+        Some(l) => {
+            r.registry_status = l.status;
+            if r.seal_certificate != "issued" {
+                (
+                    Verdict::Indeterminate,
+                    format!(
+                        "the seal's certificate is {}; rely on the sealed PDF's time-stamp",
+                        r.seal_certificate
+                    ),
+                )
+            } else if r.within_validity == Some(false) {
+                (
+                    Verdict::Invalid,
+                    "the license is outside its validity period".into(),
+                )
+            } else {
+                (Verdict::Valid, "genuine, registered and in force".into())
+            }
+        }
+    };
+    r
+}

@@ -239,13 +239,20 @@ async fn sign_pdf(
     Ok(([(header::CONTENT_TYPE, "application/pdf")], sealed).into_response())
 }
 
+/// A detached signature with its file, or a license QR payload.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DetachedBody {
-    /// Base64 DER CMS.
-    signature: String,
-    /// Base64 of the signed file.
-    content: String,
+#[serde(untagged, deny_unknown_fields)]
+enum VerifyBody {
+    Detached {
+        /// Base64 DER CMS.
+        signature: String,
+        /// Base64 of the signed file.
+        content: String,
+    },
+    License {
+        /// The JWS, or the verify URL that carries it.
+        license: String,
+    },
 }
 
 /// A PDF (`application/pdf`) or a detached signature with its file (JSON).
@@ -254,7 +261,7 @@ async fn verify(
     _caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<kexin_seal::verify::Report>, Problem> {
+) -> Result<Json<serde_json::Value>, Problem> {
     let trust = state.trust();
     let db = Some(&state.instance.db);
     let content_type = headers
@@ -262,29 +269,37 @@ async fn verify(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let report = match content_type {
-        "application/pdf" => kexin_seal::verify::verify_pdf(&body, &trust, db).await,
-        "application/json" => {
-            let d: DetachedBody = serde_json::from_slice(&body)
-                .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
-            let decode = |s: &str, what: &str| {
-                B64.decode(s.as_bytes()).map_err(|_| {
-                    Problem::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        &format!("{what} is not base64"),
-                    )
-                })
-            };
-            let signature = decode(&d.signature, "signature")?;
-            let content = decode(&d.content, "content")?;
-            kexin_seal::verify::verify_detached(&signature, &mut content.as_slice(), &trust, db)
-                .await
-        }
+        "application/pdf" => to_json(kexin_seal::verify::verify_pdf(&body, &trust, db).await)?,
+        "application/json" => match serde_json::from_slice(&body)
+            .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?
+        {
+            VerifyBody::Detached { signature, content } => {
+                let decode = |s: &str, what: &str| {
+                    B64.decode(s.as_bytes()).map_err(|_| {
+                        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, &format!("{what} is not base64"))
+                    })
+                };
+                let signature = decode(&signature, "signature")?;
+                let content = decode(&content, "content")?;
+                to_json(
+                    kexin_seal::verify::verify_detached(&signature, &mut content.as_slice(), &trust, db)
+                        .await,
+                )?
+            }
+            VerifyBody::License { license } => {
+                to_json(kexin_seal::verify::verify_license(&license, &trust, &state.instance.db).await)?
+            }
+        },
         _ => {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send a PDF as application/pdf, or {signature, content} as application/json",
+                "send a PDF as application/pdf, or {signature, content} or {license} as application/json",
             ))
         }
     };
     Ok(Json(report))
+}
+
+fn to_json(report: impl serde::Serialize) -> Result<serde_json::Value, Problem> {
+    serde_json::to_value(report).map_err(super::internal)
 }

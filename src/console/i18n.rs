@@ -143,6 +143,12 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("time-claimed", "as claimed by the signer, not time-stamped", "签名者声明的时间，无时间戳"),
     ("cert-status", "Certificate status now", "证书当前状态"),
     ("later-changes", "Added after sealing", "盖章后追加的内容"),
+    ("license-valid", "Genuine license, in force", "证照真实有效"),
+    ("license-invalid", "This license is not valid", "证照无效"),
+    ("license-type", "License", "证照类型"),
+    ("license-number", "Number", "证照编号"),
+    ("holder", "Holder", "持证主体"),
+    ("authority", "Issuing authority", "发证机关"),
     ("verify-another", "Verify another document", "验证其他文件"),
     ("too-many", "Too many verifications from your address; try again in a minute.", "您的验证次数过多，请一分钟后再试。"),
 ];
