@@ -442,7 +442,7 @@ pub fn render_pdf(data: &LicenseData, verify_url: &str) -> Result<Vec<u8>, Error
     for o in offsets {
         out.extend_from_slice(format!("{o:010} 00000 n\r\n").as_bytes());
     }
-    let id = hex::encode(kexin_ca::cms::DigestAlgorithm::Sha256.digest(&out)[..16].to_vec());
+    let id = hex::encode(&kexin_ca::cms::DigestAlgorithm::Sha256.digest(&out)[..16]);
     out.extend_from_slice(
         format!(
             "trailer\n<</Size {} /Root 1 0 R /ID [<{id}> <{id}>]>>\nstartxref\n{xref}\n%%EOF\n",
