@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Sealing throughput beside pyHanko, on the same inputs, machine and run:
+#  - PAdES B-T of a 1 MB and a 50 MB PDF: Kexin's API (POST
+#    /api/v1/seals/{name}/sign-pdf) vs pyHanko signing in one warm Python
+#    process with a P-256 key from the same CA and Kexin's TSA;
+#  - CAdES B-T of 1,000 small files in one batch (POST …/sign) vs pyHanko's
+#    detached CMS (sign_general_data) in a loop;
+#  - resident memory of `kexin seal sign` (CAdES, streaming) on a 10 MB and
+#    a 500 MB file.
+# Prints one JSON line per measurement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEXIN=${KEXIN:-target/release/kexin}
+ROUNDS=${ROUNDS:-10}
+[ -x "$KEXIN" ] || cargo build --release --bin kexin
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+export KEXIN_KEYSTORE_PASSPHRASE="bench passphrase" KEXIN_P12_PASSWORD="bench-p12-secret"
+HTTP=$((20000 + RANDOM % 10000)); HTTPS=$((HTTP + 1))
+D="$WORK/data"
+KEXIN_HTTP__LISTEN=127.0.0.1:$HTTP KEXIN_HTTPS__LISTEN=127.0.0.1:$HTTPS "$KEXIN" init --data "$D" >/dev/null 2>&1
+"$KEXIN" seal create --data "$D" --name bench-seal --org "Bench Bureau" >/dev/null 2>&1
+"$KEXIN" officer add --data "$D" --name admin --role seal-admin --out "$WORK/admin.p12" >/dev/null 2>&1
+"$KEXIN" officer add --data "$D" --name clerk --role ra-officer --out "$WORK/clerk.p12" >/dev/null 2>&1
+RUST_LOG=warn "$KEXIN" serve --data "$D" --http 127.0.0.1:$HTTP --https 127.0.0.1:$HTTPS >/dev/null 2>&1 &
+for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$HTTP/pki/ca/root.crt" && break; sleep 0.2; done
+CURL=(curl -fsS --cacert "$D/ca/root.pem" --cert-type P12)
+"${CURL[@]}" --cert "$WORK/admin.p12:$KEXIN_P12_PASSWORD" -H 'Content-Type: application/json' \
+  -d '{"principal":"clerk"}' "https://localhost:$HTTPS/api/v1/seals/bench-seal/users"
+
+# Inputs: PDFs padded with an unused stream to the size asked.
+python3 - "$WORK" <<'PY'
+import os, sys
+work = sys.argv[1]
+def pdf(path, size):
+    pad = os.urandom(size)
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>",
+            b"<< /Length 28 >>\nstream\nBT /F1 12 Tf (x) Tj ET\n\nendstream",
+            b"<< /Length %d >>\nstream\n" % len(pad) + pad + b"\nendstream"]
+    out = bytearray(b"%PDF-1.7\n"); offs = []
+    for i, o in enumerate(objs):
+        offs.append(len(out)); out += b"%d 0 obj\n" % (i + 1) + o + b"\nendobj\n"
+    x = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    for o in offs: out += b"%010d 00000 n \n" % o
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, x)
+    open(path, "wb").write(out)
+pdf(f"{work}/1mb.pdf", 1 << 20)
+pdf(f"{work}/50mb.pdf", 50 << 20)
+PY
+
+# pyHanko's key: a P-256 key with a certificate from the same seals CA.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/py.key" \
+  -out "$WORK/py.csr" -subj "/CN=pyhanko" 2>/dev/null
+"$KEXIN" cert issue --data "$D" --profile tls-client --csr "$WORK/py.csr" --out "$WORK/py.pem" 2>/dev/null
+
+for size in 1mb 50mb; do
+  START=$(date +%s.%N)
+  for _ in $(seq "$ROUNDS"); do
+    "${CURL[@]}" --cert "$WORK/clerk.p12:$KEXIN_P12_PASSWORD" -H 'Content-Type: application/pdf' \
+      --data-binary @"$WORK/$size.pdf" -o "$WORK/k-$size.pdf" \
+      "https://localhost:$HTTPS/api/v1/seals/bench-seal/sign-pdf?level=b-t"
+  done
+  END=$(date +%s.%N)
+  KEXIN_RATE=$(python3 -c "print($ROUNDS/($END-$START))")
+  PY_RATE=$(python3 - "$WORK" "$size" "$ROUNDS" "http://127.0.0.1:$HTTP/tsa" "$D/ca/systems.pem" <<'PY'
+import sys, time
+from pyhanko.sign import signers, timestamps
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign.fields import SigFieldSpec
+work, size, rounds, tsa, chain = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+signer = signers.SimpleSigner.load(f"{work}/py.key", f"{work}/py.pem", ca_chain_files=(chain,))
+stamper = timestamps.HTTPTimeStamper(tsa)
+start = time.perf_counter()
+for i in range(rounds):
+    with open(f"{work}/{size}.pdf", "rb") as inf:
+        w = IncrementalPdfFileWriter(inf)
+        meta = signers.PdfSignatureMetadata(field_name="Sig1", subfilter=signers.fields.SigSeedSubFilter.PADES)
+        with open(f"{work}/p-{size}.pdf", "wb") as out:
+            signers.PdfSigner(meta, signer=signer, timestamper=stamper).sign_pdf(w, output=out)
+print(rounds / (time.perf_counter() - start))
+PY
+)
+  python3 -c "import json,sys; k,p=float(sys.argv[2]),float(sys.argv[3]); print(json.dumps({'bench':'pades-b-t','input':sys.argv[1],'kexin_api_docs_per_s':round(k,2),'pyhanko_docs_per_s':round(p,2),'ratio':round(k/p,2)}))" "$size" "$KEXIN_RATE" "$PY_RATE"
+done
+
+# CAdES B-T of 1,000 small files in one batch.
+python3 - "$WORK" <<'PY'
+import base64, json, sys
+docs = [{"name": f"f{i}.txt", "content": base64.b64encode(f"archive record {i}\n".encode() * 20).decode()} for i in range(1000)]
+open(f"{sys.argv[1]}/batch.json", "w").write(json.dumps({"level": "b-t", "documents": docs}))
+PY
+START=$(date +%s.%N)
+"${CURL[@]}" --cert "$WORK/clerk.p12:$KEXIN_P12_PASSWORD" -H 'Content-Type: application/json' \
+  --data-binary @"$WORK/batch.json" -o "$WORK/batch-out.json" "https://localhost:$HTTPS/api/v1/seals/bench-seal/sign"
+END=$(date +%s.%N)
+KEXIN_RATE=$(python3 -c "print(1000/($END-$START))")
+PY_RATE=$(python3 - "$WORK" "http://127.0.0.1:$HTTP/tsa" "$D/ca/systems.pem" <<'PY'
+import asyncio, sys, time
+from pyhanko.sign import signers, timestamps
+work, tsa, chain = sys.argv[1], sys.argv[2], sys.argv[3]
+signer = signers.SimpleSigner.load(f"{work}/py.key", f"{work}/py.pem", ca_chain_files=(chain,))
+stamper = timestamps.HTTPTimeStamper(tsa)
+async def run():
+    for i in range(1000):
+        data = f"archive record {i}\n".encode() * 20
+        await signer.async_sign_general_data(data, "sha256", detached=True, timestamper=stamper)
+start = time.perf_counter()
+asyncio.run(run())
+print(1000 / (time.perf_counter() - start))
+PY
+)
+python3 -c "import json,sys; k,p=float(sys.argv[1]),float(sys.argv[2]); print(json.dumps({'bench':'cades-b-t-batch-1000','kexin_api_files_per_s':round(k,1),'pyhanko_files_per_s':round(p,1),'ratio':round(k/p,2)}))" "$KEXIN_RATE" "$PY_RATE"
+
+# Memory of streaming CAdES: resident set for a 10 MB and a 500 MB file.
+head -c $((10 << 20)) /dev/urandom > "$WORK/small.bin"
+head -c $((500 << 20)) /dev/zero > "$WORK/large.bin"
+for f in small large; do
+  RSS=$( { /usr/bin/time -f '%M' "$KEXIN" seal sign --data "$D" --seal bench-seal --in "$WORK/$f.bin" \
+    --out "$WORK/$f.p7s" --level b-b >/dev/null 2>"$WORK/time.txt"; } ; tail -1 "$WORK/time.txt")
+  python3 -c "import json,sys; print(json.dumps({'bench':'cades-memory','file':sys.argv[1],'max_rss_kib':int(sys.argv[2])}))" "$f" "$RSS"
+done
