@@ -68,7 +68,7 @@ for size in 1mb 50mb; do
 import sys, time
 from pyhanko.sign import signers, timestamps
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.sign.fields import SigFieldSpec
+from pyhanko.sign.fields import SigSeedSubFilter
 work, size, rounds, tsa, chain = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 signer = signers.SimpleSigner.load(f"{work}/py.key", f"{work}/py.pem", ca_chain_files=(chain,))
 stamper = timestamps.HTTPTimeStamper(tsa)
@@ -76,7 +76,7 @@ start = time.perf_counter()
 for i in range(rounds):
     with open(f"{work}/{size}.pdf", "rb") as inf:
         w = IncrementalPdfFileWriter(inf)
-        meta = signers.PdfSignatureMetadata(field_name="Sig1", subfilter=signers.fields.SigSeedSubFilter.PADES)
+        meta = signers.PdfSignatureMetadata(field_name="Sig1", subfilter=SigSeedSubFilter.PADES)
         with open(f"{work}/p-{size}.pdf", "wb") as out:
             signers.PdfSigner(meta, signer=signer, timestamper=stamper).sign_pdf(w, output=out)
 print(rounds / (time.perf_counter() - start))

@@ -37,17 +37,29 @@ pub fn router() -> Router<AppState> {
         .route("/certificates/{serial}/revoke", post(revoke))
         .route("/certificates/{serial}/hold", post(hold))
         .route("/certificates/{serial}/release", post(release))
-        .layer(axum::middleware::from_fn(read_body_first))
-        .merge(seals::router())
+        .layer(axum::middleware::from_fn_with_state(
+            BodyLimit(64 * 1024),
+            read_body_first,
+        ))
+        .merge(seals::router().layer(axum::middleware::from_fn_with_state(
+            BodyLimit(seals::MAX_DOCUMENT_BYTES),
+            read_body_first,
+        )))
 }
 
 /// Reads the whole (small, size-limited) request body before any check
 /// runs, so a refusal never leaves an unread body behind: over HTTP/2 that
 /// would reset the stream and clients would see an error instead of the 401.
-async fn read_body_first(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    const MAX_API_BODY: usize = 64 * 1024;
+#[derive(Clone, Copy)]
+struct BodyLimit(usize);
+
+async fn read_body_first(
+    State(BodyLimit(limit)): State<BodyLimit>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, MAX_API_BODY).await {
+    match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => {
             next.run(axum::extract::Request::from_parts(
                 parts,
@@ -57,7 +69,7 @@ async fn read_body_first(req: axum::extract::Request, next: axum::middleware::Ne
         }
         Err(_) => Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "request body larger than 64 KiB",
+            &format!("request body larger than {} KiB", limit / 1024),
         )
         .into_response(),
     }

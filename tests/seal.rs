@@ -554,6 +554,26 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
         )
     };
 
+    let (code, v) = api(&ca, Some(&other), "GET", "/api/v1/seals", None);
+    assert_eq!(code, 200);
+    assert_eq!(v["items"][0]["name"], SEAL, "{v}");
+    let (code, v) = api(
+        &ca,
+        Some(&other),
+        "GET",
+        &seal_path("").trim_end_matches('/').to_owned(),
+        None,
+    );
+    assert_eq!(
+        (code, v["organization"].as_str()),
+        (200, Some("某某局")),
+        "{v}"
+    );
+    assert!(
+        v["image"].as_str().unwrap().starts_with("iVBOR"),
+        "a PNG image"
+    );
+
     // Only a seal-admin grants; only grantees apply.
     let grant = r#"{"principal":"clerk"}"#;
     let (code, _) = api(&ca, Some(&sys), "POST", &seal_path("users"), Some(grant));

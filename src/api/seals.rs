@@ -9,7 +9,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -28,6 +28,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/seals", get(list))
+        .route("/seals/{name}", get(fetch))
         .route("/seals/{name}/users", post(grant))
         .route("/seals/{name}/sign", post(sign_batch))
         .route("/seals/{name}/sign-pdf", post(sign_pdf))
@@ -49,6 +51,67 @@ pub fn seal_problem(e: kexin_seal::Error) -> Problem {
         E::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, &m),
         other => super::internal(other),
     }
+}
+
+#[derive(serde::Serialize)]
+struct SealView {
+    name: String,
+    organization: String,
+    uscc: Option<String>,
+    kind: String,
+    status: String,
+    certificate_serial: String,
+    certificate_status: String,
+    certificate_pem: String,
+    /// Base64 PNG.
+    image: String,
+}
+
+fn seal_view(seal: kexin_seal::Seal) -> Result<SealView, Problem> {
+    use der::Encode;
+    Ok(SealView {
+        certificate_pem: kexin_ca::certificate::certificate_pem(
+            &seal.certificate.to_der().map_err(super::internal)?,
+        ),
+        image: B64.encode(&seal.row.image),
+        name: seal.row.name,
+        organization: seal.row.organization,
+        uscc: seal.row.uscc,
+        kind: seal.row.kind,
+        status: seal.row.status,
+        certificate_serial: seal.row.certificate_serial,
+        certificate_status: seal.certificate_status,
+    })
+}
+
+/// Every seal (any principal: seals are applied in the open).
+async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let registry = state.seals.registry();
+    let mut items = Vec::new();
+    for row in registry.db().seals().await.map_err(super::ca_problem)? {
+        let seal = registry.get(&row.name).await.map_err(seal_problem)?;
+        let mut view = seal_view(seal)?;
+        view.image = String::new();
+        items.push(view);
+    }
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<SealView>, Problem> {
+    let seal = state
+        .seals
+        .registry()
+        .get(&name)
+        .await
+        .map_err(seal_problem)?;
+    Ok(Json(seal_view(seal)?))
 }
 
 #[derive(Deserialize)]
