@@ -561,7 +561,7 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
         &ca,
         Some(&other),
         "GET",
-        &seal_path("").trim_end_matches('/').to_owned(),
+        seal_path("").trim_end_matches('/'),
         None,
     );
     assert_eq!(
