@@ -7,6 +7,7 @@ mod init;
 mod instance;
 mod metrics;
 mod officer;
+mod oidc;
 mod portal;
 mod private_files;
 mod problem;
@@ -111,10 +112,31 @@ enum Command {
         #[command(subcommand)]
         command: seal::LicenseCommand,
     },
+    /// Systems that accept single sign-on.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a system for single sign-on; prints client_id and secret.
+    Add {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Exactly as the system will send it; repeat for several.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -331,6 +353,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Seal { command } => seal::run(command).await,
+        Command::Client {
+            command:
+                ClientCommand::Add {
+                    data,
+                    name,
+                    redirect_uris,
+                    json,
+                },
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let (client, secret) =
+                kexin_identity::clients::register(&instance.db, &name, &redirect_uris).await?;
+            instance
+                .audit
+                .append(kexin_ca::audit::AuditEvent {
+                    actor: CLI.actor,
+                    action: "client.add",
+                    target: &client.client_id,
+                    source: CLI.source,
+                    detail: serde_json::json!({ "name": client.name, "redirect_uris": client.redirect_uris }),
+                })
+                .await?;
+            instance.checkpoint_audit().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "client_id": client.client_id, "client_secret": secret, "issuer": instance.config.https.public_base() })
+                );
+            } else {
+                println!("client_id: {}\nclient_secret: {secret}", client.client_id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::License { command } => seal::run_license(command).await,
         Command::Audit {
             command: AuditCommand::Verify { data },

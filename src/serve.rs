@@ -44,12 +44,20 @@ pub struct AppState {
     pub console_sessions: Arc<crate::console::Sessions>,
     pub seals: Arc<kexin_seal::service::SealService>,
     pub portal_limit: Arc<crate::portal::RateLimit>,
+    pub oidc: Arc<kexin_identity::provider::Provider>,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: Arc<HashMap<String, Vec<u8>>>,
     metrics: Arc<Metrics>,
 }
 
 impl AppState {
+    pub fn ca_certificate(&self, name: &str) -> Option<x509_cert::Certificate> {
+        use der::Decode;
+        self.ca_certificates
+            .get(name)
+            .and_then(|d| x509_cert::Certificate::from_der(d).ok())
+    }
+
     /// Our root as the trust anchor, our CAs as intermediates.
     pub fn trust(&self) -> kexin_seal::verify::Trust {
         use der::Decode;
@@ -99,6 +107,14 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         tsa.clone(),
         ocsp.clone(),
     ));
+    let oidc = Arc::new(kexin_identity::provider::Provider::new(
+        instance.db.clone(),
+        kexin_identity::jwt::SigningKey::open(
+            instance.store.clone(),
+            &format!("{}-oidc-es256", instance.key_prefix().await?),
+        )?,
+        instance.config.https.public_base(),
+    ));
     let instance = Arc::new(instance);
     let ca_certificates = instance
         .db
@@ -116,6 +132,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         console_sessions: Arc::default(),
         seals,
         portal_limit: Arc::default(),
+        oidc,
         ca_certificates: Arc::new(ca_certificates),
         metrics: Metrics::new(),
     };
@@ -216,7 +233,8 @@ fn https_router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .nest("/api/v1", crate::api::router())
         .merge(crate::console::router())
-        .merge(crate::portal::router());
+        .merge(crate::portal::router())
+        .merge(crate::oidc::router());
     finish(routes, state, "https")
 }
 

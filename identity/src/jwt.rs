@@ -1,0 +1,106 @@
+//! ES256 JSON Web Tokens signed by a key in the key store, and the JWKS
+//! that publishes its public half.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use kexin_hsm::{KeyAlgorithm, KeyStore, SignatureAlgorithm};
+
+use crate::{oauth, Error};
+
+/// The signing key: its label in the key store, its key id and public key.
+#[derive(Clone)]
+pub struct SigningKey {
+    store: Arc<dyn KeyStore>,
+    label: String,
+    pub kid: String,
+    /// Uncompressed P-256 point.
+    point: Vec<u8>,
+}
+
+impl SigningKey {
+    /// The key under `label`, generated (P-256) on first use.
+    pub fn open(store: Arc<dyn KeyStore>, label: &str) -> Result<Self, Error> {
+        let public = match store.public_key(label) {
+            Err(kexin_hsm::Error::KeyNotFound(_)) => {
+                store.generate(label, KeyAlgorithm::EcdsaP256)?
+            }
+            other => other?,
+        };
+        if public.algorithm != KeyAlgorithm::EcdsaP256 {
+            return Err(oauth("server_error", "the token key is not P-256"));
+        }
+        let spki = kexin_ca::certificate::parse_spki(&public.spki_der)?;
+        let point = spki.subject_public_key.raw_bytes().to_vec();
+        let kid = hex::encode(
+            &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &point).as_ref()[..8],
+        );
+        Ok(Self {
+            store,
+            label: label.to_owned(),
+            kid,
+            point,
+        })
+    }
+
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [{
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+            "x": B64URL.encode(&self.point[1..33]), "y": B64URL.encode(&self.point[33..65]),
+        }]})
+    }
+
+    pub async fn sign(&self, claims: &serde_json::Value) -> Result<String, Error> {
+        let header = serde_json::json!({ "alg": "ES256", "kid": self.kid, "typ": "JWT" });
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let (store, label, bytes) = (
+            self.store.clone(),
+            self.label.clone(),
+            input.clone().into_bytes(),
+        );
+        let der = tokio::task::spawn_blocking(move || {
+            store.sign(&label, SignatureAlgorithm::EcdsaSha256, &bytes)
+        })
+        .await
+        .map_err(|e| oauth("server_error", e.to_string()))??;
+        let raw = kexin_hsm::algorithm::ecdsa_der_to_raw(&der, 32)?;
+        Ok(format!("{input}.{}", B64URL.encode(raw)))
+    }
+
+    /// The claims of a token this key signed, if its signature holds and it
+    /// has not expired.
+    pub fn verify(&self, token: &str) -> Result<serde_json::Value, Error> {
+        let invalid = |m: &str| oauth("invalid_token", m.to_owned());
+        let mut parts = token.split('.');
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("not a JWT"));
+        };
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64URL.decode(h).map_err(|_| invalid("header"))?)
+                .map_err(|_| invalid("header"))?;
+        if header["alg"] != "ES256" || header["kid"] != self.kid.as_str() {
+            return Err(invalid("not signed with the current key"));
+        }
+        let sig = B64URL.decode(s).map_err(|_| invalid("signature"))?;
+        let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            &self.point,
+        );
+        key.verify(format!("{h}.{c}").as_bytes(), &sig)
+            .map_err(|_| invalid("bad signature"))?;
+        let claims: serde_json::Value =
+            serde_json::from_slice(&B64URL.decode(c).map_err(|_| invalid("claims"))?)
+                .map_err(|_| invalid("claims"))?;
+        if claims["exp"].as_i64().unwrap_or(0) <= crate::now() {
+            return Err(invalid("expired"));
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,57 @@
+//! Kexin's OpenID Connect provider: officials sign in with the certificate
+//! of the `officials` CA, once, and every registered system receives an
+//! authorization code (PKCE S256 required) to exchange for ES256-signed ID
+//! and access tokens and a rotating refresh token.
+//!
+//! Invariants: codes, refresh tokens and client secrets are stored only as
+//! SHA-256 hashes; a code is redeemed at most once (a conditional update);
+//! a refresh token is redeemed at most once, and presenting a rotated one
+//! revokes its whole family; redirect URIs match exactly.
+#![forbid(unsafe_code)]
+
+pub mod clients;
+pub mod jwt;
+pub mod provider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Ca(#[from] kexin_ca::Error),
+    #[error(transparent)]
+    KeyStore(#[from] kexin_hsm::Error),
+    #[error("storage: {0}")]
+    Storage(String),
+    /// An OAuth error: its code (RFC 6749 §5.2) and description.
+    #[error("{0}: {1}")]
+    OAuth(&'static str, String),
+}
+
+pub(crate) fn storage(e: sqlx::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+pub(crate) fn oauth(code: &'static str, description: impl Into<String>) -> Error {
+    Error::OAuth(code, description.into())
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// 32 random bytes, base64url: codes, tokens, secrets, session ids.
+pub fn random_token() -> Result<String, Error> {
+    use base64::Engine;
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Storage("no randomness".into()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+pub(crate) fn sha256_hex(s: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        s.as_bytes(),
+    ))
+}

@@ -1,0 +1,550 @@
+//! The authorization server: authorization requests, certificate-backed
+//! single sign-on sessions, codes, tokens, refresh with rotation,
+//! userinfo, introspection (RFC 7662), revocation (RFC 7009), logout.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use kexin_ca::storage::Database;
+use serde::Deserialize;
+use sqlx::Row;
+
+use crate::clients::{self, Client};
+use crate::jwt::SigningKey;
+use crate::{now, oauth, random_token, sha256_hex, storage, Error};
+
+const CODE_TTL: i64 = 60;
+const ACCESS_TTL: i64 = 300;
+const REFRESH_TTL: i64 = 8 * 3600;
+/// An SSO session unused this long ends; and this long after sign-in in any case.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(10 * 3600);
+
+/// A signed-in official: the account (`sub`) a certificate subject maps to,
+/// and the claims shown to client systems.
+#[derive(Clone, Debug)]
+pub struct Official {
+    pub subject: String,
+    pub claims: serde_json::Value,
+}
+
+impl Official {
+    /// One account per certificate subject: the same DN (renewed or
+    /// rekeyed certificate) is the same account.
+    pub fn from_certificate(
+        subject_dn: &str,
+        common_name: Option<&str>,
+        organization: Option<&str>,
+        serial: &str,
+    ) -> Self {
+        let subject = sha256_hex(subject_dn)[..32].to_owned();
+        Self {
+            subject,
+            claims: serde_json::json!({
+                "name": common_name,
+                "org": organization,
+                "x5t_serial": serial,
+                "subject_dn": subject_dn,
+            }),
+        }
+    }
+}
+
+struct Session {
+    official: Official,
+    created: Instant,
+    last_seen: Instant,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AuthorizationRequest {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+}
+
+/// Why an authorization request fails: before the redirect URI is known
+/// good the user sees the error; after, the client gets it.
+pub enum AuthorizationError {
+    Show(String),
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: String,
+    },
+}
+
+pub struct Provider {
+    db: Database,
+    key: SigningKey,
+    issuer: String,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl Provider {
+    pub fn new(db: Database, key: SigningKey, issuer: String) -> Self {
+        Self {
+            db,
+            key,
+            issuer,
+            sessions: Mutex::default(),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn discovery(&self) -> serde_json::Value {
+        let i = &self.issuer;
+        serde_json::json!({
+            "issuer": i,
+            "authorization_endpoint": format!("{i}/oidc/authorize"),
+            "token_endpoint": format!("{i}/oidc/token"),
+            "userinfo_endpoint": format!("{i}/oidc/userinfo"),
+            "jwks_uri": format!("{i}/oidc/jwks"),
+            "introspection_endpoint": format!("{i}/oidc/introspect"),
+            "revocation_endpoint": format!("{i}/oidc/revoke"),
+            "end_session_endpoint": format!("{i}/oidc/logout"),
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["openid", "profile"],
+            "claims_supported": ["sub", "name", "org", "x5t_serial", "subject_dn", "sid", "auth_time", "nonce"],
+        })
+    }
+
+    pub fn jwks(&self) -> serde_json::Value {
+        self.key.jwks()
+    }
+
+    /// Checks an authorization request before anyone signs in.
+    pub async fn check_authorization(
+        &self,
+        r: &AuthorizationRequest,
+    ) -> Result<Client, AuthorizationError> {
+        let show = |m: &str| AuthorizationError::Show(m.to_owned());
+        let client_id = r
+            .client_id
+            .as_deref()
+            .ok_or_else(|| show("the request names no client_id"))?;
+        let (client, _) = clients::find(&self.db, client_id)
+            .await
+            .map_err(|e| show(&e.to_string()))?
+            .ok_or_else(|| show("unknown client"))?;
+        let redirect_uri = r
+            .redirect_uri
+            .as_deref()
+            .ok_or_else(|| show("the request has no redirect_uri"))?;
+        if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+            return Err(show("the redirect_uri is not registered for this client"));
+        }
+        let fail = |error, description: &str| AuthorizationError::Redirect {
+            redirect_uri: redirect_uri.to_owned(),
+            state: r.state.clone(),
+            error,
+            description: description.to_owned(),
+        };
+        if r.response_type.as_deref() != Some("code") {
+            return Err(fail(
+                "unsupported_response_type",
+                "only the code flow is supported",
+            ));
+        }
+        if !r
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .any(|s| s == "openid")
+        {
+            return Err(fail("invalid_scope", "scope must include openid"));
+        }
+        if r.code_challenge_method.as_deref() != Some("S256")
+            || r.code_challenge
+                .as_deref()
+                .map(|c| c.len() != 43)
+                .unwrap_or(true)
+        {
+            return Err(fail(
+                "invalid_request",
+                "PKCE with code_challenge_method S256 is required",
+            ));
+        }
+        Ok(client)
+    }
+
+    /// The official of a live SSO session; marks it used.
+    pub fn session(&self, id: &str) -> Option<Official> {
+        let now = Instant::now();
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let s = map.get_mut(id)?;
+        if now.duration_since(s.last_seen) >= SESSION_IDLE
+            || now.duration_since(s.created) >= SESSION_ABSOLUTE
+        {
+            map.remove(id);
+            return None;
+        }
+        s.last_seen = now;
+        Some(s.official.clone())
+    }
+
+    pub fn start_session(&self, official: Official) -> Result<String, Error> {
+        let id = random_token()?;
+        let now = Instant::now();
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| {
+            now.duration_since(s.last_seen) < SESSION_IDLE
+                && now.duration_since(s.created) < SESSION_ABSOLUTE
+        });
+        map.insert(
+            id.clone(),
+            Session {
+                official,
+                created: now,
+                last_seen: now,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Ends the SSO session everywhere: no system gets a code from it again,
+    /// and its refresh tokens stop working.
+    pub async fn logout(&self, session_id: &str) -> Result<(), Error> {
+        let removed = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session_id);
+        if removed.is_some() {
+            sqlx::query("UPDATE oidc_refresh_tokens SET state = 'revoked' WHERE family LIKE $1")
+                .bind(format!("{}:%", sid(session_id)))
+                .execute(self.db.pool())
+                .await
+                .map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    pub async fn issue_code(
+        &self,
+        r: &AuthorizationRequest,
+        session_id: &str,
+        official: &Official,
+    ) -> Result<String, Error> {
+        let code = random_token()?;
+        sqlx::query(
+            "INSERT INTO oidc_codes (code_sha256, client_id, redirect_uri, code_challenge, nonce, scope, subject, claims, session_id, expires_at, used) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)",
+        )
+        .bind(sha256_hex(&code))
+        .bind(r.client_id.as_deref().unwrap_or_default())
+        .bind(r.redirect_uri.as_deref().unwrap_or_default())
+        .bind(r.code_challenge.as_deref().unwrap_or_default())
+        .bind(r.nonce.as_deref())
+        .bind(r.scope.as_deref().unwrap_or("openid"))
+        .bind(&official.subject)
+        .bind(official.claims.to_string())
+        .bind(sid(session_id))
+        .bind(now() + CODE_TTL)
+        .execute(self.db.pool())
+        .await
+        .map_err(storage)?;
+        Ok(code)
+    }
+
+    /// Redeems a code once, for the client it was issued to, with the PKCE
+    /// verifier that matches its challenge.
+    pub async fn exchange_code(
+        &self,
+        client: &Client,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<serde_json::Value, Error> {
+        let grant = || {
+            oauth(
+                "invalid_grant",
+                "the code is unknown, used, expired or not for this client",
+            )
+        };
+        let hash = sha256_hex(code);
+        let row = sqlx::query(
+            "SELECT client_id, redirect_uri, code_challenge, nonce, scope, subject, claims, session_id FROM oidc_codes WHERE code_sha256 = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(storage)?
+        .ok_or_else(grant)?;
+        let get =
+            |i: usize| -> Result<String, Error> { row.try_get::<String, _>(i).map_err(storage) };
+        let nonce: Option<String> = row.try_get(3).map_err(storage)?;
+        // One redemption, whatever else happens: a replayed code is burnt.
+        let won = sqlx::query("UPDATE oidc_codes SET used = 1 WHERE code_sha256 = $1 AND used = 0 AND expires_at > $2")
+            .bind(&hash)
+            .bind(now())
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?
+            .rows_affected()
+            == 1;
+        if !won || get(0)? != client.client_id || get(1)? != redirect_uri {
+            return Err(grant());
+        }
+        let challenge = B64URL.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            verifier.as_bytes(),
+        ));
+        let verifier_ok = (43..=128).contains(&verifier.len())
+            && verifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if !verifier_ok
+            || aws_lc_rs::constant_time::verify_slices_are_equal(
+                challenge.as_bytes(),
+                get(2)?.as_bytes(),
+            )
+            .is_err()
+        {
+            return Err(oauth(
+                "invalid_grant",
+                "the PKCE code_verifier does not match",
+            ));
+        }
+        let claims: serde_json::Value = serde_json::from_str(&get(6)?).unwrap_or_default();
+        let family = format!("{}:{}", get(7)?, random_token()?);
+        self.tokens(
+            client,
+            &get(5)?,
+            &claims,
+            &get(4)?,
+            &family,
+            nonce.as_deref(),
+            true,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn tokens(
+        &self,
+        client: &Client,
+        subject: &str,
+        claims: &serde_json::Value,
+        scope: &str,
+        family: &str,
+        nonce: Option<&str>,
+        with_id_token: bool,
+    ) -> Result<serde_json::Value, Error> {
+        let t = now();
+        let session = family.split(':').next().unwrap_or_default();
+        let access = self
+            .key
+            .sign(&serde_json::json!({
+                "iss": self.issuer, "sub": subject, "aud": client.client_id, "client_id": client.client_id,
+                "scope": scope, "iat": t, "exp": t + ACCESS_TTL, "jti": random_token()?, "sid": session,
+                "profile": claims,
+            }))
+            .await?;
+        let refresh = random_token()?;
+        sqlx::query(
+            "INSERT INTO oidc_refresh_tokens (token_sha256, family, client_id, subject, claims, scope, state, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7)",
+        )
+        .bind(sha256_hex(&refresh))
+        .bind(family)
+        .bind(&client.client_id)
+        .bind(subject)
+        .bind(claims.to_string())
+        .bind(scope)
+        .bind(t + REFRESH_TTL)
+        .execute(self.db.pool())
+        .await
+        .map_err(storage)?;
+        let mut out = serde_json::json!({
+            "access_token": access, "token_type": "Bearer", "expires_in": ACCESS_TTL,
+            "refresh_token": refresh, "scope": scope,
+        });
+        if with_id_token {
+            let mut id = serde_json::json!({
+                "iss": self.issuer, "sub": subject, "aud": client.client_id, "iat": t, "exp": t + ACCESS_TTL,
+                "auth_time": t, "sid": session, "amr": ["mtls"],
+            });
+            if let Some(n) = nonce {
+                id["nonce"] = n.into();
+            }
+            for (k, v) in claims.as_object().into_iter().flatten() {
+                id[k] = v.clone();
+            }
+            out["id_token"] = self.key.sign(&id).await?.into();
+        }
+        Ok(out)
+    }
+
+    /// Rotates a refresh token: the old one is spent; a spent one presented
+    /// again revokes its whole family (it was stolen or replayed).
+    pub async fn refresh(&self, client: &Client, token: &str) -> Result<serde_json::Value, Error> {
+        let grant = |m: &str| oauth("invalid_grant", m.to_owned());
+        let hash = sha256_hex(token);
+        let row = sqlx::query("SELECT family, client_id, subject, claims, scope, state, expires_at FROM oidc_refresh_tokens WHERE token_sha256 = $1")
+            .bind(&hash)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(storage)?
+            .ok_or_else(|| grant("unknown refresh token"))?;
+        let get =
+            |i: usize| -> Result<String, Error> { row.try_get::<String, _>(i).map_err(storage) };
+        let family = get(0)?;
+        if get(1)? != client.client_id {
+            return Err(grant("the refresh token belongs to another client"));
+        }
+        let rotated = sqlx::query("UPDATE oidc_refresh_tokens SET state = 'rotated' WHERE token_sha256 = $1 AND state = 'active' AND expires_at > $2")
+            .bind(&hash)
+            .bind(now())
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?
+            .rows_affected()
+            == 1;
+        if !rotated {
+            if get(5)? == "rotated" {
+                self.revoke_family(&family).await?;
+                return Err(grant(
+                    "refresh token reused: every token of this grant is revoked",
+                ));
+            }
+            return Err(grant("the refresh token is revoked or expired"));
+        }
+        let claims: serde_json::Value = serde_json::from_str(&get(3)?).unwrap_or_default();
+        self.tokens(client, &get(2)?, &claims, &get(4)?, &family, None, false)
+            .await
+    }
+
+    async fn revoke_family(&self, family: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE oidc_refresh_tokens SET state = 'revoked' WHERE family = $1")
+            .bind(family)
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    /// The claims of a live access token.
+    pub async fn access(&self, token: &str) -> Result<serde_json::Value, Error> {
+        let claims = self.key.verify(token)?;
+        let jti = claims["jti"].as_str().unwrap_or_default();
+        let revoked = sqlx::query("SELECT 1 FROM oidc_revoked_access WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(storage)?
+            .is_some();
+        let session_live = claims["sid"]
+            .as_str()
+            .is_some_and(|s| self.session_by_sid(s));
+        if revoked || !session_live {
+            return Err(oauth(
+                "invalid_token",
+                "the token was revoked or its session ended",
+            ));
+        }
+        Ok(claims)
+    }
+
+    fn session_by_sid(&self, wanted: &str) -> bool {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.keys().any(|id| sid(id) == wanted)
+    }
+
+    /// The official's claims, for the holder of a live access token.
+    pub async fn userinfo(&self, token: &str) -> Result<serde_json::Value, Error> {
+        let claims = self.access(token).await?;
+        let mut info = claims["profile"].clone();
+        if !info.is_object() {
+            info = serde_json::json!({});
+        }
+        info["sub"] = claims["sub"].clone();
+        Ok(info)
+    }
+
+    /// RFC 7662: active or not, and for whom.
+    pub async fn introspect(
+        &self,
+        client: &Client,
+        token: &str,
+    ) -> Result<serde_json::Value, Error> {
+        if let Ok(claims) = self.access(token).await {
+            if claims["client_id"] == client.client_id.as_str() {
+                return Ok(serde_json::json!({
+                    "active": true, "token_type": "access_token", "sub": claims["sub"], "client_id": claims["client_id"],
+                    "scope": claims["scope"], "exp": claims["exp"], "iat": claims["iat"], "iss": self.issuer,
+                }));
+            }
+        }
+        let row = sqlx::query("SELECT client_id, subject, scope, expires_at FROM oidc_refresh_tokens WHERE token_sha256 = $1 AND state = 'active' AND expires_at > $2")
+            .bind(sha256_hex(token))
+            .bind(now())
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(storage)?;
+        Ok(match row {
+            Some(r)
+                if r.try_get::<String, _>(0).ok().as_deref() == Some(client.client_id.as_str()) =>
+            {
+                serde_json::json!({
+                    "active": true, "token_type": "refresh_token", "client_id": client.client_id,
+                    "sub": r.try_get::<String, _>(1).unwrap_or_default(), "scope": r.try_get::<String, _>(2).unwrap_or_default(),
+                    "exp": r.try_get::<i64, _>(3).unwrap_or_default(),
+                })
+            }
+            _ => serde_json::json!({ "active": false }),
+        })
+    }
+
+    /// RFC 7009: revokes an access token (until it expires) or a refresh
+    /// token's family; unknown tokens are not an error.
+    pub async fn revoke(&self, client: &Client, token: &str) -> Result<(), Error> {
+        if let Ok(claims) = self.key.verify(token) {
+            if claims["client_id"] == client.client_id.as_str() {
+                sqlx::query("INSERT INTO oidc_revoked_access (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+                    .bind(claims["jti"].as_str().unwrap_or_default())
+                    .bind(claims["exp"].as_i64().unwrap_or_default())
+                    .execute(self.db.pool())
+                    .await
+                    .map_err(storage)?;
+            }
+            return Ok(());
+        }
+        let row = sqlx::query(
+            "SELECT family, client_id FROM oidc_refresh_tokens WHERE token_sha256 = $1",
+        )
+        .bind(sha256_hex(token))
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(storage)?;
+        if let Some(r) = row {
+            if r.try_get::<String, _>(1).ok().as_deref() == Some(client.client_id.as_str()) {
+                self.revoke_family(&r.try_get::<String, _>(0).map_err(storage)?)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What tokens carry of a session: a hash, never the cookie value.
+pub fn sid(session_id: &str) -> String {
+    sha256_hex(session_id)[..32].to_owned()
+}

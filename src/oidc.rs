@@ -1,0 +1,549 @@
+//! The OpenID Connect endpoints on the HTTPS listener: discovery, JWKS,
+//! authorization (certificate sign-in and single sign-on), token,
+//! userinfo, introspection, revocation and logout.
+//!
+//! Sign-in is the official's TLS client certificate of the `officials` CA,
+//! checked against the database (revoked, held, unknown or expired
+//! certificates are refused with a page that says so). The SSO session is
+//! a cookie bound to the account; after it ends (idle, absolute, logout),
+//! the official confirms the sign-in again.
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine;
+use der::Decode;
+use kexin_identity::provider::{AuthorizationError, AuthorizationRequest, Official};
+use maud::html;
+use serde::Deserialize;
+
+use crate::serve::AppState;
+use crate::tls::PeerCertificates;
+
+const SSO_COOKIE: &str = "kexin_sso";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/oidc/jwks", get(jwks))
+        .route("/oidc/authorize", get(authorize).post(sign_in))
+        .route("/oidc/token", post(token))
+        .route("/oidc/userinfo", get(userinfo).post(userinfo))
+        .route("/oidc/introspect", post(introspect))
+        .route("/oidc/revoke", post(revoke))
+        .route("/oidc/logout", get(logout))
+}
+
+async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.oidc.discovery())
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.oidc.jwks()),
+    )
+        .into_response()
+}
+
+fn page(status: StatusCode, title: &str, body: maud::Markup) -> Response {
+    let doc = html! {
+        (maud::DOCTYPE)
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                link rel="stylesheet" href="/console/console.css";
+            }
+            body { main class="narrow" { h1 { (title) } (body) } }
+        }
+    };
+    let mut res = (status, Html(doc.into_string())).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The official behind the TLS client certificate, or why not.
+async fn official(state: &AppState, peers: Option<&PeerCertificates>) -> Result<Official, String> {
+    let der = peers.and_then(|p| p.0.first()).ok_or(
+        "present the certificate of your USB key or soft certificate (请出示您的数字证书)",
+    )?;
+    let cert =
+        x509_cert::Certificate::from_der(der).map_err(|_| "unreadable certificate".to_owned())?;
+    let officials = state.ca_certificate("officials").ok_or("no officials CA")?;
+    if cert.tbs_certificate.issuer != officials.tbs_certificate.subject {
+        return Err("this certificate is not from the officials CA".into());
+    }
+    let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
+    let record = state
+        .instance
+        .db
+        .certificate(&serial)
+        .await
+        .map_err(|e| e.to_string())?;
+    match record.map(|r| r.status) {
+        Some(s) if s == "issued" => {}
+        Some(s) => {
+            return Err(format!(
+                "this certificate is {s} (证书已{})",
+                if s == "hold" { "挂起" } else { "撤销" }
+            ))
+        }
+        None => return Err("this certificate is unknown to Kexin".into()),
+    }
+    let v = &cert.tbs_certificate.validity;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if now > v.not_after.to_unix_duration().as_secs() {
+        return Err("this certificate has expired (证书已过期)".into());
+    }
+    let attributes =
+        kexin_ca::csr::name_attributes(&cert.tbs_certificate.subject).unwrap_or_default();
+    let find = |oid| {
+        attributes
+            .iter()
+            .find(|(o, _)| *o == oid)
+            .map(|(_, v)| v.as_str())
+    };
+    Ok(Official::from_certificate(
+        &cert.tbs_certificate.subject.to_string(),
+        find(const_oid::db::rfc4519::CN),
+        find(const_oid::db::rfc4519::O),
+        &serial,
+    ))
+}
+
+fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn redirect_with(uri: &str, params: &[(&str, &str)]) -> Response {
+    let query: String = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{uri}{sep}{query}")).into_response()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn checked(state: &AppState, r: &AuthorizationRequest) -> Result<(), Response> {
+    match state.oidc.check_authorization(r).await {
+        Ok(_) => Ok(()),
+        Err(AuthorizationError::Show(m)) => Err(page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in request refused",
+            html! { p class="error" { (m) } },
+        )),
+        Err(AuthorizationError::Redirect {
+            redirect_uri,
+            state: s,
+            error,
+            description,
+        }) => {
+            let mut params = vec![
+                ("error", error),
+                ("error_description", description.as_str()),
+            ];
+            if let Some(s) = &s {
+                params.push(("state", s));
+            }
+            Err(redirect_with(&redirect_uri, &params))
+        }
+    }
+}
+
+async fn code_redirect(
+    state: &AppState,
+    r: &AuthorizationRequest,
+    session: &str,
+    who: &Official,
+) -> Response {
+    match state.oidc.issue_code(r, session, who).await {
+        Ok(code) => {
+            let mut params = vec![("code", code.as_str())];
+            if let Some(s) = &r.state {
+                params.push(("state", s));
+            }
+            redirect_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
+        }
+        Err(e) => page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error",
+            html! { p class="error" { (e.to_string()) } },
+        ),
+    }
+}
+
+/// GET: with a live SSO session for this certificate's account, a code at
+/// once; otherwise the sign-in page.
+async fn authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peers: Option<axum::Extension<PeerCertificates>>,
+    Query(r): Query<AuthorizationRequest>,
+) -> Response {
+    if let Err(res) = checked(&state, &r).await {
+        return res;
+    }
+    let who = match official(&state, peers.as_ref().map(|p| &p.0)).await {
+        Ok(o) => o,
+        Err(m) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Sign-in refused 登录被拒绝",
+                html! { p class="error" id="refusal" { (m) } },
+            )
+        }
+    };
+    if let Some(session) = cookie(&headers, SSO_COOKIE) {
+        if state
+            .oidc
+            .session(session)
+            .is_some_and(|o| o.subject == who.subject)
+        {
+            return code_redirect(&state, &r, session, &who).await;
+        }
+    }
+    let name = who.claims["name"].as_str().unwrap_or("").to_owned();
+    page(
+        StatusCode::OK,
+        "统一身份认证 Sign in",
+        html! {
+            form method="post" action="/oidc/authorize" {
+                @for (k, v) in [("response_type", &r.response_type), ("client_id", &r.client_id), ("redirect_uri", &r.redirect_uri),
+                                ("scope", &r.scope), ("state", &r.state), ("nonce", &r.nonce),
+                                ("code_challenge", &r.code_challenge), ("code_challenge_method", &r.code_challenge_method)] {
+                    @if let Some(v) = v { input type="hidden" name=(k) value=(v); }
+                }
+                p { "使用数字证书登录 Sign in with the certificate of " strong { (name) } }
+                button type="submit" id="sign-in" { "登录 Sign in" }
+            }
+        },
+    )
+}
+
+/// POST: the official confirms; an SSO session starts.
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    peers: Option<axum::Extension<PeerCertificates>>,
+    Form(r): Form<AuthorizationRequest>,
+) -> Response {
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|o| {
+            state.oidc.issuer().starts_with(o)
+                || o.ends_with(&format!(":{}", state.instance.config.https.listen.port()))
+        });
+    if !origin_ok {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            html! { p { "cross-origin sign-in refused" } },
+        );
+    }
+    if let Err(res) = checked(&state, &r).await {
+        return res;
+    }
+    let who = match official(&state, peers.as_ref().map(|p| &p.0)).await {
+        Ok(o) => o,
+        Err(m) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Sign-in refused 登录被拒绝",
+                html! { p class="error" { (m) } },
+            )
+        }
+    };
+    let session = match state.oidc.start_session(who.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Error",
+                html! { p { (e.to_string()) } },
+            )
+        }
+    };
+    let _ = state
+        .instance
+        .audit
+        .append(kexin_ca::audit::AuditEvent {
+            actor: &format!("official:{}", who.subject),
+            action: "sso.login",
+            target: r.client_id.as_deref().unwrap_or_default(),
+            source: &peer.ip().to_string(),
+            detail: serde_json::json!({ "certificate": who.claims["x5t_serial"], "name": who.claims["name"] }),
+        })
+        .await;
+    let mut res = code_redirect(&state, &r, &session, &who).await;
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SSO_COOKIE}={session}; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        kexin_identity::provider::SESSION_ABSOLUTE.as_secs()
+    )) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    token: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn oauth_error(e: kexin_identity::Error) -> Response {
+    let (code, description) = match e {
+        kexin_identity::Error::OAuth(c, d) => (c, d),
+        other => {
+            tracing::error!(error = %other, "token endpoint failed");
+            ("server_error", "internal error".to_owned())
+        }
+    };
+    let status = match code {
+        "invalid_client" => StatusCode::UNAUTHORIZED,
+        "invalid_token" => StatusCode::UNAUTHORIZED,
+        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut res = (
+        status,
+        Json(serde_json::json!({ "error": code, "error_description": description })),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"kexin\""),
+        );
+    }
+    res
+}
+
+/// client_secret_basic or client_secret_post.
+async fn client(
+    state: &AppState,
+    headers: &HeaderMap,
+    f: &TokenForm,
+) -> Result<kexin_identity::clients::Client, kexin_identity::Error> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(a, b)| (percent_decode(a), percent_decode(b)))
+        });
+    let (id, secret) = match (basic, &f.client_id, &f.client_secret) {
+        (Some(pair), _, _) => pair,
+        (None, Some(id), Some(secret)) => (id.clone(), secret.clone()),
+        _ => {
+            return Err(kexin_identity::Error::OAuth(
+                "invalid_client",
+                "client authentication is required".into(),
+            ))
+        }
+    };
+    kexin_identity::clients::authenticate(&state.instance.db, &id, &secret).await
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    let client = match client(&state, &headers, &f).await {
+        Ok(c) => c,
+        Err(e) => return oauth_error(e),
+    };
+    let result = match f.grant_type.as_deref() {
+        Some("authorization_code") => {
+            state
+                .oidc
+                .exchange_code(
+                    &client,
+                    f.code.as_deref().unwrap_or_default(),
+                    f.redirect_uri.as_deref().unwrap_or_default(),
+                    f.code_verifier.as_deref().unwrap_or_default(),
+                )
+                .await
+        }
+        Some("refresh_token") => {
+            state
+                .oidc
+                .refresh(&client, f.refresh_token.as_deref().unwrap_or_default())
+                .await
+        }
+        _ => Err(kexin_identity::Error::OAuth(
+            "unsupported_grant_type",
+            "use authorization_code or refresh_token".into(),
+        )),
+    };
+    match result {
+        Ok(tokens) => ([(header::CACHE_CONTROL, "no-store")], Json(tokens)).into_response(),
+        Err(e) => oauth_error(e),
+    }
+}
+
+async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    match state.oidc.userinfo(bearer.trim()).await {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => oauth_error(e),
+    }
+}
+
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    let client = match client(&state, &headers, &f).await {
+        Ok(c) => c,
+        Err(e) => return oauth_error(e),
+    };
+    match state
+        .oidc
+        .introspect(&client, f.token.as_deref().unwrap_or_default())
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => oauth_error(e),
+    }
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    let client = match client(&state, &headers, &f).await {
+        Ok(c) => c,
+        Err(e) => return oauth_error(e),
+    };
+    match state
+        .oidc
+        .revoke(&client, f.token.as_deref().unwrap_or_default())
+        .await
+    {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => oauth_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutParams {
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+}
+
+/// RP-initiated logout: ends the SSO session for every system.
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<LogoutParams>,
+) -> Response {
+    if let Some(session) = cookie(&headers, SSO_COOKIE) {
+        if let Err(e) = state.oidc.logout(session).await {
+            return oauth_error(e);
+        }
+    }
+    let target = match (&p.client_id, &p.post_logout_redirect_uri) {
+        (Some(id), Some(uri)) => {
+            match kexin_identity::clients::find(&state.instance.db, id).await {
+                Ok(Some((c, _))) if c.redirect_uris.iter().any(|u| u == uri) => Some(uri.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let mut res = match target {
+        Some(uri) => match &p.state {
+            Some(s) => redirect_with(&uri, &[("state", s)]),
+            None => Redirect::to(&uri).into_response(),
+        },
+        None => page(
+            StatusCode::OK,
+            "已退出 Signed out",
+            html! { p id="signed-out" { "You are signed out of every system." } },
+        ),
+    };
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "kexin_sso=; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+        ),
+    );
+    res
+}

@@ -1,0 +1,140 @@
+//! Single sign-on with certificates, checked by an independent OpenID
+//! Connect client (Python authlib, tests/validators/oidc_flow.py).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use kexin_test_support::openssl;
+use serde_json::Value;
+
+fn client_add(ca: &Ca, name: &str, redirect: &str) -> Value {
+    let out = ca.kexin(&[
+        "client",
+        "add",
+        "--name",
+        name,
+        "--redirect-uri",
+        redirect,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["redirect_uri"] = redirect.into();
+    v
+}
+
+/// The PEM certificate and key inside an officer's PKCS#12.
+fn pem_pair(ca: &Ca, p12: &str, name: &str) -> (String, String) {
+    let (cert, key) = (
+        ca.file(&format!("{name}.crt.pem")),
+        ca.file(&format!("{name}.key.pem")),
+    );
+    let pass = format!("pass:{P12_PASSWORD}");
+    assert!(
+        openssl(&["pkcs12", "-in", p12, "-passin", &pass, "-nokeys", "-clcerts", "-out", &cert]).0
+    );
+    assert!(
+        openssl(&["pkcs12", "-in", p12, "-passin", &pass, "-nocerts", "-nodes", "-out", &key]).0
+    );
+    (cert, key)
+}
+
+#[test]
+fn officials_sign_in_once_with_their_certificate_and_authlib_validates_the_tokens() {
+    let ca = Ca::init(&[]);
+    let official = ca.officer("zhang-san", "auditor");
+    let revoked = ca.officer("li-si", "auditor");
+    let clients = serde_json::json!([
+        client_add(&ca, "档案系统", "https://archive.example.gov.cn/callback"),
+        client_add(&ca, "审批系统", "http://127.0.0.1:9/cb"),
+    ]);
+    let clients_file = ca.file("clients.json");
+    std::fs::write(&clients_file, clients.to_string()).unwrap();
+    let server = ca.serve();
+    let issuer = format!("https://localhost:{}", ca.https);
+    // The configured issuer follows --https; tests reach it the same way.
+    let (cert, key) = pem_pair(&ca, &official, "official");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validators/oidc_flow.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([&issuer, &ca.ca_pem("root"), &cert, &key, &clients_file])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(r["first_login_asked_to_sign_in"], true, "{r}");
+    assert_eq!(r["name"], "zhang-san");
+    assert_eq!(r["id_token_alg"], "ES256");
+    assert_eq!(r["userinfo"]["sub"], r["sub"]);
+    assert_eq!(r["reused_code"], "invalid_grant");
+    assert_eq!(r["refresh_rotated"], true);
+    assert_eq!(r["refresh_replayed"], "invalid_grant");
+    assert_eq!(
+        r["rotated_token_after_replay_active"], false,
+        "reuse did not revoke the family"
+    );
+    assert_eq!(r["access_token_active"], true);
+    assert_eq!(r["access_token_active_after_revocation"], false);
+    assert_eq!(
+        r["second_system_asked_to_sign_in"], false,
+        "no single sign-on: {r}"
+    );
+    assert_eq!(r["same_account_on_second_system"], true);
+    assert_eq!(r["wrong_redirect_status"], 400);
+    assert_eq!(r["no_pkce_error"], "invalid_request");
+    assert_eq!(r["userinfo_after_logout"], 401);
+    assert_eq!(r["after_logout_asked_to_sign_in"], true);
+
+    // A revoked certificate is refused with a clear message.
+    let (_, v) = api(
+        &ca,
+        Some(&official),
+        "GET",
+        "/api/v1/certificates?subject=li-si",
+        None,
+    );
+    let serial = v["items"][0]["serial"].as_str().unwrap().to_owned();
+    let out = ca.kexin(&[
+        "cert",
+        "revoke",
+        "--serial",
+        &serial,
+        "--reason",
+        "keyCompromise",
+    ]);
+    assert!(out.status.success());
+    let (rcert, rkey) = pem_pair(&ca, &revoked, "revoked");
+    let client_id = clients[0]["client_id"].as_str().unwrap();
+    let url = format!(
+        "{issuer}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Farchive.example.gov.cn%2Fcallback&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+    );
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert",
+        &rcert,
+        "--key",
+        &rkey,
+        &url,
+    ]);
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    let (code, body) = curl(&["--cacert", &ca.ca_pem("root"), &url]);
+    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}
