@@ -49,6 +49,17 @@ async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 fn page(status: StatusCode, title: &str, body: maud::Markup) -> Response {
+    page_to(status, title, body, None)
+}
+
+/// A page whose form, once signed in, redirects to `form_target` (its
+/// origin must be allowed by form-action, which covers redirects).
+fn page_to(
+    status: StatusCode,
+    title: &str,
+    body: maud::Markup,
+    form_target: Option<&str>,
+) -> Response {
     let doc = html! {
         (maud::DOCTYPE)
         html lang="zh-CN" {
@@ -62,12 +73,15 @@ fn page(status: StatusCode, title: &str, body: maud::Markup) -> Response {
         }
     };
     let mut res = (status, Html(doc.into_string())).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
+    let target = form_target
+        .and_then(origin_of)
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "default-src 'none'; style-src 'self'; form-action 'self'{target}; frame-ancestors 'none'"
+    )) {
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
@@ -123,6 +137,18 @@ async fn official(state: &AppState, peers: Option<&PeerCertificates>) -> Result<
         find(const_oid::db::rfc4519::O),
         &serial,
     ))
+}
+
+/// scheme://host[:port] of a URL, if it has a plain one (CSP source syntax).
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let ok = matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    ok.then(|| format!("{scheme}://{host}"))
 }
 
 fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -235,7 +261,7 @@ async fn authorize(
         }
     }
     let name = who.claims["name"].as_str().unwrap_or("").to_owned();
-    page(
+    page_to(
         StatusCode::OK,
         "统一身份认证 Sign in",
         html! {
@@ -249,6 +275,7 @@ async fn authorize(
                 button type="submit" id="sign-in" { "登录 Sign in" }
             }
         },
+        r.redirect_uri.as_deref(),
     )
 }
 

@@ -138,3 +138,95 @@ fn officials_sign_in_once_with_their_certificate_and_authlib_validates_the_token
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
+
+/// A relying system: the SDK's example application.
+struct System(std::process::Child);
+
+impl Drop for System {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_system(ca: &Ca, name: &str, port: u16, client: &Value) -> System {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("target/debug/examples/relying_system");
+    if !example.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "kexin-sdk", "--example", "relying_system"])
+            .current_dir(root)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let child = Command::new(example)
+        .env("KEXIN_ISSUER", format!("https://localhost:{}", ca.https))
+        .env("KEXIN_CLIENT_ID", client["client_id"].as_str().unwrap())
+        .env(
+            "KEXIN_CLIENT_SECRET",
+            client["client_secret"].as_str().unwrap(),
+        )
+        .env("KEXIN_ROOT", ca.ca_pem("root"))
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("SYSTEM_NAME", name)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    System(child)
+}
+
+#[test]
+fn single_sign_on_and_single_logout_across_two_systems_in_chromium() {
+    let ca = Ca::init(&[]);
+    let official = ca.officer("zhang-san", "auditor");
+    let (pa, pb) = (free_port(), free_port());
+    let register = |name: &str, port: u16| {
+        let out = ca.kexin(&[
+            "client",
+            "add",
+            "--name",
+            name,
+            "--json",
+            "--redirect-uri",
+            &format!("http://127.0.0.1:{port}/callback"),
+            "--redirect-uri",
+            &format!("http://127.0.0.1:{port}/bye"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let (ca_client, cb_client) = (register("档案系统", pa), register("审批系统", pb));
+    let server = ca.serve();
+    let _a = start_system(&ca, "档案系统", pa, &ca_client);
+    let _b = start_system(&ca, "审批系统", pb, &cb_client);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/sso.mjs"))
+        .env("KEXIN_URL", format!("https://localhost:{}", ca.https))
+        .env("SYSTEM_A", format!("http://127.0.0.1:{pa}"))
+        .env("SYSTEM_B", format!("http://127.0.0.1:{pb}"))
+        .env("OFFICIAL_P12", &official)
+        .env("P12_PASSWORD", P12_PASSWORD)
+        .env("SHOTS", root.join("target/browser-screenshots"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}

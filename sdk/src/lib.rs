@@ -1,0 +1,336 @@
+//! The Kexin SDK for systems that accept Kexin's single sign-on.
+//!
+//! A relying system registers with `kexin client add` (an `ra-admin`'s
+//! job), then:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), kexin_sdk::Error> {
+//! use kexin_sdk::RelyingParty;
+//! let rp = RelyingParty::discover(
+//!     "https://sso.example.gov.cn",
+//!     "kx-client-id",
+//!     "client-secret",
+//!     "https://archive.example.gov.cn/callback",
+//!     Some(&std::fs::read("root.pem").unwrap()),
+//! )
+//! .await?;
+//! let login = rp.login();                    // redirect the browser to login.url
+//! // …the browser comes back to /callback?code=…&state=…
+//! # let query = "";
+//! let signed_in = rp.complete(&login, query).await?; // PKCE, ID token checked
+//! println!("hello {}", signed_in.claims["name"]);
+//! # Ok(()) }
+//! ```
+//!
+//! [`axum::SignedIn`](crate::axum::SignedIn) protects routes of an axum
+//! application; `examples/relying_system.rs` is a whole system in under
+//! 100 lines.
+#![forbid(unsafe_code)]
+
+pub mod axum;
+
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the identity provider refused: {0}")]
+    Refused(String),
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+}
+
+/// One sign-in in progress: where to send the browser and what to check
+/// when it returns. Keep it server-side (never in the URL or a cookie).
+#[derive(Clone, Debug)]
+pub struct LoginRequest {
+    pub url: String,
+    pub state: String,
+    pub nonce: String,
+    verifier: String,
+}
+
+/// A completed sign-in.
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    /// The verified ID token's claims: `sub`, `name`, `org`, `sid`, …
+    pub claims: serde_json::Value,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+}
+
+pub struct RelyingParty {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+    discovery: serde_json::Value,
+    http: reqwest::Client,
+    jwks: RwLock<(Instant, serde_json::Value)>,
+}
+
+const JWKS_TTL: Duration = Duration::from_secs(300);
+
+fn random() -> String {
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    B64URL.encode(b)
+}
+
+impl RelyingParty {
+    /// Reads the provider's discovery document; `root_pem` is the trust
+    /// anchor of Kexin's HTTPS certificate when it is not a public one.
+    pub async fn discover(
+        issuer: &str,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        root_pem: Option<&[u8]>,
+    ) -> Result<Self, Error> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(pem) = root_pem {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
+        }
+        let http = builder.build()?;
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let discovery: serde_json::Value = http
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if discovery["issuer"] != issuer.as_str() {
+            return Err(Error::Refused(format!(
+                "the discovery document is for {}",
+                discovery["issuer"]
+            )));
+        }
+        Ok(Self {
+            issuer,
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            discovery,
+            http,
+            jwks: RwLock::new((Instant::now() - JWKS_TTL * 2, serde_json::Value::Null)),
+        })
+    }
+
+    fn endpoint(&self, name: &str) -> String {
+        self.discovery[name].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A new sign-in: state, nonce and a PKCE verifier, and the URL.
+    pub fn login(&self) -> LoginRequest {
+        let (state, nonce, verifier) = (random(), random(), random());
+        let challenge = B64URL.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            verifier.as_bytes(),
+        ));
+        let url = reqwest::Url::parse_with_params(
+            &self.endpoint("authorization_endpoint"),
+            &[
+                ("response_type", "code"),
+                ("client_id", &self.client_id),
+                ("redirect_uri", &self.redirect_uri),
+                ("scope", "openid profile"),
+                ("state", &state),
+                ("nonce", &nonce),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+        LoginRequest {
+            url,
+            state,
+            nonce,
+            verifier,
+        }
+    }
+
+    /// Finishes a sign-in from the callback's query string: checks state,
+    /// exchanges the code with the PKCE verifier, verifies the ID token.
+    pub async fn complete(
+        &self,
+        login: &LoginRequest,
+        callback_query: &str,
+    ) -> Result<SignedIn, Error> {
+        let params: Vec<(String, String)> =
+            reqwest::Url::parse(&format!("https://x/?{callback_query}"))
+                .map(|u| u.query_pairs().into_owned().collect())
+                .unwrap_or_default();
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if let Some(e) = get("error") {
+            return Err(Error::Refused(format!(
+                "{e}: {}",
+                get("error_description").unwrap_or_default()
+            )));
+        }
+        if get("state").as_deref() != Some(login.state.as_str()) {
+            return Err(Error::Refused("state does not match this sign-in".into()));
+        }
+        let code = get("code").ok_or_else(|| Error::Refused("no code".into()))?;
+        let tokens: serde_json::Value = self
+            .http
+            .post(self.endpoint("token_endpoint"))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &self.redirect_uri),
+                ("code_verifier", &login.verifier),
+            ])
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(e) = tokens["error"].as_str() {
+            return Err(Error::Refused(format!(
+                "{e}: {}",
+                tokens["error_description"]
+            )));
+        }
+        let claims = self
+            .verify_id_token(
+                tokens["id_token"].as_str().unwrap_or_default(),
+                Some(&login.nonce),
+            )
+            .await?;
+        Ok(SignedIn {
+            claims,
+            access_token: tokens["access_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            refresh_token: tokens["refresh_token"].as_str().map(str::to_owned),
+        })
+    }
+
+    async fn keys(&self) -> Result<serde_json::Value, Error> {
+        {
+            let cached = self.jwks.read().unwrap_or_else(|p| p.into_inner());
+            if cached.0.elapsed() < JWKS_TTL {
+                return Ok(cached.1.clone());
+            }
+        }
+        let fresh: serde_json::Value = self
+            .http
+            .get(self.endpoint("jwks_uri"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = (Instant::now(), fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Verifies an ID token (ES256, our issuer, this client, not expired,
+    /// the nonce if given) against the provider's JWKS, cached for five
+    /// minutes and refetched once for an unknown key id (rotation).
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: Option<&str>,
+    ) -> Result<serde_json::Value, Error> {
+        let bad = |m: &str| Error::InvalidToken(m.to_owned());
+        let mut parts = token.split('.');
+        let (Some(h), Some(c), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("not a JWT"));
+        };
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64URL.decode(h).map_err(|_| bad("header"))?)
+                .map_err(|_| bad("header"))?;
+        if header["alg"] != "ES256" {
+            return Err(bad("only ES256 is accepted"));
+        }
+        let mut keys = self.keys().await?;
+        let find = |keys: &serde_json::Value| {
+            keys["keys"]
+                .as_array()
+                .and_then(|a| a.iter().find(|k| k["kid"] == header["kid"]).cloned())
+        };
+        let key = match find(&keys) {
+            Some(k) => k,
+            None => {
+                *self.jwks.write().unwrap_or_else(|p| p.into_inner()) =
+                    (Instant::now() - JWKS_TTL * 2, serde_json::Value::Null);
+                keys = self.keys().await?;
+                find(&keys).ok_or_else(|| bad("unknown key id"))?
+            }
+        };
+        let coord = |n: &str| {
+            B64URL
+                .decode(key[n].as_str().unwrap_or_default())
+                .map_err(|_| bad("key"))
+        };
+        let mut point = vec![4u8];
+        point.extend(coord("x")?);
+        point.extend(coord("y")?);
+        let sig = B64URL.decode(s).map_err(|_| bad("signature"))?;
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            &point,
+        )
+        .verify(format!("{h}.{c}").as_bytes(), &sig)
+        .map_err(|_| bad("signature does not verify"))?;
+        let claims: serde_json::Value =
+            serde_json::from_slice(&B64URL.decode(c).map_err(|_| bad("claims"))?)
+                .map_err(|_| bad("claims"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if claims["iss"] != self.issuer.as_str() {
+            return Err(bad("issued by someone else"));
+        }
+        if claims["aud"] != self.client_id.as_str() {
+            return Err(bad("issued to another system"));
+        }
+        if claims["exp"].as_i64().unwrap_or(0) <= now {
+            return Err(bad("expired"));
+        }
+        if let Some(n) = nonce {
+            if claims["nonce"] != n {
+                return Err(bad("nonce does not match this sign-in"));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Whether the official's SSO session still stands (logging out
+    /// anywhere ends it everywhere): the provider answers userinfo only
+    /// while it does.
+    pub async fn still_signed_in(&self, access_token: &str) -> bool {
+        match self
+            .http
+            .get(self.endpoint("userinfo_endpoint"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+        {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    /// Where to send the browser to sign out of every system.
+    pub fn logout_url(&self, post_logout_redirect_uri: &str) -> String {
+        reqwest::Url::parse_with_params(
+            &self.endpoint("end_session_endpoint"),
+            &[
+                ("client_id", self.client_id.as_str()),
+                ("post_logout_redirect_uri", post_logout_redirect_uri),
+            ],
+        )
+        .map(|u| u.to_string())
+        .unwrap_or_default()
+    }
+}
