@@ -29,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oidc/jwks", get(jwks))
         .route("/oidc/authorize", get(authorize).post(sign_in))
+        .route("/oidc/challenge", post(challenge))
+        .route("/oidc/challenge/answer", post(answer))
         .route("/oidc/token", post(token))
         .route("/oidc/userinfo", get(userinfo).post(userinfo))
         .route("/oidc/introspect", post(introspect))
@@ -94,6 +96,15 @@ async fn official(state: &AppState, peers: Option<&PeerCertificates>) -> Result<
     )?;
     let cert =
         x509_cert::Certificate::from_der(der).map_err(|_| "unreadable certificate".to_owned())?;
+    official_from_certificate(state, &cert).await
+}
+
+/// The official a certificate of the `officials` CA signs in, checked
+/// against the database (revoked, held, unknown) and its validity.
+async fn official_from_certificate(
+    state: &AppState,
+    cert: &x509_cert::Certificate,
+) -> Result<Official, String> {
     let officials = state.ca_certificate("officials").ok_or("no officials CA")?;
     if cert.tbs_certificate.issuer != officials.tbs_certificate.subject {
         return Err("this certificate is not from the officials CA".into());
@@ -241,25 +252,41 @@ async fn authorize(
     if let Err(res) = checked(&state, &r).await {
         return res;
     }
-    let who = match official(&state, peers.as_ref().map(|p| &p.0)).await {
-        Ok(o) => o,
-        Err(m) => {
+    let presented = match peers.as_ref() {
+        Some(p) if !p.0 .0.is_empty() => Some(official(&state, Some(&p.0)).await),
+        _ => None,
+    };
+    // A live SSO session (from a certificate sign-in or a signed
+    // challenge) gives a code at once, unless another certificate is
+    // presented now.
+    if let Some(session) = cookie(&headers, SSO_COOKIE) {
+        if let Some(signed_in) = state.oidc.session(session) {
+            let same = match &presented {
+                Some(Ok(o)) => o.subject == signed_in.subject,
+                _ => true,
+            };
+            if same {
+                return code_redirect(&state, &r, session, &signed_in).await;
+            }
+        }
+    }
+    let who = match presented {
+        Some(Ok(o)) => o,
+        Some(Err(m)) => {
             return page(
                 StatusCode::FORBIDDEN,
                 "Sign-in refused 登录被拒绝",
                 html! { p class="error" id="refusal" { (m) } },
             )
         }
-    };
-    if let Some(session) = cookie(&headers, SSO_COOKIE) {
-        if state
-            .oidc
-            .session(session)
-            .is_some_and(|o| o.subject == who.subject)
-        {
-            return code_redirect(&state, &r, session, &who).await;
+        None => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Sign-in refused 登录被拒绝",
+                html! { p class="error" id="refusal" { "present the certificate of your USB key or soft certificate (请出示您的数字证书)" } },
+            )
         }
-    }
+    };
     let name = who.claims["name"].as_str().unwrap_or("").to_owned();
     page_to(
         StatusCode::OK,
@@ -336,6 +363,112 @@ async fn sign_in(
         })
         .await;
     let mut res = code_redirect(&state, &r, &session, &who).await;
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SSO_COOKIE}={session}; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        kexin_identity::provider::SESSION_ABSOLUTE.as_secs()
+    )) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct ChallengeForm {
+    client_id: String,
+}
+
+/// A one-time nonce, bound to the client system, for a signed-challenge
+/// sign-in.
+async fn challenge(State(state): State<AppState>, Form(f): Form<ChallengeForm>) -> Response {
+    match state.oidc.challenge(&f.client_id).await {
+        Ok((id, nonce)) => Json(serde_json::json!({
+            "challenge_id": id,
+            "nonce": nonce,
+            "expires_in": kexin_identity::provider::CHALLENGE_TTL.as_secs(),
+            "sign": "the bytes \"kexin-sso-challenge\\n{nonce}\\n{client_id}\" with the certificate's key",
+        }))
+        .into_response(),
+        Err(e) => oauth_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    challenge_id: String,
+    /// PEM certificate of the official.
+    certificate: String,
+    /// Base64 signature (DER for ECDSA and SM2) with the key's default scheme.
+    signature: String,
+}
+
+/// The signed answer: the challenge is spent, the certificate must chain
+/// to our root through `officials` and be good now, the signature must
+/// verify; then an SSO session starts (the cookie is set).
+async fn answer(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Json(a): Json<Answer>,
+) -> Response {
+    let refuse = |m: &str| oauth_error(kexin_identity::Error::OAuth("access_denied", m.to_owned()));
+    let message = match state.oidc.take_challenge(&a.challenge_id) {
+        Ok(m) => m,
+        Err(e) => return oauth_error(e),
+    };
+    let Some(cert) = x509_cert::Certificate::load_pem_chain(a.certificate.as_bytes())
+        .ok()
+        .and_then(|c| c.into_iter().next())
+    else {
+        return refuse("the certificate is not PEM");
+    };
+    let trust = state.trust();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if let Err(e) = kexin_ca::verify::build_chain(&cert, &trust.intermediates, &trust.roots, now) {
+        return refuse(&format!(
+            "the certificate does not chain to the trusted root: {e}"
+        ));
+    }
+    let who = match official_from_certificate(&state, &cert).await {
+        Ok(o) => o,
+        Err(m) => return refuse(&m),
+    };
+    let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(a.signature.trim()) else {
+        return refuse("the signature is not base64");
+    };
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let Ok(key) = kexin_hsm::KeyAlgorithm::from_spki(spki) else {
+        return refuse("unsupported key");
+    };
+    if let Err(e) = kexin_ca::verify::verify_signature(
+        spki,
+        &key.default_signature().algorithm_identifier(),
+        &message,
+        &signature,
+        &[kexin_hsm::SM2_DEFAULT_ID, ""],
+    ) {
+        return refuse(&format!("the challenge signature does not verify: {e}"));
+    }
+    let session = match state.oidc.start_session(who.clone()) {
+        Ok(s) => s,
+        Err(e) => return oauth_error(e),
+    };
+    let _ = state
+        .instance
+        .audit
+        .append(kexin_ca::audit::AuditEvent {
+            actor: &format!("official:{}", who.subject),
+            action: "sso.login",
+            target: "signed-challenge",
+            source: &peer.ip().to_string(),
+            detail: serde_json::json!({ "certificate": who.claims["x5t_serial"], "name": who.claims["name"] }),
+        })
+        .await;
+    let mut res = Json(
+        serde_json::json!({ "signed_in": true, "sub": who.subject, "name": who.claims["name"] }),
+    )
+    .into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{SSO_COOKIE}={session}; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
         kexin_identity::provider::SESSION_ABSOLUTE.as_secs()

@@ -230,3 +230,152 @@ fn single_sign_on_and_single_logout_across_two_systems_in_chromium() {
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
+
+#[test]
+fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates() {
+    let ca = Ca::init(&[]);
+    let official = ca.officer("wang-wu", "auditor");
+    let client = client_add(&ca, "网关后的系统", "https://gateway.example.gov.cn/cb");
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let (cert, key) = pem_pair(&ca, &official, "wang");
+    let server = ca.serve();
+    let base = format!("https://localhost:{}", ca.https);
+    let root = ca.ca_pem("root");
+    let challenge = || {
+        let (code, body) = curl(&[
+            "--cacert",
+            &root,
+            "-d",
+            &format!("client_id={client_id}"),
+            &format!("{base}/oidc/challenge"),
+        ]);
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    let sign = |message: &str| {
+        let (msg, sig) = (ca.file("msg.bin"), ca.file("sig.der"));
+        std::fs::write(&msg, message).unwrap();
+        assert!(openssl(&["dgst", "-sha256", "-sign", &key, "-out", &sig, &msg]).0);
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&sig).unwrap())
+    };
+    let jar = ca.file("cookies.txt");
+    let answer = |id: &str, signature: &str| {
+        let body = serde_json::json!({
+            "challenge_id": id,
+            "certificate": std::fs::read_to_string(&cert).unwrap(),
+            "signature": signature,
+        })
+        .to_string();
+        let (code, out) = curl(&[
+            "--cacert",
+            &root,
+            "-b",
+            &jar,
+            "-c",
+            &jar,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+            &format!("{base}/oidc/challenge/answer"),
+        ]);
+        (
+            code,
+            serde_json::from_slice::<Value>(&out).unwrap_or(Value::Null),
+        )
+    };
+
+    let c = challenge();
+    let message = format!(
+        "kexin-sso-challenge\n{}\n{client_id}",
+        c["nonce"].as_str().unwrap()
+    );
+    let signature = sign(&message);
+    let (code, v) = answer(c["challenge_id"].as_str().unwrap(), &signature);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["name"], "wang-wu");
+    // The same answer again: the challenge is spent.
+    let (code, v) = answer(c["challenge_id"].as_str().unwrap(), &signature);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+
+    // The session the challenge started gives a code without a client certificate.
+    let authorize = format!(
+        "{base}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fgateway.example.gov.cn%2Fcb&scope=openid&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+    );
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &root,
+            "-b",
+            &jar,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            &authorize,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("303 https://gateway.example.gov.cn/cb?code="),
+        "{text} jar: {}",
+        std::fs::read_to_string(&jar).unwrap_or_default()
+    );
+
+    // A signature over something else, and a nonce for another client, fail.
+    let c = challenge();
+    let (code, v) = answer(
+        c["challenge_id"].as_str().unwrap(),
+        &sign("kexin-sso-challenge\nforged\nx"),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{v}"
+    );
+
+    // A revoked certificate is refused, with the reason.
+    let (_, found) = api(
+        &ca,
+        Some(&official),
+        "GET",
+        "/api/v1/certificates?subject=wang-wu",
+        None,
+    );
+    let serial = found["items"][0]["serial"].as_str().unwrap().to_owned();
+    assert!(ca
+        .kexin(&[
+            "cert",
+            "revoke",
+            "--serial",
+            &serial,
+            "--reason",
+            "keyCompromise"
+        ])
+        .status
+        .success());
+    let c = challenge();
+    let message = format!(
+        "kexin-sso-challenge\n{}\n{client_id}",
+        c["nonce"].as_str().unwrap()
+    );
+    let (code, v) = answer(c["challenge_id"].as_str().unwrap(), &sign(&message));
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("revoked"),
+        "{v}"
+    );
+
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}

@@ -88,6 +88,24 @@ pub struct Provider {
     key: SigningKey,
     issuer: String,
     sessions: Mutex<HashMap<String, Session>>,
+    challenges: Mutex<HashMap<String, Challenge>>,
+}
+
+/// A one-time sign-in challenge for a client that cannot do TLS client
+/// authentication end to end (a USB key behind a gateway).
+struct Challenge {
+    nonce: String,
+    client_id: String,
+    created: Instant,
+}
+
+/// How long a challenge may be answered.
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(120);
+
+/// The bytes a client signs for a challenge: bound to the nonce and to
+/// the client system it was issued for.
+pub fn challenge_message(nonce: &str, client_id: &str) -> Vec<u8> {
+    format!("kexin-sso-challenge\n{nonce}\n{client_id}").into_bytes()
 }
 
 impl Provider {
@@ -97,7 +115,46 @@ impl Provider {
             key,
             issuer,
             sessions: Mutex::default(),
+            challenges: Mutex::default(),
         }
+    }
+
+    /// A new challenge for `client_id`: (challenge id, nonce).
+    pub async fn challenge(&self, client_id: &str) -> Result<(String, String), Error> {
+        if clients::find(&self.db, client_id).await?.is_none() {
+            return Err(oauth("invalid_client", "unknown client"));
+        }
+        let (id, nonce) = (random_token()?, random_token()?);
+        let now = Instant::now();
+        let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, c| now.duration_since(c.created) < CHALLENGE_TTL);
+        if map.len() > 100_000 {
+            return Err(oauth("temporarily_unavailable", "too many open challenges"));
+        }
+        map.insert(
+            id.clone(),
+            Challenge {
+                nonce: nonce.clone(),
+                client_id: client_id.to_owned(),
+                created: now,
+            },
+        );
+        Ok((id, nonce))
+    }
+
+    /// Takes a challenge for answering: it is gone afterwards, so an
+    /// answer cannot be replayed. Returns the message to verify.
+    pub fn take_challenge(&self, id: &str) -> Result<Vec<u8>, Error> {
+        let c = self
+            .challenges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .ok_or_else(|| oauth("invalid_grant", "unknown, used or expired challenge"))?;
+        if c.created.elapsed() >= CHALLENGE_TTL {
+            return Err(oauth("invalid_grant", "the challenge expired"));
+        }
+        Ok(challenge_message(&c.nonce, &c.client_id))
     }
 
     pub fn issuer(&self) -> &str {
