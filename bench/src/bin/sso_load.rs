@@ -1,0 +1,233 @@
+//! Load for `bench/sso.sh`: certificate logins (signed challenge → SSO
+//! session → authorization code → tokens, with the revocation check), refresh
+//! grants, and ID-token verifications in the SDK; reports rates and p99.
+//!
+//! usage: sso_load ISSUER ROOT.pem CERT.pem KEY.pkcs8.der CLIENT_ID SECRET REDIRECT SECONDS CONCURRENCY
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+
+struct Setup {
+    issuer: String,
+    root: Vec<u8>,
+    cert_pem: String,
+    key: EcdsaKeyPair,
+    client_id: String,
+    secret: String,
+    redirect: String,
+}
+
+fn client(root: &[u8], cookies: bool) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(root).unwrap())
+        .cookie_store(cookies)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// One full certificate login; returns the token response.
+async fn login(s: &Setup, http: &reqwest::Client) -> serde_json::Value {
+    let c: serde_json::Value = http
+        .post(format!("{}/oidc/challenge", s.issuer))
+        .form(&[("client_id", &s.client_id)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = format!(
+        "kexin-sso-challenge\n{}\n{}",
+        c["nonce"].as_str().unwrap(),
+        s.client_id
+    );
+    let sig = s
+        .key
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), message.as_bytes())
+        .unwrap();
+    let answer = http
+        .post(format!("{}/oidc/challenge/answer", s.issuer))
+        .json(&serde_json::json!({ "challenge_id": c["challenge_id"], "certificate": s.cert_pem, "signature": STANDARD.encode(sig.as_ref()) }))
+        .send().await.unwrap();
+    assert!(
+        answer.status().is_success(),
+        "{}",
+        answer.text().await.unwrap()
+    );
+    let verifier = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let r = http
+        .get(format!("{}/oidc/authorize", s.issuer))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", &s.client_id),
+            ("redirect_uri", &s.redirect),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = r
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let code = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    http.post(format!("{}/oidc/token", s.issuer))
+        .basic_auth(&s.client_id, Some(&s.secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &s.redirect),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn run<F, Fut>(name: &str, seconds: u64, concurrency: usize, f: F)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let f = Arc::new(f);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                f(w).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let p = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{}",
+        serde_json::json!({ "bench": name, "per_s": (all.len() as f64 / seconds as f64).round(), "p50_ms": (p(0.5) * 10.0).round() / 10.0, "p99_ms": (p(0.99) * 10.0).round() / 10.0, "concurrency": concurrency })
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let setup = Arc::new(Setup {
+        issuer: a[1].clone(),
+        root: std::fs::read(&a[2]).unwrap(),
+        cert_pem: std::fs::read_to_string(&a[3]).unwrap(),
+        key: EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &std::fs::read(&a[4]).unwrap(),
+        )
+        .unwrap(),
+        client_id: a[5].clone(),
+        secret: a[6].clone(),
+        redirect: a[7].clone(),
+    });
+    let (seconds, concurrency): (u64, usize) = (a[8].parse().unwrap(), a[9].parse().unwrap());
+
+    // Certificate logins: each worker is a fresh browser (its own cookies).
+    let s = setup.clone();
+    run("certificate-login", seconds, concurrency, move |_| {
+        let s = s.clone();
+        async move {
+            let http = client(&s.root, true);
+            let tokens = login(&s, &http).await;
+            assert!(tokens["id_token"].is_string(), "{tokens}");
+        }
+    })
+    .await;
+
+    // Refresh grants: each worker rotates its own refresh token.
+    let http = client(&setup.root, true);
+    let mut chains = Vec::new();
+    for _ in 0..concurrency {
+        let t = login(&setup, &client(&setup.root, true)).await;
+        chains.push(Arc::new(tokio::sync::Mutex::new(
+            t["refresh_token"].as_str().unwrap().to_owned(),
+        )));
+    }
+    let (s, chains) = (setup.clone(), Arc::new(chains));
+    run("refresh-grant", seconds, concurrency, move |w| {
+        let (s, http, chains) = (s.clone(), http.clone(), chains.clone());
+        async move {
+            let mut token = chains[w].lock().await;
+            let r: serde_json::Value = http
+                .post(format!("{}/oidc/token", s.issuer))
+                .basic_auth(&s.client_id, Some(&s.secret))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            *token = r["refresh_token"].as_str().expect("rotated").to_owned();
+        }
+    })
+    .await;
+
+    // ID-token verification in the SDK (JWKS cached), one core.
+    let rp = kexin_sdk::RelyingParty::discover(
+        &setup.issuer,
+        &setup.client_id,
+        &setup.secret,
+        &setup.redirect,
+        Some(&setup.root),
+    )
+    .await
+    .unwrap();
+    let id_token = login(&setup, &client(&setup.root, true)).await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rp.verify_id_token(&id_token, None).await.unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        rp.verify_id_token(&id_token, None).await.unwrap();
+        n += 1;
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "bench": "sdk-id-token-verify", "per_s": (n as f64 / start.elapsed().as_secs_f64()).round(), "cores": 1 })
+    );
+}
