@@ -135,6 +135,9 @@ enum ClientCommand {
         /// Exactly as the system will send it; repeat for several.
         #[arg(long = "redirect-uri", required = true)]
         redirect_uris: Vec<String>,
+        /// Where Kexin posts a logout token when an official's session ends.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -359,13 +362,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     data,
                     name,
                     redirect_uris,
+                    backchannel_logout_uri,
                     json,
                 },
         } => {
             init_logging(&data)?;
             let instance = instance::Instance::open(&data).await?;
-            let (client, secret) =
-                kexin_identity::clients::register(&instance.db, &name, &redirect_uris).await?;
+            let (client, secret) = kexin_identity::clients::register(
+                &instance.db,
+                &name,
+                &redirect_uris,
+                backchannel_logout_uri.as_deref(),
+            )
+            .await?;
             instance
                 .audit
                 .append(kexin_ca::audit::AuditEvent {

@@ -661,6 +661,61 @@ async fn revoke(
     }
 }
 
+/// Posts each logout token (OpenID Connect Back-Channel Logout) before
+/// the browser moves on, so systems have ended their sessions by then;
+/// a system that does not answer within 5 seconds is recorded and skipped.
+async fn deliver_logout(state: &AppState, notices: Vec<kexin_identity::provider::LogoutNotice>) {
+    if notices.is_empty() {
+        return;
+    }
+    let mut builder = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(root) = state.ca_certificate("root") {
+        use der::Encode;
+        if let Ok(c) = root
+            .to_der()
+            .map_err(|_| ())
+            .and_then(|d| reqwest::Certificate::from_der(&d).map_err(|_| ()))
+        {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    let Ok(http) = builder.build() else {
+        return;
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in notices {
+        let http = http.clone();
+        tasks.spawn(async move {
+            let result = http
+                .post(&n.uri)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(format!("logout_token={}", n.logout_token))
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            (n.client_id, result.map_err(|e| e.to_string()))
+        });
+    }
+    while let Some(Ok((client_id, result))) = tasks.join_next().await {
+        let _ = state
+            .instance
+            .audit
+            .append(kexin_ca::audit::AuditEvent {
+                actor: "system:kexin",
+                action: "sso.backchannel-logout",
+                target: &client_id,
+                source: "logout",
+                detail: match &result {
+                    Ok(status) => serde_json::json!({ "status": status }),
+                    Err(e) => serde_json::json!({ "error": e }),
+                },
+            })
+            .await;
+    }
+}
+
 #[derive(Deserialize)]
 struct LogoutParams {
     client_id: Option<String>,
@@ -675,8 +730,9 @@ async fn logout(
     Query(p): Query<LogoutParams>,
 ) -> Response {
     if let Some(session) = cookie(&headers, SSO_COOKIE) {
-        if let Err(e) = state.oidc.logout(session).await {
-            return oauth_error(e);
+        match state.oidc.logout(session).await {
+            Ok(notices) => deliver_logout(&state, notices).await,
+            Err(e) => return oauth_error(e),
         }
     }
     let target = match (&p.client_id, &p.post_logout_redirect_uri) {

@@ -198,6 +198,8 @@ fn single_sign_on_and_single_logout_across_two_systems_in_chromium() {
             &format!("http://127.0.0.1:{port}/callback"),
             "--redirect-uri",
             &format!("http://127.0.0.1:{port}/bye"),
+            "--backchannel-logout-uri",
+            &format!("http://127.0.0.1:{port}/backchannel-logout"),
         ]);
         assert!(
             out.status.success(),

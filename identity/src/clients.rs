@@ -11,6 +11,8 @@ pub struct Client {
     pub client_id: String,
     pub name: String,
     pub redirect_uris: Vec<String>,
+    /// Where the provider posts a logout token when a session ends.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// Registers a system; returns it and its secret (shown once).
@@ -18,6 +20,7 @@ pub async fn register(
     db: &Database,
     name: &str,
     redirect_uris: &[String],
+    backchannel_logout_uri: Option<&str>,
 ) -> Result<(Client, String), Error> {
     if name.trim().is_empty() || redirect_uris.is_empty() {
         return Err(oauth(
@@ -25,7 +28,10 @@ pub async fn register(
             "a client needs a name and a redirect URI",
         ));
     }
-    for uri in redirect_uris {
+    for uri in redirect_uris
+        .iter()
+        .chain(backchannel_logout_uri.map(str::to_owned).as_ref())
+    {
         let ok = (uri.starts_with("https://")
             || uri.starts_with("http://127.0.0.1")
             || uri.starts_with("http://localhost"))
@@ -40,12 +46,13 @@ pub async fn register(
     }
     let client_id = format!("kx-{}", &random_token()?[..16]);
     let secret = random_token()?;
-    sqlx::query("INSERT INTO oidc_clients (client_id, name, secret_sha256, redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5)")
+    sqlx::query("INSERT INTO oidc_clients (client_id, name, secret_sha256, redirect_uris, created_at, backchannel_logout_uri) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&client_id)
         .bind(name.trim())
         .bind(sha256_hex(&secret))
         .bind(serde_json::to_string(redirect_uris).unwrap_or_default())
         .bind(crate::now())
+        .bind(backchannel_logout_uri)
         .execute(db.pool())
         .await
         .map_err(storage)?;
@@ -54,13 +61,14 @@ pub async fn register(
             client_id,
             name: name.trim().to_owned(),
             redirect_uris: redirect_uris.to_vec(),
+            backchannel_logout_uri: backchannel_logout_uri.map(str::to_owned),
         },
         secret,
     ))
 }
 
 pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, String)>, Error> {
-    let row = sqlx::query("SELECT client_id, name, redirect_uris, secret_sha256 FROM oidc_clients WHERE client_id = $1")
+    let row = sqlx::query("SELECT client_id, name, redirect_uris, secret_sha256, backchannel_logout_uri FROM oidc_clients WHERE client_id = $1")
         .bind(client_id)
         .fetch_optional(db.pool())
         .await
@@ -72,6 +80,7 @@ pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, Stri
                 client_id: r.try_get(0).map_err(storage)?,
                 name: r.try_get(1).map_err(storage)?,
                 redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
+                backchannel_logout_uri: r.try_get(4).map_err(storage)?,
             },
             r.try_get(3).map_err(storage)?,
         ))

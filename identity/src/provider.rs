@@ -57,6 +57,15 @@ struct Session {
     official: Official,
     created: Instant,
     last_seen: Instant,
+    /// Systems that received a code in this session: told at logout.
+    clients: std::collections::BTreeSet<String>,
+}
+
+/// A logout token to deliver (OpenID Connect Back-Channel Logout 1.0).
+pub struct LogoutNotice {
+    pub uri: String,
+    pub client_id: String,
+    pub logout_token: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -180,6 +189,8 @@ impl Provider {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": ["openid", "profile"],
             "claims_supported": ["sub", "name", "org", "x5t_serial", "subject_dn", "sid", "auth_time", "nonce"],
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
         })
     }
 
@@ -272,27 +283,54 @@ impl Provider {
                 official,
                 created: now,
                 last_seen: now,
+                clients: Default::default(),
             },
         );
         Ok(id)
     }
 
     /// Ends the SSO session everywhere: no system gets a code from it again,
-    /// and its refresh tokens stop working.
-    pub async fn logout(&self, session_id: &str) -> Result<(), Error> {
+    /// its refresh tokens stop working, and every system that took part and
+    /// registered a back-channel logout URI gets a signed logout token
+    /// (returned here for delivery).
+    pub async fn logout(&self, session_id: &str) -> Result<Vec<LogoutNotice>, Error> {
         let removed = self
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(session_id);
-        if removed.is_some() {
-            sqlx::query("UPDATE oidc_refresh_tokens SET state = 'revoked' WHERE family LIKE $1")
-                .bind(format!("{}:%", sid(session_id)))
-                .execute(self.db.pool())
-                .await
-                .map_err(storage)?;
+        let Some(session) = removed else {
+            return Ok(Vec::new());
+        };
+        sqlx::query("UPDATE oidc_refresh_tokens SET state = 'revoked' WHERE family LIKE $1")
+            .bind(format!("{}:%", sid(session_id)))
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?;
+        let mut notices = Vec::new();
+        for client_id in &session.clients {
+            let Some((client, _)) = clients::find(&self.db, client_id).await? else {
+                continue;
+            };
+            let Some(uri) = client.backchannel_logout_uri else {
+                continue;
+            };
+            let t = now();
+            let logout_token = self
+                .key
+                .sign(&serde_json::json!({
+                    "iss": self.issuer, "aud": client_id, "iat": t, "exp": t + 120, "jti": random_token()?,
+                    "sub": session.official.subject, "sid": sid(session_id),
+                    "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+                }))
+                .await?;
+            notices.push(LogoutNotice {
+                uri,
+                client_id: client_id.clone(),
+                logout_token,
+            });
         }
-        Ok(())
+        Ok(notices)
     }
 
     pub async fn issue_code(
@@ -302,6 +340,14 @@ impl Provider {
         official: &Official,
     ) -> Result<String, Error> {
         let code = random_token()?;
+        if let Some(s) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(session_id)
+        {
+            s.clients.insert(r.client_id.clone().unwrap_or_default());
+        }
         sqlx::query(
             "INSERT INTO oidc_codes (code_sha256, client_id, redirect_uri, code_challenge, nonce, scope, subject, claims, session_id, expires_at, used) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)",

@@ -4,8 +4,9 @@
 //! KEXIN_ROOT=kexin-data/ca/root.pem LISTEN=127.0.0.1:3000 SYSTEM_NAME=档案系统 \
 //!   cargo run -p kexin-sdk --example relying_system
 //!
-//! The redirect URI registered with `kexin client add` is
-//! `http://{LISTEN}/callback`.
+//! Registered with `kexin client add --redirect-uri http://{LISTEN}/callback
+//! --redirect-uri http://{LISTEN}/bye --backchannel-logout-uri
+//! http://{LISTEN}/backchannel-logout`.
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -52,6 +53,10 @@ async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
     )
 }
 
+async fn backchannel(State(app): State<App>, body: String) -> axum::http::StatusCode {
+    app.sso.backchannel_logout(&body).await
+}
+
 async fn bye() -> Html<&'static str> {
     Html("<!doctype html><meta charset=utf-8><p id=bye>已退出 Signed out</p>")
 }
@@ -81,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/callback", get(callback))
         .route("/logout", get(logout))
         .route("/bye", get(bye))
+        .route("/backchannel-logout", axum::routing::post(backchannel))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{listen}");

@@ -98,6 +98,25 @@ impl Sso {
         }
     }
 
+    /// `POST /backchannel-logout` (OpenID Connect Back-Channel Logout): the
+    /// provider says a session ended; every local session of it ends now.
+    pub async fn backchannel_logout(&self, form_body: &str) -> axum::http::StatusCode {
+        let token = form_body
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("logout_token="))
+            .unwrap_or_default();
+        match self.rp.verify_logout_token(token).await {
+            Ok(sid) => {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|_, s| s.claims["sid"] != sid.as_str());
+                axum::http::StatusCode::OK
+            }
+            Err(_) => axum::http::StatusCode::BAD_REQUEST,
+        }
+    }
+
     /// `/logout`: forget the local session and end the SSO session.
     pub fn logout(&self, parts_cookie: Option<&str>, after: &str) -> Response {
         if let Some(id) = parts_cookie {
