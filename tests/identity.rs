@@ -231,6 +231,21 @@ fn single_sign_on_and_single_logout_across_two_systems_in_chromium() {
     );
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
+    // Both systems got a logout token and accepted it (HTTP 200).
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from audit_log where action='sso.backchannel-logout' and detail like '%\\\"status\\\":200%'\").fetchone()[0])",
+        ])
+        .arg(ca.data.join("kexin.db"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "2",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

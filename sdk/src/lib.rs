@@ -240,6 +240,20 @@ impl RelyingParty {
         token: &str,
         nonce: Option<&str>,
     ) -> Result<serde_json::Value, Error> {
+        let claims = self.verify_jwt(token).await?;
+        if let Some(n) = nonce {
+            if claims["nonce"] != n {
+                return Err(Error::InvalidToken(
+                    "nonce does not match this sign-in".into(),
+                ));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Signature (ES256, JWKS), issuer, audience and expiry of a JWT the
+    /// provider issued to this system.
+    async fn verify_jwt(&self, token: &str) -> Result<serde_json::Value, Error> {
         let bad = |m: &str| Error::InvalidToken(m.to_owned());
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
