@@ -151,7 +151,13 @@ impl Drop for System {
 
 fn start_system(ca: &Ca, name: &str, port: u16, client: &Value) -> System {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let example = root.join("target/debug/examples/relying_system");
+    // Beside this test binary: target/<profile>/deps/identity-… → target/<profile>/examples.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples/relying_system");
     if !example.exists() {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", "kexin-sdk", "--example", "relying_system"])
