@@ -116,6 +116,11 @@ impl Instance {
         Ok(chain)
     }
 
+    /// Key store label of the first OIDC token key; rotations add `-g{N}`.
+    pub async fn oidc_key_base(&self) -> anyhow::Result<String> {
+        Ok(format!("{}-oidc-es256", self.key_prefix().await?))
+    }
+
     pub async fn seal_registry(&self) -> anyhow::Result<kexin_seal::SealRegistry> {
         Ok(kexin_seal::SealRegistry::new(
             self.db.clone(),

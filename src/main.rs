@@ -112,6 +112,11 @@ enum Command {
         #[command(subcommand)]
         command: seal::LicenseCommand,
     },
+    /// The single sign-on provider's keys.
+    Oidc {
+        #[command(subcommand)]
+        command: OidcCommand,
+    },
     /// Systems that accept single sign-on.
     Client {
         #[command(subcommand)]
@@ -121,6 +126,16 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OidcCommand {
+    /// Generate the next token signing key; a restarted server signs with
+    /// it and keeps publishing the older keys in its JWKS.
+    RotateKey {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
     },
 }
 
@@ -356,6 +371,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Seal { command } => seal::run(command).await,
+        Command::Oidc {
+            command: OidcCommand::RotateKey { data },
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let base = instance.oidc_key_base().await?;
+            let store = instance.store.clone();
+            let kid = tokio::task::spawn_blocking(move || {
+                kexin_identity::jwt::KeySet::rotate(store, &base)
+            })
+            .await??;
+            instance
+                .audit
+                .append(kexin_ca::audit::AuditEvent {
+                    actor: CLI.actor,
+                    action: "oidc.rotate-key",
+                    target: &kid,
+                    source: CLI.source,
+                    detail: serde_json::json!({}),
+                })
+                .await?;
+            instance.checkpoint_audit().await?;
+            println!("{kid}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Client {
             command:
                 ClientCommand::Add {

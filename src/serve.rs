@@ -109,9 +109,9 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     ));
     let oidc = Arc::new(kexin_identity::provider::Provider::new(
         instance.db.clone(),
-        kexin_identity::jwt::SigningKey::open(
+        kexin_identity::jwt::KeySet::open(
             instance.store.clone(),
-            &format!("{}-oidc-es256", instance.key_prefix().await?),
+            &instance.oidc_key_base().await?,
         )?,
         instance.config.https.public_base(),
     ));

@@ -402,3 +402,123 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
+
+#[test]
+fn token_keys_rotate_and_earlier_keys_stay_published() {
+    let ca = Ca::init(&[]);
+    let official = ca.officer("zhao-liu", "auditor");
+    let client = client_add(&ca, "系统", "https://sys.example.gov.cn/cb");
+    let (cert, key) = pem_pair(&ca, &official, "zhao");
+    let root = ca.ca_pem("root");
+    let base = format!("https://localhost:{}", ca.https);
+    let kids = || {
+        let (code, body) = curl(&["--cacert", &root, &format!("{base}/oidc/jwks")]);
+        assert_eq!(code, 200);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let server = ca.serve();
+    let before = kids();
+    assert_eq!(before.len(), 1);
+    server.stop();
+
+    let out = ca.kexin(&["oidc", "rotate-key"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_kid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let server = ca.serve();
+    let after = kids();
+    assert_eq!(
+        after,
+        vec![new_kid.clone(), before[0].clone()],
+        "newest first, the earlier key still published"
+    );
+
+    // A sign-in now gets an ID token signed with the new key.
+    let client_id = client["client_id"].as_str().unwrap();
+    let jar = ca.file("jar.txt");
+    let authorize = format!(
+        "{base}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fsys.example.gov.cn%2Fcb&scope=openid&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+    );
+    let (code, _) = curl(&[
+        "--cacert", &root, "--cert", &cert, "--key", &key, "-c", &jar, &authorize,
+    ]);
+    assert_eq!(code, 200, "the sign-in page");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &root,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-b",
+            &jar,
+            "-c",
+            &jar,
+            "-H",
+            &format!("Origin: {base}"),
+        ])
+        .args([
+            "-d",
+            &authorize.split_once('?').unwrap().1.to_owned(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{redirect_url}",
+        ])
+        .arg(format!("{base}/oidc/authorize"))
+        .output()
+        .unwrap();
+    let location = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code_value = location
+        .split("code=")
+        .nth(1)
+        .expect("a code")
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, body) = curl(&[
+        "--cacert",
+        &root,
+        "-u",
+        &format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
+        "-d",
+        "grant_type=authorization_code",
+        "-d",
+        &format!("code={code_value}"),
+        "-d",
+        "redirect_uri=https://sys.example.gov.cn/cb",
+        "-d",
+        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        &format!("{base}/oidc/token"),
+    ]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let tokens: Value = serde_json::from_slice(&body).unwrap();
+    let header = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    use base64::Engine;
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], new_kid.as_str());
+    server.stop();
+}

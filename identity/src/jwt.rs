@@ -104,3 +104,85 @@ impl SigningKey {
         Ok(claims)
     }
 }
+
+/// Every token key of the provider: the newest signs, all are published in
+/// the JWKS so that tokens signed before a rotation still verify.
+///
+/// Keys are `{base}` (generation 1) and `{base}-g{N}` in the key store;
+/// rotation adds the next generation, and a restarted server signs with it.
+#[derive(Clone)]
+pub struct KeySet {
+    /// Newest first.
+    keys: Vec<SigningKey>,
+}
+
+fn generation(base: &str, label: &str) -> Option<u32> {
+    if label == base {
+        return Some(1);
+    }
+    label.strip_prefix(base)?.strip_prefix("-g")?.parse().ok()
+}
+
+impl KeySet {
+    /// The keys under `base`, the first generated if there is none.
+    pub fn open(store: Arc<dyn KeyStore>, base: &str) -> Result<Self, Error> {
+        let mut labels: Vec<(u32, String)> = store
+            .list()?
+            .into_iter()
+            .filter_map(|e| generation(base, &e.label).map(|g| (g, e.label)))
+            .collect();
+        if labels.is_empty() {
+            labels.push((1, base.to_owned()));
+        }
+        labels.sort_by(|a, b| b.0.cmp(&a.0));
+        let keys = labels
+            .iter()
+            .map(|(_, l)| SigningKey::open(store.clone(), l))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { keys })
+    }
+
+    /// Generates the next generation; returns its key id.
+    pub fn rotate(store: Arc<dyn KeyStore>, base: &str) -> Result<String, Error> {
+        let current = Self::open(store.clone(), base)?;
+        let next = store
+            .list()?
+            .iter()
+            .filter_map(|e| generation(base, &e.label))
+            .max()
+            .unwrap_or(1)
+            + 1;
+        let key = SigningKey::open(store, &format!("{base}-g{next}"))?;
+        drop(current);
+        Ok(key.kid)
+    }
+
+    pub fn current(&self) -> &SigningKey {
+        &self.keys[0]
+    }
+
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .keys
+            .iter()
+            .flat_map(|k| k.jwks()["keys"].as_array().cloned().unwrap_or_default())
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Verifies with the key the token names.
+    pub fn verify(&self, token: &str) -> Result<serde_json::Value, Error> {
+        let kid = token
+            .split('.')
+            .next()
+            .and_then(|h| B64URL.decode(h).ok())
+            .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+            .and_then(|h| h["kid"].as_str().map(str::to_owned))
+            .ok_or_else(|| oauth("invalid_token", "no key id"))?;
+        self.keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| oauth("invalid_token", "unknown key id"))?
+            .verify(token)
+    }
+}

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sqlx::Row;
 
 use crate::clients::{self, Client};
-use crate::jwt::SigningKey;
+use crate::jwt::KeySet;
 use crate::{now, oauth, random_token, sha256_hex, storage, Error};
 
 const CODE_TTL: i64 = 60;
@@ -94,7 +94,7 @@ pub enum AuthorizationError {
 
 pub struct Provider {
     db: Database,
-    key: SigningKey,
+    keys: KeySet,
     issuer: String,
     sessions: Mutex<HashMap<String, Session>>,
     challenges: Mutex<HashMap<String, Challenge>>,
@@ -118,10 +118,10 @@ pub fn challenge_message(nonce: &str, client_id: &str) -> Vec<u8> {
 }
 
 impl Provider {
-    pub fn new(db: Database, key: SigningKey, issuer: String) -> Self {
+    pub fn new(db: Database, keys: KeySet, issuer: String) -> Self {
         Self {
             db,
-            key,
+            keys,
             issuer,
             sessions: Mutex::default(),
             challenges: Mutex::default(),
@@ -195,7 +195,7 @@ impl Provider {
     }
 
     pub fn jwks(&self) -> serde_json::Value {
-        self.key.jwks()
+        self.keys.jwks()
     }
 
     /// Checks an authorization request before anyone signs in.
@@ -317,7 +317,8 @@ impl Provider {
             };
             let t = now();
             let logout_token = self
-                .key
+                .keys
+                .current()
                 .sign(&serde_json::json!({
                     "iss": self.issuer, "aud": client_id, "iat": t, "exp": t + 120, "jti": random_token()?,
                     "sub": session.official.subject, "sid": sid(session_id),
@@ -455,7 +456,8 @@ impl Provider {
         let t = now();
         let session = family.split(':').next().unwrap_or_default();
         let access = self
-            .key
+            .keys
+            .current()
             .sign(&serde_json::json!({
                 "iss": self.issuer, "sub": subject, "aud": client.client_id, "client_id": client.client_id,
                 "scope": scope, "iat": t, "exp": t + ACCESS_TTL, "jti": random_token()?, "sid": session,
@@ -491,7 +493,7 @@ impl Provider {
             for (k, v) in claims.as_object().into_iter().flatten() {
                 id[k] = v.clone();
             }
-            out["id_token"] = self.key.sign(&id).await?.into();
+            out["id_token"] = self.keys.current().sign(&id).await?.into();
         }
         Ok(out)
     }
@@ -546,7 +548,7 @@ impl Provider {
 
     /// The claims of a live access token.
     pub async fn access(&self, token: &str) -> Result<serde_json::Value, Error> {
-        let claims = self.key.verify(token)?;
+        let claims = self.keys.verify(token)?;
         let jti = claims["jti"].as_str().unwrap_or_default();
         let revoked = sqlx::query("SELECT 1 FROM oidc_revoked_access WHERE jti = $1")
             .bind(jti)
@@ -619,7 +621,7 @@ impl Provider {
     /// RFC 7009: revokes an access token (until it expires) or a refresh
     /// token's family; unknown tokens are not an error.
     pub async fn revoke(&self, client: &Client, token: &str) -> Result<(), Error> {
-        if let Ok(claims) = self.key.verify(token) {
+        if let Ok(claims) = self.keys.verify(token) {
             if claims["client_id"] == client.client_id.as_str() {
                 sqlx::query("INSERT INTO oidc_revoked_access (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
                     .bind(claims["jti"].as_str().unwrap_or_default())
