@@ -134,7 +134,7 @@ impl KeySet {
         if labels.is_empty() {
             labels.push((1, base.to_owned()));
         }
-        labels.sort_by(|a, b| b.0.cmp(&a.0));
+        labels.sort_by_key(|l| std::cmp::Reverse(l.0));
         let keys = labels
             .iter()
             .map(|(_, l)| SigningKey::open(store.clone(), l))
@@ -144,7 +144,8 @@ impl KeySet {
 
     /// Generates the next generation; returns its key id.
     pub fn rotate(store: Arc<dyn KeyStore>, base: &str) -> Result<String, Error> {
-        let current = Self::open(store.clone(), base)?;
+        // Opening first makes sure generation 1 exists.
+        Self::open(store.clone(), base)?;
         let next = store
             .list()?
             .iter()
@@ -152,9 +153,7 @@ impl KeySet {
             .max()
             .unwrap_or(1)
             + 1;
-        let key = SigningKey::open(store, &format!("{base}-g{next}"))?;
-        drop(current);
-        Ok(key.kid)
+        Ok(SigningKey::open(store, &format!("{base}-g{next}"))?.kid)
     }
 
     pub fn current(&self) -> &SigningKey {
