@@ -470,7 +470,7 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
         ])
         .args([
             "-d",
-            &authorize.split_once('?').unwrap().1.to_owned(),
+            authorize.split_once('?').unwrap().1,
             "-o",
             "/dev/null",
             "-w",
