@@ -522,3 +522,51 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
     assert_eq!(header["kid"], new_kid.as_str());
     server.stop();
 }
+
+#[test]
+fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
+    let ca = Ca::init(&[]);
+    let official = ca.officer("zhou-qi", "auditor");
+    let client = client_add(&ca, "系统", "https://sys.example.gov.cn/cb");
+    let server = ca.serve();
+    let base = format!("https://localhost:{}", ca.https);
+    let root = std::fs::read(ca.ca_pem("root")).unwrap();
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use kexin_sdk::client::{challenge_login, timestamp, verify_pdf, Pkcs12Identity};
+        let identity = Pkcs12Identity::from_pkcs12(&std::fs::read(&official).unwrap(), P12_PASSWORD).unwrap();
+        assert!(Pkcs12Identity::from_pkcs12(&std::fs::read(&official).unwrap(), "wrong").is_err());
+        let session = challenge_login(&base, &client_id, &identity, Some(&root)).await.unwrap();
+        assert_eq!(session.name.as_deref(), Some("zhou-qi"));
+        let r = session
+            .http
+            .get(format!(
+                "{base}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fsys.example.gov.cn%2Fcb&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert!(r.headers()["location"].to_str().unwrap().contains("code="));
+
+        let reply = timestamp(&format!("http://127.0.0.1:{}", ca.http), b"minutes of the meeting").await.unwrap();
+        std::fs::write(ca.file("reply.tsr"), reply).unwrap();
+        std::fs::write(ca.file("minutes.txt"), b"minutes of the meeting").unwrap();
+
+        let report = verify_pdf(&base, &identity, &root, b"%PDF-1.4\nnot signed".to_vec()).await.unwrap();
+        assert_eq!(report["verdict"], "indeterminate", "{report}");
+    });
+    let out = ca.kexin(&[
+        "verify",
+        &ca.file("reply.tsr"),
+        "--content",
+        &ca.file("minutes.txt"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    server.stop();
+}

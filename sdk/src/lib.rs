@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod axum;
+pub mod client;
 
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
