@@ -196,44 +196,53 @@ pub async fn run(
             }),
         }
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("verdict: {}", report["verdict"].as_str().unwrap_or("?"));
-        for (k, v) in report.as_object().into_iter().flatten() {
-            if k == "signatures" {
-                for (i, s) in v.as_array().into_iter().flatten().enumerate() {
-                    println!(
-                        "  signature {}: {}",
-                        i + 1,
-                        s["verdict"].as_str().unwrap_or("?")
-                    );
-                    for (k, v) in s.as_object().into_iter().flatten() {
-                        if k != "verdict" && !v.is_null() {
-                            println!(
-                                "    {k}: {}",
-                                v.as_str()
-                                    .map(str::to_owned)
-                                    .unwrap_or_else(|| v.to_string())
-                            );
-                        }
-                    }
-                }
-                continue;
-            }
-            if k != "verdict" {
-                println!(
-                    "  {k}: {}",
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string())
-                );
-            }
-        }
-    }
+    // A closed pipe (`kexin verify … | head`) ends the output, not the process.
+    let _ = print_report(&report, json);
     Ok(if report["verdict"] == "valid" {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn print_report(report: &serde_json::Value, json: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let text = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        return writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+    }
+    writeln!(
+        out,
+        "verdict: {}",
+        report["verdict"].as_str().unwrap_or("?")
+    )?;
+    for (k, v) in report.as_object().into_iter().flatten() {
+        if k == "signatures" {
+            for (i, s) in v.as_array().into_iter().flatten().enumerate() {
+                writeln!(
+                    out,
+                    "  signature {}: {}",
+                    i + 1,
+                    s["verdict"].as_str().unwrap_or("?")
+                )?;
+                for (k, v) in s.as_object().into_iter().flatten() {
+                    if k != "verdict" && !v.is_null() {
+                        writeln!(out, "    {k}: {}", text(v))?;
+                    }
+                }
+            }
+        } else if k != "verdict" {
+            writeln!(out, "  {k}: {}", text(v))?;
+        }
+    }
+    Ok(())
 }
