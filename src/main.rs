@@ -153,6 +153,10 @@ enum ClientCommand {
         /// Where Kexin posts a logout token when an official's session ends.
         #[arg(long)]
         backchannel_logout_uri: Option<String>,
+        /// RFC 8705: the subject DN of the system's TLS client certificate
+        /// (systems CA), accepted instead of the secret.
+        #[arg(long)]
+        tls_client_auth_subject: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -403,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     name,
                     redirect_uris,
                     backchannel_logout_uri,
+                    tls_client_auth_subject,
                     json,
                 },
         } => {
@@ -413,6 +418,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &name,
                 &redirect_uris,
                 backchannel_logout_uri.as_deref(),
+                tls_client_auth_subject.as_deref(),
             )
             .await?;
             instance

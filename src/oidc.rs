@@ -524,6 +524,7 @@ fn oauth_error(e: kexin_identity::Error) -> Response {
 async fn client(
     state: &AppState,
     headers: &HeaderMap,
+    peers: Option<&axum::Extension<PeerCertificates>>,
     f: &TokenForm,
 ) -> Result<kexin_identity::clients::Client, kexin_identity::Error> {
     let basic = headers
@@ -543,6 +544,15 @@ async fn client(
     let (id, secret) = match (basic, &f.client_id, &f.client_secret) {
         (Some(pair), _, _) => pair,
         (None, Some(id), Some(secret)) => (id.clone(), secret.clone()),
+        (None, Some(id), None) if peers.is_some_and(|p| !p.0 .0.is_empty()) => {
+            let subject = system_certificate_subject(state, peers).await?;
+            return kexin_identity::clients::authenticate_by_certificate(
+                &state.instance.db,
+                id,
+                &subject,
+            )
+            .await;
+        }
         _ => {
             return Err(kexin_identity::Error::OAuth(
                 "invalid_client",
@@ -551,6 +561,32 @@ async fn client(
         }
     };
     kexin_identity::clients::authenticate(&state.instance.db, &id, &secret).await
+}
+
+/// RFC 8705: the subject DN of a good TLS client certificate of the
+/// systems CA (revocation checked against the database).
+async fn system_certificate_subject(
+    state: &AppState,
+    peers: Option<&axum::Extension<PeerCertificates>>,
+) -> Result<String, kexin_identity::Error> {
+    let refuse = |m: &str| kexin_identity::Error::OAuth("invalid_client", m.to_owned());
+    let der = peers
+        .and_then(|p| p.0 .0.first())
+        .ok_or_else(|| refuse("no client certificate"))?;
+    let cert = x509_cert::Certificate::from_der(der)
+        .map_err(|_| refuse("unreadable client certificate"))?;
+    let systems = state
+        .ca_certificate("systems")
+        .ok_or_else(|| refuse("no systems CA"))?;
+    if cert.tbs_certificate.issuer != systems.tbs_certificate.subject {
+        return Err(refuse("the client certificate is not from the systems CA"));
+    }
+    let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
+    match state.instance.db.certificate(&serial).await {
+        Ok(Some(r)) if r.status == "issued" => Ok(cert.tbs_certificate.subject.to_string()),
+        Ok(Some(r)) => Err(refuse(&format!("the client certificate is {}", r.status))),
+        _ => Err(refuse("the client certificate is unknown to Kexin")),
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -576,9 +612,10 @@ fn percent_decode(s: &str) -> String {
 async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peers: Option<axum::Extension<PeerCertificates>>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    let client = match client(&state, &headers, &f).await {
+    let client = match client(&state, &headers, peers.as_ref(), &f).await {
         Ok(c) => c,
         Err(e) => return oauth_error(e),
     };
@@ -626,9 +663,10 @@ async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response
 async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peers: Option<axum::Extension<PeerCertificates>>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    let client = match client(&state, &headers, &f).await {
+    let client = match client(&state, &headers, peers.as_ref(), &f).await {
         Ok(c) => c,
         Err(e) => return oauth_error(e),
     };
@@ -645,9 +683,10 @@ async fn introspect(
 async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peers: Option<axum::Extension<PeerCertificates>>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    let client = match client(&state, &headers, &f).await {
+    let client = match client(&state, &headers, peers.as_ref(), &f).await {
         Ok(c) => c,
         Err(e) => return oauth_error(e),
     };

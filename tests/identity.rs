@@ -403,6 +403,56 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
 
+/// An authorization code for `client_id`, signing in with the official's
+/// PEM certificate and key over mutual TLS (sign-in page, then confirm).
+/// The PKCE verifier is RFC 7636's example, `dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk`.
+fn code_by_certificate(ca: &Ca, cert: &str, key: &str, client_id: &str, redirect: &str) -> String {
+    let (root, base) = (ca.ca_pem("root"), format!("https://localhost:{}", ca.https));
+    let jar = ca.file("code-jar.txt");
+    let query = format!(
+        "response_type=code&client_id={client_id}&redirect_uri={}&scope=openid&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        redirect.replace(':', "%3A").replace('/', "%2F")
+    );
+    let (code, _) = curl(&[
+        "--cacert",
+        &root,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "-c",
+        &jar,
+        &format!("{base}/oidc/authorize?{query}"),
+    ]);
+    assert_eq!(code, 200, "the sign-in page");
+    let out = Command::new("curl")
+        .args([
+            "-sS", "--cacert", &root, "--cert", cert, "--key", key, "-b", &jar, "-c", &jar,
+        ])
+        .args([
+            "-H",
+            &format!("Origin: {base}"),
+            "-d",
+            &query,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{redirect_url}",
+        ])
+        .arg(format!("{base}/oidc/authorize"))
+        .output()
+        .unwrap();
+    let location = String::from_utf8_lossy(&out.stdout).into_owned();
+    location
+        .split("code=")
+        .nth(1)
+        .expect("a code")
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn token_keys_rotate_and_earlier_keys_stay_published() {
     let ca = Ca::init(&[]);
@@ -444,50 +494,8 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
 
     // A sign-in now gets an ID token signed with the new key.
     let client_id = client["client_id"].as_str().unwrap();
-    let jar = ca.file("jar.txt");
-    let authorize = format!(
-        "{base}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fsys.example.gov.cn%2Fcb&scope=openid&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
-    );
-    let (code, _) = curl(&[
-        "--cacert", &root, "--cert", &cert, "--key", &key, "-c", &jar, &authorize,
-    ]);
-    assert_eq!(code, 200, "the sign-in page");
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--cacert",
-            &root,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-            "-b",
-            &jar,
-            "-c",
-            &jar,
-            "-H",
-            &format!("Origin: {base}"),
-        ])
-        .args([
-            "-d",
-            authorize.split_once('?').unwrap().1,
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{redirect_url}",
-        ])
-        .arg(format!("{base}/oidc/authorize"))
-        .output()
-        .unwrap();
-    let location = String::from_utf8_lossy(&out.stdout).into_owned();
-    let code_value = location
-        .split("code=")
-        .nth(1)
-        .expect("a code")
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let code_value =
+        code_by_certificate(&ca, &cert, &key, client_id, "https://sys.example.gov.cn/cb");
     let (status, body) = curl(&[
         "--cacert",
         &root,
@@ -568,5 +576,93 @@ fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    server.stop();
+}
+
+#[test]
+fn a_system_authenticates_to_the_token_endpoint_with_its_certificate() {
+    let ca = Ca::init(&[]);
+    let official = ca.officer("sun-ba", "auditor");
+    let (cert, key) = pem_pair(&ca, &official, "sun");
+    // The system's TLS client certificate, from the systems CA.
+    let csr = ca.csr(
+        "rp",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=rp.example.gov.cn",
+        None,
+    );
+    let out = ca.kexin(&[
+        "cert",
+        "issue",
+        "--profile",
+        "tls-client",
+        "--ca",
+        "systems",
+        "--csr",
+        &csr,
+        "--out",
+        &ca.file("rp.pem"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = ca.kexin(&["verify", &ca.file("rp.pem"), "--json"]);
+    let subject = serde_json::from_slice::<Value>(&verified.stdout).unwrap()["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = ca.kexin(&[
+        "client",
+        "add",
+        "--name",
+        "rp",
+        "--redirect-uri",
+        "https://rp.example.gov.cn/cb",
+        "--tls-client-auth-subject",
+        &subject,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client_id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let server = ca.serve();
+    let base = format!("https://localhost:{}", ca.https);
+    let exchange = |cert: &str, key: &str, code: &str| {
+        curl(&[
+            "--cacert",
+            &ca.ca_pem("root"),
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "-d",
+            "grant_type=authorization_code",
+            "-d",
+            &format!("client_id={client_id}"),
+            "-d",
+            &format!("code={code}"),
+            "-d",
+            "redirect_uri=https://rp.example.gov.cn/cb",
+            "-d",
+            "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            &format!("{base}/oidc/token"),
+        ])
+    };
+    // Another certificate (the official's, from another CA) is not the client's.
+    let code = code_by_certificate(&ca, &cert, &key, &client_id, "https://rp.example.gov.cn/cb");
+    let (status, body) = exchange(&cert, &key, &code);
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    let code = code_by_certificate(&ca, &cert, &key, &client_id, "https://rp.example.gov.cn/cb");
+    let (status, body) = exchange(&ca.file("rp.pem"), &ca.file("rp.key"), &code);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["id_token"].is_string());
     server.stop();
 }

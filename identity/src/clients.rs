@@ -13,6 +13,9 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Where the provider posts a logout token when a session ends.
     pub backchannel_logout_uri: Option<String>,
+    /// RFC 8705 `tls_client_auth`: the subject DN of the client's TLS
+    /// certificate (from the systems CA), instead of or beside the secret.
+    pub tls_client_auth_subject_dn: Option<String>,
 }
 
 /// Registers a system; returns it and its secret (shown once).
@@ -21,6 +24,7 @@ pub async fn register(
     name: &str,
     redirect_uris: &[String],
     backchannel_logout_uri: Option<&str>,
+    tls_client_auth_subject_dn: Option<&str>,
 ) -> Result<(Client, String), Error> {
     if name.trim().is_empty() || redirect_uris.is_empty() {
         return Err(oauth(
@@ -46,13 +50,14 @@ pub async fn register(
     }
     let client_id = format!("kx-{}", &random_token()?[..16]);
     let secret = random_token()?;
-    sqlx::query("INSERT INTO oidc_clients (client_id, name, secret_sha256, redirect_uris, created_at, backchannel_logout_uri) VALUES ($1, $2, $3, $4, $5, $6)")
+    sqlx::query("INSERT INTO oidc_clients (client_id, name, secret_sha256, redirect_uris, created_at, backchannel_logout_uri, tls_client_auth_subject_dn) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(&client_id)
         .bind(name.trim())
         .bind(sha256_hex(&secret))
         .bind(serde_json::to_string(redirect_uris).unwrap_or_default())
         .bind(crate::now())
         .bind(backchannel_logout_uri)
+        .bind(tls_client_auth_subject_dn)
         .execute(db.pool())
         .await
         .map_err(storage)?;
@@ -62,13 +67,14 @@ pub async fn register(
             name: name.trim().to_owned(),
             redirect_uris: redirect_uris.to_vec(),
             backchannel_logout_uri: backchannel_logout_uri.map(str::to_owned),
+            tls_client_auth_subject_dn: tls_client_auth_subject_dn.map(str::to_owned),
         },
         secret,
     ))
 }
 
 pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, String)>, Error> {
-    let row = sqlx::query("SELECT client_id, name, redirect_uris, secret_sha256, backchannel_logout_uri FROM oidc_clients WHERE client_id = $1")
+    let row = sqlx::query("SELECT client_id, name, redirect_uris, secret_sha256, backchannel_logout_uri, tls_client_auth_subject_dn FROM oidc_clients WHERE client_id = $1")
         .bind(client_id)
         .fetch_optional(db.pool())
         .await
@@ -81,6 +87,7 @@ pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, Stri
                 name: r.try_get(1).map_err(storage)?,
                 redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
                 backchannel_logout_uri: r.try_get(4).map_err(storage)?,
+                tls_client_auth_subject_dn: r.try_get(5).map_err(storage)?,
             },
             r.try_get(3).map_err(storage)?,
         ))
@@ -99,4 +106,25 @@ pub async fn authenticate(db: &Database, client_id: &str, secret: &str) -> Resul
     )
     .map_err(|_| invalid())?;
     Ok(client)
+}
+
+/// RFC 8705 `tls_client_auth`: the client presented a certificate (already
+/// checked to be good and from the systems CA) whose subject is the one
+/// registered for it.
+pub async fn authenticate_by_certificate(
+    db: &Database,
+    client_id: &str,
+    subject_dn: &str,
+) -> Result<Client, Error> {
+    let invalid = || {
+        oauth(
+            "invalid_client",
+            "unknown client or a certificate not registered for it",
+        )
+    };
+    let (client, _) = find(db, client_id).await?.ok_or_else(invalid)?;
+    match &client.tls_client_auth_subject_dn {
+        Some(dn) if dn == subject_dn => Ok(client),
+        _ => Err(invalid()),
+    }
 }

@@ -186,7 +186,7 @@ impl Provider {
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "tls_client_auth"],
             "scopes_supported": ["openid", "profile"],
             "claims_supported": ["sub", "name", "org", "x5t_serial", "subject_dn", "sid", "auth_time", "nonce"],
             "backchannel_logout_supported": true,
