@@ -545,11 +545,12 @@ async fn client(
         (Some(pair), _, _) => pair,
         (None, Some(id), Some(secret)) => (id.clone(), secret.clone()),
         (None, Some(id), None) if peers.is_some_and(|p| !p.0 .0.is_empty()) => {
-            let subject = system_certificate_subject(state, peers).await?;
+            let (subject, thumbprint) = system_certificate_subject(state, peers).await?;
             return kexin_identity::clients::authenticate_by_certificate(
                 &state.instance.db,
                 id,
                 &subject,
+                &thumbprint,
             )
             .await;
         }
@@ -563,12 +564,12 @@ async fn client(
     kexin_identity::clients::authenticate(&state.instance.db, &id, &secret).await
 }
 
-/// RFC 8705: the subject DN of a good TLS client certificate of the
-/// systems CA (revocation checked against the database).
+/// RFC 8705: the subject DN and thumbprint of a good TLS client
+/// certificate of the systems CA (revocation checked against the database).
 async fn system_certificate_subject(
     state: &AppState,
     peers: Option<&axum::Extension<PeerCertificates>>,
-) -> Result<String, kexin_identity::Error> {
+) -> Result<(String, String), kexin_identity::Error> {
     let refuse = |m: &str| kexin_identity::Error::OAuth("invalid_client", m.to_owned());
     let der = peers
         .and_then(|p| p.0 .0.first())
@@ -583,10 +584,18 @@ async fn system_certificate_subject(
     }
     let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
     match state.instance.db.certificate(&serial).await {
-        Ok(Some(r)) if r.status == "issued" => Ok(cert.tbs_certificate.subject.to_string()),
+        Ok(Some(r)) if r.status == "issued" => {
+            Ok((cert.tbs_certificate.subject.to_string(), thumbprint(der)))
+        }
         Ok(Some(r)) => Err(refuse(&format!("the client certificate is {}", r.status))),
         _ => Err(refuse("the client certificate is unknown to Kexin")),
     }
+}
+
+/// base64url(SHA-256(DER)): the x5t#S256 of RFC 8705.
+fn thumbprint(der: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -648,13 +657,25 @@ async fn token(
     }
 }
 
-async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn userinfo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peers: Option<axum::Extension<PeerCertificates>>,
+) -> Response {
+    let presented = peers
+        .as_ref()
+        .and_then(|p| p.0 .0.first())
+        .map(|der| thumbprint(der));
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    match state.oidc.userinfo(bearer.trim()).await {
+    match state
+        .oidc
+        .userinfo(bearer.trim(), presented.as_deref())
+        .await
+    {
         Ok(info) => Json(info).into_response(),
         Err(e) => oauth_error(e),
     }

@@ -663,6 +663,35 @@ fn a_system_authenticates_to_the_token_endpoint_with_its_certificate() {
     let code = code_by_certificate(&ca, &cert, &key, &client_id, "https://rp.example.gov.cn/cb");
     let (status, body) = exchange(&ca.file("rp.pem"), &ca.file("rp.key"), &code);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(serde_json::from_slice::<Value>(&body).unwrap()["id_token"].is_string());
+    let tokens: Value = serde_json::from_slice(&body).unwrap();
+    assert!(tokens["id_token"].is_string());
+    // The access token is bound to the system's certificate (RFC 8705 §3).
+    let access = tokens["access_token"].as_str().unwrap();
+    let userinfo = |extra: &[&str]| {
+        let mut args = vec![
+            "--cacert".to_owned(),
+            ca.ca_pem("root"),
+            "-H".into(),
+            format!("Authorization: Bearer {access}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(format!("{base}/oidc/userinfo"));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&refs).0
+    };
+    assert_eq!(
+        userinfo(&[]),
+        401,
+        "a bound token was used without its certificate"
+    );
+    assert_eq!(
+        userinfo(&["--cert", &cert, "--key", &key]),
+        401,
+        "a bound token was used with another certificate"
+    );
+    assert_eq!(
+        userinfo(&["--cert", &ca.file("rp.pem"), "--key", &ca.file("rp.key")]),
+        200
+    );
     server.stop();
 }

@@ -16,6 +16,11 @@ pub struct Client {
     /// RFC 8705 `tls_client_auth`: the subject DN of the client's TLS
     /// certificate (from the systems CA), instead of or beside the secret.
     pub tls_client_auth_subject_dn: Option<String>,
+    /// Set when this request authenticated with a certificate: its SHA-256
+    /// thumbprint (base64url), which binds the access tokens issued now
+    /// (RFC 8705 §3).
+    #[serde(skip)]
+    pub certificate_thumbprint: Option<String>,
 }
 
 /// Registers a system; returns it and its secret (shown once).
@@ -68,6 +73,7 @@ pub async fn register(
             redirect_uris: redirect_uris.to_vec(),
             backchannel_logout_uri: backchannel_logout_uri.map(str::to_owned),
             tls_client_auth_subject_dn: tls_client_auth_subject_dn.map(str::to_owned),
+            certificate_thumbprint: None,
         },
         secret,
     ))
@@ -88,6 +94,7 @@ pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, Stri
                 redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
                 backchannel_logout_uri: r.try_get(4).map_err(storage)?,
                 tls_client_auth_subject_dn: r.try_get(5).map_err(storage)?,
+                certificate_thumbprint: None,
             },
             r.try_get(3).map_err(storage)?,
         ))
@@ -115,6 +122,7 @@ pub async fn authenticate_by_certificate(
     db: &Database,
     client_id: &str,
     subject_dn: &str,
+    thumbprint: &str,
 ) -> Result<Client, Error> {
     let invalid = || {
         oauth(
@@ -122,9 +130,12 @@ pub async fn authenticate_by_certificate(
             "unknown client or a certificate not registered for it",
         )
     };
-    let (client, _) = find(db, client_id).await?.ok_or_else(invalid)?;
+    let (mut client, _) = find(db, client_id).await?.ok_or_else(invalid)?;
     match &client.tls_client_auth_subject_dn {
-        Some(dn) if dn == subject_dn => Ok(client),
+        Some(dn) if dn == subject_dn => {
+            client.certificate_thumbprint = Some(thumbprint.to_owned());
+            Ok(client)
+        }
         _ => Err(invalid()),
     }
 }

@@ -455,15 +455,15 @@ impl Provider {
     ) -> Result<serde_json::Value, Error> {
         let t = now();
         let session = family.split(':').next().unwrap_or_default();
-        let access = self
-            .keys
-            .current()
-            .sign(&serde_json::json!({
-                "iss": self.issuer, "sub": subject, "aud": client.client_id, "client_id": client.client_id,
-                "scope": scope, "iat": t, "exp": t + ACCESS_TTL, "jti": random_token()?, "sid": session,
-                "profile": claims,
-            }))
-            .await?;
+        let mut access_claims = serde_json::json!({
+            "iss": self.issuer, "sub": subject, "aud": client.client_id, "client_id": client.client_id,
+            "scope": scope, "iat": t, "exp": t + ACCESS_TTL, "jti": random_token()?, "sid": session,
+            "profile": claims,
+        });
+        if let Some(thumbprint) = &client.certificate_thumbprint {
+            access_claims["cnf"] = serde_json::json!({ "x5t#S256": thumbprint });
+        }
+        let access = self.keys.current().sign(&access_claims).await?;
         let refresh = random_token()?;
         sqlx::query(
             "INSERT INTO oidc_refresh_tokens (token_sha256, family, client_id, subject, claims, scope, state, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7)",
@@ -573,9 +573,28 @@ impl Provider {
         map.keys().any(|id| sid(id) == wanted)
     }
 
-    /// The official's claims, for the holder of a live access token.
-    pub async fn userinfo(&self, token: &str) -> Result<serde_json::Value, Error> {
+    /// The official's claims, for the holder of a live access token; a
+    /// certificate-bound token (RFC 8705 §3) only with that certificate
+    /// (`presented`: the SHA-256 thumbprint of the request's TLS client
+    /// certificate).
+    pub async fn userinfo(
+        &self,
+        token: &str,
+        presented: Option<&str>,
+    ) -> Result<serde_json::Value, Error> {
         let claims = self.access(token).await?;
+        if let Some(bound) = claims["cnf"]["x5t#S256"].as_str() {
+            let ok = presented.is_some_and(|p| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(p.as_bytes(), bound.as_bytes())
+                    .is_ok()
+            });
+            if !ok {
+                return Err(oauth(
+                    "invalid_token",
+                    "the token is bound to another client certificate",
+                ));
+            }
+        }
         let mut info = claims["profile"].clone();
         if !info.is_object() {
             info = serde_json::json!({});
