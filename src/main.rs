@@ -157,6 +157,9 @@ enum ClientCommand {
         /// (systems CA), accepted instead of the secret.
         #[arg(long)]
         tls_client_auth_subject: Option<String>,
+        /// ES256 (default) or SM2 ID tokens.
+        #[arg(long)]
+        id_token_alg: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -408,6 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     redirect_uris,
                     backchannel_logout_uri,
                     tls_client_auth_subject,
+                    id_token_alg,
                     json,
                 },
         } => {
@@ -419,6 +423,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &redirect_uris,
                 backchannel_logout_uri.as_deref(),
                 tls_client_auth_subject.as_deref(),
+                id_token_alg.as_deref(),
             )
             .await?;
             instance

@@ -465,10 +465,12 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
         let (code, body) = curl(&["--cacert", &root, &format!("{base}/oidc/jwks")]);
         assert_eq!(code, 200);
         let v: Value = serde_json::from_slice(&body).unwrap();
+        // The ES256 keys, in the JWKS's order (the SM2 key is apart).
         v["keys"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|k| k["alg"] == "ES256")
             .map(|k| k["kid"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
@@ -692,6 +694,108 @@ fn a_system_authenticates_to_the_token_endpoint_with_its_certificate() {
     assert_eq!(
         userinfo(&["--cert", &ca.file("rp.pem"), "--key", &ca.file("rp.key")]),
         200
+    );
+    server.stop();
+}
+
+#[test]
+fn a_system_may_ask_for_sm2_id_tokens_that_gmssl_verifies() {
+    let ca = Ca::init(&[]);
+    let official = ca.officer("wu-jiu", "auditor");
+    let (cert, key) = pem_pair(&ca, &official, "wu");
+    let out = ca.kexin(&[
+        "client",
+        "add",
+        "--name",
+        "国密系统",
+        "--redirect-uri",
+        "https://sm.example.gov.cn/cb",
+        "--id-token-alg",
+        "sm2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let client_id = client["client_id"].as_str().unwrap();
+    let server = ca.serve();
+    let base = format!("https://localhost:{}", ca.https);
+    let (_, discovery) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        &format!("{base}/.well-known/openid-configuration"),
+    ]);
+    let discovery: Value = serde_json::from_slice(&discovery).unwrap();
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256", "SM2"])
+    );
+    let code = code_by_certificate(&ca, &cert, &key, client_id, "https://sm.example.gov.cn/cb");
+    let (status, body) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "-u",
+        &format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
+        "-d",
+        "grant_type=authorization_code",
+        "-d",
+        &format!("code={code}"),
+        "-d",
+        "redirect_uri=https://sm.example.gov.cn/cb",
+        "-d",
+        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        &format!("{base}/oidc/token"),
+    ]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let id_token = serde_json::from_slice::<Value>(&body).unwrap()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parts: Vec<&str> = id_token.split('.').collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header: Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "SM2");
+    let (_, jwks) = curl(&["--cacert", &ca.ca_pem("root"), &format!("{base}/oidc/jwks")]);
+    let jwks: Value = serde_json::from_slice(&jwks).unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .unwrap()
+        .clone();
+    assert_eq!(jwk["crv"], "SM2");
+    let public = [
+        b64.decode(jwk["x"].as_str().unwrap()).unwrap(),
+        b64.decode(jwk["y"].as_str().unwrap()).unwrap(),
+    ]
+    .concat();
+    let verify = |signed: &str, signature: &[u8]| {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys\nfrom gmssl import sm2\nc = sm2.CryptSM2(private_key=None, public_key=sys.argv[1])\nprint(c.verify_with_sm3(sys.argv[2], sys.argv[3].encode()))",
+                &hex::encode(&public),
+                &hex::encode(signature),
+                signed,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "True"
+    };
+    let signature = b64.decode(parts[2]).unwrap();
+    assert_eq!(signature.len(), 64, "r‖s");
+    assert!(
+        verify(&format!("{}.{}", parts[0], parts[1]), &signature),
+        "gmssl rejects the SM2 ID token"
+    );
+    assert!(
+        !verify(&format!("{}.{}x", parts[0], parts[1]), &signature),
+        "gmssl accepts anything"
     );
     server.stop();
 }

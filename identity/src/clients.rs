@@ -21,6 +21,8 @@ pub struct Client {
     /// (RFC 8705 §3).
     #[serde(skip)]
     pub certificate_thumbprint: Option<String>,
+    /// `ES256` (default) or `SM2` (SM2 with SM3, user ID 1234567812345678).
+    pub id_token_alg: String,
 }
 
 /// Registers a system; returns it and its secret (shown once).
@@ -30,7 +32,15 @@ pub async fn register(
     redirect_uris: &[String],
     backchannel_logout_uri: Option<&str>,
     tls_client_auth_subject_dn: Option<&str>,
+    id_token_alg: Option<&str>,
 ) -> Result<(Client, String), Error> {
+    let id_token_alg = id_token_alg.unwrap_or("ES256").to_ascii_uppercase();
+    if !matches!(id_token_alg.as_str(), "ES256" | "SM2") {
+        return Err(oauth(
+            "invalid_client_metadata",
+            "id_token_alg is ES256 or SM2",
+        ));
+    }
     if name.trim().is_empty() || redirect_uris.is_empty() {
         return Err(oauth(
             "invalid_client_metadata",
@@ -55,7 +65,7 @@ pub async fn register(
     }
     let client_id = format!("kx-{}", &random_token()?[..16]);
     let secret = random_token()?;
-    sqlx::query("INSERT INTO oidc_clients (client_id, name, secret_sha256, redirect_uris, created_at, backchannel_logout_uri, tls_client_auth_subject_dn) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+    sqlx::query("INSERT INTO oidc_clients (client_id, name, secret_sha256, redirect_uris, created_at, backchannel_logout_uri, tls_client_auth_subject_dn, id_token_alg) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&client_id)
         .bind(name.trim())
         .bind(sha256_hex(&secret))
@@ -63,6 +73,7 @@ pub async fn register(
         .bind(crate::now())
         .bind(backchannel_logout_uri)
         .bind(tls_client_auth_subject_dn)
+        .bind(&id_token_alg)
         .execute(db.pool())
         .await
         .map_err(storage)?;
@@ -74,13 +85,14 @@ pub async fn register(
             backchannel_logout_uri: backchannel_logout_uri.map(str::to_owned),
             tls_client_auth_subject_dn: tls_client_auth_subject_dn.map(str::to_owned),
             certificate_thumbprint: None,
+            id_token_alg,
         },
         secret,
     ))
 }
 
 pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, String)>, Error> {
-    let row = sqlx::query("SELECT client_id, name, redirect_uris, secret_sha256, backchannel_logout_uri, tls_client_auth_subject_dn FROM oidc_clients WHERE client_id = $1")
+    let row = sqlx::query("SELECT client_id, name, redirect_uris, secret_sha256, backchannel_logout_uri, tls_client_auth_subject_dn, id_token_alg FROM oidc_clients WHERE client_id = $1")
         .bind(client_id)
         .fetch_optional(db.pool())
         .await
@@ -95,6 +107,10 @@ pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, Stri
                 backchannel_logout_uri: r.try_get(4).map_err(storage)?,
                 tls_client_auth_subject_dn: r.try_get(5).map_err(storage)?,
                 certificate_thumbprint: None,
+                id_token_alg: r
+                    .try_get::<Option<String>, _>(6)
+                    .map_err(storage)?
+                    .unwrap_or_else(|| "ES256".into()),
             },
             r.try_get(3).map_err(storage)?,
         ))

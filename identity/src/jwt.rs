@@ -15,21 +15,34 @@ pub struct SigningKey {
     store: Arc<dyn KeyStore>,
     label: String,
     pub kid: String,
-    /// Uncompressed P-256 point.
+    /// P-256 (ES256) or SM2 (JWS alg `SM2`: SM2 with SM3, user ID
+    /// 1234567812345678, signature r‖s).
+    algorithm: KeyAlgorithm,
+    /// Uncompressed point.
     point: Vec<u8>,
 }
 
 impl SigningKey {
-    /// The key under `label`, generated (P-256) on first use.
+    /// The P-256 key under `label`, generated on first use.
     pub fn open(store: Arc<dyn KeyStore>, label: &str) -> Result<Self, Error> {
+        Self::open_with(store, label, KeyAlgorithm::EcdsaP256)
+    }
+
+    /// The key under `label` (P-256 or SM2), generated on first use.
+    pub fn open_with(
+        store: Arc<dyn KeyStore>,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<Self, Error> {
+        if !matches!(algorithm, KeyAlgorithm::EcdsaP256 | KeyAlgorithm::Sm2) {
+            return Err(oauth("server_error", "a token key is P-256 or SM2"));
+        }
         let public = match store.public_key(label) {
-            Err(kexin_hsm::Error::KeyNotFound(_)) => {
-                store.generate(label, KeyAlgorithm::EcdsaP256)?
-            }
+            Err(kexin_hsm::Error::KeyNotFound(_)) => store.generate(label, algorithm)?,
             other => other?,
         };
-        if public.algorithm != KeyAlgorithm::EcdsaP256 {
-            return Err(oauth("server_error", "the token key is not P-256"));
+        if public.algorithm != algorithm {
+            return Err(oauth("server_error", "the token key has another algorithm"));
         }
         let spki = kexin_ca::certificate::parse_spki(&public.spki_der)?;
         let point = spki.subject_public_key.raw_bytes().to_vec();
@@ -40,19 +53,34 @@ impl SigningKey {
             store,
             label: label.to_owned(),
             kid,
+            algorithm,
             point,
         })
     }
 
+    /// The JWS `alg` of this key.
+    pub fn alg(&self) -> &'static str {
+        if self.algorithm == KeyAlgorithm::Sm2 {
+            "SM2"
+        } else {
+            "ES256"
+        }
+    }
+
     pub fn jwks(&self) -> serde_json::Value {
+        let crv = if self.algorithm == KeyAlgorithm::Sm2 {
+            "SM2"
+        } else {
+            "P-256"
+        };
         serde_json::json!({ "keys": [{
-            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+            "kty": "EC", "crv": crv, "use": "sig", "alg": self.alg(), "kid": self.kid,
             "x": B64URL.encode(&self.point[1..33]), "y": B64URL.encode(&self.point[33..65]),
         }]})
     }
 
     pub async fn sign(&self, claims: &serde_json::Value) -> Result<String, Error> {
-        let header = serde_json::json!({ "alg": "ES256", "kid": self.kid, "typ": "JWT" });
+        let header = serde_json::json!({ "alg": self.alg(), "kid": self.kid, "typ": "JWT" });
         let input = format!(
             "{}.{}",
             B64URL.encode(header.to_string()),
@@ -63,11 +91,14 @@ impl SigningKey {
             self.label.clone(),
             input.clone().into_bytes(),
         );
-        let der = tokio::task::spawn_blocking(move || {
-            store.sign(&label, SignatureAlgorithm::EcdsaSha256, &bytes)
-        })
-        .await
-        .map_err(|e| oauth("server_error", e.to_string()))??;
+        let scheme = if self.algorithm == KeyAlgorithm::Sm2 {
+            SignatureAlgorithm::Sm2Sm3
+        } else {
+            SignatureAlgorithm::EcdsaSha256
+        };
+        let der = tokio::task::spawn_blocking(move || store.sign(&label, scheme, &bytes))
+            .await
+            .map_err(|e| oauth("server_error", e.to_string()))??;
         let raw = kexin_hsm::algorithm::ecdsa_der_to_raw(&der, 32)?;
         Ok(format!("{input}.{}", B64URL.encode(raw)))
     }
@@ -114,6 +145,9 @@ impl SigningKey {
 pub struct KeySet {
     /// Newest first.
     keys: Vec<SigningKey>,
+    /// For clients that asked for SM2 ID tokens; absent when the key store
+    /// cannot hold SM2 keys (PKCS#11 tokens without SM2).
+    sm2: Option<SigningKey>,
 }
 
 fn generation(base: &str, label: &str) -> Option<u32> {
@@ -139,7 +173,8 @@ impl KeySet {
             .iter()
             .map(|(_, l)| SigningKey::open(store.clone(), l))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { keys })
+        let sm2 = SigningKey::open_with(store, &format!("{base}-sm2"), KeyAlgorithm::Sm2).ok();
+        Ok(Self { keys, sm2 })
     }
 
     /// Generates the next generation; returns its key id.
@@ -160,10 +195,15 @@ impl KeySet {
         &self.keys[0]
     }
 
+    pub fn sm2(&self) -> Option<&SigningKey> {
+        self.sm2.as_ref()
+    }
+
     pub fn jwks(&self) -> serde_json::Value {
         let keys: Vec<serde_json::Value> = self
             .keys
             .iter()
+            .chain(self.sm2.as_ref())
             .flat_map(|k| k.jwks()["keys"].as_array().cloned().unwrap_or_default())
             .collect();
         serde_json::json!({ "keys": keys })
@@ -180,7 +220,7 @@ impl KeySet {
             .ok_or_else(|| oauth("invalid_token", "no key id"))?;
         self.keys
             .iter()
-            .find(|k| k.kid == kid)
+            .find(|k| k.kid == kid && k.algorithm == KeyAlgorithm::EcdsaP256)
             .ok_or_else(|| oauth("invalid_token", "unknown key id"))?
             .verify(token)
     }

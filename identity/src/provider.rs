@@ -184,7 +184,7 @@ impl Provider {
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["ES256"],
+            "id_token_signing_alg_values_supported": if self.keys.sm2().is_some() { serde_json::json!(["ES256", "SM2"]) } else { serde_json::json!(["ES256"]) },
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "tls_client_auth"],
             "scopes_supported": ["openid", "profile"],
@@ -493,7 +493,17 @@ impl Provider {
             for (k, v) in claims.as_object().into_iter().flatten() {
                 id[k] = v.clone();
             }
-            out["id_token"] = self.keys.current().sign(&id).await?.into();
+            let key = if client.id_token_alg == "SM2" {
+                self.keys.sm2().ok_or_else(|| {
+                    oauth(
+                        "server_error",
+                        "SM2 ID tokens need a key store that holds SM2 keys",
+                    )
+                })?
+            } else {
+                self.keys.current()
+            };
+            out["id_token"] = key.sign(&id).await?.into();
         }
         Ok(out)
     }
