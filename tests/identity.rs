@@ -797,5 +797,28 @@ fn a_system_may_ask_for_sm2_id_tokens_that_gmssl_verifies() {
         !verify(&format!("{}.{}x", parts[0], parts[1]), &signature),
         "gmssl accepts anything"
     );
+    // The SDK verifies SM2 ID tokens too, and refuses an altered one.
+    let root = std::fs::read(ca.ca_pem("root")).unwrap();
+    let secret = client["client_secret"].as_str().unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let rp = kexin_sdk::RelyingParty::discover(
+            &base,
+            client_id,
+            secret,
+            "https://sm.example.gov.cn/cb",
+            Some(&root),
+        )
+        .await
+        .unwrap();
+        let claims = rp.verify_id_token(&id_token, None).await.unwrap();
+        assert_eq!(claims["name"], "wu-jiu");
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(br#"{"sub":"x"}"#),
+            parts[2]
+        );
+        assert!(rp.verify_id_token(&forged, None).await.is_err());
+    });
     server.stop();
 }

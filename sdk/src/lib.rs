@@ -263,8 +263,9 @@ impl RelyingParty {
         let header: serde_json::Value =
             serde_json::from_slice(&B64URL.decode(h).map_err(|_| bad("header"))?)
                 .map_err(|_| bad("header"))?;
-        if header["alg"] != "ES256" {
-            return Err(bad("only ES256 is accepted"));
+        let alg = header["alg"].as_str().unwrap_or_default().to_owned();
+        if alg != "ES256" && alg != "SM2" {
+            return Err(bad("only ES256 and SM2 are accepted"));
         }
         let mut keys = self.keys().await?;
         let find = |keys: &serde_json::Value| {
@@ -290,12 +291,27 @@ impl RelyingParty {
         point.extend(coord("x")?);
         point.extend(coord("y")?);
         let sig = B64URL.decode(s).map_err(|_| bad("signature"))?;
-        aws_lc_rs::signature::UnparsedPublicKey::new(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-            &point,
-        )
-        .verify(format!("{h}.{c}").as_bytes(), &sig)
-        .map_err(|_| bad("signature does not verify"))?;
+        if key["alg"] != alg.as_str() {
+            return Err(bad("the key is for another algorithm"));
+        }
+        let signed = format!("{h}.{c}");
+        if alg == "SM2" {
+            use sm2::dsa::signature::Verifier;
+            let public = sm2::PublicKey::from_sec1_bytes(&point).map_err(|_| bad("key"))?;
+            let verifying =
+                sm2::dsa::VerifyingKey::new("1234567812345678", public).map_err(|_| bad("key"))?;
+            let sig = sm2::dsa::Signature::from_slice(&sig).map_err(|_| bad("signature"))?;
+            verifying
+                .verify(signed.as_bytes(), &sig)
+                .map_err(|_| bad("signature does not verify"))?;
+        } else {
+            aws_lc_rs::signature::UnparsedPublicKey::new(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+                &point,
+            )
+            .verify(signed.as_bytes(), &sig)
+            .map_err(|_| bad("signature does not verify"))?;
+        }
         let claims: serde_json::Value =
             serde_json::from_slice(&B64URL.decode(c).map_err(|_| bad("claims"))?)
                 .map_err(|_| bad("claims"))?;
