@@ -28,6 +28,7 @@ use crate::tls::PeerCertificates;
 mod requests;
 mod seals;
 pub use requests::after_decision;
+pub use seals::seal_problem;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -726,6 +726,70 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     }
     assert_eq!(last, 429);
 
+    // The console's seal page: the seal-admin sees the seal and grants it.
+    let console = |p12: &str, jar: &str, extra: &[&str], path: &str| {
+        let mut args = vec![
+            "--cacert".to_owned(),
+            ca.ca_pem("root"),
+            "--cert-type".into(),
+            "P12".into(),
+            "--cert".into(),
+            format!("{p12}:{P12_PASSWORD}"),
+            "-b".into(),
+            jar.to_owned(),
+            "-c".into(),
+            jar.to_owned(),
+            "-H".into(),
+            format!("Origin: https://localhost:{}", ca.https),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(format!("https://localhost:{}{path}", ca.https));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, body) = curl(&refs);
+        (code, String::from_utf8_lossy(&body).into_owned())
+    };
+    let jar = ca.file("sam.jar");
+    console(&sam, &jar, &["-d", "next=/console/seals"], "/console/login");
+    let (code, page) = console(&sam, &jar, &[], "/console/seals");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains(SEAL)
+            && page.contains("data:image/png;base64,iVBOR")
+            && page.contains("clerk"),
+        "{page}"
+    );
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (code, _) = console(
+        &sam,
+        &jar,
+        &["-d", &format!("csrf={csrf}&principal=registry-office")],
+        &format!(
+            "{}/users",
+            seal_path("")
+                .replace("/api/v1/seals", "/console/seals")
+                .trim_end_matches('/')
+        ),
+    );
+    assert_eq!(code, 303);
+    let (_, page) = console(&sam, &jar, &[], "/console/seals");
+    assert!(page.contains("registry-office"), "{page}");
+    let other_jar = ca.file("other.jar");
+    console(
+        &other,
+        &other_jar,
+        &["-d", "next=/console"],
+        "/console/login",
+    );
+    let (code, _) = console(&other, &other_jar, &[], "/console/seals");
+    assert_eq!(code, 403, "an ra-officer saw the seal page");
+
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }

@@ -298,6 +298,33 @@ impl SealRegistry {
         }
     }
 
+    /// Grants `principal` the use of seal `name`; audited.
+    pub async fn grant(
+        &self,
+        name: &str,
+        principal: &str,
+        requester: Requester<'_>,
+    ) -> Result<(), Error> {
+        let principal = principal.trim();
+        if principal.is_empty() || principal.chars().count() > 64 {
+            return Err(Error::InvalidInput(
+                "a principal name is 1 to 64 characters".into(),
+            ));
+        }
+        self.get(name).await?;
+        self.db.add_seal_user(name, principal).await?;
+        self.audit
+            .append(AuditEvent {
+                actor: requester.actor,
+                action: "seal.grant",
+                target: name,
+                source: requester.source,
+                detail: serde_json::json!({ "principal": principal }),
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Records one application of a seal (what was sealed, by whom).
     pub async fn record_use(
         &self,

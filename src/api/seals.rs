@@ -135,24 +135,20 @@ async fn grant(
         ));
     }
     let Json(grant) = body.map_err(super::json_problem)?;
-    let registry = state.seals.registry();
-    registry.get(&name).await.map_err(seal_problem)?;
-    registry
-        .db()
-        .add_seal_user(&name, grant.principal.trim())
+    let actor = caller.actor();
+    state
+        .seals
+        .registry()
+        .grant(
+            &name,
+            &grant.principal,
+            Requester {
+                actor: &actor,
+                source: &caller.source,
+            },
+        )
         .await
-        .map_err(super::ca_problem)?;
-    registry
-        .audit()
-        .append(kexin_ca::audit::AuditEvent {
-            actor: &caller.actor(),
-            action: "seal.grant",
-            target: &name,
-            source: &caller.source,
-            detail: serde_json::json!({ "principal": grant.principal.trim() }),
-        })
-        .await
-        .map_err(super::ca_problem)?;
+        .map_err(seal_problem)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

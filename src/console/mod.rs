@@ -14,6 +14,7 @@ mod certificates;
 pub(crate) mod i18n;
 mod officers;
 mod requests;
+mod seals;
 mod session;
 
 use axum::extract::{FromRequestParts, Path, Query};
@@ -57,6 +58,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/officers", get(officers::list).post(officers::add))
         .route("/console/kmc", get(requests::kmc_queue))
+        .route("/console/seals", get(seals::list))
+        .route("/console/seals/{name}/users", post(seals::grant))
         .route("/console/audit", get(audit::browse))
         .layer(axum::middleware::from_fn(guard))
 }
@@ -444,6 +447,9 @@ fn frame(lang: Lang, title: &str, officer: Option<&Officer>, body: Markup) -> Ma
                             }
                             @if matches!(o.caller.role, Role::KmcOfficer | Role::RaAdmin) {
                                 a href="/console/kmc" { (lang.t("kmc")) }
+                            }
+                            @if matches!(o.caller.role, Role::SealAdmin | Role::RaAdmin | Role::Auditor) {
+                                a href="/console/seals" { (lang.t("seals")) }
                             }
                             @if o.caller.role == Role::RaAdmin {
                                 a href="/console/officers" { (lang.t("officers")) }

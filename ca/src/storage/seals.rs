@@ -102,6 +102,19 @@ impl Database {
         Ok(())
     }
 
+    /// The principals granted a seal.
+    pub async fn seal_users(&self, seal: &str) -> Result<Vec<String>, Error> {
+        let rows =
+            sqlx::query("SELECT principal FROM seal_users WHERE seal = $1 ORDER BY principal")
+                .bind(seal)
+                .fetch_all(self.pool())
+                .await
+                .map_err(storage)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(storage))
+            .collect()
+    }
+
     pub async fn is_seal_user(&self, seal: &str, principal: &str) -> Result<bool, Error> {
         let row = sqlx::query("SELECT 1 FROM seal_users WHERE seal = $1 AND principal = $2")
             .bind(seal)
