@@ -96,6 +96,9 @@ pub struct Provider {
     db: Database,
     keys: KeySet,
     issuer: String,
+    /// Keyed by [`sid`] of the session id: lookups by cookie hash it once,
+    /// lookups by a token's `sid` need no hashing, and the cookie values
+    /// themselves are never kept.
     sessions: Mutex<HashMap<String, Session>>,
     challenges: Mutex<HashMap<String, Challenge>>,
 }
@@ -257,12 +260,13 @@ impl Provider {
     /// The official of a live SSO session; marks it used.
     pub fn session(&self, id: &str) -> Option<Official> {
         let now = Instant::now();
+        let key = sid(id);
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map.get_mut(id)?;
+        let s = map.get_mut(&key)?;
         if now.duration_since(s.last_seen) >= SESSION_IDLE
             || now.duration_since(s.created) >= SESSION_ABSOLUTE
         {
-            map.remove(id);
+            map.remove(&key);
             return None;
         }
         s.last_seen = now;
@@ -278,7 +282,7 @@ impl Provider {
                 && now.duration_since(s.created) < SESSION_ABSOLUTE
         });
         map.insert(
-            id.clone(),
+            sid(&id),
             Session {
                 official,
                 created: now,
@@ -298,7 +302,7 @@ impl Provider {
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(session_id);
+            .remove(&sid(session_id));
         let Some(session) = removed else {
             return Ok(Vec::new());
         };
@@ -345,7 +349,7 @@ impl Provider {
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get_mut(session_id)
+            .get_mut(&sid(session_id))
         {
             s.clients.insert(r.client_id.clone().unwrap_or_default());
         }
@@ -579,8 +583,10 @@ impl Provider {
     }
 
     fn session_by_sid(&self, wanted: &str) -> bool {
-        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        map.keys().any(|id| sid(id) == wanted)
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(wanted)
     }
 
     /// The official's claims, for the holder of a live access token; a
