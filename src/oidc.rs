@@ -341,8 +341,15 @@ async fn sign_in(
             )
         }
     };
-    let session = match state.oidc.start_session(who.clone()) {
-        Ok(s) => s,
+    let (session, cookie) = match start_sso(
+        &state,
+        &who,
+        r.client_id.as_deref().unwrap_or_default(),
+        peer.ip(),
+    )
+    .await
+    {
+        Ok(started) => started,
         Err(e) => {
             return page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -351,25 +358,39 @@ async fn sign_in(
             )
         }
     };
+    let mut res = code_redirect(&state, &r, &session, &who).await;
+    if let Some(v) = cookie {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// Starts an SSO session for `who` (audited as `sso.login`, `via` the
+/// client or the challenge) and returns its id with the cookie that carries it.
+async fn start_sso(
+    state: &AppState,
+    who: &Official,
+    via: &str,
+    source: std::net::IpAddr,
+) -> Result<(String, Option<HeaderValue>), kexin_identity::Error> {
+    let session = state.oidc.start_session(who.clone())?;
     let _ = state
         .instance
         .audit
         .append(kexin_ca::audit::AuditEvent {
             actor: &format!("official:{}", who.subject),
             action: "sso.login",
-            target: r.client_id.as_deref().unwrap_or_default(),
-            source: &peer.ip().to_string(),
+            target: via,
+            source: &source.to_string(),
             detail: serde_json::json!({ "certificate": who.claims["x5t_serial"], "name": who.claims["name"] }),
         })
         .await;
-    let mut res = code_redirect(&state, &r, &session, &who).await;
-    if let Ok(v) = HeaderValue::from_str(&format!(
+    let cookie = HeaderValue::from_str(&format!(
         "{SSO_COOKIE}={session}; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
         kexin_identity::provider::SESSION_ABSOLUTE.as_secs()
-    )) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
-    res
+    ))
+    .ok();
+    Ok((session, cookie))
 }
 
 #[derive(Deserialize)]
@@ -450,29 +471,15 @@ async fn answer(
     ) {
         return refuse(&format!("the challenge signature does not verify: {e}"));
     }
-    let session = match state.oidc.start_session(who.clone()) {
-        Ok(s) => s,
+    let cookie = match start_sso(&state, &who, "signed-challenge", peer.ip()).await {
+        Ok((_, cookie)) => cookie,
         Err(e) => return oauth_error(e),
     };
-    let _ = state
-        .instance
-        .audit
-        .append(kexin_ca::audit::AuditEvent {
-            actor: &format!("official:{}", who.subject),
-            action: "sso.login",
-            target: "signed-challenge",
-            source: &peer.ip().to_string(),
-            detail: serde_json::json!({ "certificate": who.claims["x5t_serial"], "name": who.claims["name"] }),
-        })
-        .await;
     let mut res = Json(
         serde_json::json!({ "signed_in": true, "sub": who.subject, "name": who.claims["name"] }),
     )
     .into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{SSO_COOKIE}={session}; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
-        kexin_identity::provider::SESSION_ABSOLUTE.as_secs()
-    )) {
+    if let Some(v) = cookie {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
     res
