@@ -109,6 +109,28 @@ fn seal_pdf(ca: &Ca, input: &str, output: &str, extra: &[&str]) -> std::process:
     ca.kexin(&args)
 }
 
+/// `openssl cms -verify` of a detached DER signature over `content`,
+/// trusting only our root (any purpose: seals carry documentSigning).
+fn cms_verifies(ca: &Ca, signature: &str, content: &str) -> (bool, String) {
+    openssl(&[
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        signature,
+        "-content",
+        content,
+        "-CAfile",
+        &ca.ca_pem("root"),
+        "-purpose",
+        "any",
+        "-out",
+        "/dev/null",
+    ])
+}
+
 fn ok(out: &std::process::Output) {
     assert!(
         out.status.success(),
@@ -273,23 +295,7 @@ fn files_sealed_with_cades_verify_with_openssl_and_revoked_seals_refuse() {
         ok(&ca.kexin(&[
             "seal", "sign", "--seal", SEAL, "--in", &content, "--out", &sig, "--level", level,
         ]));
-        let (ok_, out) = openssl(&[
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            &sig,
-            "-content",
-            &content,
-            "-CAfile",
-            &ca.ca_pem("root"),
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ]);
+        let (ok_, out) = cms_verifies(&ca, &sig, &content);
         assert!(ok_, "{level}: {out}");
         let (_, printed) = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", &sig]);
         assert!(printed.contains("signingCertificateV2"), "{printed}");
@@ -310,23 +316,7 @@ fn files_sealed_with_cades_verify_with_openssl_and_revoked_seals_refuse() {
     changed[1_234_567] ^= 1;
     let changed_path = ca.file("changed.bin");
     std::fs::write(&changed_path, changed).unwrap();
-    let (ok_, _) = openssl(&[
-        "cms",
-        "-verify",
-        "-binary",
-        "-inform",
-        "DER",
-        "-in",
-        &ca.file("archive-b-t.p7s"),
-        "-content",
-        &changed_path,
-        "-CAfile",
-        &ca.ca_pem("root"),
-        "-purpose",
-        "any",
-        "-out",
-        "/dev/null",
-    ]);
+    let (ok_, _) = cms_verifies(&ca, &ca.file("archive-b-t.p7s"), &changed_path);
     assert!(!ok_, "a changed file verified");
 
     // Revoking the seal's certificate makes the seal unusable.
@@ -607,23 +597,7 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
         let (sig_path, content_path) = (ca.file("api.p7s"), ca.file("api.txt"));
         std::fs::write(&sig_path, der).unwrap();
         std::fs::write(&content_path, content).unwrap();
-        let (ok_, out) = openssl(&[
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            &sig_path,
-            "-content",
-            &content_path,
-            "-CAfile",
-            &ca.ca_pem("root"),
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ]);
+        let (ok_, out) = cms_verifies(&ca, &sig_path, &content_path);
         assert!(ok_, "{out}");
     }
 
