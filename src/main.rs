@@ -15,6 +15,7 @@ mod seal;
 mod serve;
 mod tls;
 mod verify;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::serve::AppState;
 use crate::tls::PeerCertificates;
+use crate::web::{cookie, percent_encode};
 
 const SSO_COOKIE: &str = "kexin_sso";
 
@@ -162,35 +163,14 @@ fn origin_of(url: &str) -> Option<String> {
     ok.then(|| format!("{scheme}://{host}"))
 }
 
-fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn redirect_with(uri: &str, params: &[(&str, &str)]) -> Response {
     let query: String = params
         .iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
     let sep = if uri.contains('?') { '&' } else { '?' };
     Redirect::to(&format!("{uri}{sep}{query}")).into_response()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn checked(state: &AppState, r: &AuthorizationRequest) -> Result<(), Response> {

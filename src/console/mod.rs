@@ -29,6 +29,7 @@ use serde::Deserialize;
 use crate::api::{authenticate, Caller};
 use crate::problem::Problem;
 use crate::serve::AppState;
+use crate::web::{cookie, percent_encode};
 use i18n::Lang;
 pub use session::Sessions;
 
@@ -120,16 +121,6 @@ fn same_origin(h: &HeaderMap, uri: &axum::http::Uri) -> bool {
         }
         None => false,
     }
-}
-
-fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 pub(crate) fn lang_of(h: &HeaderMap) -> Lang {
@@ -266,22 +257,11 @@ impl FromRequestParts<AppState> for Officer {
                 } else {
                     "/console".to_owned()
                 };
-                let target = format!("/console/login?next={}", url_encode(&next));
+                let target = format!("/console/login?next={}", percent_encode(&next));
                 Err(Redirect::to(&target).into_response())
             }
         }
     }
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Only console paths are followed after sign-in: no open redirect.
