@@ -150,7 +150,8 @@ impl Issuer {
     }
 }
 
-pub(crate) fn now() -> i64 {
+/// Unix seconds now, the time unit of every stored timestamp.
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

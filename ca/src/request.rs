@@ -26,7 +26,7 @@ use x509_cert::Certificate;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::certificate::{der_err, general_name};
 use crate::csr::{name_attributes, parse_and_verify};
-use crate::issuance::Requester;
+use crate::issuance::{now, Requester};
 use crate::kmc::{one_time_secret, pkcs12, KeyManagementCenter};
 use crate::principal::Role;
 use crate::profile::{attribute_oid, SubjectRequest};
@@ -895,13 +895,6 @@ fn serial_of(cert: &Certificate) -> String {
 
 fn actor(officer: Officer<'_>) -> String {
     format!("principal:{}", officer.name)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Checks an ID number's form; a resident ID (GB 11643) must carry a

@@ -34,12 +34,7 @@ pub(crate) fn oauth(code: &'static str, description: impl Into<String>) -> Error
     Error::OAuth(code, description.into())
 }
 
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use kexin_ca::issuance::now;
 
 /// 32 random bytes, base64url: codes, tokens, secrets, session ids.
 pub fn random_token() -> Result<String, Error> {

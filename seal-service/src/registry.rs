@@ -346,8 +346,5 @@ impl SealRegistry {
 }
 
 pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    kexin_ca::issuance::now().max(0) as u64
 }

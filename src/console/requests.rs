@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{when, CsrfOnly, Officer, PageResult};
 use crate::serve::AppState;
+use kexin_ca::issuance::now;
 
 /// Whether `officer` may approve or reject `r` now.
 fn may_decide(officer: &Officer, r: &RequestView) -> bool {
@@ -575,11 +576,4 @@ pub async fn kmc_queue(State(state): State<AppState>, officer: Officer) -> PageR
         }
     };
     Ok(officer.page(officer.t("kmc"), body))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
