@@ -134,8 +134,7 @@ pub async fn seal_pdf(
         catalog_extra,
     )?;
     let prepared = update.write(pdf);
-    let signed = fill_signature(prepared, pdf.len(), |digest_input| {
-        let digest = signer.digest_algorithm().digest(&digest_input);
+    let signed = fill_signature(prepared, pdf.len(), signer.digest_algorithm(), |digest| {
         let sign_opts = SignOptions {
             signing_time: false,
             level: opts.level.min(Level::BT),
@@ -216,9 +215,15 @@ fn signature_dict(sig: &Dictionary, room: usize) -> Vec<u8> {
     body
 }
 
-/// Patches the ByteRange of the signature written after `from`, signs the
-/// covered bytes with `sign`, and writes the CMS into Contents.
-async fn fill_signature<F, Fut>(mut file: Vec<u8>, from: usize, sign: F) -> Result<Vec<u8>, Error>
+/// Patches the ByteRange of the signature written after `from`, hashes
+/// the covered bytes with `digest`, has `sign` make the CMS for that
+/// digest, and writes it into Contents.
+async fn fill_signature<F, Fut>(
+    mut file: Vec<u8>,
+    from: usize,
+    digest: kexin_ca::cms::DigestAlgorithm,
+    sign: F,
+) -> Result<Vec<u8>, Error>
 where
     F: FnOnce(Vec<u8>) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<u8>, Error>>,
@@ -246,10 +251,11 @@ where
     }
     let padded = format!("{byte_range:<width$}", width = BYTE_RANGE_PLACEHOLDER.len());
     file[at..at + padded.len()].copy_from_slice(padded.as_bytes());
-    let mut covered = Vec::with_capacity(file.len() - (contents_end - contents_start));
-    covered.extend_from_slice(&file[..contents_start]);
-    covered.extend_from_slice(&file[contents_end..]);
-    let cms = sign(covered).await?;
+    // The two covered ranges are hashed in place, not copied.
+    let mut hasher = digest.hasher();
+    hasher.update(&file[..contents_start]);
+    hasher.update(&file[contents_end..]);
+    let cms = sign(hasher.finish()).await?;
     let hex = hex::encode_upper(&cms);
     let room = contents_end - contents_start - 2;
     if hex.len() > room {
@@ -535,15 +541,9 @@ async fn document_timestamp(
         Dictionary::new(),
     )?;
     let prepared = update.write(pdf);
-    fill_signature(prepared, pdf.len(), |covered| async move {
-        let digest = kexin_ca::cms::DigestAlgorithm::Sha256.digest(&covered);
-        Ok(tsa
-            .stamp(
-                kexin_ca::cms::DigestAlgorithm::Sha256.oid(),
-                &digest,
-                requester,
-            )
-            .await?)
+    let sha256 = kexin_ca::cms::DigestAlgorithm::Sha256;
+    fill_signature(prepared, pdf.len(), sha256, |digest| async move {
+        Ok(tsa.stamp(sha256.oid(), &digest, requester).await?)
     })
     .await
 }
