@@ -417,22 +417,23 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
     let ends: Vec<usize> = signatures.iter().map(|s| s.covered_end).collect();
     let mut reports = Vec::new();
     for sig in &signatures {
-        let covered = || {
-            let mut data = Vec::new();
-            for (start, len) in &sig.ranges {
-                if let Some(part) = pdf.get(*start..start + len) {
-                    data.extend_from_slice(part);
-                }
-            }
-            data
-        };
+        // The signed byte ranges, read in place.
+        let covered: Vec<&[u8]> = sig
+            .ranges
+            .iter()
+            .filter_map(|(start, len)| pdf.get(*start..start + len))
+            .collect();
         let mut report = if sig.doc_timestamp {
-            verify_document_timestamp(&sig.contents, &covered(), trust)
+            verify_document_timestamp(&sig.contents, &covered, trust)
         } else {
             match parse_cms(&sig.contents) {
                 Ok(sd) => match digest_algorithm_of(&sd) {
                     Ok(alg) => {
-                        let digest = alg.digest(&covered());
+                        let mut hasher = alg.hasher();
+                        for part in &covered {
+                            hasher.update(part);
+                        }
+                        let digest = hasher.finish();
                         verify_signed_data(&sd, &digest, trust, db, &sig.sub_filter).await
                     }
                     Err(e) => broken(None, &sig.sub_filter, &e.to_string()),
@@ -482,7 +483,7 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
     Report::from_signatures("pdf", reports)
 }
 
-fn verify_document_timestamp(contents: &[u8], covered: &[u8], trust: &Trust) -> SignatureReport {
+fn verify_document_timestamp(contents: &[u8], covered: &[&[u8]], trust: &Trust) -> SignatureReport {
     let mut r = broken(None, "ETSI.RFC3161", "");
     r.kind = "document-timestamp";
     let token =
@@ -493,9 +494,14 @@ fn verify_document_timestamp(contents: &[u8], covered: &[u8], trust: &Trust) -> 
                 return r;
             }
         };
+    let mut reader = covered
+        .iter()
+        .fold(Box::new(std::io::empty()) as Box<dyn Read>, |r, part| {
+            Box::new(r.chain(*part))
+        });
     match kexin_timestamp::verify::verify_token(
         &token,
-        &mut &covered[..],
+        &mut reader,
         &trust.intermediates,
         &trust.roots,
     ) {
