@@ -122,6 +122,20 @@ impl DigestAlgorithm {
         h.finish()
     }
 
+    /// The digest of everything `reader` yields, read in 256 KiB chunks so
+    /// that memory does not grow with the content.
+    pub fn digest_reader(self, reader: &mut dyn std::io::Read) -> std::io::Result<Vec<u8>> {
+        let mut hasher = self.hasher();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hasher.finish());
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+
     /// An incremental hasher, for content too large to hold in memory.
     pub fn hasher(self) -> Hasher {
         use aws_lc_rs::digest as d;

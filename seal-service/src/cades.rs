@@ -9,20 +9,9 @@ use kexin_ca::cms::DigestAlgorithm;
 use crate::signer::{SealSigner, SignOptions};
 use crate::Error;
 
-const CHUNK: usize = 256 * 1024;
-
 /// The digest of everything `reader` yields.
 pub fn digest_reader(algorithm: DigestAlgorithm, mut reader: impl Read) -> Result<Vec<u8>, Error> {
-    let mut hasher = algorithm.hasher();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finish())
+    Ok(algorithm.digest_reader(&mut reader)?)
 }
 
 /// A detached signature (DER) of the file at `path`, and the file's digest.

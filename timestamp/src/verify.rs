@@ -200,33 +200,10 @@ pub fn verify_token(
 }
 
 fn hash_reader(alg: ObjectIdentifier, data: &mut dyn Read) -> Result<Vec<u8>, TokenError> {
-    use aws_lc_rs::digest as d;
-    let mut buf = vec![0u8; 64 * 1024];
-    let lc = match alg.to_string().as_str() {
-        "2.16.840.1.101.3.4.2.1" => &d::SHA256,
-        "2.16.840.1.101.3.4.2.2" => &d::SHA384,
-        "2.16.840.1.101.3.4.2.3" => &d::SHA512,
-        "1.2.156.10197.1.401" => {
-            use sm3::Digest;
-            let mut h = sm3::Sm3::new();
-            loop {
-                let n = data.read(&mut buf).map_err(malformed)?;
-                if n == 0 {
-                    return Ok(h.finalize().to_vec());
-                }
-                h.update(&buf[..n]);
-            }
-        }
-        other => return Err(TokenError::UnsupportedHash(other.to_owned())),
-    };
-    let mut ctx = d::Context::new(lc);
-    loop {
-        let n = data.read(&mut buf).map_err(malformed)?;
-        if n == 0 {
-            return Ok(ctx.finish().as_ref().to_vec());
-        }
-        ctx.update(&buf[..n]);
-    }
+    kexin_ca::cms::DigestAlgorithm::from_oid(&alg)
+        .ok_or_else(|| TokenError::UnsupportedHash(alg.to_string()))?
+        .digest_reader(data)
+        .map_err(malformed)
 }
 
 /// RFC 3161 §2.3: extendedKeyUsage present, critical, timeStamping only.
