@@ -44,7 +44,12 @@ impl Sso {
 
     /// `/login`: redirect to Kexin.
     pub fn begin(&self) -> Response {
-        let login = self.rp.login();
+        let login = match self.rp.login() {
+            Ok(l) => l,
+            Err(e) => {
+                return (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+            }
+        };
         let url = login.url.clone();
         self.pending
             .lock()
@@ -74,7 +79,13 @@ impl Sso {
         };
         match self.rp.complete(&login, query).await {
             Ok(signed_in) => {
-                let id = crate::random();
+                let Ok(id) = crate::random() else {
+                    return (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "no system randomness",
+                    )
+                        .into_response();
+                };
                 self.sessions
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

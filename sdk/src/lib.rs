@@ -14,7 +14,7 @@
 //!     Some(&std::fs::read("root.pem").unwrap()),
 //! )
 //! .await?;
-//! let login = rp.login();                    // redirect the browser to login.url
+//! let login = rp.login()?;                   // redirect the browser to login.url
 //! // …the browser comes back to /callback?code=…&state=…
 //! # let query = "";
 //! let signed_in = rp.complete(&login, query).await?; // PKCE, ID token checked
@@ -72,15 +72,16 @@ pub struct RelyingParty {
     redirect_uri: String,
     discovery: serde_json::Value,
     http: reqwest::Client,
-    jwks: RwLock<(Instant, serde_json::Value)>,
+    /// When the JWKS was fetched (never: `None`), and the JWKS.
+    jwks: RwLock<(Option<Instant>, serde_json::Value)>,
 }
 
 const JWKS_TTL: Duration = Duration::from_secs(300);
 
-fn random() -> String {
+fn random() -> Result<String, Error> {
     let mut b = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
-    B64URL.encode(b)
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Refused("no system randomness".into()))?;
+    Ok(B64URL.encode(b))
 }
 
 impl RelyingParty {
@@ -119,7 +120,7 @@ impl RelyingParty {
             redirect_uri: redirect_uri.to_owned(),
             discovery,
             http,
-            jwks: RwLock::new((Instant::now() - JWKS_TTL * 2, serde_json::Value::Null)),
+            jwks: RwLock::new((None, serde_json::Value::Null)),
         })
     }
 
@@ -128,8 +129,8 @@ impl RelyingParty {
     }
 
     /// A new sign-in: state, nonce and a PKCE verifier, and the URL.
-    pub fn login(&self) -> LoginRequest {
-        let (state, nonce, verifier) = (random(), random(), random());
+    pub fn login(&self) -> Result<LoginRequest, Error> {
+        let (state, nonce, verifier) = (random()?, random()?, random()?);
         let challenge = B64URL.encode(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
             verifier.as_bytes(),
@@ -149,12 +150,12 @@ impl RelyingParty {
         )
         .map(|u| u.to_string())
         .unwrap_or_default();
-        LoginRequest {
+        Ok(LoginRequest {
             url,
             state,
             nonce,
             verifier,
-        }
+        })
     }
 
     /// Finishes a sign-in from the callback's query string: checks state,
@@ -218,7 +219,7 @@ impl RelyingParty {
     async fn keys(&self) -> Result<serde_json::Value, Error> {
         {
             let cached = self.jwks.read().unwrap_or_else(|p| p.into_inner());
-            if cached.0.elapsed() < JWKS_TTL {
+            if cached.0.is_some_and(|at| at.elapsed() < JWKS_TTL) {
                 return Ok(cached.1.clone());
             }
         }
@@ -229,7 +230,8 @@ impl RelyingParty {
             .await?
             .json()
             .await?;
-        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = (Instant::now(), fresh.clone());
+        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) =
+            (Some(Instant::now()), fresh.clone());
         Ok(fresh)
     }
 
@@ -277,7 +279,7 @@ impl RelyingParty {
             Some(k) => k,
             None => {
                 *self.jwks.write().unwrap_or_else(|p| p.into_inner()) =
-                    (Instant::now() - JWKS_TTL * 2, serde_json::Value::Null);
+                    (None, serde_json::Value::Null);
                 keys = self.keys().await?;
                 find(&keys).ok_or_else(|| bad("unknown key id"))?
             }
