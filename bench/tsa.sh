@@ -29,12 +29,16 @@ for alg in ecdsa-p256 rsa-3072; do
   curl -fs -H 'Content-Type: application/timestamp-query' --data-binary @"$WORK/req.tsq" "http://127.0.0.1:$HTTP/tsa" -o "$WORK/r.tsr"
   openssl ts -verify -data "$WORK/doc.txt" -in "$WORK/r.tsr" -CAfile "$WORK/$alg/ca/root.pem" \
     -untrusted <(cat "$WORK/$alg/ca/systems.pem" "$WORK/$alg/tsa/tsa.pem") 2>/dev/null | grep -q OK
+  # CPU time the server itself used during the run (utime + stime, in ticks).
+  cpu_ticks() { awk '{print $14 + $15}' /proc/$PID/stat; }
+  T0=$(cpu_ticks)
   OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/post.lua" "http://127.0.0.1:$HTTP/tsa")
+  T1=$(cpu_ticks)
   LOGGED=$(python3 -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute('select count(*) from timestamp_tokens').fetchone()[0])" "$WORK/$alg/kexin.db")
   RATE=$(echo "$OUT" | awk '/Requests\/sec/ {print $2}')
   P50=$(echo "$OUT" | awk '$1=="50%" {print $2}'); P99=$(echo "$OUT" | awk '$1=="99%" {print $2}')
   SPEED=$SPEED_P256; [ $alg = rsa-3072 ] && SPEED=$SPEED_RSA
-  python3 -c "import json,sys; r,s=float(sys.argv[2]),float(sys.argv[5]); print(json.dumps({'alg':sys.argv[1],'tokens_per_s':r,'p50':sys.argv[3],'p99':sys.argv[4],'tokens_logged':int(sys.argv[6]),'openssl_speed_sign_per_s_one_core':s,'ratio_per_core_used_2':round(r/2/s,2),'ratio_to_one_core':round(r/s,2)}))" \
-    $alg "$RATE" "$P50" "$P99" "$SPEED" "$LOGGED"
+  python3 -c "import json,sys; r,s=float(sys.argv[2]),float(sys.argv[5]); cores=(int(sys.argv[7])-int(sys.argv[8]))/$(getconf CLK_TCK)/float(sys.argv[9]); print(json.dumps({'alg':sys.argv[1],'tokens_per_s':r,'p50':sys.argv[3],'p99':sys.argv[4],'tokens_logged':int(sys.argv[6]),'openssl_speed_sign_per_s_one_core':s,'server_cores_busy':round(cores,2),'ratio_per_server_core':round(r/cores/s,2),'ratio_per_core_used_2':round(r/2/s,2),'ratio_to_one_core':round(r/s,2)}))" \
+    $alg "$RATE" "$P50" "$P99" "$SPEED" "$LOGGED" "$T1" "$T0" "$DURATION"
   kill $PID; wait $PID 2>/dev/null || true
 done

@@ -519,9 +519,10 @@ async fn ocsp_get(State(state): State<AppState>, UrlPath(request): UrlPath<Strin
 /// An OCSP answer with RFC 5019 caching headers when it is a signed response.
 fn ocsp_reply(answer: OcspAnswer) -> Response {
     let mut headers = vec![(header::CONTENT_TYPE, "application/ocsp-response".to_owned())];
-    if let (Some(this), Some(next)) = (answer.this_update, answer.next_update) {
+    if let (Some(this), Some(next), Some(etag)) =
+        (answer.this_update, answer.next_update, answer.etag)
+    {
         let max_age = (next - now_secs()).max(0);
-        let etag = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &answer.der);
         headers.extend([
             (
                 header::CACHE_CONTROL,
@@ -529,10 +530,7 @@ fn ocsp_reply(answer: OcspAnswer) -> Response {
             ),
             (header::LAST_MODIFIED, http_date(this)),
             (header::EXPIRES, http_date(next)),
-            (
-                header::ETAG,
-                format!("\"{}\"", hex::encode(&etag.as_ref()[..16])),
-            ),
+            (header::ETAG, format!("\"{}\"", hex::encode(etag))),
         ]);
     } else {
         headers.push((header::CACHE_CONTROL, "no-store".to_owned()));

@@ -229,10 +229,7 @@ impl AuditLog {
         }
         let at_ms = now_ms();
         let message = checkpoint_message(seq, &hash, at_ms);
-        let (store, label, alg) = (store.clone(), key.label.clone(), key.signature);
-        let signature = tokio::task::spawn_blocking(move || store.sign(&label, alg, &message))
-            .await
-            .map_err(|e| Error::Crypto(e.to_string()))??;
+        let signature = kexin_hsm::sign_async(store, &key.label, key.signature, message).await?;
         sqlx::query(
             "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_label, signature_algorithm, signature) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",

@@ -74,10 +74,14 @@ struct ServedCa {
 /// What the HTTP layer needs to send an answer.
 #[derive(Clone, Debug)]
 pub struct OcspAnswer {
-    pub der: Vec<u8>,
+    /// Shared, not copied, between the cache and every reply.
+    pub der: bytes::Bytes,
     /// Seconds since the epoch; `None` for error responses.
     pub this_update: Option<i64>,
     pub next_update: Option<i64>,
+    /// A strong HTTP validator of a signed response (the first 16 bytes of
+    /// its SHA-256), computed once when it is signed.
+    pub etag: Option<[u8; 16]>,
 }
 
 #[derive(Clone)]
@@ -86,7 +90,7 @@ struct Cached {
     signed_at: SystemTime,
     /// The stored status the answer was made from; a different status now
     /// (a revocation by another process or node) means the answer is stale.
-    status: Option<(String, Option<i64>)>,
+    status: StoredStatus,
     /// When `status` was last compared with storage.
     checked_at: std::time::Instant,
 }
@@ -97,11 +101,30 @@ struct Cached {
 /// are seen within this time.
 const RECHECK: Duration = Duration::from_secs(2);
 
+/// Bound of [`OcspResponder::known_requests`]; it starts over when full.
+const MAX_KNOWN_REQUESTS: usize = 100_000;
+
+/// The CA (by index), the serial in hex and the CertID hash algorithm.
+type CacheKey = (usize, String, ObjectIdentifier);
+
+/// The stored status of a certificate and its revocation time.
+type StoredStatus = Option<(String, Option<i64>)>;
+
+/// What the cache holds for a request.
+enum Lookup {
+    Current(OcspAnswer),
+    /// No answer, or a stale one; carries the stored status if it was read.
+    Stale(Option<StoredStatus>),
+}
+
 pub struct OcspResponder {
     db: Database,
     store: Arc<dyn KeyStore>,
     cas: Vec<ServedCa>,
-    cache: Mutex<HashMap<(usize, String, ObjectIdentifier), Cached>>,
+    cache: Mutex<HashMap<CacheKey, Cached>>,
+    /// Which cache entry a nonce-less request, byte for byte, asks for:
+    /// relying parties repeat the same request, and this skips its parse.
+    known_requests: Mutex<HashMap<Box<[u8]>, CacheKey>>,
     /// nextUpdate - thisUpdate of every response.
     pub validity: Duration,
     /// How long a signed response is reused before it is signed afresh.
@@ -233,6 +256,7 @@ impl OcspResponder {
             store,
             cas,
             cache: Mutex::default(),
+            known_requests: Mutex::default(),
             validity: Duration::from_secs(4 * 3600),
             refresh: Duration::from_secs(3600),
         })
@@ -255,6 +279,17 @@ impl OcspResponder {
     }
 
     async fn try_respond(&self, request: &[u8]) -> Result<OcspAnswer, OcspResponseStatus> {
+        let known = self
+            .known_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(request)
+            .cloned();
+        if let Some(key) = known {
+            if let Lookup::Current(answer) = self.lookup(&key).await? {
+                return Ok(answer);
+            }
+        }
         let (req, nonce) = parse_request(request)?;
         let list = &req.tbs_request.request_list;
         let mut ca_index = None;
@@ -278,34 +313,10 @@ impl OcspResponder {
         });
         let mut current_status = None;
         if let Some(key) = &cache_key {
-            let cached = self
-                .cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(key)
-                .cloned();
-            if let Some(c) =
-                cached.filter(|c| c.signed_at.elapsed().unwrap_or(Duration::MAX) < self.refresh)
-            {
-                if c.checked_at.elapsed() < RECHECK {
-                    return Ok(c.answer);
-                }
-                let status = self.stored_status(&key.1).await.map_err(|e| {
-                    tracing::error!(error = %e, "OCSP status lookup failed");
-                    OcspResponseStatus::TryLater
-                })?;
-                if status == c.status {
-                    if let Some(entry) = self
-                        .cache
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .get_mut(key)
-                    {
-                        entry.checked_at = std::time::Instant::now();
-                    }
-                    return Ok(c.answer);
-                }
-                current_status = Some(status);
+            self.remember_request(request, key);
+            match self.lookup(key).await? {
+                Lookup::Current(answer) => return Ok(answer),
+                Lookup::Stale(status) => current_status = status,
             }
         }
         // Read before signing: a revocation racing with this request then
@@ -343,7 +354,54 @@ impl OcspResponder {
         Ok(answer)
     }
 
-    async fn stored_status(&self, serial: &str) -> Result<Option<(String, Option<i64>)>, Error> {
+    fn remember_request(&self, request: &[u8], key: &CacheKey) {
+        let mut known = self
+            .known_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= MAX_KNOWN_REQUESTS {
+            known.clear();
+        }
+        known.insert(request.into(), key.clone());
+    }
+
+    /// The cached answer for `key` while it is current: signed less than
+    /// `refresh` ago from the status storage still holds (asked at most
+    /// every [`RECHECK`]).
+    async fn lookup(&self, key: &CacheKey) -> Result<Lookup, OcspResponseStatus> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned();
+        let Some(c) =
+            cached.filter(|c| c.signed_at.elapsed().unwrap_or(Duration::MAX) < self.refresh)
+        else {
+            return Ok(Lookup::Stale(None));
+        };
+        if c.checked_at.elapsed() < RECHECK {
+            return Ok(Lookup::Current(c.answer));
+        }
+        let status = self.stored_status(&key.1).await.map_err(|e| {
+            tracing::error!(error = %e, "OCSP status lookup failed");
+            OcspResponseStatus::TryLater
+        })?;
+        if status != c.status {
+            return Ok(Lookup::Stale(Some(status)));
+        }
+        if let Some(entry) = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(key)
+        {
+            entry.checked_at = std::time::Instant::now();
+        }
+        Ok(Lookup::Current(c.answer))
+    }
+
+    async fn stored_status(&self, serial: &str) -> Result<StoredStatus, Error> {
         Ok(self
             .db
             .certificate(serial)
@@ -410,11 +468,8 @@ impl OcspResponder {
             response_extensions: nonce.map(|n| vec![n]),
         };
         let tbs = data.to_der().map_err(der_err)?;
-        let store = self.store.clone();
-        let (label, alg) = (ca.responder_label.clone(), ca.responder_signature);
-        let signature = tokio::task::spawn_blocking(move || store.sign(&label, alg, &tbs))
-            .await
-            .map_err(|e| Error::Crypto(e.to_string()))??;
+        let alg = ca.responder_signature;
+        let signature = kexin_hsm::sign_async(&self.store, &ca.responder_label, alg, tbs).await?;
         let basic = BasicOcspResponse {
             tbs_response_data: data,
             signature_algorithm: alg.algorithm_identifier(),
@@ -429,10 +484,15 @@ impl OcspResponder {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0)
         };
+        let mut etag = [0u8; 16];
+        etag.copy_from_slice(
+            &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der).as_ref()[..16],
+        );
         Ok(OcspAnswer {
-            der,
+            der: der.into(),
             this_update: Some(secs(now_t)),
             next_update: Some(secs(next)),
+            etag: Some(etag),
         })
     }
 }
@@ -520,9 +580,10 @@ fn error_answer(status: OcspResponseStatus) -> OcspAnswer {
     .to_der()
     .unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02]);
     OcspAnswer {
-        der,
+        der: der.into(),
         this_update: None,
         next_update: None,
+        etag: None,
     }
 }
 

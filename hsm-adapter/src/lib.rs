@@ -87,6 +87,14 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Signs `message` (not a digest: the store hashes as `algorithm` says).
     fn sign(&self, label: &str, algorithm: SignatureAlgorithm, message: &[u8]) -> Result<Vec<u8>>;
 
+    /// Whether a [`KeyStore::sign`] with `algorithm` returns within tens of
+    /// microseconds, so that an async caller may run it in place instead of
+    /// paying two thread hand-overs for it. False unless the backend knows:
+    /// a token or a network HSM can take milliseconds.
+    fn signs_quickly(&self, _algorithm: SignatureAlgorithm) -> bool {
+        false
+    }
+
     /// Every key in the store.
     fn list(&self) -> Result<Vec<KeyEntry>>;
 
@@ -100,6 +108,24 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Reverses [`KeyStore::wrap`]; fails with [`Error::UnwrapFailed`] if the
     /// blob was altered or wrapped under another key.
     fn unwrap(&self, label: &str, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+}
+
+/// Signs from async code: in place when the store says the signature is
+/// quick, otherwise on the blocking pool, so that a slow token never stalls
+/// the executor.
+pub async fn sign_async(
+    store: &std::sync::Arc<dyn KeyStore>,
+    label: &str,
+    algorithm: SignatureAlgorithm,
+    message: Vec<u8>,
+) -> Result<Vec<u8>> {
+    if store.signs_quickly(algorithm) {
+        return store.sign(label, algorithm, &message);
+    }
+    let (store, label) = (store.clone(), label.to_owned());
+    tokio::task::spawn_blocking(move || store.sign(&label, algorithm, &message))
+        .await
+        .map_err(|e| Error::Backend(format!("signing task: {e}")))?
 }
 
 /// Labels become file names and token attributes; keep them boring.

@@ -396,6 +396,15 @@ impl KeyStore for SoftKeyStore {
         }
     }
 
+    /// Elliptic-curve and EdDSA signatures take tens of microseconds from
+    /// the in-memory key; RSA takes a millisecond or more.
+    fn signs_quickly(&self, algorithm: SignatureAlgorithm) -> bool {
+        !matches!(
+            algorithm,
+            SignatureAlgorithm::RsaPkcs1Sha256 | SignatureAlgorithm::RsaPssSha256
+        )
+    }
+
     fn list(&self) -> Result<Vec<KeyEntry>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(self.dir.join(KEYS_DIR))? {

@@ -86,19 +86,14 @@ impl SigningKey {
             B64URL.encode(header.to_string()),
             B64URL.encode(claims.to_string())
         );
-        let (store, label, bytes) = (
-            self.store.clone(),
-            self.label.clone(),
-            input.clone().into_bytes(),
-        );
         let scheme = if self.algorithm == KeyAlgorithm::Sm2 {
             SignatureAlgorithm::Sm2Sm3
         } else {
             SignatureAlgorithm::EcdsaSha256
         };
-        let der = tokio::task::spawn_blocking(move || store.sign(&label, scheme, &bytes))
-            .await
-            .map_err(|e| oauth("server_error", e.to_string()))??;
+        let der =
+            kexin_hsm::sign_async(&self.store, &self.label, scheme, input.clone().into_bytes())
+                .await?;
         let raw = kexin_hsm::algorithm::ecdsa_der_to_raw(&der, 32)?;
         Ok(format!("{input}.{}", B64URL.encode(raw)))
     }

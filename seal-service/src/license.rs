@@ -168,13 +168,8 @@ pub async fn sign_claims(
         enc(&json(serde_json::to_vec(&header))?),
         enc(&json(serde_json::to_vec(claims))?)
     );
-    let (label, input) = (
-        seal.row.key_label.clone(),
-        signing_input.clone().into_bytes(),
-    );
-    let der = tokio::task::spawn_blocking(move || store.sign(&label, signature, &input))
-        .await
-        .map_err(|e| Error::Encoding(format!("signing task: {e}")))??;
+    let input = signing_input.clone().into_bytes();
+    let der = kexin_hsm::sign_async(&store, &seal.row.key_label, signature, input).await?;
     let sig = match raw_len(signature) {
         Some(n) => kexin_hsm::algorithm::ecdsa_der_to_raw(&der, n)?,
         None => der,

@@ -145,10 +145,8 @@ impl SealSigner {
         }
         let signed_attrs = SetOfVec::try_from(attrs).map_err(der_err)?;
         let to_sign = signed_attrs.to_der().map_err(der_err)?;
-        let (store, label, alg) = (self.store.clone(), self.key_label.clone(), self.signature);
-        let signature = tokio::task::spawn_blocking(move || store.sign(&label, alg, &to_sign))
-            .await
-            .map_err(|e| Error::Encoding(format!("signing task: {e}")))??;
+        let signature =
+            kexin_hsm::sign_async(&self.store, &self.key_label, self.signature, to_sign).await?;
         let unsigned_attrs = if opts.level >= Level::BT {
             let tsa = opts
                 .tsa

@@ -52,7 +52,7 @@ impl ValidationData {
                     if let Some(responder) = responder_certificate(&answer.der) {
                         add(&responder, &mut data);
                     }
-                    data.ocsp_responses.push(answer.der);
+                    data.ocsp_responses.push(answer.der.to_vec());
                 }
             }
             for c in &chain {

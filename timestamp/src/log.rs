@@ -4,6 +4,8 @@
 //! rather than one per token.
 
 use kexin_ca::storage::Database;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
@@ -50,6 +52,10 @@ impl TokenLog {
 
 async fn writer(db: Database, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    // One connection kept for the log: SQLite drops a connection's page
+    // cache whenever another connection wrote, so rotating through the pool
+    // re-reads the table's pages for every batch.
+    let mut connection: Option<PoolConnection<Any>> = None;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -58,8 +64,17 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let result = insert(&db, &batch).await.map_err(|e| e.to_string());
+        let result = match &mut connection {
+            Some(c) => Ok(c),
+            None => db.pool().acquire().await.map(|c| connection.insert(c)),
+        };
+        let result = match result {
+            Ok(c) => insert(c, &batch).await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| e.to_string());
         if let Err(e) = &result {
+            connection = None;
             tracing::error!(error = %e, tokens = batch.len(), "token log write failed");
         }
         for (_, done) in batch.drain(..) {
@@ -68,7 +83,7 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn insert(db: &Database, batch: &[Pending]) -> Result<(), sqlx::Error> {
+async fn insert(connection: &mut AnyConnection, batch: &[Pending]) -> Result<(), sqlx::Error> {
     let mut sql = String::from(
         "INSERT INTO timestamp_tokens (serial, gen_time_ms, policy, hash_algorithm, message_imprint, requester) VALUES ",
     );
@@ -97,6 +112,6 @@ async fn insert(db: &Database, batch: &[Pending]) -> Result<(), sqlx::Error> {
             .bind(&e.message_imprint)
             .bind(&e.requester);
     }
-    q.execute(db.pool()).await?;
+    q.execute(connection).await?;
     Ok(())
 }

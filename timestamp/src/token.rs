@@ -36,12 +36,18 @@ fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, Error> {
     kexin_ca::cms::attribute(oid, value).map_err(|e| Error::Encoding(e.to_string()))
 }
 
-fn random_serial() -> Result<Vec<u8>, Error> {
+/// A 16-byte serial: the issue time in milliseconds (6 bytes, big-endian)
+/// then 80 random bits. Unique across restarts and nodes like a fully random
+/// one, but in time order, so the token log's primary-key index grows at
+/// its right edge instead of dirtying a random page for every token.
+fn serial_at(since_epoch: Duration) -> Result<Vec<u8>, Error> {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = vec![0u8; 16];
+    b[..6].copy_from_slice(&(since_epoch.as_millis() as u64).to_be_bytes()[2..]);
     aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut b)
+        .fill(&mut b[6..])
         .map_err(|_| Error::Encoding("system RNG failed".into()))?;
+    // Positive, and a leading byte that DER keeps.
     b[0] = (b[0] & 0x7f).max(1);
     Ok(b)
 }
@@ -53,11 +59,10 @@ pub async fn issue(
     requester: &str,
 ) -> Result<Vec<u8>, Error> {
     let req = &v.request;
-    let serial = random_serial()?;
-    let now = SystemTime::now();
-    let since_epoch = now
+    let since_epoch = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
+    let serial = serial_at(since_epoch)?;
     let gen_time = GeneralizedTime::from_unix_duration(Duration::from_secs(since_epoch.as_secs()))
         .map_err(enc)?;
     let cert_tbs = &tsa.certificate.tbs_certificate;
@@ -95,10 +100,8 @@ pub async fn issue(
     ])
     .map_err(enc)?;
     let to_sign = signed_attrs.to_der().map_err(enc)?;
-    let (store, label, alg) = (tsa.store.clone(), tsa.key_label.clone(), tsa.signature);
-    let signature = tokio::task::spawn_blocking(move || store.sign(&label, alg, &to_sign))
-        .await
-        .map_err(|e| Error::Encoding(format!("signing task: {e}")))??;
+    let signature =
+        kexin_hsm::sign_async(&tsa.store, &tsa.key_label, tsa.signature, to_sign).await?;
 
     let signer = SignerInfo {
         version: CmsVersion::V1,
