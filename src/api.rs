@@ -25,14 +25,17 @@ use crate::problem::Problem;
 use crate::serve::AppState;
 use crate::tls::PeerCertificates;
 
+mod clients;
 mod requests;
 mod seals;
+pub use clients::client_problem;
 pub use requests::after_decision;
 pub use seals::seal_problem;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(requests::router())
+        .merge(clients::router())
         .route("/certificates", post(issue).get(search))
         .route("/certificates/{serial}", get(fetch))
         .route("/certificates/{serial}/revoke", post(revoke))

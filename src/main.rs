@@ -13,6 +13,7 @@ mod private_files;
 mod problem;
 mod seal;
 mod serve;
+mod sso_client;
 mod tls;
 mod verify;
 mod web;
@@ -418,25 +419,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             init_logging(&data)?;
             let instance = instance::Instance::open(&data).await?;
-            let (client, secret) = kexin_identity::clients::register(
-                &instance.db,
-                &name,
-                &redirect_uris,
-                backchannel_logout_uri.as_deref(),
-                tls_client_auth_subject.as_deref(),
-                id_token_alg.as_deref(),
-            )
-            .await?;
-            instance
-                .audit
-                .append(kexin_ca::audit::AuditEvent {
-                    actor: CLI.actor,
-                    action: "client.add",
-                    target: &client.client_id,
-                    source: CLI.source,
-                    detail: serde_json::json!({ "name": client.name, "redirect_uris": client.redirect_uris }),
-                })
-                .await?;
+            let registration = sso_client::ClientRegistration {
+                name,
+                redirect_uris,
+                backchannel_logout_uri,
+                tls_client_auth_subject,
+                id_token_alg,
+            };
+            let (client, secret) = sso_client::register(&instance, &registration, CLI).await?;
             instance.checkpoint_audit().await?;
             if json {
                 println!(

@@ -51,13 +51,70 @@ fn officials_sign_in_once_with_their_certificate_and_authlib_validates_the_token
     let ca = Ca::init(&[]);
     let official = ca.officer("zhang-san", "auditor");
     let revoked = ca.officer("li-si", "auditor");
-    let clients = serde_json::json!([
-        client_add(&ca, "档案系统", "https://archive.example.gov.cn/callback"),
-        client_add(&ca, "审批系统", "http://127.0.0.1:9/cb"),
-    ]);
+    let admin = ca.officer("wang-admin", "ra-admin");
+    let ra_officer = ca.officer("zhao-ra", "ra-officer");
+    let archive = client_add(&ca, "档案系统", "https://archive.example.gov.cn/callback");
+    let server = ca.serve();
+    // The second system is registered over the API by an ra-admin, as an
+    // operator would, and must then work like one added on the command line.
+    let registration = serde_json::json!({
+        "name": "审批系统",
+        "redirect_uris": ["http://127.0.0.1:9/cb"],
+    })
+    .to_string();
+    assert_eq!(
+        api(&ca, None, "POST", "/api/v1/clients", Some(&registration)).0,
+        401
+    );
+    assert_eq!(
+        api(
+            &ca,
+            Some(&ra_officer),
+            "POST",
+            "/api/v1/clients",
+            Some(&registration)
+        )
+        .0,
+        403
+    );
+    let (code, problem) = api(
+        &ca,
+        Some(&admin),
+        "POST",
+        "/api/v1/clients",
+        Some(r#"{"name":"x","redirect_uris":["http://evil.example/cb"]}"#),
+    );
+    assert_eq!(code, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_redirect_uri"),
+        "{problem}"
+    );
+    let (code, mut approval_system) = api(
+        &ca,
+        Some(&admin),
+        "POST",
+        "/api/v1/clients",
+        Some(&registration),
+    );
+    assert_eq!(code, 201, "{approval_system}");
+    assert!(approval_system["client_secret"].as_str().unwrap().len() >= 32);
+    approval_system["redirect_uri"] = "http://127.0.0.1:9/cb".into();
+    let (code, listed) = api(&ca, Some(&official), "GET", "/api/v1/clients", None);
+    assert_eq!(code, 200, "{listed}");
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{listed}");
+    assert!(items
+        .iter()
+        .any(|c| c["client_id"] == approval_system["client_id"] && c["name"] == "审批系统"));
+    assert!(!listed
+        .to_string()
+        .contains(approval_system["client_secret"].as_str().unwrap()));
+    let clients = serde_json::json!([archive, approval_system]);
     let clients_file = ca.file("clients.json");
     std::fs::write(&clients_file, clients.to_string()).unwrap();
-    let server = ca.serve();
     let issuer = format!("https://localhost:{}", ca.https);
     // The configured issuer follows --https; tests reach it the same way.
     let (cert, key) = pem_pair(&ca, &official, "official");

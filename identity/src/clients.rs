@@ -91,6 +91,22 @@ pub async fn register(
     ))
 }
 
+/// Every registered client (without secrets), oldest first.
+pub async fn list(db: &Database) -> Result<Vec<Client>, Error> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT client_id FROM oidc_clients ORDER BY created_at, client_id")
+            .fetch_all(db.pool())
+            .await
+            .map_err(storage)?;
+    let mut clients = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some((client, _)) = find(db, &id).await? {
+            clients.push(client);
+        }
+    }
+    Ok(clients)
+}
+
 pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, String)>, Error> {
     let row = sqlx::query("SELECT client_id, name, redirect_uris, secret_sha256, backchannel_logout_uri, tls_client_auth_subject_dn, id_token_alg FROM oidc_clients WHERE client_id = $1")
         .bind(client_id)

@@ -11,6 +11,7 @@
 
 mod audit;
 mod certificates;
+mod clients;
 pub(crate) mod i18n;
 mod officers;
 mod requests;
@@ -58,6 +59,10 @@ pub fn router() -> Router<AppState> {
             post(certificates::change_status),
         )
         .route("/console/officers", get(officers::list).post(officers::add))
+        .route(
+            "/console/clients",
+            get(clients::list).post(clients::register),
+        )
         .route("/console/kmc", get(requests::kmc_queue))
         .route("/console/seals", get(seals::list))
         .route("/console/seals/{name}/users", post(seals::grant))
@@ -433,6 +438,9 @@ fn frame(lang: Lang, title: &str, officer: Option<&Officer>, body: Markup) -> Ma
                             }
                             @if o.caller.role == Role::RaAdmin {
                                 a href="/console/officers" { (lang.t("officers")) }
+                            }
+                            @if matches!(o.caller.role, Role::RaAdmin | Role::Auditor) {
+                                a href="/console/clients" { (lang.t("clients")) }
                             }
                             @if o.caller.role.allows(Permission::ReadAudit) {
                                 a href="/console/audit" { (lang.t("audit")) }

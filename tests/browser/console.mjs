@@ -98,6 +98,7 @@ try {
   await shot(page, '05-ra-officer-refused');
   const audit = await page.goto(`${base}/console/audit`);
   assert.equal(audit.status(), 403, 'an ra-officer read the audit log');
+  assert.equal((await page.goto(`${base}/console/clients`)).status(), 403, 'an ra-officer saw client systems');
 
   // 5. The same pages in Chinese, at phone width, without horizontal scrolling.
   const phone = await contextFor(process.env.BOB_P12, { width: 390, height: 844 }, 'zh-CN');
@@ -127,10 +128,30 @@ try {
   assert.match(await admin.locator('#one-time-secret').innerText(), /^[A-Z2-9]{20}$/);
   assert.equal(await admin.locator('td', { hasText: 'dora' }).count(), 1);
   await shot(admin, '08-officers');
+  // The ra-admin registers a client system for single sign-on; its secret
+  // is shown once, and the audit log below records the registration.
+  await admin.goto(`${base}/console/clients`);
+  await admin.fill('input[name="name"]', '不动产登记系统');
+  await admin.fill('textarea[name="redirect_uris"]', 'https://bdc.example.gov.cn/callback\nhttps://bdc.example.gov.cn/cb2');
+  await admin.click('#register-client');
+  await admin.locator('#delivery').waitFor();
+  const clientId = await admin.locator('#client-id').innerText();
+  assert.match(clientId, /^kx-/);
+  assert.ok((await admin.locator('#client-secret').innerText()).length >= 32);
+  assert.equal(await admin.locator('#clients td', { hasText: clientId }).count(), 1);
+  await shot(admin, '08b-clients');
+  await admin.goto(`${base}/console/clients`);
+  assert.equal(await admin.locator('#client-secret').count(), 0, 'the secret is not shown again');
+  await admin.fill('input[name="name"]', 'bad');
+  await admin.fill('textarea[name="redirect_uris"]', 'http://evil.example/cb');
+  const badResponse = admin.waitForResponse((r) => r.url().endsWith('/console/clients') && r.request().method() === 'POST');
+  await admin.click('#register-client');
+  assert.equal((await badResponse).status(), 400);
   await admin.goto(`${base}/console/audit`);
   await admin.click('#verify-chain');
   assert.match(await admin.locator('#chain-status').innerText(), /^Chain intact/);
   assert.ok(await admin.locator('td code', { hasText: 'request.approve' }).count() >= 1);
+  assert.ok(await admin.locator('td code', { hasText: 'client.add' }).count() >= 1);
   await shot(admin, '09-audit');
   // Signing out ends the session: the next page asks to sign in again.
   await admin.click('header button.link');
