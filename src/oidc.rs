@@ -246,7 +246,14 @@ async fn authorize(
                 _ => true,
             };
             if same {
-                return code_redirect(&state, &r, session, &signed_in).await;
+                if certificate_still_issued(&state, &signed_in).await {
+                    return code_redirect(&state, &r, session, &signed_in).await;
+                }
+                // Revoked or held since sign-in: the session ends for every
+                // system, and the official must sign in again.
+                if let Ok(notices) = state.oidc.logout(session).await {
+                    deliver_logout(&state, notices).await;
+                }
             }
         }
     }
@@ -283,6 +290,18 @@ async fn authorize(
             }
         },
         r.redirect_uri.as_deref(),
+    )
+}
+
+/// Whether the certificate a session was opened with is still issued (not
+/// revoked or held since); a storage failure counts as no.
+async fn certificate_still_issued(state: &AppState, official: &Official) -> bool {
+    let Some(serial) = official.claims["x5t_serial"].as_str() else {
+        return false;
+    };
+    matches!(
+        state.instance.db.certificate(serial).await,
+        Ok(Some(c)) if c.status == "issued"
     )
 }
 

@@ -455,6 +455,27 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         v["error_description"].as_str().unwrap().contains("revoked"),
         "{v}"
     );
+    // The session opened before the revocation ends: no more codes from it.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &root,
+            "-b",
+            &jar,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            &authorize,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("403"),
+        "a revoked certificate's session still gives codes: {text}"
+    );
 
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");

@@ -4,8 +4,7 @@
 //! rather than one per token.
 
 use kexin_ca::storage::Database;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection};
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
@@ -54,8 +53,9 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     // One connection kept for the log: SQLite drops a connection's page
     // cache whenever another connection wrote, so rotating through the pool
-    // re-reads the table's pages for every batch.
-    let mut connection: Option<PoolConnection<Any>> = None;
+    // re-reads the table's pages for every batch. It is detached from the
+    // pool so that closing the pool at shutdown does not wait for it.
+    let mut connection: Option<AnyConnection> = None;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -66,7 +66,11 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Pending>) {
         }
         let result = match &mut connection {
             Some(c) => Ok(c),
-            None => db.pool().acquire().await.map(|c| connection.insert(c)),
+            None => db
+                .pool()
+                .acquire()
+                .await
+                .map(|c| connection.insert(c.detach())),
         };
         let result = match result {
             Ok(c) => insert(c, &batch).await,
