@@ -408,6 +408,39 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         "{text} jar: {}",
         std::fs::read_to_string(&jar).unwrap_or_default()
     );
+    // Tokens from that session, with a refresh token, before any revocation.
+    let code_value = text
+        .split("code=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .unwrap()
+        .to_owned();
+    let token = |form: &[&str]| {
+        let mut args = vec![
+            "--cacert".to_owned(),
+            root.clone(),
+            "-u".to_owned(),
+            format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
+        ];
+        for f in form {
+            args.extend(["-d".to_owned(), (*f).to_owned()]);
+        }
+        args.push(format!("{base}/oidc/token"));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, body) = curl(&refs);
+        (
+            status,
+            serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    let (status, tokens) = token(&[
+        "grant_type=authorization_code",
+        &format!("code={code_value}"),
+        "redirect_uri=https://gateway.example.gov.cn/cb",
+        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+    ]);
+    assert_eq!(status, 200, "{tokens}");
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
 
     // A signature over something else, and a nonce for another client, fail.
     let c = challenge();
@@ -455,7 +488,25 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         v["error_description"].as_str().unwrap().contains("revoked"),
         "{v}"
     );
-    // The session opened before the revocation ends: no more codes from it.
+    // Its refresh token no longer works: the grant ends with the certificate.
+    let (status, v) = token(&[
+        "grant_type=refresh_token",
+        &format!("refresh_token={refresh_token}"),
+    ]);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("revoked or held"),
+        "{v}"
+    );
+
+    // Nor does the session opened before the revocation give codes.
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -476,7 +527,6 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         text.starts_with("403"),
         "a revoked certificate's session still gives codes: {text}"
     );
-
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }

@@ -547,6 +547,19 @@ impl Provider {
             return Err(grant("the refresh token is revoked or expired"));
         }
         let claims: serde_json::Value = serde_json::from_str(&get(3)?).unwrap_or_default();
+        // A grant lives no longer than the certificate it was signed in with.
+        if let Some(serial) = claims["x5t_serial"].as_str() {
+            let issued = matches!(
+                self.db.certificate(serial).await?,
+                Some(c) if c.status == "issued"
+            );
+            if !issued {
+                self.revoke_family(&family).await?;
+                return Err(grant(
+                    "the certificate of this sign-in is revoked or held: sign in again",
+                ));
+            }
+        }
         self.tokens(client, &get(2)?, &claims, &get(4)?, &family, None, false)
             .await
     }
