@@ -387,22 +387,27 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     let authorize = format!(
         "{base}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fgateway.example.gov.cn%2Fcb&scope=openid&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
     );
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--cacert",
-            &root,
-            "-b",
-            &jar,
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-            &authorize,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    // Status and redirect of an authorization request with the session cookie only.
+    let authorize_with_session = || {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--cacert",
+                &root,
+                "-b",
+                &jar,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+                &authorize,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.into_owned()
+    };
+    let text = authorize_with_session();
     assert!(
         text.starts_with("303 https://gateway.example.gov.cn/cb?code="),
         "{text} jar: {}",
@@ -507,22 +512,7 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     );
 
     // Nor does the session opened before the revocation give codes.
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--cacert",
-            &root,
-            "-b",
-            &jar,
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-            &authorize,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = authorize_with_session();
     assert!(
         text.starts_with("403"),
         "a revoked certificate's session still gives codes: {text}"
