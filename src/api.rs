@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use der::{Decode, Encode};
-use kexin_ca::certificate::certificate_pem;
+use kexin_ca::certificate::{certificate_pem, unix_seconds};
 use kexin_ca::issuance::Requester;
 use kexin_ca::principal::{Permission, Role};
 use kexin_ca::revocation::{normalize_serial, RevocationReason, Revocations};
@@ -144,15 +144,14 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Pro
             .map_err(|_| Problem::new(StatusCode::UNAUTHORIZED, "unreadable client certificate"))?;
         let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
         let db = &state.instance.db;
-        let record = db.certificate(&serial).await.map_err(internal)?;
-        let refusal = match record.map(|r| r.status) {
-            Some(s) if s == "issued" => None,
-            Some(s) => Some(format!("client certificate is {s}")),
-            None => Some("client certificate unknown to this CA".to_owned()),
-        };
-        let principal = match refusal {
-            Some(_) => None,
-            None => db.principal(&serial).await.map_err(internal)?,
+        let holder = db.certificate_holder(&serial).await.map_err(internal)?;
+        let (refusal, principal) = match holder {
+            Some((status, principal)) if status == "issued" => (None, principal),
+            Some((status, _)) => (Some(format!("client certificate is {status}")), None),
+            None => (
+                Some("client certificate unknown to this CA".to_owned()),
+                None,
+            ),
         };
         let Some((name, role)) = principal else {
             // A certificate of our CAs that may not log in: record the attempt.
@@ -298,25 +297,27 @@ async fn issue(
         actor: &actor,
         source: &caller.source,
     };
+    let ca = body.ca.as_deref().unwrap_or(&profile.issuers[0]);
     let cert = state
         .registration
-        .issue_from_csr(
-            body.csr.as_bytes(),
-            &body.profile,
-            body.ca.as_deref(),
-            requester,
-        )
+        .issue_from_csr(body.csr.as_bytes(), &body.profile, Some(ca), requester)
         .await
         .map_err(ca_problem)?;
-    let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
-    let record = state
-        .instance
-        .db
-        .certificate(&serial)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal("issued certificate vanished"))?;
-    debug_assert_eq!(record.der.as_deref(), cert.to_der().ok().as_deref());
+    // What was just stored, without reading it back.
+    let tbs = &cert.tbs_certificate;
+    let record = CertificateRecord {
+        serial: hex::encode(tbs.serial_number.as_bytes()),
+        issuer: ca.to_owned(),
+        profile: profile.name.clone(),
+        subject: tbs.subject.to_string(),
+        status: "issued".into(),
+        not_before: unix_seconds(&tbs.validity.not_before),
+        not_after: unix_seconds(&tbs.validity.not_after),
+        der: Some(cert.to_der().map_err(internal)?),
+        revoked_at: None,
+        revocation_reason: None,
+        invalidity_date: None,
+    };
     Ok((StatusCode::CREATED, Json(CertificateView::from(record))).into_response())
 }
 

@@ -62,7 +62,7 @@ impl Instance {
     }
 
     pub fn issuer(&self) -> Issuer {
-        Issuer::new(self.db.clone(), self.store.clone(), self.audit.clone())
+        Issuer::new(self.db.clone(), self.store.clone())
     }
 
     /// Shipped profiles plus the operator's `DATA/profiles/*.toml`.

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use aws_lc_rs::digest::{Context, SHA256};
 use sqlx::Row;
-use tokio::sync::Mutex;
 
-use crate::storage::{storage, Database};
+use crate::storage::group_commit::{BatchWriter, GroupCommit};
+use crate::storage::{rows_of_placeholders, storage, Database, ROWS_PER_STATEMENT};
 use crate::Error;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -75,84 +75,24 @@ fn checkpoint_message(seq: i64, hash: &str, at_ms: i64) -> Vec<u8> {
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     db: Database,
-    /// Serializes appends within this process; across processes the
-    /// `audit_lock` row does, and the primary key on `seq` backs both up.
-    append_lock: Arc<Mutex<()>>,
+    /// Appends of this process are group-committed: one transaction, one
+    /// chain segment per batch. Across processes the `audit_lock` row
+    /// serializes batches, and the primary key on `seq` backs it up.
+    appends: Arc<GroupCommit<ChainWriter>>,
 }
 
 impl AuditLog {
     pub fn new(db: Database) -> Self {
         Self {
+            appends: Arc::new(GroupCommit::new(ChainWriter(db.clone()))),
             db,
-            append_lock: Arc::default(),
         }
     }
 
+    /// Appends `event`; returns once it is committed.
     pub async fn append(&self, event: AuditEvent<'_>) -> Result<AuditEntry, Error> {
-        let _guard = self.append_lock.lock().await;
-        let detail = event.detail.to_string();
-        let mut last_err = None;
-        for _ in 0..10 {
-            match self.try_append(&event, &detail).await {
-                Ok(entry) => return Ok(entry),
-                Err(e) => {
-                    last_err = Some(e);
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        }
-        Err(last_err.unwrap_or_else(|| Error::Storage("audit append failed".into())))
+        self.appends.submit(NewEntry::from(event)).await
     }
-
-    async fn try_append(&self, e: &AuditEvent<'_>, detail: &str) -> Result<AuditEntry, Error> {
-        let mut tx = self.db.pool().begin().await.map_err(storage)?;
-        sqlx::query("UPDATE audit_lock SET appends = appends + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(storage)?;
-        let (prev_seq, prev_hash) = match last {
-            Some(r) => (
-                r.try_get::<i64, _>(0).map_err(storage)?,
-                r.try_get::<String, _>(1).map_err(storage)?,
-            ),
-            None => (0, GENESIS.to_owned()),
-        };
-        let mut entry = AuditEntry {
-            seq: prev_seq + 1,
-            at_ms: now_ms(),
-            actor: e.actor.to_owned(),
-            action: e.action.to_owned(),
-            target: e.target.to_owned(),
-            source: e.source.to_owned(),
-            detail: detail.to_owned(),
-            prev_hash,
-            hash: String::new(),
-        };
-        entry.hash = entry_hash(&entry);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(entry.seq)
-        .bind(entry.at_ms)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.source)
-        .bind(&entry.detail)
-        .bind(&entry.prev_hash)
-        .bind(&entry.hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(storage)?;
-        tx.commit().await.map_err(storage)?;
-        Ok(entry)
-    }
-
     /// Entries in order, `limit` at most, starting after `after_seq`.
     pub async fn entries(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, Error> {
         let rows = sqlx::query(
@@ -352,6 +292,127 @@ impl AuditLog {
             }
         }
     }
+}
+
+/// An event on its way into the chain.
+pub(crate) struct NewEntry {
+    actor: String,
+    action: String,
+    target: String,
+    source: String,
+    detail: String,
+}
+
+impl From<AuditEvent<'_>> for NewEntry {
+    fn from(e: AuditEvent<'_>) -> Self {
+        Self {
+            actor: e.actor.to_owned(),
+            action: e.action.to_owned(),
+            target: e.target.to_owned(),
+            source: e.source.to_owned(),
+            detail: e.detail.to_string(),
+        }
+    }
+}
+
+struct ChainWriter(Database);
+
+impl BatchWriter for ChainWriter {
+    type Item = NewEntry;
+    type Output = AuditEntry;
+
+    async fn write(&self, events: &[NewEntry]) -> Result<Vec<Result<AuditEntry, Error>>, Error> {
+        // Another process may hold the chain for a moment (SQLite: busy).
+        let mut last_err = None;
+        for _ in 0..10 {
+            match self.try_write(events).await {
+                Ok(entries) => return Ok(entries.into_iter().map(Ok).collect()),
+                Err(e) => {
+                    last_err = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::Storage("audit append failed".into())))
+    }
+}
+
+impl ChainWriter {
+    async fn try_write(&self, events: &[NewEntry]) -> Result<Vec<AuditEntry>, Error> {
+        let mut tx = self.0.pool().begin().await.map_err(storage)?;
+        let entries = extend_chain(&mut tx, events).await?;
+        tx.commit().await.map_err(storage)?;
+        Ok(entries)
+    }
+}
+
+/// Appends `events` to the chain inside the caller's transaction, which
+/// holds the chain (the `audit_lock` row) until it ends.
+pub(crate) async fn extend_chain<'a>(
+    tx: &mut sqlx::AnyConnection,
+    events: impl IntoIterator<Item = &'a NewEntry>,
+) -> Result<Vec<AuditEntry>, Error> {
+    let events: Vec<&NewEntry> = events.into_iter().collect();
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query("UPDATE audit_lock SET appends = appends + 1 WHERE id = 1")
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(storage)?;
+    let (prev_seq, prev_hash) = match last {
+        Some(r) => (
+            r.try_get::<i64, _>(0).map_err(storage)?,
+            r.try_get::<String, _>(1).map_err(storage)?,
+        ),
+        None => (0, GENESIS.to_owned()),
+    };
+    let mut entries: Vec<AuditEntry> = Vec::with_capacity(events.len());
+    for e in events {
+        let (seq, prev_hash) = match entries.last() {
+            Some(last) => (last.seq + 1, last.hash.clone()),
+            None => (prev_seq + 1, prev_hash.clone()),
+        };
+        let mut entry = AuditEntry {
+            seq,
+            at_ms: now_ms(),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            source: e.source.clone(),
+            detail: e.detail.clone(),
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = entry_hash(&entry);
+        entries.push(entry);
+    }
+    for rows in entries.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, detail, prev_hash, hash) \
+             VALUES {}",
+            rows_of_placeholders(rows.len(), 9, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for entry in rows {
+            query = query
+                .bind(entry.seq)
+                .bind(entry.at_ms)
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(&entry.target)
+                .bind(&entry.source)
+                .bind(&entry.detail)
+                .bind(&entry.prev_hash)
+                .bind(&entry.hash);
+        }
+        query.execute(&mut *tx).await.map_err(storage)?;
+    }
+    Ok(entries)
 }
 
 fn entry_hash(e: &AuditEntry) -> String {

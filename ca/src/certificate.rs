@@ -1,5 +1,5 @@
 //! Building blocks of X.509 certificates: names, serials, times, extensions
-//! and the signature over a TBSCertificate made through a [`KeyStore`].
+//! and the signature over a TBSCertificate made through a [`kexin_hsm::KeyStore`].
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,7 +8,7 @@ use const_oid::db::rfc4519;
 use const_oid::{AssociatedOid, ObjectIdentifier};
 use der::asn1::{BitString, Ia5String, OctetString, PrintableString, SetOfVec, Utf8StringRef};
 use der::{Any, DateTime, Decode, Encode};
-use kexin_hsm::{KeyStore, SignatureAlgorithm};
+use kexin_hsm::SignatureAlgorithm;
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName, GeneralNames};
@@ -294,18 +294,17 @@ pub fn tbs_certificate(
 }
 
 /// Signs a TBSCertificate with the key `label` in `store`.
-pub fn sign_certificate(
-    store: &dyn KeyStore,
-    label: &str,
-    signature: SignatureAlgorithm,
+/// Puts a certificate together from its contents and the signature made
+/// over their DER.
+pub fn assemble_certificate(
     tbs: TbsCertificate,
+    signature: SignatureAlgorithm,
+    signature_value: &[u8],
 ) -> Result<Certificate, Error> {
-    let tbs_der = tbs.to_der().map_err(der_err)?;
-    let sig = store.sign(label, signature, &tbs_der)?;
     Ok(Certificate {
         tbs_certificate: tbs,
         signature_algorithm: signature.algorithm_identifier(),
-        signature: BitString::from_bytes(&sig).map_err(der_err)?,
+        signature: BitString::from_bytes(signature_value).map_err(der_err)?,
     })
 }
 

@@ -75,7 +75,7 @@ pub async fn create_default_hierarchy(
     s: &HierarchySettings,
     requester: Requester<'_>,
 ) -> Result<Hierarchy, Error> {
-    let issuer = Issuer::new(db.clone(), store.clone(), audit.clone());
+    let issuer = Issuer::new(db.clone(), store.clone());
     let base = s.public_url.trim_end_matches('/');
     let start = SystemTime::now() - Duration::from_secs(3600);
     let signature = s.key_algorithm.default_signature();

@@ -13,9 +13,9 @@ use kexin_hsm::{KeyStore, SignatureAlgorithm};
 use x509_cert::name::Name;
 use x509_cert::Certificate;
 
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::AuditEvent;
 use crate::certificate::{
-    der_err, random_serial, serial_hex, sign_certificate, tbs_certificate, unix_seconds,
+    assemble_certificate, der_err, random_serial, serial_hex, tbs_certificate, unix_seconds,
     CertificateTemplate,
 };
 use crate::lint::{lint, IssuerView};
@@ -53,12 +53,11 @@ pub struct Requester<'a> {
 pub struct Issuer {
     db: Database,
     store: Arc<dyn KeyStore>,
-    audit: AuditLog,
 }
 
 impl Issuer {
-    pub fn new(db: Database, store: Arc<dyn KeyStore>, audit: AuditLog) -> Self {
-        Self { db, store, audit }
+    pub fn new(db: Database, store: Arc<dyn KeyStore>) -> Self {
+        Self { db, store }
     }
 
     pub async fn issue(
@@ -90,7 +89,7 @@ impl Issuer {
                 ),
             };
         let mut attempt = 0;
-        let (serial, tbs) = loop {
+        let (serial, tbs, tbs_der) = loop {
             attempt += 1;
             let serial = random_serial()?;
             let tbs = tbs_certificate(template, &serial, &issuer_name, signature)?;
@@ -111,18 +110,15 @@ impl Issuer {
                 requested_at: now(),
             };
             match self.db.insert_pending(&pending).await {
-                Ok(()) => break (serial, tbs),
+                Ok(()) => break (serial, tbs, tbs_der),
                 Err(Error::DuplicateSerial(_)) if attempt < 3 => continue,
                 Err(e) => return Err(e),
             }
         };
-        let store = self.store.clone();
-        let label = key_label.to_owned();
-        let signed = tokio::task::spawn_blocking(move || {
-            sign_certificate(store.as_ref(), &label, signature, tbs)
-        })
-        .await
-        .map_err(|e| Error::Crypto(format!("signing task: {e}")))?;
+        let signed = kexin_hsm::sign_async(&self.store, key_label, signature, tbs_der)
+            .await
+            .map_err(Error::from)
+            .and_then(|value| assemble_certificate(tbs, signature, &value));
         let cert = match signed {
             Ok(cert) => cert,
             Err(e) => {
@@ -131,21 +127,19 @@ impl Issuer {
             }
         };
         let der = cert.to_der().map_err(der_err)?;
-        self.db.complete_issued(&serial, &der, now()).await?;
         debug_assert_eq!(serial, serial_hex(&cert.tbs_certificate.serial_number));
-        self.audit
-            .append(AuditEvent {
-                actor: requester.actor,
-                action: "certificate.issue",
-                target: &serial,
-                source: requester.source,
-                detail: serde_json::json!({
+        let event = AuditEvent {
+            actor: requester.actor,
+            action: "certificate.issue",
+            target: &serial,
+            source: requester.source,
+            detail: serde_json::json!({
                     "issuer": ca_name,
                     "profile": profile,
                     "subject": cert.tbs_certificate.subject.to_string(),
-                }),
-            })
-            .await?;
+            }),
+        };
+        self.db.complete_issued(&serial, &der, now(), event).await?;
         Ok(cert)
     }
 }

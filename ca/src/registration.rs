@@ -2,13 +2,15 @@
 //! issued (CSR proof of possession, profile rules, which CA) and hands the
 //! decision to the [`Issuer`], which only signs.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use x509_cert::Certificate;
 
 use crate::csr::parse_and_verify;
 use crate::hierarchy::load_authority;
-use crate::issuance::{Issuer, Requester, Signer};
+use crate::issuance::{Issuer, Requester, Signer, SigningAuthority};
 use crate::profile::{Profiles, RepositoryUrls, SubjectRequest};
 use crate::storage::Database;
 use crate::Error;
@@ -19,6 +21,9 @@ pub struct Registration {
     issuer: Issuer,
     profiles: Profiles,
     urls: RepositoryUrls,
+    /// CAs already loaded. A CA's row never changes once created, so an
+    /// entry never goes stale; CAs created later are found on a miss.
+    authorities: Arc<RwLock<HashMap<String, Arc<SigningAuthority>>>>,
 }
 
 impl Registration {
@@ -28,7 +33,26 @@ impl Registration {
             issuer,
             profiles,
             urls,
+            authorities: Arc::default(),
         }
+    }
+
+    async fn authority(&self, name: &str) -> Result<Arc<SigningAuthority>, Error> {
+        let cached = self
+            .authorities
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(name)
+            .cloned();
+        if let Some(authority) = cached {
+            return Ok(authority);
+        }
+        let authority = Arc::new(load_authority(&self.db, name).await?);
+        self.authorities
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.to_owned(), authority.clone());
+        Ok(authority)
     }
 
     pub fn profiles(&self) -> &Profiles {
@@ -63,7 +87,7 @@ impl Registration {
         ca: Option<&str>,
     ) -> Result<(), Error> {
         let profile = self.profiles.get(profile)?;
-        let authority = load_authority(&self.db, ca.unwrap_or(&profile.issuers[0])).await?;
+        let authority = self.authority(ca.unwrap_or(&profile.issuers[0])).await?;
         profile.template(request, &authority, &self.urls, SystemTime::now())?;
         Ok(())
     }
@@ -79,7 +103,7 @@ impl Registration {
     ) -> Result<Certificate, Error> {
         let profile = self.profiles.get(profile)?;
         let ca_name = ca.unwrap_or(&profile.issuers[0]);
-        let authority = load_authority(&self.db, ca_name).await?;
+        let authority = self.authority(ca_name).await?;
         let request = request.clone();
         let template = profile.template(&request, &authority, &self.urls, SystemTime::now())?;
         self.issuer

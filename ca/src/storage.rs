@@ -4,16 +4,21 @@
 //!
 //! Storage only stores: it makes no decisions about what may be issued.
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::audit::AuditEvent;
 use crate::Error;
 
+mod certificates;
+pub(crate) mod group_commit;
 mod licenses;
 mod requests;
 mod seals;
+use certificates::{IssuanceWrite, IssuanceWriter};
+use group_commit::GroupCommit;
 pub use licenses::LicenseRow;
 pub use requests::{DecisionRow, NewRequest, RequestRow};
 pub use seals::SealRow;
@@ -32,6 +37,7 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    issuance: Arc<GroupCommit<IssuanceWriter>>,
 }
 
 /// A CA as stored.
@@ -143,10 +149,14 @@ impl Database {
                 redact(url)
             )));
         };
-        let options = AnyPoolOptions::new().max_connections(match backend {
-            Backend::Sqlite => 4,
-            Backend::Postgres => 16,
-        });
+        let options = match backend {
+            // A file connection does not go stale: pinging it before every
+            // use only costs a round trip to its worker thread.
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(12)
+                .test_before_acquire(false),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
         let pool = options
             .connect(url)
             .await
@@ -166,7 +176,11 @@ impl Database {
             .run(&pool)
             .await
             .map_err(|e| Error::Storage(format!("migrating the database: {e}")))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            issuance: Arc::new(GroupCommit::new(IssuanceWriter::new(pool.clone()))),
+            pool,
+            backend,
+        })
     }
 
     /// The URL of an SQLite database file, created if missing.
@@ -235,54 +249,37 @@ impl Database {
     /// Records a certificate before it is signed. Fails with
     /// [`Error::DuplicateSerial`] if the serial was ever used.
     pub async fn insert_pending(&self, c: &PendingCertificate<'_>) -> Result<(), Error> {
-        let result = sqlx::query(
-            "INSERT INTO certificates (serial, issuer, profile, subject, status, not_before, not_after, tbs, requested_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(c.serial)
-        .bind(c.issuer)
-        .bind(c.profile)
-        .bind(c.subject)
-        .bind(CertificateStatus::Pending.as_str())
-        .bind(c.not_before)
-        .bind(c.not_after)
-        .bind(c.tbs)
-        .bind(c.requested_at)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(Error::DuplicateSerial(c.serial.to_owned()))
-            }
-            Err(e) => Err(storage(e)),
-        }
+        self.issuance
+            .submit(IssuanceWrite::Pending {
+                serial: c.serial.to_owned(),
+                issuer: c.issuer.to_owned(),
+                profile: c.profile.to_owned(),
+                subject: c.subject.to_owned(),
+                not_before: c.not_before,
+                not_after: c.not_after,
+                tbs: c.tbs.to_owned(),
+                requested_at: c.requested_at,
+            })
+            .await
     }
 
-    /// Completes a pending certificate with its signed DER.
+    /// Completes a pending certificate with its signed DER and appends
+    /// `event` to the audit chain, in one transaction.
     pub async fn complete_issued(
         &self,
         serial: &str,
         der: &[u8],
         issued_at: i64,
+        event: AuditEvent<'_>,
     ) -> Result<(), Error> {
-        let done = sqlx::query(
-            "UPDATE certificates SET status = $1, der = $2, issued_at = $3 WHERE serial = $4 AND status = $5",
-        )
-        .bind(CertificateStatus::Issued.as_str())
-        .bind(der)
-        .bind(issued_at)
-        .bind(serial)
-        .bind(CertificateStatus::Pending.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(storage)?;
-        if done.rows_affected() != 1 {
-            return Err(Error::Storage(format!(
-                "certificate {serial} was not pending when its signature completed"
-            )));
-        }
-        Ok(())
+        self.issuance
+            .submit(IssuanceWrite::Issued {
+                serial: serial.to_owned(),
+                der: der.to_owned(),
+                issued_at,
+                audit: event.into(),
+            })
+            .await
     }
 
     /// Marks a pending certificate as failed; its serial is never reused.
@@ -569,18 +566,26 @@ impl Database {
         Ok(())
     }
 
-    /// (name, role) of the principal whose certificate has `serial`.
-    pub async fn principal(&self, serial: &str) -> Result<Option<(String, String)>, Error> {
-        let row = sqlx::query("SELECT name, role FROM principals WHERE serial = $1")
-            .bind(serial)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?;
+    /// A certificate's status and, if it belongs to a registered
+    /// principal, the principal's name and role: what authenticating a
+    /// client certificate needs, in one query.
+    pub async fn certificate_holder(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(String, Option<(String, String)>)>, Error> {
+        let row = sqlx::query(
+            "SELECT c.status, p.name, p.role FROM certificates c \
+             LEFT JOIN principals p ON p.serial = c.serial WHERE c.serial = $1",
+        )
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage)?;
         row.map(|r| {
-            Ok((
-                r.try_get(0).map_err(storage)?,
-                r.try_get(1).map_err(storage)?,
-            ))
+            let status: String = r.try_get(0).map_err(storage)?;
+            let name: Option<String> = r.try_get(1).map_err(storage)?;
+            let role: Option<String> = r.try_get(2).map_err(storage)?;
+            Ok((status, name.zip(role)))
         })
         .transpose()
     }
@@ -636,6 +641,31 @@ fn authority_from_row(r: &AnyRow) -> Result<AuthorityRecord, Error> {
     })
 }
 
+/// Most rows one multi-row statement carries: 100 rows of 9 values stay
+/// far below both backends' limits on bound parameters.
+pub(crate) const ROWS_PER_STATEMENT: usize = 100;
+
+/// `($first, …), (…), …`: placeholders for `rows` rows of `columns`
+/// values, numbered from `first`.
+pub(crate) fn rows_of_placeholders(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 pub(crate) fn storage(e: sqlx::Error) -> Error {
     Error::Storage(e.to_string())
 }
@@ -662,6 +692,14 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn placeholders_number_rows_consecutively() {
+        assert_eq!(
+            super::rows_of_placeholders(2, 3, 3),
+            "($3, $4, $5), ($6, $7, $8)"
+        );
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -60,6 +60,7 @@ on_both_backends!(
     serials_are_recorded_before_signing_and_never_reused,
     audit_chain_detects_tampering,
     concurrent_audit_appends_keep_the_chain,
+    concurrent_issuances_are_all_recorded_and_audited,
     signed_checkpoints_catch_a_rewritten_or_truncated_chain,
     default_hierarchy_verifies_with_openssl,
 );
@@ -88,13 +89,29 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: Fixture) {
         db.insert_pending(&pending("0a01", b"other")).await,
         Err(Error::DuplicateSerial(_))
     ));
-    db.complete_issued("0a01", b"der", 5).await.unwrap();
+    db.complete_issued("0a01", b"der", 5, issued("0a01"))
+        .await
+        .unwrap();
     let rec = db.certificate("0a01").await.unwrap().unwrap();
     assert_eq!(rec.status, "issued");
     assert_eq!(rec.der.as_deref(), Some(&b"der"[..]));
     // Completing twice, or completing what was never pending, is refused.
-    assert!(db.complete_issued("0a01", b"again", 6).await.is_err());
-    assert!(db.complete_issued("ffff", b"der", 6).await.is_err());
+    assert!(db
+        .complete_issued("0a01", b"again", 6, issued("0a01"))
+        .await
+        .is_err());
+    assert!(db
+        .complete_issued("ffff", b"der", 6, issued("ffff"))
+        .await
+        .is_err());
+    // Only the completion that happened is in the audit trail.
+    let audit = AuditLog::new(db.clone());
+    let trail = audit.entries(0, 10).await.unwrap();
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(
+        (trail[0].action.as_str(), trail[0].target.as_str()),
+        ("certificate.issue", "0a01")
+    );
     // A failed signature burns the serial for good.
     db.insert_pending(&pending("0a02", b"tbs")).await.unwrap();
     db.mark_failed("0a02").await.unwrap();
@@ -104,6 +121,58 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: Fixture) {
     );
     assert!(db.insert_pending(&pending("0a02", b"tbs")).await.is_err());
     assert!(db.pending_serials(i64::MAX).await.unwrap().is_empty());
+}
+
+fn issued(serial: &str) -> AuditEvent<'_> {
+    AuditEvent {
+        actor: "officer:alice",
+        action: "certificate.issue",
+        target: serial,
+        source: "127.0.0.1",
+        detail: serde_json::json!({}),
+    }
+}
+
+/// Many issuances at once, each recorded, completed and audited through
+/// the group-committed journal, beside ordinary audit appends.
+async fn concurrent_issuances_are_all_recorded_and_audited(f: Fixture) {
+    let audit = AuditLog::new(f.db.clone());
+    let mut tasks = Vec::new();
+    for n in 0..40u32 {
+        let (db, audit) = (f.db.clone(), audit.clone());
+        tasks.push(tokio::spawn(async move {
+            let serial = format!("{n:04x}");
+            db.insert_pending(&pending(&serial, b"tbs")).await?;
+            let der = serial.as_bytes().to_vec();
+            db.complete_issued(&serial, &der, 5, issued(&serial))
+                .await?;
+            audit.append(event(n as usize)).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for n in 0..40u32 {
+        let rec =
+            f.db.certificate(&format!("{n:04x}"))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(rec.status, "issued");
+        assert_eq!(rec.der.unwrap(), format!("{n:04x}").into_bytes());
+    }
+    assert!(matches!(
+        audit.verify().await.unwrap(),
+        ChainStatus::Intact { entries: 80, .. }
+    ));
+    let issued = audit.entries(0, 100).await.unwrap();
+    assert_eq!(
+        issued
+            .iter()
+            .filter(|e| e.action == "certificate.issue")
+            .count(),
+        40
+    );
 }
 
 fn event(n: usize) -> AuditEvent<'static> {
