@@ -12,7 +12,7 @@ use aws_lc_rs::digest::{Context, SHA256};
 use sqlx::Row;
 
 use crate::storage::group_commit::{BatchWriter, GroupCommit};
-use crate::storage::{rows_of_placeholders, storage, Database, ROWS_PER_STATEMENT};
+use crate::storage::{insert_rows_sql, storage, Database, ROWS_PER_STATEMENT};
 use crate::Error;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -392,10 +392,10 @@ pub(crate) async fn extend_chain<'a>(
         entries.push(entry);
     }
     for rows in entries.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, detail, prev_hash, hash) \
-             VALUES {}",
-            rows_of_placeholders(rows.len(), 9, 1)
+        let sql = insert_rows_sql(
+            "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, detail, prev_hash, hash)",
+            rows.len(),
+            9,
         );
         let mut query = sqlx::query(&sql);
         for entry in rows {

@@ -645,6 +645,12 @@ fn authority_from_row(r: &AnyRow) -> Result<AuthorityRecord, Error> {
 /// far below both backends' limits on bound parameters.
 pub(crate) const ROWS_PER_STATEMENT: usize = 100;
 
+/// `{insert} VALUES ($1, …), (…), …`: a multi-row INSERT of `rows` rows
+/// of `columns` values, e.g. `insert_rows_sql("INSERT INTO t (a, b)", 2, 2)`.
+pub fn insert_rows_sql(insert: &str, rows: usize, columns: usize) -> String {
+    format!("{insert} VALUES {}", rows_of_placeholders(rows, columns, 1))
+}
+
 /// `($first, …), (…), …`: placeholders for `rows` rows of `columns`
 /// values, numbered from `first`.
 pub(crate) fn rows_of_placeholders(rows: usize, columns: usize, first: usize) -> String {
@@ -698,6 +704,10 @@ mod tests {
         assert_eq!(
             super::rows_of_placeholders(2, 3, 3),
             "($3, $4, $5), ($6, $7, $8)"
+        );
+        assert_eq!(
+            super::insert_rows_sql("INSERT INTO t (a, b)", 2, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
         );
     }
 

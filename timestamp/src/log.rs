@@ -3,7 +3,7 @@
 //! requests share one transaction, so the log costs one commit per batch
 //! rather than one per token.
 
-use kexin_ca::storage::Database;
+use kexin_ca::storage::{insert_rows_sql, Database};
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -88,24 +88,11 @@ async fn writer(db: Database, mut rx: mpsc::Receiver<Pending>) {
 }
 
 async fn insert(connection: &mut AnyConnection, batch: &[Pending]) -> Result<(), sqlx::Error> {
-    let mut sql = String::from(
-        "INSERT INTO timestamp_tokens (serial, gen_time_ms, policy, hash_algorithm, message_imprint, requester) VALUES ",
+    let sql = insert_rows_sql(
+        "INSERT INTO timestamp_tokens (serial, gen_time_ms, policy, hash_algorithm, message_imprint, requester)",
+        batch.len(),
+        6,
     );
-    for i in 0..batch.len() {
-        let b = i * 6;
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6
-        ));
-    }
     let mut q = sqlx::query(&sql);
     for (e, _) in batch {
         q = q

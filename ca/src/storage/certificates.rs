@@ -8,7 +8,9 @@ use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::Mutex;
 
 use super::group_commit::BatchWriter;
-use super::{rows_of_placeholders, storage, CertificateStatus, ROWS_PER_STATEMENT};
+use super::{
+    insert_rows_sql, rows_of_placeholders, storage, CertificateStatus, ROWS_PER_STATEMENT,
+};
 use crate::audit::{extend_chain, NewEntry};
 use crate::Error;
 
@@ -121,10 +123,10 @@ async fn insert_pending(
     tx: &mut sqlx::AnyConnection,
     rows: &[&IssuanceWrite],
 ) -> Result<(), Error> {
-    let sql = format!(
-        "INSERT INTO certificates (serial, issuer, profile, subject, status, not_before, not_after, tbs, requested_at) \
-         VALUES {}",
-        rows_of_placeholders(rows.len(), 9, 1)
+    let sql = insert_rows_sql(
+        "INSERT INTO certificates (serial, issuer, profile, subject, status, not_before, not_after, tbs, requested_at)",
+        rows.len(),
+        9,
     );
     let mut query = sqlx::query(&sql);
     for row in rows {
