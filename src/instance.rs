@@ -283,7 +283,7 @@ impl Instance {
                     std::time::Duration::from_secs(tsa.accuracy_seconds.max(1)),
                     tsa.require_sync_file.clone(),
                 ),
-                log: kexin_timestamp::log::TokenLog::start(self.db.clone()),
+                log: kexin_timestamp::log::TokenLog::new(self.db.clone()),
             },
         )?)
     }

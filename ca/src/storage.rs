@@ -13,7 +13,7 @@ use crate::audit::AuditEvent;
 use crate::Error;
 
 mod certificates;
-pub(crate) mod group_commit;
+pub mod group_commit;
 mod licenses;
 mod requests;
 mod seals;

@@ -3,13 +3,17 @@
 //! requests share one transaction, so the log costs one commit per batch
 //! rather than one per token.
 
+use std::sync::Arc;
+
+use kexin_ca::storage::group_commit::{BatchWriter, GroupCommit, HeldConnection};
 use kexin_ca::storage::{insert_rows_sql, Database};
 use sqlx::AnyConnection;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
 
-const MAX_BATCH: usize = 256;
+/// Most tokens one INSERT carries (6 values each, far below both
+/// backends' limits on bound parameters).
+const ROWS_PER_INSERT: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct LogEntry {
@@ -21,80 +25,77 @@ pub struct LogEntry {
     pub requester: String,
 }
 
-type Pending = (LogEntry, oneshot::Sender<Result<(), String>>);
-
 #[derive(Clone, Debug)]
 pub struct TokenLog {
-    tx: mpsc::Sender<Pending>,
+    entries: Arc<GroupCommit<TokenWriter>>,
 }
 
 impl TokenLog {
-    /// Starts the writer task on the current runtime.
-    pub fn start(db: Database) -> Self {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(db, rx));
-        Self { tx }
+    pub fn new(db: Database) -> Self {
+        Self {
+            entries: Arc::new(GroupCommit::new(TokenWriter(HeldConnection::new(
+                db.pool().clone(),
+            )))),
+        }
     }
 
     /// Returns once `entry` is committed.
     pub async fn record(&self, entry: LogEntry) -> Result<(), Error> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send((entry, done))
+        self.entries
+            .submit(entry)
             .await
-            .map_err(|_| Error::Log("token log writer stopped".into()))?;
-        wait.await
-            .map_err(|_| Error::Log("token log writer stopped".into()))?
-            .map_err(Error::Log)
+            .map_err(|e| Error::Log(e.to_string()))
     }
 }
 
-async fn writer(db: Database, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-    // One connection kept for the log: SQLite drops a connection's page
-    // cache whenever another connection wrote, so rotating through the pool
-    // re-reads the table's pages for every batch. It is detached from the
-    // pool so that closing the pool at shutdown does not wait for it.
-    let mut connection: Option<AnyConnection> = None;
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+struct TokenWriter(HeldConnection);
+
+impl BatchWriter for TokenWriter {
+    type Item = LogEntry;
+    type Output = ();
+
+    async fn write(
+        &self,
+        entries: &[LogEntry],
+    ) -> Result<Vec<Result<(), kexin_ca::Error>>, kexin_ca::Error> {
+        let mut held = self.0.lock().await?;
+        let connection = held.connection()?;
+        let outcome = if entries.len() <= ROWS_PER_INSERT {
+            insert(connection, entries).await
+        } else {
+            insert_in_chunks(connection, entries).await
+        };
+        match outcome {
+            Ok(()) => Ok(entries.iter().map(|_| Ok(())).collect()),
+            Err(e) => {
+                tracing::error!(error = %e, tokens = entries.len(), "token log write failed");
+                held.discard();
+                Err(kexin_ca::Error::Storage(e.to_string()))
             }
         }
-        let result = match &mut connection {
-            Some(c) => Ok(c),
-            None => db
-                .pool()
-                .acquire()
-                .await
-                .map(|c| connection.insert(c.detach())),
-        };
-        let result = match result {
-            Ok(c) => insert(c, &batch).await,
-            Err(e) => Err(e),
-        }
-        .map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            connection = None;
-            tracing::error!(error = %e, tokens = batch.len(), "token log write failed");
-        }
-        for (_, done) in batch.drain(..) {
-            let _ = done.send(result.clone());
-        }
     }
 }
 
-async fn insert(connection: &mut AnyConnection, batch: &[Pending]) -> Result<(), sqlx::Error> {
+/// A batch larger than one INSERT, all or nothing.
+async fn insert_in_chunks(
+    connection: &mut AnyConnection,
+    entries: &[LogEntry],
+) -> Result<(), sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(connection).await?;
+    for rows in entries.chunks(ROWS_PER_INSERT) {
+        insert(&mut tx, rows).await?;
+    }
+    tx.commit().await
+}
+
+async fn insert(connection: &mut AnyConnection, batch: &[LogEntry]) -> Result<(), sqlx::Error> {
     let sql = insert_rows_sql(
         "INSERT INTO timestamp_tokens (serial, gen_time_ms, policy, hash_algorithm, message_imprint, requester)",
         batch.len(),
         6,
     );
     let mut q = sqlx::query(&sql);
-    for (e, _) in batch {
+    for e in batch {
         q = q
             .bind(&e.serial)
             .bind(e.gen_time_ms)

@@ -5,9 +5,8 @@
 //! queueing for SQLite's write lock with a commit (and an fsync) each.
 
 use sqlx::{AnyConnection, AnyPool};
-use tokio::sync::Mutex;
 
-use super::group_commit::BatchWriter;
+use super::group_commit::{BatchWriter, HeldConnection};
 use super::{
     insert_rows_sql, rows_of_placeholders, storage, CertificateStatus, ROWS_PER_STATEMENT,
 };
@@ -37,19 +36,13 @@ pub(super) enum IssuanceWrite {
 }
 
 pub(super) struct IssuanceWriter {
-    pool: AnyPool,
-    /// One connection kept for the journal: no pool round trips per batch,
-    /// and SQLite keeps its page cache, which it drops whenever another
-    /// connection wrote. Detached from the pool, so that closing the pool
-    /// does not wait for it; replaced after any failure.
-    connection: Mutex<Option<AnyConnection>>,
+    connection: HeldConnection,
 }
 
 impl IssuanceWriter {
     pub fn new(pool: AnyPool) -> Self {
         Self {
-            pool,
-            connection: Mutex::new(None),
+            connection: HeldConnection::new(pool),
         }
     }
 }
@@ -59,14 +52,10 @@ impl BatchWriter for IssuanceWriter {
     type Output = ();
 
     async fn write(&self, writes: &[IssuanceWrite]) -> Result<Vec<Result<(), Error>>, Error> {
-        let mut held = self.connection.lock().await;
-        let connection = match &mut *held {
-            Some(connection) => connection,
-            None => held.insert(self.pool.acquire().await.map_err(storage)?.detach()),
-        };
-        let outcome = write_batch(connection, writes).await;
+        let mut held = self.connection.lock().await?;
+        let outcome = write_batch(held.connection()?, writes).await;
         if outcome.is_err() {
-            *held = None;
+            held.discard();
         }
         outcome
     }

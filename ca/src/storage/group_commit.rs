@@ -14,8 +14,10 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::oneshot;
 
+use super::storage;
 use crate::Error;
 
 /// Writes a batch of items in one transaction.
@@ -78,6 +80,50 @@ impl<W: BatchWriter> GroupCommit<W> {
             }
         });
         outcome.await.unwrap_or_else(|_| Err(lost()))
+    }
+}
+
+/// One connection kept by a batch writer: no pool round trips per batch,
+/// and SQLite keeps its page cache, which it drops whenever another
+/// connection wrote. Detached from the pool, so that closing the pool does
+/// not wait for it; replaced after any failure.
+pub struct HeldConnection {
+    pool: AnyPool,
+    connection: tokio::sync::Mutex<Option<AnyConnection>>,
+}
+
+/// The held connection, for one batch.
+pub struct HeldGuard<'a>(tokio::sync::MutexGuard<'a, Option<AnyConnection>>);
+
+impl HeldConnection {
+    pub fn new(pool: AnyPool) -> Self {
+        Self {
+            pool,
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn lock(&self) -> Result<HeldGuard<'_>, Error> {
+        let mut held = self.connection.lock().await;
+        if held.is_none() {
+            *held = Some(self.pool.acquire().await.map_err(storage)?.detach());
+        }
+        Ok(HeldGuard(held))
+    }
+}
+
+impl HeldGuard<'_> {
+    /// The connection; [`HeldConnection::lock`] put one in the guard.
+    pub fn connection(&mut self) -> Result<&mut AnyConnection, Error> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| Error::Storage("the held connection is missing".into()))
+    }
+
+    /// Drops the connection after a failure (a transaction left open rolls
+    /// back as it closes); the next batch opens another.
+    pub fn discard(mut self) {
+        *self.0 = None;
     }
 }
 
