@@ -27,7 +27,7 @@ SECRET=$(echo "$CLIENT" | python3 -c "import json,sys; print(json.load(sys.stdin
 RUST_LOG=warn "$KEXIN" serve --data "$D" --http 127.0.0.1:$HTTP --https 127.0.0.1:$HTTPS >/dev/null 2>&1 &
 PID=$!
 for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$HTTP/pki/ca/root.crt" && break; sleep 0.2; done
-target/release/sso_load "https://localhost:$HTTPS" "$D/ca/root.pem" "$WORK/o.crt" "$WORK/o.key.der" "$ID" "$SECRET" https://rp.example/cb "$SECONDS_EACH" "$CONCURRENCY"
+target/release/sso_load "https://localhost:$HTTPS" "$D/ca/root.pem" "$WORK/o.crt" "$WORK/o.key.der" "$ID" "$SECRET" https://rp.example/cb "$SECONDS_EACH" "$CONCURRENCY" "$PID"
 RSS=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 HWM=$(awk '/VmHWM/ {print $2}' /proc/$PID/status)
 python3 -c "import json,sys; print(json.dumps({'bench':'server-memory','rss_mib':round(int(sys.argv[1])/1024,1),'peak_rss_mib':round(int(sys.argv[2])/1024,1)}))" "$RSS" "$HWM"

@@ -552,13 +552,11 @@ async fn client(
         (None, Some(id), Some(secret)) => (id.clone(), secret.clone()),
         (None, Some(id), None) if peers.is_some_and(|p| !p.0 .0.is_empty()) => {
             let (subject, thumbprint) = system_certificate_subject(state, peers).await?;
-            return kexin_identity::clients::authenticate_by_certificate(
-                &state.instance.db,
-                id,
-                &subject,
-                &thumbprint,
-            )
-            .await;
+            return state
+                .oidc
+                .clients()
+                .authenticate_by_certificate(id, &subject, &thumbprint)
+                .await;
         }
         _ => {
             return Err(kexin_identity::Error::OAuth(
@@ -567,7 +565,7 @@ async fn client(
             ))
         }
     };
-    kexin_identity::clients::authenticate(&state.instance.db, &id, &secret).await
+    state.oidc.clients().authenticate(&id, &secret).await
 }
 
 /// RFC 8705: the subject DN and thumbprint of a good TLS client
@@ -802,12 +800,10 @@ async fn logout(
         }
     }
     let target = match (&p.client_id, &p.post_logout_redirect_uri) {
-        (Some(id), Some(uri)) => {
-            match kexin_identity::clients::find(&state.instance.db, id).await {
-                Ok(Some((c, _))) if c.redirect_uris.iter().any(|u| u == uri) => Some(uri.clone()),
-                _ => None,
-            }
-        }
+        (Some(id), Some(uri)) => match state.oidc.clients().find(id).await {
+            Ok(Some((c, _))) if c.redirect_uris.iter().any(|u| u == uri) => Some(uri.clone()),
+            _ => None,
+        },
         _ => None,
     };
     let mut res = match target {

@@ -643,7 +643,7 @@ fn authority_from_row(r: &AnyRow) -> Result<AuthorityRecord, Error> {
 
 /// Most rows one multi-row statement carries: 100 rows of 9 values stay
 /// far below both backends' limits on bound parameters.
-pub(crate) const ROWS_PER_STATEMENT: usize = 100;
+pub const ROWS_PER_STATEMENT: usize = 100;
 
 /// `{insert} VALUES ($1, …), (…), …`: a multi-row INSERT of `rows` rows
 /// of `columns` values, e.g. `insert_rows_sql("INSERT INTO t (a, b)", 2, 2)`.
@@ -653,7 +653,7 @@ pub fn insert_rows_sql(insert: &str, rows: usize, columns: usize) -> String {
 
 /// `($first, …), (…), …`: placeholders for `rows` rows of `columns`
 /// values, numbered from `first`.
-pub(crate) fn rows_of_placeholders(rows: usize, columns: usize, first: usize) -> String {
+pub fn rows_of_placeholders(rows: usize, columns: usize, first: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {

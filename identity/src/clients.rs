@@ -1,6 +1,9 @@
 //! Registered client systems: an id, a secret (stored hashed) and the
 //! redirect URIs that are accepted exactly as written.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use kexin_ca::storage::Database;
 use sqlx::Row;
 
@@ -100,14 +103,95 @@ pub async fn list(db: &Database) -> Result<Vec<Client>, Error> {
             .map_err(storage)?;
     let mut clients = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some((client, _)) = find(db, &id).await? {
+        if let Some((client, _)) = read(db, &id).await? {
             clients.push(client);
         }
     }
     Ok(clients)
 }
 
-pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, String)>, Error> {
+/// The registered clients, as this process has read them. A client row is
+/// never updated or deleted once registered, so a client found once stays
+/// right for the life of the process and later requests need no database
+/// read; an unknown id is looked up every time, so that a client
+/// registered meanwhile (by the CLI, or another node) is found.
+pub struct Directory {
+    db: Database,
+    known: Mutex<HashMap<String, (Client, String)>>,
+}
+
+/// More clients than a province registers; past it the cache starts over
+/// rather than grow without bound.
+const MAX_CACHED: usize = 10_000;
+
+impl Directory {
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            known: Mutex::default(),
+        }
+    }
+
+    /// The client and the SHA-256 (hex) of its secret.
+    pub async fn find(&self, client_id: &str) -> Result<Option<(Client, String)>, Error> {
+        if let Some(found) = self.lock().get(client_id) {
+            return Ok(Some(found.clone()));
+        }
+        let found = read(&self.db, client_id).await?;
+        if let Some(f) = &found {
+            let mut known = self.lock();
+            if known.len() >= MAX_CACHED {
+                known.clear();
+            }
+            known.insert(client_id.to_owned(), f.clone());
+        }
+        Ok(found)
+    }
+
+    /// A confidential client proves itself with its secret (compared as
+    /// hashes, in constant time).
+    pub async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Client, Error> {
+        let invalid = || oauth("invalid_client", "unknown client or wrong secret");
+        let (client, stored) = self.find(client_id).await?.ok_or_else(invalid)?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            sha256_hex(secret).as_bytes(),
+            stored.as_bytes(),
+        )
+        .map_err(|_| invalid())?;
+        Ok(client)
+    }
+
+    /// RFC 8705 `tls_client_auth`: the client presented a certificate
+    /// (already checked to be good and from the systems CA) whose subject
+    /// is the one registered for it.
+    pub async fn authenticate_by_certificate(
+        &self,
+        client_id: &str,
+        subject_dn: &str,
+        thumbprint: &str,
+    ) -> Result<Client, Error> {
+        let invalid = || {
+            oauth(
+                "invalid_client",
+                "unknown client or a certificate not registered for it",
+            )
+        };
+        let (mut client, _) = self.find(client_id).await?.ok_or_else(invalid)?;
+        match &client.tls_client_auth_subject_dn {
+            Some(dn) if dn == subject_dn => {
+                client.certificate_thumbprint = Some(thumbprint.to_owned());
+                Ok(client)
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Client, String)>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn read(db: &Database, client_id: &str) -> Result<Option<(Client, String)>, Error> {
     let row = sqlx::query("SELECT client_id, name, redirect_uris, secret_sha256, backchannel_logout_uri, tls_client_auth_subject_dn, id_token_alg FROM oidc_clients WHERE client_id = $1")
         .bind(client_id)
         .fetch_optional(db.pool())
@@ -132,42 +216,4 @@ pub async fn find(db: &Database, client_id: &str) -> Result<Option<(Client, Stri
         ))
     })
     .transpose()
-}
-
-/// A confidential client proves itself with its secret (compared as
-/// hashes, in constant time).
-pub async fn authenticate(db: &Database, client_id: &str, secret: &str) -> Result<Client, Error> {
-    let invalid = || oauth("invalid_client", "unknown client or wrong secret");
-    let (client, stored) = find(db, client_id).await?.ok_or_else(invalid)?;
-    aws_lc_rs::constant_time::verify_slices_are_equal(
-        sha256_hex(secret).as_bytes(),
-        stored.as_bytes(),
-    )
-    .map_err(|_| invalid())?;
-    Ok(client)
-}
-
-/// RFC 8705 `tls_client_auth`: the client presented a certificate (already
-/// checked to be good and from the systems CA) whose subject is the one
-/// registered for it.
-pub async fn authenticate_by_certificate(
-    db: &Database,
-    client_id: &str,
-    subject_dn: &str,
-    thumbprint: &str,
-) -> Result<Client, Error> {
-    let invalid = || {
-        oauth(
-            "invalid_client",
-            "unknown client or a certificate not registered for it",
-        )
-    };
-    let (mut client, _) = find(db, client_id).await?.ok_or_else(invalid)?;
-    match &client.tls_client_auth_subject_dn {
-        Some(dn) if dn == subject_dn => {
-            client.certificate_thumbprint = Some(thumbprint.to_owned());
-            Ok(client)
-        }
-        _ => Err(invalid()),
-    }
 }

@@ -3,15 +3,18 @@
 //! authorization code (PKCE S256 required) to exchange for ES256-signed ID
 //! and access tokens and a rotating refresh token.
 //!
-//! Invariants: codes, refresh tokens and client secrets are stored only as
-//! SHA-256 hashes; a code is redeemed at most once (a conditional update);
+//! Invariants: codes, refresh tokens and client secrets are kept only as
+//! SHA-256 hashes; a code is redeemed at most once (taken out on first use);
 //! a refresh token is redeemed at most once, and presenting a rotated one
 //! revokes its whole family; redirect URIs match exactly.
 #![forbid(unsafe_code)]
 
 pub mod clients;
+pub mod codes;
+mod expiry;
 pub mod jwt;
 pub mod provider;
+pub mod refresh;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -2,7 +2,6 @@
 //! single sign-on sessions, codes, tokens, refresh with rotation,
 //! userinfo, introspection (RFC 7662), revocation (RFC 7009), logout.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,13 +11,14 @@ use kexin_ca::storage::Database;
 use serde::Deserialize;
 use sqlx::Row;
 
-use crate::clients::{self, Client};
+use crate::clients::{Client, Directory};
+use crate::codes::{CodeStore, PendingCode};
+use crate::expiry::ExpiringMap;
 use crate::jwt::KeySet;
+use crate::refresh::{NewGrant, RefreshJournal, REFRESH_TTL};
 use crate::{now, oauth, random_token, sha256_hex, storage, Error};
 
-const CODE_TTL: i64 = 60;
 const ACCESS_TTL: i64 = 300;
-const REFRESH_TTL: i64 = 8 * 3600;
 /// An SSO session unused this long ends; and this long after sign-in in any case.
 pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(10 * 3600);
@@ -61,6 +61,14 @@ struct Session {
     clients: std::collections::BTreeSet<String>,
 }
 
+impl Session {
+    /// Neither idle nor past its absolute lifetime.
+    fn live(&self, now: Instant) -> bool {
+        now.duration_since(self.last_seen) < SESSION_IDLE
+            && now.duration_since(self.created) < SESSION_ABSOLUTE
+    }
+}
+
 /// A logout token to deliver (OpenID Connect Back-Channel Logout 1.0).
 pub struct LogoutNotice {
     pub uri: String,
@@ -99,8 +107,11 @@ pub struct Provider {
     /// Keyed by [`sid`] of the session id: lookups by cookie hash it once,
     /// lookups by a token's `sid` need no hashing, and the cookie values
     /// themselves are never kept.
-    sessions: Mutex<HashMap<String, Session>>,
-    challenges: Mutex<HashMap<String, Challenge>>,
+    sessions: Mutex<ExpiringMap<Session>>,
+    challenges: Mutex<ExpiringMap<Challenge>>,
+    clients: Directory,
+    codes: CodeStore,
+    refresh_tokens: RefreshJournal,
 }
 
 /// A one-time sign-in challenge for a client that cannot do TLS client
@@ -110,6 +121,12 @@ struct Challenge {
     client_id: String,
     created: Instant,
 }
+
+/// Open challenges above this many are refused rather than held.
+const MAX_OPEN_CHALLENGES: usize = 100_000;
+
+/// Live sessions above this many make every sign-in sweep for expired ones.
+const SESSIONS_SWEPT_ALWAYS_ABOVE: usize = 1_000_000;
 
 /// How long a challenge may be answered.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(120);
@@ -123,6 +140,9 @@ pub fn challenge_message(nonce: &str, client_id: &str) -> Vec<u8> {
 impl Provider {
     pub fn new(db: Database, keys: KeySet, issuer: String) -> Self {
         Self {
+            clients: Directory::new(db.clone()),
+            refresh_tokens: RefreshJournal::new(&db),
+            codes: CodeStore::default(),
             db,
             keys,
             issuer,
@@ -131,16 +151,23 @@ impl Provider {
         }
     }
 
+    /// The registered client systems.
+    pub fn clients(&self) -> &Directory {
+        &self.clients
+    }
+
     /// A new challenge for `client_id`: (challenge id, nonce).
     pub async fn challenge(&self, client_id: &str) -> Result<(String, String), Error> {
-        if clients::find(&self.db, client_id).await?.is_none() {
+        if self.clients.find(client_id).await?.is_none() {
             return Err(oauth("invalid_client", "unknown client"));
         }
         let (id, nonce) = (random_token()?, random_token()?);
         let now = Instant::now();
         let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, c| now.duration_since(c.created) < CHALLENGE_TTL);
-        if map.len() > 100_000 {
+        map.sweep(now, MAX_OPEN_CHALLENGES, |c| {
+            now.duration_since(c.created) < CHALLENGE_TTL
+        });
+        if map.len() >= MAX_OPEN_CHALLENGES {
             return Err(oauth("temporarily_unavailable", "too many open challenges"));
         }
         map.insert(
@@ -211,7 +238,9 @@ impl Provider {
             .client_id
             .as_deref()
             .ok_or_else(|| show("the request names no client_id"))?;
-        let (client, _) = clients::find(&self.db, client_id)
+        let (client, _) = self
+            .clients
+            .find(client_id)
             .await
             .map_err(|e| show(&e.to_string()))?
             .ok_or_else(|| show("unknown client"))?;
@@ -263,9 +292,7 @@ impl Provider {
         let key = sid(id);
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let s = map.get_mut(&key)?;
-        if now.duration_since(s.last_seen) >= SESSION_IDLE
-            || now.duration_since(s.created) >= SESSION_ABSOLUTE
-        {
+        if !s.live(now) {
             map.remove(&key);
             return None;
         }
@@ -277,10 +304,7 @@ impl Provider {
         let id = random_token()?;
         let now = Instant::now();
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| {
-            now.duration_since(s.last_seen) < SESSION_IDLE
-                && now.duration_since(s.created) < SESSION_ABSOLUTE
-        });
+        map.sweep(now, SESSIONS_SWEPT_ALWAYS_ABOVE, |s| s.live(now));
         map.insert(
             sid(&id),
             Session {
@@ -306,6 +330,7 @@ impl Provider {
         let Some(session) = removed else {
             return Ok(Vec::new());
         };
+        self.codes.end_session(&sid(session_id));
         sqlx::query("UPDATE oidc_refresh_tokens SET state = 'revoked' WHERE family LIKE $1")
             .bind(format!("{}:%", sid(session_id)))
             .execute(self.db.pool())
@@ -313,7 +338,7 @@ impl Provider {
             .map_err(storage)?;
         let mut notices = Vec::new();
         for client_id in &session.clients {
-            let Some((client, _)) = clients::find(&self.db, client_id).await? else {
+            let Some((client, _)) = self.clients.find(client_id).await? else {
                 continue;
             };
             let Some(uri) = client.backchannel_logout_uri else {
@@ -353,23 +378,19 @@ impl Provider {
         {
             s.clients.insert(r.client_id.clone().unwrap_or_default());
         }
-        sqlx::query(
-            "INSERT INTO oidc_codes (code_sha256, client_id, redirect_uri, code_challenge, nonce, scope, subject, claims, session_id, expires_at, used) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)",
-        )
-        .bind(sha256_hex(&code))
-        .bind(r.client_id.as_deref().unwrap_or_default())
-        .bind(r.redirect_uri.as_deref().unwrap_or_default())
-        .bind(r.code_challenge.as_deref().unwrap_or_default())
-        .bind(r.nonce.as_deref())
-        .bind(r.scope.as_deref().unwrap_or("openid"))
-        .bind(&official.subject)
-        .bind(official.claims.to_string())
-        .bind(sid(session_id))
-        .bind(now() + CODE_TTL)
-        .execute(self.db.pool())
-        .await
-        .map_err(storage)?;
+        self.codes.insert(
+            &code,
+            PendingCode {
+                client_id: r.client_id.clone().unwrap_or_default(),
+                redirect_uri: r.redirect_uri.clone().unwrap_or_default(),
+                code_challenge: r.code_challenge.clone().unwrap_or_default(),
+                nonce: r.nonce.clone(),
+                scope: r.scope.clone().unwrap_or_else(|| "openid".into()),
+                subject: official.subject.clone(),
+                claims: official.claims.clone(),
+                session: sid(session_id),
+            },
+        )?;
         Ok(code)
     }
 
@@ -388,28 +409,9 @@ impl Provider {
                 "the code is unknown, used, expired or not for this client",
             )
         };
-        let hash = sha256_hex(code);
-        let row = sqlx::query(
-            "SELECT client_id, redirect_uri, code_challenge, nonce, scope, subject, claims, session_id FROM oidc_codes WHERE code_sha256 = $1",
-        )
-        .bind(&hash)
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(storage)?
-        .ok_or_else(grant)?;
-        let get =
-            |i: usize| -> Result<String, Error> { row.try_get::<String, _>(i).map_err(storage) };
-        let nonce: Option<String> = row.try_get(3).map_err(storage)?;
-        // One redemption, whatever else happens: a replayed code is burnt.
-        let won = sqlx::query("UPDATE oidc_codes SET used = 1 WHERE code_sha256 = $1 AND used = 0 AND expires_at > $2")
-            .bind(&hash)
-            .bind(now())
-            .execute(self.db.pool())
-            .await
-            .map_err(storage)?
-            .rows_affected()
-            == 1;
-        if !won || get(0)? != client.client_id || get(1)? != redirect_uri {
+        // Taken out whatever happens next: a replayed code finds nothing.
+        let pending = self.codes.redeem(code).ok_or_else(grant)?;
+        if pending.client_id != client.client_id || pending.redirect_uri != redirect_uri {
             return Err(grant());
         }
         let challenge = B64URL.encode(aws_lc_rs::digest::digest(
@@ -423,7 +425,7 @@ impl Provider {
         if !verifier_ok
             || aws_lc_rs::constant_time::verify_slices_are_equal(
                 challenge.as_bytes(),
-                get(2)?.as_bytes(),
+                pending.code_challenge.as_bytes(),
             )
             .is_err()
         {
@@ -432,16 +434,28 @@ impl Provider {
                 "the PKCE code_verifier does not match",
             ));
         }
-        let claims: serde_json::Value = serde_json::from_str(&get(6)?).unwrap_or_default();
-        let family = format!("{}:{}", get(7)?, random_token()?);
+        let family = format!("{}:{}", pending.session, random_token()?);
+        let refresh = random_token()?;
+        self.refresh_tokens
+            .issue(NewGrant {
+                token_sha256: sha256_hex(&refresh),
+                family: family.clone(),
+                client_id: client.client_id.clone(),
+                subject: pending.subject.clone(),
+                claims: pending.claims.to_string(),
+                scope: pending.scope.clone(),
+                expires_at: now() + REFRESH_TTL,
+            })
+            .await?;
         self.tokens(
             client,
-            &get(5)?,
-            &claims,
-            &get(4)?,
+            &pending.subject,
+            &pending.claims,
+            &pending.scope,
             &family,
-            nonce.as_deref(),
+            pending.nonce.as_deref(),
             true,
+            refresh,
         )
         .await
     }
@@ -456,6 +470,7 @@ impl Provider {
         family: &str,
         nonce: Option<&str>,
         with_id_token: bool,
+        refresh: String,
     ) -> Result<serde_json::Value, Error> {
         let t = now();
         let session = family.split(':').next().unwrap_or_default();
@@ -468,20 +483,6 @@ impl Provider {
             access_claims["cnf"] = serde_json::json!({ "x5t#S256": thumbprint });
         }
         let access = self.keys.current().sign(&access_claims).await?;
-        let refresh = random_token()?;
-        sqlx::query(
-            "INSERT INTO oidc_refresh_tokens (token_sha256, family, client_id, subject, claims, scope, state, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7)",
-        )
-        .bind(sha256_hex(&refresh))
-        .bind(family)
-        .bind(&client.client_id)
-        .bind(subject)
-        .bind(claims.to_string())
-        .bind(scope)
-        .bind(t + REFRESH_TTL)
-        .execute(self.db.pool())
-        .await
-        .map_err(storage)?;
         let mut out = serde_json::json!({
             "access_token": access, "token_type": "Bearer", "expires_in": ACCESS_TTL,
             "refresh_token": refresh, "scope": scope,
@@ -517,36 +518,19 @@ impl Provider {
     pub async fn refresh(&self, client: &Client, token: &str) -> Result<serde_json::Value, Error> {
         let grant = |m: &str| oauth("invalid_grant", m.to_owned());
         let hash = sha256_hex(token);
-        let row = sqlx::query("SELECT family, client_id, subject, claims, scope, state, expires_at FROM oidc_refresh_tokens WHERE token_sha256 = $1")
-            .bind(&hash)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(storage)?
-            .ok_or_else(|| grant("unknown refresh token"))?;
-        let get =
-            |i: usize| -> Result<String, Error> { row.try_get::<String, _>(i).map_err(storage) };
-        let family = get(0)?;
-        if get(1)? != client.client_id {
-            return Err(grant("the refresh token belongs to another client"));
-        }
-        let rotated = sqlx::query("UPDATE oidc_refresh_tokens SET state = 'rotated' WHERE token_sha256 = $1 AND state = 'active' AND expires_at > $2")
-            .bind(&hash)
-            .bind(now())
-            .execute(self.db.pool())
-            .await
-            .map_err(storage)?
-            .rows_affected()
-            == 1;
-        if !rotated {
-            if get(5)? == "rotated" {
-                self.revoke_family(&family).await?;
-                return Err(grant(
-                    "refresh token reused: every token of this grant is revoked",
-                ));
-            }
-            return Err(grant("the refresh token is revoked or expired"));
-        }
-        let claims: serde_json::Value = serde_json::from_str(&get(3)?).unwrap_or_default();
+        let successor = random_token()?;
+        let rotated = self
+            .refresh_tokens
+            .rotate(
+                hash.clone(),
+                client.client_id.clone(),
+                sha256_hex(&successor),
+            )
+            .await?;
+        let Some(rotated) = rotated else {
+            return Err(self.not_rotated(&hash, client).await);
+        };
+        let claims: serde_json::Value = serde_json::from_str(&rotated.claims).unwrap_or_default();
         // A grant lives no longer than the certificate it was signed in with.
         if let Some(serial) = claims["x5t_serial"].as_str() {
             let issued = matches!(
@@ -554,14 +538,51 @@ impl Provider {
                 Some(c) if c.status == "issued"
             );
             if !issued {
-                self.revoke_family(&family).await?;
+                self.revoke_family(&rotated.family).await?;
                 return Err(grant(
                     "the certificate of this sign-in is revoked or held: sign in again",
                 ));
             }
         }
-        self.tokens(client, &get(2)?, &claims, &get(4)?, &family, None, false)
-            .await
+        self.tokens(
+            client,
+            &rotated.subject,
+            &claims,
+            &rotated.scope,
+            &rotated.family,
+            None,
+            false,
+            successor,
+        )
+        .await
+    }
+
+    /// Why a refresh token did not rotate; a spent one presented again
+    /// revokes its family (it was stolen or replayed).
+    async fn not_rotated(&self, hash: &str, client: &Client) -> Error {
+        let grant = |m: &str| oauth("invalid_grant", m.to_owned());
+        let row = match sqlx::query(
+            "SELECT family, client_id, state FROM oidc_refresh_tokens WHERE token_sha256 = $1",
+        )
+        .bind(hash)
+        .fetch_optional(self.db.pool())
+        .await
+        {
+            Ok(Some(row)) => row,
+            Ok(None) => return grant("unknown refresh token"),
+            Err(e) => return storage(e),
+        };
+        let get = |i: usize| row.try_get::<String, _>(i).unwrap_or_default();
+        if get(1) != client.client_id {
+            return grant("the refresh token belongs to another client");
+        }
+        if get(2) == "rotated" {
+            if let Err(e) = self.revoke_family(&get(0)).await {
+                return e;
+            }
+            return grant("refresh token reused: every token of this grant is revoked");
+        }
+        grant("the refresh token is revoked or expired")
     }
 
     async fn revoke_family(&self, family: &str) -> Result<(), Error> {
@@ -599,7 +620,8 @@ impl Provider {
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(wanted)
+            .get(wanted)
+            .is_some_and(|s| s.live(Instant::now()))
     }
 
     /// The official's claims, for the holder of a live access token; a

@@ -2,7 +2,7 @@
 //! session → authorization code → tokens, with the revocation check), refresh
 //! grants, and ID-token verifications in the SDK; reports rates and p99.
 //!
-//! usage: sso_load ISSUER ROOT.pem CERT.pem KEY.pkcs8.der CLIENT_ID SECRET REDIRECT SECONDS CONCURRENCY
+//! usage: sso_load ISSUER ROOT.pem CERT.pem KEY.pkcs8.der CLIENT_ID SECRET REDIRECT SECONDS CONCURRENCY [SERVER_PID]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,12 +107,24 @@ async fn login(s: &Setup, http: &reqwest::Client) -> serde_json::Value {
         .unwrap()
 }
 
-async fn run<F, Fut>(name: &str, seconds: u64, concurrency: usize, f: F)
+/// CPU seconds the server process has used so far (utime + stime), read
+/// from /proc so that rates can be stated per server core.
+fn server_cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+async fn run<F, Fut>(name: &str, seconds: u64, concurrency: usize, server: Option<u32>, f: F)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let f = Arc::new(f);
+    let cpu_before = server_cpu_seconds(server);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for w in 0..concurrency {
@@ -131,6 +143,9 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
+    let cpu = server_cpu_seconds(server)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     all.sort();
     let p = |q: f64| {
         all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
@@ -139,7 +154,13 @@ where
     };
     println!(
         "{}",
-        serde_json::json!({ "bench": name, "per_s": (all.len() as f64 / seconds as f64).round(), "p50_ms": (p(0.5) * 10.0).round() / 10.0, "p99_ms": (p(0.99) * 10.0).round() / 10.0, "concurrency": concurrency })
+        serde_json::json!({
+            "bench": name, "per_s": (all.len() as f64 / seconds as f64).round(),
+            "p50_ms": (p(0.5) * 10.0).round() / 10.0, "p99_ms": (p(0.99) * 10.0).round() / 10.0,
+            "concurrency": concurrency,
+            "server_cores_busy": cpu.map(|c| (c / seconds as f64 * 100.0).round() / 100.0),
+            "per_server_core_s": cpu.filter(|c| *c > 0.0).map(|c| (all.len() as f64 / c).round()),
+        })
     );
 }
 
@@ -160,17 +181,24 @@ async fn main() {
         redirect: a[7].clone(),
     });
     let (seconds, concurrency): (u64, usize) = (a[8].parse().unwrap(), a[9].parse().unwrap());
+    let server: Option<u32> = a.get(10).and_then(|p| p.parse().ok());
 
     // Certificate logins: each worker is a fresh browser (its own cookies).
     let s = setup.clone();
-    run("certificate-login", seconds, concurrency, move |_| {
-        let s = s.clone();
-        async move {
-            let http = client(&s.root, true);
-            let tokens = login(&s, &http).await;
-            assert!(tokens["id_token"].is_string(), "{tokens}");
-        }
-    })
+    run(
+        "certificate-login",
+        seconds,
+        concurrency,
+        server,
+        move |_| {
+            let s = s.clone();
+            async move {
+                let http = client(&s.root, true);
+                let tokens = login(&s, &http).await;
+                assert!(tokens["id_token"].is_string(), "{tokens}");
+            }
+        },
+    )
     .await;
 
     // Refresh grants: each worker rotates its own refresh token.
@@ -183,7 +211,7 @@ async fn main() {
         )));
     }
     let (s, chains) = (setup.clone(), Arc::new(chains));
-    run("refresh-grant", seconds, concurrency, move |w| {
+    run("refresh-grant", seconds, concurrency, server, move |w| {
         let (s, http, chains) = (s.clone(), http.clone(), chains.clone());
         async move {
             let mut token = chains[w].lock().await;

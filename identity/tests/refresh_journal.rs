@@ -1,0 +1,188 @@
+//! The refresh-token journal on SQLite and on PostgreSQL (a fresh database
+//! on 127.0.0.1:5432 per test): concurrent requests share transactions, and
+//! still a token rotates at most once.
+
+use std::sync::Arc;
+
+use kexin_ca::storage::{Backend, Database};
+use kexin_identity::clients;
+use kexin_identity::refresh::{NewGrant, RefreshJournal, REFRESH_TTL};
+use kexin_test_support::fresh_postgres_database;
+
+struct Fixture {
+    db: Database,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(&Database::sqlite_url(&dir.path().join("t.db")))
+        .await
+        .unwrap();
+    Fixture { db, _dir: dir }
+}
+
+async fn postgres() -> Fixture {
+    let db = Database::connect(&fresh_postgres_database().await)
+        .await
+        .unwrap();
+    Fixture {
+        db,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let f = super::sqlite().await;
+                assert_eq!(f.db.backend(), super::Backend::Sqlite);
+                super::$case(f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let f = super::postgres().await;
+                assert_eq!(f.db.backend(), super::Backend::Postgres);
+                super::$case(f).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    concurrent_presentations_rotate_each_token_once,
+    a_token_rotates_only_for_its_client_and_before_it_expires,
+);
+
+async fn client(db: &Database, name: &str) -> String {
+    clients::register(
+        db,
+        name,
+        &["https://rp.example/cb".into()],
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap()
+    .0
+    .client_id
+}
+
+fn grant(token: &str, client_id: &str, expires_at: i64) -> NewGrant {
+    NewGrant {
+        token_sha256: format!("h-{token}"),
+        family: format!("sid:{token}"),
+        client_id: client_id.into(),
+        subject: format!("subject-{token}"),
+        claims: r#"{"name":"张三"}"#.into(),
+        scope: "openid".into(),
+        expires_at,
+    }
+}
+
+async fn state(db: &Database, hash: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT state FROM oidc_refresh_tokens WHERE token_sha256 = $1")
+        .bind(hash)
+        .fetch_optional(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn concurrent_presentations_rotate_each_token_once(f: Fixture) {
+    let id = client(&f.db, "档案系统").await;
+    let journal = Arc::new(RefreshJournal::new(&f.db));
+    let later = kexin_ca::issuance::now() + REFRESH_TTL;
+    let issued: Vec<_> = (0..30)
+        .map(|i| {
+            let (journal, id) = (journal.clone(), id.clone());
+            tokio::spawn(async move { journal.issue(grant(&i.to_string(), &id, later)).await })
+        })
+        .collect();
+    for t in issued {
+        t.await.unwrap().unwrap();
+    }
+    // Every token presented twice at once (a replay racing the owner).
+    let presented: Vec<_> = (0..60)
+        .map(|n| {
+            let (journal, id) = (journal.clone(), id.clone());
+            let token = n % 30;
+            tokio::spawn(async move {
+                let grant = journal
+                    .rotate(format!("h-{token}"), id, format!("h-{token}-next-{n}"))
+                    .await
+                    .unwrap();
+                (token, n, grant)
+            })
+        })
+        .collect();
+    let mut winners = vec![Vec::new(); 30];
+    for t in presented {
+        let (token, n, grant) = t.await.unwrap();
+        if let Some(g) = grant {
+            assert_eq!(g.family, format!("sid:{token}"));
+            assert_eq!(g.subject, format!("subject-{token}"));
+            assert_eq!(g.claims, r#"{"name":"张三"}"#);
+            winners[token].push(n);
+        }
+    }
+    for (token, won) in winners.iter().enumerate() {
+        assert_eq!(won.len(), 1, "token {token} rotated {} times", won.len());
+        assert_eq!(
+            state(&f.db, &format!("h-{token}")).await.as_deref(),
+            Some("rotated")
+        );
+        let successor = format!("h-{token}-next-{}", won[0]);
+        assert_eq!(state(&f.db, &successor).await.as_deref(), Some("active"));
+        let lost = if won[0] == token { token + 30 } else { token };
+        assert_eq!(state(&f.db, &format!("h-{token}-next-{lost}")).await, None);
+    }
+    // The successor rotates in turn, carrying the same grant.
+    let next = journal
+        .rotate(
+            format!("h-0-next-{}", winners[0][0]),
+            id,
+            "h-0-third".into(),
+        )
+        .await
+        .unwrap()
+        .expect("the successor is active");
+    assert_eq!(next.family, "sid:0");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oidc_refresh_tokens")
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 30 + 30 + 1);
+}
+
+async fn a_token_rotates_only_for_its_client_and_before_it_expires(f: Fixture) {
+    let mine = client(&f.db, "档案系统").await;
+    let theirs = client(&f.db, "审批系统").await;
+    let journal = RefreshJournal::new(&f.db);
+    let now = kexin_ca::issuance::now();
+    journal
+        .issue(grant("live", &mine, now + 600))
+        .await
+        .unwrap();
+    journal.issue(grant("old", &mine, now - 1)).await.unwrap();
+    let stolen = journal
+        .rotate("h-live".into(), theirs, "h-stolen".into())
+        .await
+        .unwrap();
+    assert!(stolen.is_none(), "another client cannot rotate the token");
+    assert_eq!(state(&f.db, "h-live").await.as_deref(), Some("active"));
+    assert_eq!(state(&f.db, "h-stolen").await, None);
+    let expired = journal
+        .rotate("h-old".into(), mine.clone(), "h-old-next".into())
+        .await
+        .unwrap();
+    assert!(expired.is_none(), "an expired token does not rotate");
+    assert_eq!(state(&f.db, "h-old-next").await, None);
+    assert!(journal
+        .rotate("h-live".into(), mine, "h-live-next".into())
+        .await
+        .unwrap()
+        .is_some());
+}
