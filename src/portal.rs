@@ -150,9 +150,9 @@ async fn check(
     let trust = state.trust();
     let db = Some(&state.instance.db);
     let report = match (pdf, content, signature) {
-        (Some(pdf), _, _) => kexin_seal::verify::verify_pdf(&pdf, &trust, db).await,
+        (Some(pdf), _, _) => kexin_seal::verify::verify_pdf(&pdf, trust, db).await,
         (None, Some(content), Some(signature)) => {
-            kexin_seal::verify::verify_detached(&signature, &mut content.as_ref(), &trust, db).await
+            kexin_seal::verify::verify_detached(&signature, &mut content.as_ref(), trust, db).await
         }
         _ => {
             return bad_upload(
@@ -194,7 +194,7 @@ async fn license(
         return bad_upload(lang, StatusCode::BAD_REQUEST, "no license payload");
     };
     let report =
-        kexin_seal::verify::verify_license(&token, &state.trust(), &state.instance.db).await;
+        kexin_seal::verify::verify_license(&token, state.trust(), &state.instance.db).await;
     let (class, headline) = match report.verdict {
         Verdict::Valid => ("valid", lang.t("license-valid")),
         Verdict::Invalid => ("invalid", lang.t("license-invalid")),

@@ -47,32 +47,49 @@ pub struct AppState {
     pub oidc: Arc<kexin_identity::provider::Provider>,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: Arc<HashMap<String, Vec<u8>>>,
+    /// The same, parsed once: sign-ins check chains against them.
+    ca_parsed: Arc<HashMap<String, x509_cert::Certificate>>,
+    trust: Arc<kexin_seal::verify::Trust>,
     metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    pub fn ca_certificate(&self, name: &str) -> Option<x509_cert::Certificate> {
-        use der::Decode;
-        self.ca_certificates
-            .get(name)
-            .and_then(|d| x509_cert::Certificate::from_der(d).ok())
+    pub fn ca_certificate(&self, name: &str) -> Option<&x509_cert::Certificate> {
+        self.ca_parsed.get(name)
     }
 
     /// Our root as the trust anchor, our CAs as intermediates.
-    pub fn trust(&self) -> kexin_seal::verify::Trust {
-        use der::Decode;
-        let mut trust = kexin_seal::verify::Trust::default();
-        for der in self.ca_certificates.values() {
-            if let Ok(c) = x509_cert::Certificate::from_der(der) {
-                if c.tbs_certificate.issuer == c.tbs_certificate.subject {
-                    trust.roots.push(c);
-                } else {
-                    trust.intermediates.push(c);
-                }
-            }
-        }
-        trust
+    pub fn trust(&self) -> &kexin_seal::verify::Trust {
+        &self.trust
     }
+}
+
+/// The CAs parsed, and as a [`kexin_seal::verify::Trust`]: self-signed ones
+/// are roots, the others intermediates.
+fn parse_authorities(
+    ders: &HashMap<String, Vec<u8>>,
+) -> (
+    HashMap<String, x509_cert::Certificate>,
+    kexin_seal::verify::Trust,
+) {
+    use der::Decode;
+    let parsed: HashMap<_, _> = ders
+        .iter()
+        .filter_map(|(name, der)| {
+            x509_cert::Certificate::from_der(der)
+                .ok()
+                .map(|c| (name.clone(), c))
+        })
+        .collect();
+    let mut trust = kexin_seal::verify::Trust::default();
+    for c in parsed.values() {
+        if c.tbs_certificate.issuer == c.tbs_certificate.subject {
+            trust.roots.push(c.clone());
+        } else {
+            trust.intermediates.push(c.clone());
+        }
+    }
+    (parsed, trust)
 }
 
 pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
@@ -123,6 +140,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         .into_iter()
         .map(|a| (a.name, a.certificate))
         .collect();
+    let (ca_parsed, trust) = parse_authorities(&ca_certificates);
     let state = AppState {
         instance: instance.clone(),
         tsa,
@@ -134,6 +152,8 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         portal_limit: Arc::default(),
         oidc,
         ca_certificates: Arc::new(ca_certificates),
+        ca_parsed: Arc::new(ca_parsed),
+        trust: Arc::new(trust),
         metrics: Metrics::new(),
     };
 

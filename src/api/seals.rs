@@ -328,7 +328,7 @@ async fn verify(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let report = match content_type {
-        "application/pdf" => to_json(kexin_seal::verify::verify_pdf(&body, &trust, db).await)?,
+        "application/pdf" => to_json(kexin_seal::verify::verify_pdf(&body, trust, db).await)?,
         "application/json" => match serde_json::from_slice(&body)
             .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?
         {
@@ -341,12 +341,12 @@ async fn verify(
                 let signature = decode(&signature, "signature")?;
                 let content = decode(&content, "content")?;
                 to_json(
-                    kexin_seal::verify::verify_detached(&signature, &mut content.as_slice(), &trust, db)
+                    kexin_seal::verify::verify_detached(&signature, &mut content.as_slice(), trust, db)
                         .await,
                 )?
             }
             VerifyBody::License { license } => {
-                to_json(kexin_seal::verify::verify_license(&license, &trust, &state.instance.db).await)?
+                to_json(kexin_seal::verify::verify_license(&license, trust, &state.instance.db).await)?
             }
         },
         _ => {
