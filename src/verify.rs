@@ -22,11 +22,11 @@ fn as_certificate(bytes: &[u8]) -> Option<Certificate> {
         .or_else(|| Certificate::load_pem_chain(bytes).ok()?.into_iter().next())
 }
 
-/// Chain to our root now, and the status Kexin's database records, when the
-/// data directory's database is reachable (no key store is needed).
-async fn certificate_report(
+/// Chain to our root now, and the status Kexin's database records, when
+/// the database is reachable (no key store is needed).
+pub(crate) async fn certificate_report(
     cert: &Certificate,
-    data: &Path,
+    db: Option<&kexin_ca::storage::Database>,
     extra: &[Certificate],
     roots: &[Certificate],
 ) -> serde_json::Value {
@@ -61,7 +61,7 @@ async fn certificate_report(
         }
     };
     report["chain"] = chain.into();
-    let status = match open_database(data).await {
+    let status = match db {
         Some(db) => db.certificate(&serial).await.ok(),
         None => None,
     };
@@ -160,7 +160,7 @@ pub async fn run(
             kexin_seal::verify::verify_detached(&bytes, &mut reader, &trust, db.as_ref()).await,
         )?
     } else if let Some(cert) = as_certificate(&bytes) {
-        certificate_report(&cert, data, &extra, &roots).await
+        certificate_report(&cert, open_database(data).await.as_ref(), &extra, &roots).await
     } else {
         match token_from_reply_or_token(&bytes) {
             Ok(token) => {

@@ -654,15 +654,65 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
 #[test]
 fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
     let ca = Ca::init(&[]);
-    let official = ca.officer("zhou-qi", "auditor");
+    let official = ca.officer("zhou-qi", "ra-officer");
+    let seal_admin = ca.officer("seal-keeper", "seal-admin");
+    let revoked = ca.officer("wu-jiu", "auditor");
     let client = client_add(&ca, "系统", "https://sys.example.gov.cn/cb");
+    let out = ca.kexin(&[
+        "seal",
+        "create",
+        "--name",
+        "档案章",
+        "--org",
+        "某某局",
+        "--uscc",
+        "91350100M000100Y43",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (revoked_pem, _) = pem_pair(&ca, &revoked, "wu");
+    let out = ca.kexin(&[
+        "cert",
+        "revoke",
+        "--serial",
+        &serial_of(&revoked_pem),
+        "--reason",
+        "keyCompromise",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A one-page PDF, its cross-reference table rebuilt by qpdf.
+    let (raw, plain) = (ca.file("raw.pdf"), ca.file("plain.pdf"));
+    std::fs::write(&raw, "%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >> endobj\ntrailer << /Size 4 /Root 1 0 R >>\n%%EOF\n").unwrap();
+    let repaired = Command::new("qpdf")
+        .args([raw.as_str(), plain.as_str()])
+        .status()
+        .unwrap();
+    assert!(
+        matches!(repaired.code(), Some(0 | 3)),
+        "qpdf rebuilt the PDF"
+    );
     let server = ca.serve();
+    let (code, _) = api(
+        &ca,
+        Some(&seal_admin),
+        "POST",
+        "/api/v1/seals/%E6%A1%A3%E6%A1%88%E7%AB%A0/users",
+        Some(r#"{"principal":"zhou-qi"}"#),
+    );
+    assert_eq!(code, 204);
     let base = format!("https://localhost:{}", ca.https);
     let root = std::fs::read(ca.ca_pem("root")).unwrap();
     let client_id = client["client_id"].as_str().unwrap().to_owned();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        use kexin_sdk::client::{challenge_login, timestamp, verify_pdf, Pkcs12Identity};
+        use kexin_sdk::client::{challenge_login, timestamp, Pkcs12Identity, TrustServices};
         let identity = Pkcs12Identity::from_pkcs12(&std::fs::read(&official).unwrap(), P12_PASSWORD).unwrap();
         assert!(Pkcs12Identity::from_pkcs12(&std::fs::read(&official).unwrap(), "wrong").is_err());
         let session = challenge_login(&base, &client_id, &identity, Some(&root)).await.unwrap();
@@ -682,8 +732,30 @@ fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
         std::fs::write(ca.file("reply.tsr"), reply).unwrap();
         std::fs::write(ca.file("minutes.txt"), b"minutes of the meeting").unwrap();
 
-        let report = verify_pdf(&base, &identity, &root, b"%PDF-1.4\nnot signed".to_vec()).await.unwrap();
+        let services = TrustServices::new(&base, &identity, &root).unwrap();
+        let report = services.verify_pdf(b"%PDF-1.4\nnot signed".to_vec()).await.unwrap();
         assert_eq!(report["verdict"], "indeterminate", "{report}");
+
+        // A seal the official was granted, applied through the SDK, and the
+        // sealed PDF verified; pyHanko checks it independently below.
+        let sealed = services
+            .seal_pdf("档案章", std::fs::read(&plain).unwrap(), "b-t")
+            .await
+            .unwrap();
+        std::fs::write(ca.file("sealed.pdf"), &sealed).unwrap();
+        let report = services.verify_pdf(sealed).await.unwrap();
+        assert_eq!(report["verdict"], "valid", "{report}");
+        let refused = services.seal_pdf("no-such-seal", std::fs::read(&plain).unwrap(), "b-b").await;
+        assert!(refused.is_err(), "an unknown seal is refused");
+
+        let good = services
+            .check_certificate(&std::fs::read_to_string(pem_pair(&ca, &official, "zq").0).unwrap())
+            .await
+            .unwrap();
+        assert_eq!((good["status"].as_str(), good["verdict"].as_str()), (Some("good"), Some("valid")), "{good}");
+        let bad = services.check_certificate(&std::fs::read_to_string(&revoked_pem).unwrap()).await.unwrap();
+        assert_eq!((bad["status"].as_str(), bad["verdict"].as_str()), (Some("revoked"), Some("invalid")), "{bad}");
+        assert_eq!(bad["revocation_reason"], "keyCompromise", "{bad}");
     });
     let out = ca.kexin(&[
         "verify",
@@ -696,6 +768,97 @@ fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    let validated = Command::new("pyhanko")
+        .args([
+            "sign",
+            "validate",
+            "--pretty-print",
+            "--trust",
+            &ca.ca_pem("root"),
+            &ca.file("sealed.pdf"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&validated.stdout);
+    assert!(
+        text.contains("The signer's certificate is trusted.")
+            && text.contains("The signature is cryptographically sound."),
+        "pyHanko: {text}{}",
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    server.stop();
+}
+
+/// The official's key and certificate on a USB key (a SoftHSM2 token,
+/// written with OpenSC's pkcs11-tool as a key is personalized): the SDK
+/// signs the challenge on the token and the official is signed in.
+#[test]
+fn the_sdk_signs_in_by_challenge_with_a_key_on_a_pkcs11_token() {
+    use kexin_test_support::{SoftHsm, SOFTHSM_MODULE, TOKEN_PIN};
+    let ca = Ca::init(&[]);
+    let official = ca.officer("qian-er", "auditor");
+    let client = client_add(&ca, "系统", "https://sys.example.gov.cn/cb");
+    let (cert_pem, key_pem) = pem_pair(&ca, &official, "qian");
+    let (cert_der, key_der) = (ca.file("qian.crt.der"), ca.file("qian.key.der"));
+    assert!(openssl(&["x509", "-in", &cert_pem, "-outform", "DER", "-out", &cert_der]).0);
+    assert!(
+        openssl(&[
+            "pkcs8", "-topk8", "-nocrypt", "-in", &key_pem, "-outform", "DER", "-out", &key_der
+        ])
+        .0
+    );
+    let token = SoftHsm::new("usb-key");
+    for (file, kind) in [(&key_der, "privkey"), (&cert_der, "cert")] {
+        let out = Command::new("pkcs11-tool")
+            .args([
+                "--module",
+                SOFTHSM_MODULE,
+                "--token-label",
+                "usb-key",
+                "--login",
+                "--pin",
+                TOKEN_PIN,
+            ])
+            .args([
+                "--write-object",
+                file,
+                "--type",
+                kind,
+                "--label",
+                "qian-er",
+                "--id",
+                "01",
+            ])
+            .env("SOFTHSM2_CONF", &token.conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_file(&key_der).unwrap();
+    // This test runs in a process of its own (nextest): the module reads
+    // its configuration from the environment when it is loaded.
+    std::env::set_var("SOFTHSM2_CONF", &token.conf);
+    let server = ca.serve();
+    let base = format!("https://localhost:{}", ca.https);
+    let root = std::fs::read(ca.ca_pem("root")).unwrap();
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let module = Path::new(SOFTHSM_MODULE);
+    use kexin_sdk::client::{challenge_login, Pkcs11Identity};
+    let wrong = Pkcs11Identity::open(module, "usb-key", "000000", "qian-er");
+    assert!(wrong.err().unwrap().to_string().contains("wrong PIN"));
+    assert!(Pkcs11Identity::open(module, "usb-key", TOKEN_PIN, "nobody").is_err());
+    let identity = Pkcs11Identity::open(module, "usb-key", TOKEN_PIN, "qian-er").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let session = challenge_login(&base, &client_id, &identity, Some(&root))
+            .await
+            .unwrap();
+        assert_eq!(session.name.as_deref(), Some("qian-er"));
+    });
     server.stop();
 }
 

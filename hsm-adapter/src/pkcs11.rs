@@ -229,6 +229,23 @@ impl Pkcs11KeyStore {
         Ok(found.into_iter().next())
     }
 
+    /// The DER certificate stored on the token under `label` (a USB key
+    /// keeps its certificate beside its key), if there is one.
+    pub fn certificate(&self, label: &str) -> Result<Option<Vec<u8>>> {
+        check_label(label)?;
+        let session = self.session()?;
+        let Some(handle) = self.find(&session, ObjectClass::CERTIFICATE, label)? else {
+            return Ok(None);
+        };
+        let attributes = session
+            .get_attributes(handle, &[AttributeType::Value])
+            .map_err(|e| ck("C_GetAttributeValue", e))?;
+        Ok(attributes.into_iter().find_map(|a| match a {
+            Attribute::Value(der) => Some(der),
+            _ => None,
+        }))
+    }
+
     fn private_key(&self, label: &str) -> Result<(ObjectHandle, KeyAlgorithm)> {
         check_label(label)?;
         if let Some(h) = self

@@ -1,13 +1,23 @@
-//! For the official's side: sign in by signed challenge with the key and
-//! certificate of a PKCS#12 file (a soft certificate, or a USB key's export
-//! for testing), where TLS client authentication cannot reach Kexin end to
-//! end; and trust helpers for any system — a time-stamp for some data, a
-//! verification report for a signed artifact.
+//! For the official's side: sign in by signed challenge, where TLS client
+//! authentication cannot reach Kexin end to end, with the key and
+//! certificate of a PKCS#12 file (a soft certificate) or of a PKCS#11 token
+//! (a USB key, through its vendor's module, or OpenSC's); and trust helpers
+//! for any system — a time-stamp for some data, a seal on a PDF, a
+//! verification report for a signed artifact, a license or a certificate.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::Error;
+
+/// A certificate and its key, able to answer a sign-in challenge.
+pub trait ChallengeSigner {
+    /// The signer's certificate, PEM.
+    fn certificate_pem(&self) -> &str;
+    /// A signature over `message` with the key's default scheme (DER for
+    /// ECDSA), as Kexin verifies it.
+    fn sign_challenge(&self, message: &[u8]) -> Result<Vec<u8>, Error>;
+}
 
 /// An official's signing identity from a PKCS#12 file.
 pub struct Pkcs12Identity {
@@ -62,6 +72,79 @@ impl Pkcs12Identity {
     }
 }
 
+impl ChallengeSigner for Pkcs12Identity {
+    fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    fn sign_challenge(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        self.key
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), message)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| Error::Refused("signing failed".into()))
+    }
+}
+
+/// An official's key and certificate on a PKCS#11 token (a USB key): the
+/// key signs on the token and never leaves it; the certificate is read
+/// from the token, stored under the same label as the key.
+pub struct Pkcs11Identity {
+    store: kexin_hsm::Pkcs11KeyStore,
+    label: String,
+    algorithm: kexin_hsm::SignatureAlgorithm,
+    certificate_pem: String,
+}
+
+impl Pkcs11Identity {
+    /// Logs in to the token labelled `token_label` in `module` with `pin`
+    /// and finds the key and certificate labelled `label`.
+    pub fn open(
+        module: &std::path::Path,
+        token_label: &str,
+        pin: &str,
+        label: &str,
+    ) -> Result<Self, Error> {
+        let token = |e: kexin_hsm::Error| Error::Refused(format!("PKCS#11 token: {e}"));
+        let store = kexin_hsm::Pkcs11KeyStore::open(&kexin_hsm::Pkcs11Settings {
+            module: module.to_owned(),
+            token_label: token_label.to_owned(),
+            pin: kexin_hsm::Zeroizing::new(pin.to_owned()),
+            max_sessions: 1,
+        })
+        .map_err(token)?;
+        let certificate = store.certificate(label).map_err(token)?.ok_or_else(|| {
+            Error::Refused(format!("PKCS#11 token: no certificate labelled {label:?}"))
+        })?;
+        let parsed = <x509_cert::Certificate as der::Decode>::from_der(&certificate)
+            .map_err(|e| Error::Refused(format!("PKCS#11 token: unreadable certificate: {e}")))?;
+        let algorithm =
+            kexin_hsm::KeyAlgorithm::from_spki(&parsed.tbs_certificate.subject_public_key_info)
+                .map_err(token)?
+                .default_signature();
+        Ok(Self {
+            store,
+            label: label.to_owned(),
+            algorithm,
+            certificate_pem: pem("CERTIFICATE", &certificate),
+        })
+    }
+}
+
+impl ChallengeSigner for Pkcs11Identity {
+    fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    /// Signs on the token; this blocks for as long as the token takes (a
+    /// USB key: tens of milliseconds), once per sign-in.
+    fn sign_challenge(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        use kexin_hsm::KeyStore;
+        self.store
+            .sign(&self.label, self.algorithm, message)
+            .map_err(|e| Error::Refused(format!("PKCS#11 token: {e}")))
+    }
+}
+
 /// A signed-in session at the provider (its cookie is in `http`): follow an
 /// authorization URL with it to get a code without a client certificate.
 pub struct ProviderSession {
@@ -73,7 +156,7 @@ pub struct ProviderSession {
 pub async fn challenge_login(
     issuer: &str,
     client_id: &str,
-    identity: &Pkcs12Identity,
+    identity: &impl ChallengeSigner,
     root_pem: Option<&[u8]>,
 ) -> Result<ProviderSession, Error> {
     let mut builder = reqwest::Client::builder()
@@ -95,16 +178,13 @@ pub async fn challenge_login(
         .as_str()
         .ok_or_else(|| Error::Refused(challenge.to_string()))?;
     let message = format!("kexin-sso-challenge\n{nonce}\n{client_id}");
-    let signature = identity
-        .key
-        .sign(&aws_lc_rs::rand::SystemRandom::new(), message.as_bytes())
-        .map_err(|_| Error::Refused("signing failed".into()))?;
+    let signature = identity.sign_challenge(message.as_bytes())?;
     let answer: serde_json::Value = http
         .post(format!("{issuer}/oidc/challenge/answer"))
         .json(&serde_json::json!({
             "challenge_id": challenge["challenge_id"],
-            "certificate": identity.certificate_pem,
-            "signature": STANDARD.encode(signature.as_ref()),
+            "certificate": identity.certificate_pem(),
+            "signature": STANDARD.encode(&signature),
         }))
         .send()
         .await?
@@ -151,24 +231,103 @@ pub async fn timestamp(http_base: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(reply.to_vec())
 }
 
-/// Kexin's verification report for a signed PDF, as the officer or system
-/// whose identity calls the API.
-pub async fn verify_pdf(
-    issuer: &str,
-    identity: &Pkcs12Identity,
-    root_pem: &[u8],
-    pdf: Vec<u8>,
-) -> Result<serde_json::Value, Error> {
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(root_pem)?)
-        .identity(identity.tls_identity()?)
-        .build()?;
-    Ok(http
-        .post(format!("{}/api/v1/verify", issuer.trim_end_matches('/')))
-        .header("content-type", "application/pdf")
-        .body(pdf)
-        .send()
-        .await?
-        .json()
-        .await?)
+/// Kexin's seal and verification services, called over mutual TLS as the
+/// officer or system whose PKCS#12 identity this is; what it may do is
+/// what its role and its seal grants allow.
+pub struct TrustServices {
+    http: reqwest::Client,
+    api: String,
+}
+
+impl TrustServices {
+    /// `issuer`: Kexin's HTTPS base URL; `root_pem`: Kexin's root.
+    pub fn new(issuer: &str, identity: &Pkcs12Identity, root_pem: &[u8]) -> Result<Self, Error> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(root_pem)?)
+                .identity(identity.tls_identity()?)
+                .build()?,
+            api: format!("{}/api/v1", issuer.trim_end_matches('/')),
+        })
+    }
+
+    /// `pdf` sealed with the seal `seal` (PAdES, incremental update, the
+    /// seal's image on the last page): `level` is `b-b`, `b-t`, `b-lt` or
+    /// `b-lta`.
+    pub async fn seal_pdf(&self, seal: &str, pdf: Vec<u8>, level: &str) -> Result<Vec<u8>, Error> {
+        let reply = self
+            .http
+            .post(format!("{}/seals/{seal}/sign-pdf", self.api))
+            .query(&[("level", level)])
+            .header("content-type", "application/pdf")
+            .body(pdf)
+            .send()
+            .await?;
+        if !reply.status().is_success() {
+            return Err(problem(reply).await);
+        }
+        Ok(reply.bytes().await?.to_vec())
+    }
+
+    /// The report on a signed PDF: verdict, and per signature its signer,
+    /// seal, times, chain and revocation status.
+    pub async fn verify_pdf(&self, pdf: Vec<u8>) -> Result<serde_json::Value, Error> {
+        self.report(
+            self.http
+                .post(format!("{}/verify", self.api))
+                .header("content-type", "application/pdf")
+                .body(pdf),
+        )
+        .await
+    }
+
+    /// The report on a detached CMS signature (DER) over `content`.
+    pub async fn verify_detached(
+        &self,
+        signature: &[u8],
+        content: &[u8],
+    ) -> Result<serde_json::Value, Error> {
+        let body = serde_json::json!({ "signature": STANDARD.encode(signature), "content": STANDARD.encode(content) });
+        self.report(self.http.post(format!("{}/verify", self.api)).json(&body))
+            .await
+    }
+
+    /// The report on an e-license QR payload (or the verify URL carrying
+    /// it): its facts, seal and registry status.
+    pub async fn verify_license(&self, license: &str) -> Result<serde_json::Value, Error> {
+        let body = serde_json::json!({ "license": license });
+        self.report(self.http.post(format!("{}/verify", self.api)).json(&body))
+            .await
+    }
+
+    /// A certificate's chain to Kexin's root and its revocation status now
+    /// (`status`: good, revoked, hold or unknown; `verdict`).
+    pub async fn check_certificate(
+        &self,
+        certificate_pem: &str,
+    ) -> Result<serde_json::Value, Error> {
+        let body = serde_json::json!({ "certificate": certificate_pem });
+        self.report(self.http.post(format!("{}/verify", self.api)).json(&body))
+            .await
+    }
+
+    async fn report(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value, Error> {
+        let reply = request.send().await?;
+        if !reply.status().is_success() {
+            return Err(problem(reply).await);
+        }
+        Ok(reply.json().await?)
+    }
+}
+
+/// An API refusal as the problem document's detail (RFC 9457).
+async fn problem(reply: reqwest::Response) -> Error {
+    let status = reply.status();
+    let detail = reply
+        .json::<serde_json::Value>()
+        .await
+        .ok()
+        .and_then(|p| p["detail"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| status.to_string());
+    Error::Refused(format!("{status}: {detail}"))
 }

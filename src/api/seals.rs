@@ -312,9 +312,14 @@ enum VerifyBody {
         /// The JWS, or the verify URL that carries it.
         license: String,
     },
+    Certificate {
+        /// PEM: its chain to our root and its revocation status now.
+        certificate: String,
+    },
 }
 
-/// A PDF (`application/pdf`) or a detached signature with its file (JSON).
+/// A PDF (`application/pdf`), or as JSON a detached signature with its
+/// file, a license QR payload, or a certificate.
 async fn verify(
     State(state): State<AppState>,
     _caller: Caller,
@@ -348,11 +353,26 @@ async fn verify(
             VerifyBody::License { license } => {
                 to_json(kexin_seal::verify::verify_license(&license, trust, &state.instance.db).await)?
             }
+            VerifyBody::Certificate { certificate } => {
+                let cert = x509_cert::Certificate::load_pem_chain(certificate.as_bytes())
+                    .ok()
+                    .and_then(|chain| chain.into_iter().next())
+                    .ok_or_else(|| {
+                        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "certificate is not PEM")
+                    })?;
+                crate::verify::certificate_report(
+                    &cert,
+                    Some(&state.instance.db),
+                    &trust.intermediates,
+                    &trust.roots,
+                )
+                .await
+            }
         },
         _ => {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send a PDF as application/pdf, or {signature, content} or {license} as application/json",
+                "send a PDF as application/pdf, or {signature, content}, {license} or {certificate} as application/json",
             ))
         }
     };
