@@ -25,6 +25,30 @@
 //! [`axum::SignedIn`](crate::axum::SignedIn) protects routes of an axum
 //! application; `examples/relying_system.rs` is a whole system in under
 //! 100 lines.
+//!
+//! An official's program signs in with the key on a USB key (any PKCS#11
+//! module) and uses the trust services:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), kexin_sdk::Error> {
+//! use kexin_sdk::client::{challenge_login, Pkcs11Identity, Pkcs12Identity, TrustServices};
+//! let root = std::fs::read("root.pem").unwrap();
+//! let usb_key = Pkcs11Identity::open(
+//!     std::path::Path::new("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
+//!     "ZHANG SAN",
+//!     "123456",
+//!     "signing",
+//! )?;
+//! let session = challenge_login("https://sso.example.gov.cn", "kx-client-id", &usb_key, Some(&root)).await?;
+//! // session.http now gets codes from /oidc/authorize without signing in again.
+//!
+//! let p12 = Pkcs12Identity::from_pkcs12(&std::fs::read("clerk.p12").unwrap(), "secret")?;
+//! let services = TrustServices::new("https://sso.example.gov.cn", &p12, &root)?;
+//! let sealed = services.seal_pdf("证照专用章", std::fs::read("license.pdf").unwrap(), "b-lt").await?;
+//! let report = services.verify_pdf(sealed).await?;
+//! assert_eq!(report["verdict"], "valid");
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod axum;
