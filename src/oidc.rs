@@ -213,11 +213,25 @@ async fn code_redirect(
             }
             redirect_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
         }
-        Err(e) => page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Error",
-            html! { p class="error" { (e.to_string()) } },
-        ),
+        // The redirect URI is checked by now: the client learns of the
+        // failure (RFC 6749 §4.1.2.1), and the details stay in the log.
+        Err(e) => {
+            let error = match &e {
+                kexin_identity::Error::OAuth("temporarily_unavailable", _) => {
+                    "temporarily_unavailable"
+                }
+                _ => "server_error",
+            };
+            tracing::warn!(error = %e, "no authorization code issued");
+            let mut params = vec![
+                ("error", error),
+                ("error_description", "no code could be issued; try again"),
+            ];
+            if let Some(s) = &r.state {
+                params.push(("state", s));
+            }
+            redirect_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
+        }
     }
 }
 
