@@ -9,52 +9,10 @@ use kexin_ca::audit::{AuditEvent, AuditLog, ChainStatus, CheckpointKey};
 use kexin_ca::certificate::certificate_pem;
 use kexin_ca::hierarchy::{create_default_hierarchy, HierarchySettings};
 use kexin_ca::issuance::Requester;
-use kexin_ca::storage::{Backend, Database, PendingCertificate};
+use kexin_ca::storage::{Database, PendingCertificate};
 use kexin_ca::Error;
 use kexin_hsm::{KdfParams, KeyAlgorithm, KeyStore, SoftKeyStore};
-use kexin_test_support::{fresh_postgres_database, openssl};
-
-struct Fixture {
-    db: Database,
-    _dir: tempfile::TempDir,
-}
-
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::connect(&Database::sqlite_url(&dir.path().join("t.db")))
-        .await
-        .unwrap();
-    Fixture { db, _dir: dir }
-}
-
-async fn postgres() -> Fixture {
-    let db = Database::connect(&fresh_postgres_database().await)
-        .await
-        .unwrap();
-    Fixture {
-        db,
-        _dir: tempfile::tempdir().unwrap(),
-    }
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let f = super::sqlite().await;
-                assert_eq!(f.db.backend(), super::Backend::Sqlite);
-                super::$case(f).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let f = super::postgres().await;
-                assert_eq!(f.db.backend(), super::Backend::Postgres);
-                super::$case(f).await;
-            }
-        }
-    )*};
-}
+use kexin_test_support::{on_both_backends, openssl, BackendFixture};
 
 on_both_backends!(
     serials_are_recorded_before_signing_and_never_reused,
@@ -78,7 +36,7 @@ fn pending<'a>(serial: &'a str, tbs: &'a [u8]) -> PendingCertificate<'a> {
     }
 }
 
-async fn serials_are_recorded_before_signing_and_never_reused(f: Fixture) {
+async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture) {
     let db = f.db;
     db.insert_pending(&pending("0a01", b"tbs")).await.unwrap();
     assert_eq!(
@@ -135,7 +93,7 @@ fn issued(serial: &str) -> AuditEvent<'_> {
 
 /// Many issuances at once, each recorded, completed and audited through
 /// the group-committed journal, beside ordinary audit appends.
-async fn concurrent_issuances_are_all_recorded_and_audited(f: Fixture) {
+async fn concurrent_issuances_are_all_recorded_and_audited(f: BackendFixture) {
     let audit = AuditLog::new(f.db.clone());
     let mut tasks = Vec::new();
     for n in 0..40u32 {
@@ -185,7 +143,7 @@ fn event(n: usize) -> AuditEvent<'static> {
     }
 }
 
-async fn audit_chain_detects_tampering(f: Fixture) {
+async fn audit_chain_detects_tampering(f: BackendFixture) {
     let audit = AuditLog::new(f.db.clone());
     for n in 0..5 {
         audit.append(event(n)).await.unwrap();
@@ -237,7 +195,7 @@ fn soft_store(dir: &std::path::Path) -> Arc<dyn KeyStore> {
     )
 }
 
-async fn signed_checkpoints_catch_a_rewritten_or_truncated_chain(f: Fixture) {
+async fn signed_checkpoints_catch_a_rewritten_or_truncated_chain(f: BackendFixture) {
     let keys = tempfile::tempdir().unwrap();
     let store = soft_store(keys.path());
     store.generate("audit", KeyAlgorithm::Sm2).unwrap();
@@ -310,7 +268,7 @@ async fn signed_checkpoints_catch_a_rewritten_or_truncated_chain(f: Fixture) {
     );
 }
 
-async fn concurrent_audit_appends_keep_the_chain(f: Fixture) {
+async fn concurrent_audit_appends_keep_the_chain(f: BackendFixture) {
     // Two logs on one database stand for two processes appending at once.
     let a = AuditLog::new(f.db.clone());
     let b = AuditLog::new(f.db.clone());
@@ -333,7 +291,7 @@ async fn concurrent_audit_appends_keep_the_chain(f: Fixture) {
     ));
 }
 
-async fn default_hierarchy_verifies_with_openssl(f: Fixture) {
+async fn default_hierarchy_verifies_with_openssl(f: BackendFixture) {
     let keys = tempfile::tempdir().unwrap();
     let store: Arc<dyn KeyStore> = Arc::new(
         SoftKeyStore::create(
@@ -432,7 +390,7 @@ async fn default_hierarchy_verifies_with_openssl(f: Fixture) {
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode() {
     use sqlx::Row;
-    let f = sqlite().await;
+    let f = BackendFixture::sqlite().await;
     let row = sqlx::query("PRAGMA journal_mode")
         .fetch_one(f.db.pool())
         .await

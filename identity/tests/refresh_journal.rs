@@ -4,52 +4,10 @@
 
 use std::sync::Arc;
 
-use kexin_ca::storage::{Backend, Database};
+use kexin_ca::storage::Database;
 use kexin_identity::clients;
 use kexin_identity::refresh::{NewGrant, RefreshJournal, REFRESH_TTL};
-use kexin_test_support::fresh_postgres_database;
-
-struct Fixture {
-    db: Database,
-    _dir: tempfile::TempDir,
-}
-
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::connect(&Database::sqlite_url(&dir.path().join("t.db")))
-        .await
-        .unwrap();
-    Fixture { db, _dir: dir }
-}
-
-async fn postgres() -> Fixture {
-    let db = Database::connect(&fresh_postgres_database().await)
-        .await
-        .unwrap();
-    Fixture {
-        db,
-        _dir: tempfile::tempdir().unwrap(),
-    }
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let f = super::sqlite().await;
-                assert_eq!(f.db.backend(), super::Backend::Sqlite);
-                super::$case(f).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let f = super::postgres().await;
-                assert_eq!(f.db.backend(), super::Backend::Postgres);
-                super::$case(f).await;
-            }
-        }
-    )*};
-}
+use kexin_test_support::{on_both_backends, BackendFixture};
 
 on_both_backends!(
     concurrent_presentations_rotate_each_token_once,
@@ -91,7 +49,7 @@ async fn state(db: &Database, hash: &str) -> Option<String> {
         .unwrap()
 }
 
-async fn concurrent_presentations_rotate_each_token_once(f: Fixture) {
+async fn concurrent_presentations_rotate_each_token_once(f: BackendFixture) {
     let id = client(&f.db, "档案系统").await;
     let journal = Arc::new(RefreshJournal::new(&f.db));
     let later = kexin_ca::issuance::now() + REFRESH_TTL;
@@ -157,7 +115,7 @@ async fn concurrent_presentations_rotate_each_token_once(f: Fixture) {
     assert_eq!(count, 30 + 30 + 1);
 }
 
-async fn a_token_rotates_only_for_its_client_and_before_it_expires(f: Fixture) {
+async fn a_token_rotates_only_for_its_client_and_before_it_expires(f: BackendFixture) {
     let mine = client(&f.db, "档案系统").await;
     let theirs = client(&f.db, "审批系统").await;
     let journal = RefreshJournal::new(&f.db);

@@ -166,3 +166,52 @@ pub fn openssl_verifies(
     });
     openssl(&args).0
 }
+
+/// A database for one storage test: a fresh SQLite file in its own
+/// directory, or a fresh PostgreSQL database on 127.0.0.1:5432.
+pub struct BackendFixture {
+    pub db: kexin_ca::storage::Database,
+    _dir: tempfile::TempDir,
+}
+
+impl BackendFixture {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = kexin_ca::storage::Database::connect(&kexin_ca::storage::Database::sqlite_url(
+            &dir.path().join("t.db"),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(db.backend(), kexin_ca::storage::Backend::Sqlite);
+        Self { db, _dir: dir }
+    }
+
+    pub async fn postgres() -> Self {
+        let db = kexin_ca::storage::Database::connect(&fresh_postgres_database().await)
+            .await
+            .unwrap();
+        assert_eq!(db.backend(), kexin_ca::storage::Backend::Postgres);
+        Self {
+            db,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+/// Runs each named `async fn case(BackendFixture)` as two tests, one on
+/// SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$case($crate::BackendFixture::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case($crate::BackendFixture::postgres().await).await;
+            }
+        }
+    )*};
+}
