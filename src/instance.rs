@@ -79,7 +79,8 @@ impl Instance {
         ))
     }
 
-    /// The registration workflow with its KMC. The wrapping keys (escrow,
+    /// The registration workflow with its KMC and the seal registry that
+    /// carries out approved seal creations. The wrapping keys (escrow,
     /// applicants' ID numbers) carry the instance's label prefix.
     pub async fn requests(&self) -> anyhow::Result<kexin_ca::request::Requests> {
         let prefix = self.key_prefix().await?;
@@ -95,7 +96,13 @@ impl Instance {
             kmc,
             self.store.clone(),
             format!("{prefix}-ra-pii"),
-        ))
+        )
+        .with_seal_factory(std::sync::Arc::new(
+            kexin_seal::registry::RequestedSeals::new(
+                self.seal_registry().await?,
+                self.config.ca.algorithm.parse()?,
+            ),
+        )))
     }
 
     /// The CA certificates above `cert`, issuing CA first, root excluded.

@@ -26,7 +26,9 @@ fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
     let alice = ca.officer("alice", "ra-officer");
     let bob = ca.officer("bob", "ra-officer");
     let rita = ca.officer("rita", "ra-admin");
+    let sam = ca.officer("sam", "seal-admin");
     let server = ca.serve();
+    let seal_png = seal_image(&ca);
 
     let csr = std::fs::read_to_string(ca.csr(
         "li",
@@ -60,6 +62,8 @@ fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
         .env("P12_PASSWORD", P12_PASSWORD)
         .env("BOB_P12", &bob)
         .env("RITA_P12", &rita)
+        .env("SAM_P12", &sam)
+        .env("SEAL_PNG", &seal_png)
         .env("REQUEST_ID", id.to_string())
         .env("SHOTS", &shots)
         .output()
@@ -118,6 +122,42 @@ fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
     );
     assert_eq!(code, 200);
     assert_eq!(v["items"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // The seal asked for in the browser, approved by bob and rita, exists
+    // with the image uploaded.
+    let seal_request = results["sealRequest"].as_str().unwrap();
+    let (code, v) = api(
+        &ca,
+        Some(&sam),
+        "GET",
+        &format!("/api/v1/requests/{seal_request}"),
+        None,
+    );
+    assert_eq!((code, v["status"].as_str()), (200, Some("issued")), "{v}");
+    let deciders: Vec<&str> = v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["officer"].as_str())
+        .collect();
+    assert_eq!(deciders, ["bob", "rita"]);
+    let (code, seal) = api(
+        &ca,
+        Some(&sam),
+        "GET",
+        "/api/v1/seals/%E6%9F%90%E6%9F%90%E5%B1%80%E5%90%88%E5%90%8C%E4%B8%93%E7%94%A8%E7%AB%A0",
+        None,
+    );
+    assert_eq!(code, 200, "{seal}");
+    assert_eq!(
+        (seal["kind"].as_str(), seal["uscc"].as_str()),
+        (Some("contract"), Some("91350100M000100Y43"))
+    );
+    let uploaded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&seal_png).unwrap())
+    };
+    assert_eq!(seal["image"].as_str(), Some(uploaded.as_str()));
 
     // An officer whose certificate is revoked gets nothing, session or not.
     let (_, v) = api(

@@ -15,64 +15,6 @@ use serde_json::Value;
 
 const SEAL: &str = "某某局公章";
 
-/// A plain PDF 1.4 with `pages` pages and a classic xref table.
-fn make_pdf(path: &str, pages: usize) {
-    let mut objects: Vec<Vec<u8>> = vec![b"<< /Type /Catalog /Pages 2 0 R >>".to_vec()];
-    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 3 + 2 * i)).collect();
-    objects.push(
-        format!(
-            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
-            kids.join(" ")
-        )
-        .into_bytes(),
-    );
-    let font = 3 + 2 * pages;
-    for i in 0..pages {
-        objects.push(
-            format!(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents {} 0 R /Resources << /Font << /F1 {font} 0 R >> >> >>",
-                4 + 2 * i
-            )
-            .into_bytes(),
-        );
-        let content = format!(
-            "BT /F1 24 Tf 72 760 Td (Kexin test document, page {}) Tj ET",
-            i + 1
-        );
-        objects.push(
-            format!(
-                "<< /Length {} >>\nstream\n{content}\nendstream",
-                content.len()
-            )
-            .into_bytes(),
-        );
-    }
-    objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec());
-    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-        out.extend_from_slice(o);
-        out.extend_from_slice(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for o in offsets {
-        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    std::fs::write(path, out).unwrap();
-}
-
 fn qpdf(args: &[&str]) {
     let out = Command::new("qpdf").args(args).output().expect("qpdf runs");
     // 3 = warnings only.
@@ -906,4 +848,195 @@ fn e_licenses_carry_a_qr_code_that_verifies_until_the_license_is_revoked() {
         .starts_with("revoked"));
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
+}
+
+/// Percent-encodes a path segment (seal names are usually Chinese).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_seal_asked_for_over_the_api_exists_only_after_two_officers_approve() {
+    let ca = Ca::init(&[]);
+    let sam = ca.officer("sam", "seal-admin");
+    let ann = ca.officer("ann", "ra-officer");
+    let bob = ca.officer("bob", "ra-officer");
+    let clerk = ca.officer("clerk", "ra-officer");
+    let _server = ca.serve();
+    let name = "某某局合同专用章";
+    let seal_url = format!("/api/v1/seals/{}", path_segment(name));
+
+    let png = std::fs::read(seal_image(&ca)).unwrap();
+    let image = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    };
+    let spec = serde_json::json!({
+        "name": name, "organization": "某某局", "uscc": "91350100M000100Y43",
+        "kind": "contract", "image": image,
+    })
+    .to_string();
+
+    // Who may ask, and what is refused before any officer sees it.
+    let (code, _) = api(&ca, Some(&clerk), "POST", "/api/v1/seals", Some(&spec));
+    assert_eq!(code, 403, "a registration officer does not ask for seals");
+    for (bad, why) in [
+        (
+            r#"{"name":"x","organization":"某某局","uscc":"91350100M000100Y44"}"#,
+            "check digit",
+        ),
+        (
+            r#"{"name":"x","organization":"某某局","image":"bm90IGEgcG5n"}"#,
+            "not a PNG",
+        ),
+        (
+            r#"{"name":"x","organization":"某某局","kind":"personal"}"#,
+            "unknown kind",
+        ),
+        (r#"{"name":"","organization":"某某局"}"#, "empty name"),
+    ] {
+        let (code, v) = api(&ca, Some(&sam), "POST", "/api/v1/seals", Some(bad));
+        assert_eq!(code, 400, "{why}: {v}");
+        assert!(v["detail"].as_str().is_some(), "{why}: a problem document");
+    }
+    let (code, v) = api(
+        &ca,
+        Some(&sam),
+        "GET",
+        "/api/v1/requests?status=submitted",
+        None,
+    );
+    assert_eq!(
+        (code, v["items"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
+
+    // Asked for: a request awaiting two approvals, and no seal yet.
+    let (code, request) = api(&ca, Some(&sam), "POST", "/api/v1/seals", Some(&spec));
+    assert_eq!(code, 202, "{request}");
+    assert_eq!(request["kind"], "seal-create");
+    assert_eq!(request["status"], "submitted");
+    assert_eq!(request["approvals_required"], 2);
+    assert_eq!(request["seal"]["name"], name);
+    let id = request["id"].as_i64().unwrap();
+    let (code, _) = api(&ca, Some(&sam), "GET", &seal_url, None);
+    assert_eq!(code, 404, "no seal before approval");
+    let approve = format!("/api/v1/requests/{id}/approve");
+    let (code, _) = api(&ca, Some(&sam), "POST", &approve, None);
+    assert_eq!(code, 403, "a seal-admin does not approve");
+    let (code, v) = api(&ca, Some(&ann), "POST", &approve, None);
+    assert_eq!(
+        (code, v["request"]["status"].as_str()),
+        (200, Some("submitted")),
+        "{v}"
+    );
+    let (code, _) = api(&ca, Some(&ann), "POST", &approve, None);
+    assert_eq!(code, 409, "one officer approves once");
+    let (code, _) = api(&ca, Some(&sam), "GET", &seal_url, None);
+    assert_eq!(code, 404, "one approval is not enough");
+    let (code, v) = api(&ca, Some(&bob), "POST", &approve, None);
+    assert_eq!(
+        (code, v["request"]["status"].as_str()),
+        (200, Some("issued")),
+        "{v}"
+    );
+    let serial = v["request"]["outcome"]["certificates"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The seal exists, with the image given and a certificate from the
+    // seals CA that OpenSSL chains to the root.
+    let (code, seal) = api(&ca, Some(&clerk), "GET", &seal_url, None);
+    assert_eq!(code, 200, "{seal}");
+    assert_eq!(seal["kind"], "contract");
+    assert_eq!(seal["status"], "active");
+    assert_eq!(seal["certificate_serial"], serial.as_str());
+    assert_eq!(seal["image"], image.as_str());
+    let cert = ca.file("contract-seal.pem");
+    std::fs::write(&cert, seal["certificate_pem"].as_str().unwrap()).unwrap();
+    let (ok_, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        &ca.ca_pem("root"),
+        "-untrusted",
+        &ca.ca_pem("seals"),
+        &cert,
+    ]);
+    assert!(ok_, "{out}");
+    let (_, subject) = openssl(&[
+        "x509", "-in", &cert, "-noout", "-subject", "-nameopt", "utf8",
+    ]);
+    assert!(
+        subject.contains(name) && subject.contains("91350100M000100Y43"),
+        "{subject}"
+    );
+
+    // The same name again is refused; a rejected request makes no seal.
+    let (code, _) = api(&ca, Some(&sam), "POST", "/api/v1/seals", Some(&spec));
+    assert_eq!(code, 409);
+    let other = r#"{"name":"某某局财务专用章","organization":"某某局","kind":"finance"}"#;
+    let (code, request) = api(&ca, Some(&sam), "POST", "/api/v1/seals", Some(other));
+    assert_eq!(code, 202, "{request}");
+    let reject = format!("/api/v1/requests/{}/reject", request["id"]);
+    let (code, v) = api(&ca, Some(&ann), "POST", &reject, None);
+    assert_eq!(
+        (code, v["request"]["status"].as_str()),
+        (200, Some("rejected"))
+    );
+    let (code, _) = api(
+        &ca,
+        Some(&sam),
+        "GET",
+        &format!("/api/v1/seals/{}", path_segment("某某局财务专用章")),
+        None,
+    );
+    assert_eq!(code, 404);
+
+    // The new seal's key is in the key store and signs: a grantee's CAdES
+    // signature verifies with openssl.
+    let grant = r#"{"principal":"clerk"}"#;
+    let (code, _) = api(
+        &ca,
+        Some(&sam),
+        "POST",
+        &format!("{seal_url}/users"),
+        Some(grant),
+    );
+    assert_eq!(code, 204);
+    let batch = serde_json::json!({
+        "level": "b-b",
+        "documents": [{"name": "contract.txt", "content": "5ZCI5ZCM"}],
+    })
+    .to_string();
+    let (code, v) = api(
+        &ca,
+        Some(&clerk),
+        "POST",
+        &format!("{seal_url}/sign"),
+        Some(&batch),
+    );
+    assert_eq!(code, 200, "{v}");
+    let der = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(v["signatures"][0]["signature"].as_str().unwrap())
+            .unwrap()
+    };
+    let (sig, content) = (ca.file("contract.p7s"), ca.file("contract.txt"));
+    std::fs::write(&sig, der).unwrap();
+    std::fs::write(&content, "合同").unwrap();
+    let (ok_, out) = cms_verifies(&ca, &sig, &content);
+    assert!(ok_, "{out}");
+
+    // Every step is in the audit trail, which still verifies.
+    drop(_server);
+    let out = ca.kexin(&["audit", "verify"]);
+    ok(&out);
 }

@@ -1,6 +1,6 @@
 //! The registration workflow: an officer records a request (enroll an
-//! official or a system, a seal certificate, renew, rekey, revoke, recover
-//! an escrowed key) with the identity evidence checked; other officers
+//! official or a system, a seal certificate, a new seal with its key in the
+//! key store, renew, rekey, revoke, recover an escrowed key) with the identity evidence checked; other officers
 //! approve or reject it; when the profile's number of approvals is reached
 //! the request is carried out, exactly once.
 //!
@@ -13,6 +13,8 @@
 //! store's RA wrapping key; lists show a masked form.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ pub enum RequestKind {
     EnrollOfficial,
     EnrollSystem,
     SealCertificate,
+    /// A seal whose key the key store generates (see [`SealFactory`]).
+    CreateSeal,
     Renew,
     Rekey,
     Revoke,
@@ -48,10 +52,11 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 7] = [
+    pub const ALL: [RequestKind; 8] = [
         Self::EnrollOfficial,
         Self::EnrollSystem,
         Self::SealCertificate,
+        Self::CreateSeal,
         Self::Renew,
         Self::Rekey,
         Self::Revoke,
@@ -63,6 +68,7 @@ impl RequestKind {
             Self::EnrollOfficial => "enroll-official",
             Self::EnrollSystem => "enroll-system",
             Self::SealCertificate => "seal-certificate",
+            Self::CreateSeal => "seal-create",
             Self::Renew => "renew",
             Self::Rekey => "rekey",
             Self::Revoke => "revoke",
@@ -75,7 +81,7 @@ impl RequestKind {
         match self {
             Self::EnrollOfficial => &["official-sign"],
             Self::EnrollSystem => &["tls-server", "tls-client"],
-            Self::SealCertificate => &["seal"],
+            Self::SealCertificate | Self::CreateSeal => &["seal"],
             _ => &[],
         }
     }
@@ -86,6 +92,7 @@ impl RequestKind {
             Self::SealCertificate => {
                 matches!(role, Role::RaOfficer | Role::RaAdmin | Role::SealAdmin)
             }
+            Self::CreateSeal => matches!(role, Role::SealAdmin | Role::RaAdmin),
             _ => matches!(role, Role::RaOfficer | Role::RaAdmin),
         }
     }
@@ -142,6 +149,50 @@ pub struct Evidence {
     pub note: String,
 }
 
+/// The seal a `seal-create` request asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealSpec {
+    pub name: String,
+    /// The owning organization.
+    pub organization: String,
+    /// Its unified social credit code (统一社会信用代码).
+    #[serde(default)]
+    pub uscc: Option<String>,
+    /// `official`, `contract`, `license`, `finance` or `invoice`.
+    #[serde(default = "official_seal")]
+    pub kind: String,
+    /// Base64 PNG of the seal; a round red seal is drawn when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Key algorithm; the CA's when absent.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+}
+
+fn official_seal() -> String {
+    "official".into()
+}
+
+/// A boxed future, so that [`SealFactory`] stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Creates the seals of approved `seal-create` requests. The registration
+/// workflow records and decides requests; the seal service, which owns the
+/// seal registry and the seals' keys, makes them.
+pub trait SealFactory: Send + Sync + fmt::Debug {
+    /// Whether `spec` could be carried out now (valid fields, free name),
+    /// so that officers approve something that can be done.
+    fn check<'a>(&'a self, spec: &'a SealSpec) -> BoxFuture<'a, Result<(), Error>>;
+    /// Generates the key in the key store, issues its certificate from the
+    /// `seal` profile and registers the seal; returns the certificate serial.
+    fn create<'a>(
+        &'a self,
+        spec: &'a SealSpec,
+        requester: Requester<'a>,
+    ) -> BoxFuture<'a, Result<String, Error>>;
+}
+
 /// What an officer submits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +212,25 @@ pub struct Submission {
     /// Revocation reason (RFC 5280 name) or why a key is recovered.
     pub reason: Option<String>,
     pub evidence: Option<EvidenceInput>,
+    /// The seal of a `seal-create` request.
+    pub seal: Option<SealSpec>,
+}
+
+impl Submission {
+    /// A `seal-create` request for `seal`.
+    pub fn create_seal(seal: SealSpec) -> Self {
+        Self {
+            kind: RequestKind::CreateSeal,
+            profile: None,
+            subject: vec![],
+            names: vec![],
+            csr: None,
+            target: None,
+            reason: None,
+            evidence: None,
+            seal: Some(seal),
+        }
+    }
 }
 
 /// The stored form of a submission (no evidence, no ID number).
@@ -173,6 +243,8 @@ pub struct RequestBody {
     pub csr: Option<String>,
     pub target: Option<String>,
     pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealSpec>,
 }
 
 /// A request with its decisions, for display.
@@ -186,6 +258,8 @@ pub struct RequestView {
     pub names: Vec<String>,
     pub target: Option<String>,
     pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealSpec>,
     pub evidence: Evidence,
     pub approvals_required: i64,
     pub approver_role: String,
@@ -235,6 +309,7 @@ pub struct Requests {
     kmc: KeyManagementCenter,
     store: Arc<dyn KeyStore>,
     pii_key: String,
+    seals: Option<Arc<dyn SealFactory>>,
 }
 
 impl Requests {
@@ -253,7 +328,21 @@ impl Requests {
             kmc,
             store,
             pii_key,
+            seals: None,
         }
+    }
+
+    /// Lets approved `seal-create` requests be carried out by `factory`;
+    /// without one such requests are refused at submission.
+    pub fn with_seal_factory(mut self, factory: Arc<dyn SealFactory>) -> Self {
+        self.seals = Some(factory);
+        self
+    }
+
+    fn seal_factory(&self) -> Result<&Arc<dyn SealFactory>, Error> {
+        self.seals.as_ref().ok_or_else(|| {
+            Error::InvalidRequest("this instance has no seal service to create seals".into())
+        })
     }
 
     /// Checks and records a submission; returns the request id.
@@ -272,12 +361,22 @@ impl Requests {
             ));
         }
         let (evidence, sealed) = self.evidence(evidence_input)?;
+        // A seal's subject is its organization and name, shown like any
+        // other request's.
+        let subject = match &s.seal {
+            Some(seal) if s.kind == RequestKind::CreateSeal => vec![
+                ("O".to_owned(), seal.organization.trim().to_owned()),
+                ("CN".to_owned(), seal.name.trim().to_owned()),
+            ],
+            _ => s.subject,
+        };
         let body = RequestBody {
-            subject: s.subject,
+            subject,
             names: s.names,
             csr: s.csr,
             target: s.target.as_deref().map(normalize_serial).transpose()?,
             reason: s.reason,
+            seal: s.seal.filter(|_| s.kind == RequestKind::CreateSeal),
         };
         let body_json = serde_json::to_string(&body).map_err(|e| Error::Encoding(e.to_string()))?;
         let evidence_json =
@@ -321,6 +420,19 @@ impl Requests {
     async fn check_submission(&self, s: &Submission) -> Result<(Option<String>, i64), Error> {
         use RequestKind::*;
         match s.kind {
+            CreateSeal => {
+                let spec = s.seal.as_ref().ok_or_else(|| {
+                    Error::InvalidRequest("a seal-create request describes the seal".into())
+                })?;
+                if s.csr.is_some() {
+                    return Err(Error::InvalidRequest(
+                        "a seal-create request takes no CSR: the key store generates the seal's key (use seal-certificate for a key held elsewhere)".into(),
+                    ));
+                }
+                self.seal_factory()?.check(spec).await?;
+                let approvals = self.registration.profiles().get("seal")?.approvals;
+                Ok((Some("seal".into()), i64::from(approvals)))
+            }
             EnrollOfficial | EnrollSystem | SealCertificate => {
                 let allowed = s.kind.profiles();
                 let profile = s.profile.clone().unwrap_or_else(|| allowed[0].to_owned());
@@ -737,6 +849,13 @@ impl Requests {
                     out.serials.push(enc_serial);
                 }
             }
+            RequestKind::CreateSeal => {
+                let spec = body.seal.as_ref().ok_or_else(|| {
+                    Error::InvalidRequest(format!("request {} describes no seal", row.id))
+                })?;
+                let serial = self.seal_factory()?.create(spec, requester).await?;
+                out.serials.push(serial);
+            }
             RequestKind::Renew | RequestKind::Rekey => {
                 let target = body.target.as_deref().unwrap_or_default();
                 let record = self
@@ -830,6 +949,7 @@ fn view_of(row: RequestRow, decisions: Vec<DecisionRow>) -> Result<RequestView, 
         names: body.names,
         target: body.target,
         reason: body.reason,
+        seal: body.seal,
         evidence,
         approvals_required: row.approvals_required,
         approver_role: row.approver_role,

@@ -17,6 +17,7 @@ use kexin_ca::certificate::parse_spki;
 use kexin_ca::issuance::Requester;
 use kexin_ca::profile::SubjectRequest;
 use kexin_ca::registration::Registration;
+use kexin_ca::request::{BoxFuture, SealFactory, SealSpec};
 use kexin_ca::storage::{Database, SealRow};
 use kexin_hsm::{KeyAlgorithm, KeyStore};
 use x509_cert::Certificate;
@@ -175,7 +176,8 @@ impl SealRegistry {
         &self.audit
     }
 
-    pub async fn create(&self, new: NewSeal<'_>, requester: Requester<'_>) -> Result<Seal, Error> {
+    /// Whether `new` could be created now: valid fields and a free name.
+    pub async fn check(&self, new: &NewSeal<'_>) -> Result<(), Error> {
         let name = new.name.trim();
         let organization = new.organization.trim();
         for (what, v) in [("seal name", name), ("organization", organization)] {
@@ -192,16 +194,23 @@ impl SealRegistry {
                 )));
             }
         }
+        if let Some(png) = &new.image {
+            crate::image::check_png(png)?;
+        }
         if self.db.seal(name).await?.is_some() {
             return Err(Error::Ca(kexin_ca::Error::Conflict(format!(
                 "a seal named {name:?} exists"
             ))));
         }
+        Ok(())
+    }
+
+    pub async fn create(&self, new: NewSeal<'_>, requester: Requester<'_>) -> Result<Seal, Error> {
+        self.check(&new).await?;
+        let name = new.name.trim();
+        let organization = new.organization.trim();
         let image = match new.image {
-            Some(png) => {
-                crate::image::check_png(&png)?;
-                png
-            }
+            Some(png) => png,
             None => crate::image::default_seal_png()?,
         };
         let mut id = [0u8; 6];
@@ -342,6 +351,91 @@ impl SealRegistry {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Approved `seal-create` requests become seals here, with the CA's key
+/// algorithm unless the request names another.
+#[derive(Clone, Debug)]
+pub struct RequestedSeals {
+    registry: SealRegistry,
+    default_algorithm: KeyAlgorithm,
+}
+
+impl RequestedSeals {
+    pub fn new(registry: SealRegistry, default_algorithm: KeyAlgorithm) -> Self {
+        Self {
+            registry,
+            default_algorithm,
+        }
+    }
+
+    fn new_seal<'a>(&self, spec: &'a SealSpec) -> Result<NewSeal<'a>, Error> {
+        use base64::Engine;
+        let image = spec
+            .image
+            .as_deref()
+            .map(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|_| Error::InvalidInput("the seal image is not base64".into()))
+            })
+            .transpose()?;
+        let algorithm = match &spec.algorithm {
+            Some(a) => a.parse().map_err(|e: kexin_hsm::Error| {
+                Error::InvalidInput(format!("key algorithm: {e}"))
+            })?,
+            None => self.default_algorithm,
+        };
+        Ok(NewSeal {
+            name: &spec.name,
+            organization: &spec.organization,
+            uscc: spec
+                .uscc
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty()),
+            kind: spec.kind.parse()?,
+            image,
+            algorithm,
+        })
+    }
+}
+
+/// Seal errors as the registration workflow reports them.
+fn ca_error(e: Error) -> kexin_ca::Error {
+    match e {
+        Error::Ca(e) => e,
+        Error::KeyStore(e) => kexin_ca::Error::KeyStore(e),
+        Error::InvalidInput(m) => kexin_ca::Error::InvalidRequest(m),
+        Error::NotFound(m) => kexin_ca::Error::NotFound(m),
+        Error::Forbidden(m) => kexin_ca::Error::Forbidden(m),
+        other => kexin_ca::Error::Storage(other.to_string()),
+    }
+}
+
+impl SealFactory for RequestedSeals {
+    fn check<'a>(&'a self, spec: &'a SealSpec) -> BoxFuture<'a, Result<(), kexin_ca::Error>> {
+        Box::pin(async move {
+            let new = self.new_seal(spec).map_err(ca_error)?;
+            self.registry.check(&new).await.map_err(ca_error)
+        })
+    }
+
+    fn create<'a>(
+        &'a self,
+        spec: &'a SealSpec,
+        requester: Requester<'a>,
+    ) -> BoxFuture<'a, Result<String, kexin_ca::Error>> {
+        Box::pin(async move {
+            let new = self.new_seal(spec).map_err(ca_error)?;
+            let seal = self
+                .registry
+                .create(new, requester)
+                .await
+                .map_err(ca_error)?;
+            Ok(seal.row.certificate_serial)
+        })
     }
 }
 

@@ -28,7 +28,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/seals", get(list))
+        .route("/seals", get(list).post(request_seal))
         .route("/seals/{name}", get(fetch))
         .route("/seals/{name}/users", post(grant))
         .route("/seals/{name}/sign", post(sign_batch))
@@ -98,6 +98,30 @@ async fn list(
         items.push(view);
     }
     Ok(Json(serde_json::json!({ "items": items })))
+}
+
+/// Asks for a new seal: a `seal-create` request (the same as
+/// `POST /api/v1/requests` with that kind), carried out once two
+/// registration officers approve it. 202 with the request.
+async fn request_seal(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<kexin_ca::request::SealSpec>, JsonRejection>,
+) -> Result<Response, Problem> {
+    use kexin_ca::request::Submission;
+    let Json(spec) = body.map_err(super::json_problem)?;
+    let id = state
+        .requests
+        .submit(caller.officer(), Submission::create_seal(spec))
+        .await
+        .map_err(super::ca_problem)?;
+    let view = state.requests.view(id).await.map_err(super::ca_problem)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/v1/requests/{id}"))],
+        Json(view),
+    )
+        .into_response())
 }
 
 async fn fetch(

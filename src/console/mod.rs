@@ -64,7 +64,14 @@ pub fn router() -> Router<AppState> {
             get(clients::list).post(clients::register),
         )
         .route("/console/kmc", get(requests::kmc_queue))
-        .route("/console/seals", get(seals::list))
+        .route(
+            "/console/seals",
+            get(seals::list)
+                .post(seals::request_new)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    seals::MAX_NEW_SEAL_FORM,
+                )),
+        )
         .route("/console/seals/{name}/users", post(seals::grant))
         .route("/console/audit", get(audit::browse))
         .layer(axum::middleware::from_fn(guard))

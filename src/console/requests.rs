@@ -51,6 +51,7 @@ fn kind_label(officer: &Officer, kind: &str) -> &'static str {
         "enroll-official" => officer.t("enroll-official"),
         "enroll-system" => officer.t("enroll-system"),
         "seal-certificate" => officer.t("seal-certificate"),
+        "seal-create" => officer.t("seal-create"),
         "renew" => officer.t("renew"),
         "rekey" => officer.t("rekey"),
         "revoke" => officer.t("revoke"),
@@ -368,6 +369,7 @@ pub async fn submit(
         csr: non_empty(&f.csr),
         target: non_empty(&f.target),
         reason: non_empty(&f.reason),
+        seal: None,
         evidence: non_empty(&f.document).map(|document| EvidenceInput {
             document,
             id_number: non_empty(&f.id_number),
@@ -423,6 +425,18 @@ fn request_page(
                 @if !r.names.is_empty() { dt { "SAN" } dd { (r.names.join(", ")) } }
                 @if let Some(t) = &r.target { dt { (officer.t("target")) } dd class="mono" { a href={"/console/certificates/" (t)} { (t) } } }
                 @if let Some(reason) = &r.reason { dt { (officer.t("reason")) } dd { (reason) } }
+                @if let Some(seal) = &r.seal {
+                    dt { (officer.t("kind")) } dd { (seal.kind) }
+                    @if let Some(u) = &seal.uscc { dt { (officer.t("uscc")) } dd class="mono" { (u) } }
+                    @if let Some(a) = &seal.algorithm { dt { (officer.t("algorithm")) } dd { (a) } }
+                    dt { (officer.t("seal-image")) }
+                    dd {
+                        @match &seal.image {
+                            Some(png) => img class="seal-image" alt=(seal.name) width="96" height="96" src={"data:image/png;base64," (png)};,
+                            None => span class="muted" { (officer.t("default-seal-image")) },
+                        }
+                    }
+                }
                 dt { (officer.t("submitted-by")) } dd { (r.submitted_by) " · " (when(r.submitted_at)) }
                 dt { (officer.t("approvals")) } dd { (r.approvals_required) " × " (r.approver_role) }
                 @for c in &certificates {

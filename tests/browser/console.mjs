@@ -158,7 +158,42 @@ try {
   await admin.goto(`${base}/console/audit`);
   assert.match(admin.url(), /\/console\/login/);
 
-  // 7. Without a client certificate the console gives nothing.
+  // 7. A seal-admin asks for a new seal with its own image; the seal
+  // exists only after two registration officers other than her approved.
+  const sam = await contextFor(process.env.SAM_P12);
+  const samPage = await sam.newPage();
+  await signIn(samPage, '/console/seals');
+  await samPage.click('details.new-seal summary');
+  await samPage.fill('#seal-name', '某某局合同专用章');
+  await samPage.fill('#seal-organization', '某某局');
+  await samPage.fill('#seal-uscc', '91350100M000100Y43');
+  await samPage.selectOption('#seal-kind', 'contract');
+  await samPage.setInputFiles('input[name="image"]', process.env.SEAL_PNG);
+  await shot(samPage, '11-seal-form');
+  await samPage.click('#request-seal');
+  await samPage.waitForURL(/\/console\/requests\/\d+$/);
+  const sealRequest = samPage.url().split('/').pop();
+  results.sealRequest = sealRequest;
+  assert.match(await samPage.locator('h1').innerText(), /submitted/);
+  assert.equal(await samPage.locator('img.seal-image').count(), 1, 'approvers see the seal image');
+  assert.equal(await samPage.locator('#approve').count(), 0, 'the submitter cannot approve');
+  await shot(samPage, '12-seal-requested');
+  await page.goto(`${base}/console/requests/${sealRequest}`);
+  await page.click('#approve');
+  await page.locator('li', { hasText: 'bob' }).waitFor();
+  assert.match(await page.locator('h1').innerText(), /submitted/, 'one approval is not enough');
+  assert.equal(await page.locator('#approve').count(), 0, 'an officer approves once');
+  const rita2 = await contextFor(process.env.RITA_P12);
+  const second = await rita2.newPage();
+  await signIn(second, `/console/requests/${sealRequest}`);
+  await second.click('#approve');
+  await second.locator('h1', { hasText: 'issued' }).waitFor();
+  await shot(second, '13-seal-approved');
+  await samPage.goto(`${base}/console/seals`);
+  assert.equal(await samPage.locator('dd.seal-name', { hasText: '某某局合同专用章' }).count(), 1);
+  await shot(samPage, '14-seals');
+
+  // 8. Without a client certificate the console gives nothing.
   const anonymous = await contextFor(null);
   const nobody = await anonymous.newPage();
   const denied = await nobody.goto(`${base}/console`);

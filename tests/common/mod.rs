@@ -342,3 +342,74 @@ pub fn api(
     let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     (code, json)
 }
+
+/// A plain PDF 1.4 with `pages` pages and a classic xref table.
+pub fn make_pdf(path: &str, pages: usize) {
+    let mut objects: Vec<Vec<u8>> = vec![b"<< /Type /Catalog /Pages 2 0 R >>".to_vec()];
+    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 3 + 2 * i)).collect();
+    objects.push(
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        )
+        .into_bytes(),
+    );
+    let font = 3 + 2 * pages;
+    for i in 0..pages {
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents {} 0 R /Resources << /Font << /F1 {font} 0 R >> >> >>",
+                4 + 2 * i
+            )
+            .into_bytes(),
+        );
+        let content = format!(
+            "BT /F1 24 Tf 72 760 Td (Kexin test document, page {}) Tj ET",
+            i + 1
+        );
+        objects.push(
+            format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            )
+            .into_bytes(),
+        );
+    }
+    objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec());
+    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    std::fs::write(path, out).unwrap();
+}
+
+/// A small PNG for a seal image, rendered by poppler from a one-page PDF.
+pub fn seal_image(ca: &Ca) -> String {
+    let pdf = ca.file("seal-image.pdf");
+    make_pdf(&pdf, 1);
+    let base = ca.file("seal-image");
+    let out = Command::new("pdftoppm")
+        .args(["-png", "-singlefile", "-scale-to", "96", &pdf, &base])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    format!("{base}.png")
+}
