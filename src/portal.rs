@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use kexin_seal::verify::{Report, Verdict};
+use kexin_seal::verify::{Reason, Report, Verdict};
 use maud::{html, Markup, DOCTYPE};
 
 use crate::console::i18n::Lang;
@@ -140,11 +140,11 @@ async fn check(
                         _ => {}
                     },
                     Ok(_) => {}
-                    Err(e) => return bad_upload(lang, e.status(), &e.body_text()),
+                    Err(e) => return upload_failed(lang, &e),
                 }
             }
             Ok(None) => break,
-            Err(e) => return bad_upload(lang, e.status(), &e.body_text()),
+            Err(e) => return upload_failed(lang, &e),
         }
     }
     let trust = state.trust();
@@ -191,7 +191,7 @@ async fn license(
             .into_response();
     }
     let Some(token) = q.t.filter(|t| t.len() < 4096) else {
-        return bad_upload(lang, StatusCode::BAD_REQUEST, "no license payload");
+        return bad_upload(lang, StatusCode::BAD_REQUEST, lang.t("no-license-payload"));
     };
     let report =
         kexin_seal::verify::verify_license(&token, state.trust(), &state.instance.db).await;
@@ -203,7 +203,8 @@ async fn license(
     let body = html! {
         section class={"verdict " (class)} id="verdict" data-verdict=(class) {
             h1 { (headline) }
-            p { (report.reason) }
+            p id="reason" { (reason_text(lang, report.reason_code)) }
+            (technical_detail(lang, &report.reason))
         }
         @if let Some(l) = &report.license {
             dl class="facts" {
@@ -211,16 +212,26 @@ async fn license(
                 dt { (lang.t("license-number")) } dd class="mono" id="license-number" { (l.no) }
                 dt { (lang.t("holder")) } dd id="holder" { (l.h) }
                 dt { (lang.t("authority")) } dd { (l.a) }
-                dt { (lang.t("validity")) } dd { (l.f) " — " (l.u.as_deref().unwrap_or("长期")) }
+                dt { (lang.t("validity")) } dd { (l.f) " — " (l.u.as_deref().unwrap_or(lang.t("no-end-date"))) }
                 @if let Some(seal) = &report.seal {
                     dt { (lang.t("sealed-by")) } dd { (seal.organization) " · " (seal.name) }
                 }
-                dt { (lang.t("status")) } dd id="registry-status" { (report.registry_status) }
+                dt { (lang.t("status")) } dd id="registry-status" { (status_text(lang, &report.registry_status)) }
             }
         }
         p { a href="/verify" { (lang.t("verify-another")) } }
     };
     page(lang, body).into_response()
+}
+
+/// An upload that could not be read: too large, or not a form.
+fn upload_failed(lang: Lang, e: &axum::extract::multipart::MultipartError) -> Response {
+    let message = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        lang.t("upload-too-large")
+    } else {
+        lang.t("upload-unreadable")
+    };
+    bad_upload(lang, e.status(), message)
 }
 
 fn bad_upload(lang: Lang, status: StatusCode, message: &str) -> Response {
@@ -243,7 +254,7 @@ fn report_view(lang: Lang, report: &Report) -> Markup {
     html! {
         section class={"verdict " (class)} id="verdict" data-verdict=(class) {
             h1 { (headline) }
-            p { (report.reason) }
+            p id="reason" { (reason_text(lang, report.reason_code)) }
         }
         @for s in &report.signatures {
             @if s.kind == "signature" {
@@ -264,15 +275,100 @@ fn report_view(lang: Lang, report: &Report) -> Markup {
                         }
                         _ => {}
                     }
-                    dt { (lang.t("cert-status")) } dd { (s.status_now) }
+                    dt { (lang.t("cert-status")) } dd { (status_text(lang, &s.status_now)) }
                     @if !s.changes_after.is_empty() {
-                        dt { (lang.t("later-changes")) } dd { (s.changes_after.join(", ")) }
+                        dt { (lang.t("later-changes")) }
+                        dd { (s.changes_after.iter().map(|c| change_text(lang, c)).collect::<Vec<_>>().join(lang.t("list-separator"))) }
                     }
-                    dt { (lang.t("detail")) } dd { (format!("{:?}", s.verdict).to_lowercase()) ": " (s.reason) }
+                    dt { (lang.t("detail")) }
+                    dd { (reason_text(lang, s.reason_code)) (technical_detail(lang, &s.reason)) }
                 }
             }
         }
         p { a href="/verify" { (lang.t("verify-another")) } }
+    }
+}
+
+/// The verification engine's reason in the reader's language.
+fn reason_text(lang: Lang, reason: Reason) -> &'static str {
+    let (en, zh) = match reason {
+        Reason::Valid => ("Intact, signed by a trusted seal whose certificate is not revoked.", "文件完整，印章可信，印章证书未被吊销。"),
+        Reason::ValidRevokedLater => ("Valid: the seal's certificate was revoked only after the time-stamped sealing time.", "有效：印章证书在经时间戳证明的盖章时间之后才被吊销。"),
+        Reason::Revoked => ("The seal's certificate is revoked, and no time-stamp proves the seal was applied before.", "印章证书已被吊销，且没有时间戳证明盖章发生在吊销之前。"),
+        Reason::OnHold => ("The seal's certificate is suspended (on hold).", "印章证书已被暂停使用。"),
+        Reason::StatusUnknown => ("Intact and from a trusted authority, but whether the certificate is revoked is unknown here.", "文件完整且签发机构可信，但无法确认证书是否已被吊销。"),
+        Reason::Untrusted => ("The signer's certificate does not lead to a trusted authority.", "签章者的证书无法验证到受信任的签发机构。"),
+        Reason::ContentChanged => ("The file was changed after it was sealed.", "文件在盖章后被修改过。"),
+        Reason::SignatureInvalid => ("The signature is not valid for this file.", "签名值验证失败。"),
+        Reason::Malformed => ("The signature is damaged or incomplete.", "签名已损坏或不完整。"),
+        Reason::ByteRangeIncomplete => ("The signature does not cover the whole file around it.", "签名未覆盖其所在的整个文件。"),
+        Reason::ChangedAfterSigning => ("Content was added after sealing that is neither a seal, a time-stamp nor validation data.", "盖章后文件中追加了其他内容（不是印章、时间戳或验证数据）。"),
+        Reason::TimestampValid => ("The document time-stamp is intact and trusted.", "文档时间戳完整可信。"),
+        Reason::ChangedAfterTimestamp => ("The file was changed after its time-stamp.", "文件在加盖时间戳后被修改过。"),
+        Reason::TimestampUntrusted => ("The time-stamp does not come from a trusted time-stamp authority.", "时间戳并非来自受信任的时间戳服务。"),
+        Reason::NoSignature => ("The file carries no seal or signature.", "文件中没有印章或签名。"),
+        Reason::Unreadable => ("The file cannot be read as a sealed document.", "无法将该文件作为盖章文件读取。"),
+        Reason::NotALicense => ("This is not an e-license code.", "这不是电子证照二维码。"),
+        Reason::UnknownSeal => ("The seal that signed this license is not known here.", "签发此证照的印章在本系统中未登记。"),
+        Reason::LicenseForged => ("The license data is not genuine.", "证照数据不是真实的。"),
+        Reason::NotRegistered => ("This license is not in the registry.", "证照库中没有这份证照。"),
+        Reason::LicenseRevoked => ("This license has been revoked.", "此证照已被注销。"),
+        Reason::PayloadMismatch => ("The data is not what the registry holds for this license number.", "数据与证照库中该编号的登记内容不一致。"),
+        Reason::SealCertificateNotIssued => ("The seal's certificate is no longer in force; rely on the sealed PDF and its time-stamp.", "印章证书已失效，请以加盖时间戳的证照 PDF 为准。"),
+        Reason::OutsideValidity => ("The license is outside its validity period.", "证照不在有效期内。"),
+        Reason::LicenseValid => ("Genuine, registered and in force.", "证照真实、已登记且在有效期内。"),
+    };
+    if lang == Lang::Zh {
+        zh
+    } else {
+        en
+    }
+}
+
+/// The engine's own sentence (English, with technical detail), folded away.
+fn technical_detail(lang: Lang, detail: &str) -> Markup {
+    html! {
+        @if !detail.is_empty() {
+            details class="technical" { summary { (lang.t("technical-detail")) } span lang="en" { (detail) } }
+        }
+    }
+}
+
+/// A certificate's or license's status (`good`, `revoked at … (reason)`,
+/// `on hold`, `unknown …`, `active`) in the reader's language; the time
+/// and RFC 5280 reason stay as they are.
+fn status_text(lang: Lang, status: &str) -> String {
+    let known = [
+        ("good", "status-good"),
+        ("active", "status-good"),
+        ("revoked", "status-revoked"),
+        ("on hold", "hold-status"),
+        ("not checked", "status-not-checked"),
+        ("not registered", "status-not-registered"),
+        ("unknown", "status-unknown"),
+        ("untrusted", "status-untrusted"),
+    ];
+    match known.iter().find(|(prefix, _)| status.starts_with(prefix)) {
+        Some((prefix, key)) => {
+            let rest = status[prefix.len()..].trim().trim_start_matches("at ");
+            if rest.is_empty() {
+                lang.t(key).to_owned()
+            } else {
+                format!("{} {rest}", lang.t(key))
+            }
+        }
+        None => status.to_owned(),
+    }
+}
+
+/// What a later PDF revision is, in the reader's language.
+fn change_text(lang: Lang, change: &str) -> &str {
+    match change {
+        "a later signature" => lang.t("change-signature"),
+        "a document time-stamp" => lang.t("change-timestamp"),
+        "validation data (DSS)" => lang.t("change-dss"),
+        "other changes" => lang.t("change-other"),
+        other => other,
     }
 }
 

@@ -819,8 +819,9 @@ fn e_licenses_carry_a_qr_code_that_verifies_until_the_license_is_revoked() {
     assert!(
         page.contains("证照真实有效")
             && page.contains("某某科技有限公司")
-            && page.contains("active"),
-        "{page}"
+            && page.contains("证照真实、已登记且在有效期内")
+            && page.contains(r#"id="registry-status">有效<"#),
+        "the reason and status in Chinese: {page}"
     );
     let officer = ca.officer("clerk", "ra-officer");
     let body = serde_json::json!({ "license": url }).to_string();
@@ -837,11 +838,19 @@ fn e_licenses_carry_a_qr_code_that_verifies_until_the_license_is_revoked() {
     ]));
     let (_, page) = portal("en");
     assert!(
-        page.contains("This license is not valid") && page.contains("revoked"),
+        page.contains("This license is not valid")
+            && page.contains("This license has been revoked.")
+            && page.contains(r#"id="registry-status">revoked 20"#),
+        "{page}"
+    );
+    let (_, page) = portal("zh-CN");
+    assert!(
+        page.contains("此证照已被注销") && page.contains(r#"id="registry-status">已吊销 20"#),
         "{page}"
     );
     let (_, v) = api(&ca, Some(&officer), "POST", "/api/v1/verify", Some(&body));
     assert_eq!(v["verdict"], "invalid", "{v}");
+    assert_eq!(v["reason_code"], "license-revoked", "{v}");
     assert!(v["registry_status"]
         .as_str()
         .unwrap()

@@ -3,7 +3,8 @@
 //! that time proven by a time-stamp), does the signer chain to a trusted
 //! root, was the certificate good when it signed and is it good now, and
 //! did the document change afterwards. The verdict is `valid`, `invalid`
-//! or `indeterminate`, with the reason.
+//! or `indeterminate`, with the reason: a stable [`Reason`] code that
+//! pages translate, and an English sentence with the technical detail.
 //!
 //! What "changed afterwards" means for a PDF here: every revision appended
 //! after a signature is classified as a later signature, a document
@@ -60,6 +61,78 @@ pub struct TimeStampInfo {
     pub problem: Option<String>,
 }
 
+/// Why a verdict is what it is, as a stable code (serialized in
+/// kebab-case) that a page can put into the reader's language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// Intact, trusted and not revoked (every signature, for a report).
+    Valid,
+    /// The certificate was revoked after the time-stamped signing time.
+    ValidRevokedLater,
+    Revoked,
+    OnHold,
+    StatusUnknown,
+    Untrusted,
+    /// The signed content's digest does not match.
+    ContentChanged,
+    SignatureInvalid,
+    /// A signature that cannot be read or lacks what it needs.
+    Malformed,
+    ByteRangeIncomplete,
+    /// A PDF revision after the signature that is not a signature, a
+    /// time-stamp or validation data.
+    ChangedAfterSigning,
+    TimestampValid,
+    ChangedAfterTimestamp,
+    TimestampUntrusted,
+    NoSignature,
+    /// The file is not one Kexin can read (not a PDF, broken structure).
+    Unreadable,
+    NotALicense,
+    UnknownSeal,
+    LicenseForged,
+    NotRegistered,
+    LicenseRevoked,
+    /// The payload is not the one the registry holds for its number.
+    PayloadMismatch,
+    SealCertificateNotIssued,
+    OutsideValidity,
+    LicenseValid,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::ValidRevokedLater => "valid-revoked-later",
+            Self::Revoked => "revoked",
+            Self::OnHold => "on-hold",
+            Self::StatusUnknown => "status-unknown",
+            Self::Untrusted => "untrusted",
+            Self::ContentChanged => "content-changed",
+            Self::SignatureInvalid => "signature-invalid",
+            Self::Malformed => "malformed",
+            Self::ByteRangeIncomplete => "byte-range-incomplete",
+            Self::ChangedAfterSigning => "changed-after-signing",
+            Self::TimestampValid => "timestamp-valid",
+            Self::ChangedAfterTimestamp => "changed-after-timestamp",
+            Self::TimestampUntrusted => "timestamp-untrusted",
+            Self::NoSignature => "no-signature",
+            Self::Unreadable => "unreadable",
+            Self::NotALicense => "not-a-license",
+            Self::UnknownSeal => "unknown-seal",
+            Self::LicenseForged => "license-forged",
+            Self::NotRegistered => "not-registered",
+            Self::LicenseRevoked => "license-revoked",
+            Self::PayloadMismatch => "payload-mismatch",
+            Self::SealCertificateNotIssued => "seal-certificate-not-issued",
+            Self::OutsideValidity => "outside-validity",
+            Self::LicenseValid => "license-valid",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SignatureReport {
     /// PDF field name, if any.
@@ -82,13 +155,22 @@ pub struct SignatureReport {
     pub covers_whole_document: Option<bool>,
     pub changes_after: Vec<String>,
     pub verdict: Verdict,
+    pub reason_code: Reason,
     pub reason: String,
+}
+
+impl SignatureReport {
+    fn because(&mut self, code: Reason, detail: impl Into<String>) {
+        self.reason_code = code;
+        self.reason = detail.into();
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub artifact: &'static str,
     pub verdict: Verdict,
+    pub reason_code: Reason,
     pub reason: String,
     pub signatures: Vec<SignatureReport>,
 }
@@ -103,17 +185,23 @@ impl Report {
                     .iter()
                     .find(|s| s.verdict == Verdict::Indeterminate)
             });
-        let (verdict, reason) = match (worst, signatures.is_empty()) {
-            (_, true) => (Verdict::Indeterminate, "no signature found".to_owned()),
-            (Some(s), _) => (s.verdict, s.reason.clone()),
+        let (verdict, reason_code, reason) = match (worst, signatures.is_empty()) {
+            (_, true) => (
+                Verdict::Indeterminate,
+                Reason::NoSignature,
+                "no signature found".to_owned(),
+            ),
+            (Some(s), _) => (s.verdict, s.reason_code, s.reason.clone()),
             (None, _) => (
                 Verdict::Valid,
+                Reason::Valid,
                 format!("{} signature(s) valid", signatures.len()),
             ),
         };
         Self {
             artifact,
             verdict,
+            reason_code,
             reason,
             signatures,
         }
@@ -133,15 +221,20 @@ pub async fn verify_detached(
                 digest_algorithm_of(&sd).and_then(|alg| crate::cades::digest_reader(alg, content));
             match digest {
                 Ok(d) => verify_signed_data(&sd, &d, trust, db, "CAdES (detached CMS)").await,
-                Err(e) => broken(None, "CAdES (detached CMS)", &e.to_string()),
+                Err(e) => broken(
+                    None,
+                    "CAdES (detached CMS)",
+                    Reason::Malformed,
+                    &e.to_string(),
+                ),
             }
         }
-        Err(e) => broken(None, "CMS", &e.to_string()),
+        Err(e) => broken(None, "CMS", Reason::Malformed, &e.to_string()),
     };
     Report::from_signatures("detached-signature", vec![report])
 }
 
-fn broken(field: Option<String>, format: &str, why: &str) -> SignatureReport {
+fn broken(field: Option<String>, format: &str, code: Reason, why: &str) -> SignatureReport {
     SignatureReport {
         field,
         kind: "signature",
@@ -158,6 +251,7 @@ fn broken(field: Option<String>, format: &str, why: &str) -> SignatureReport {
         covers_whole_document: None,
         changes_after: vec![],
         verdict: Verdict::Invalid,
+        reason_code: code,
         reason: why.to_owned(),
     }
 }
@@ -205,9 +299,9 @@ async fn verify_signed_data(
     db: Option<&Database>,
     format: &str,
 ) -> SignatureReport {
-    let mut r = broken(None, format, "");
+    let mut r = broken(None, format, Reason::Malformed, "");
     let Some(signer) = sd.signer_infos.0.iter().next() else {
-        r.reason = "no signer".into();
+        r.because(Reason::Malformed, "no signer");
         return r;
     };
     let certs: Vec<Certificate> = sd
@@ -227,12 +321,15 @@ async fn verify_signed_data(
         SignerIdentifier::SubjectKeyIdentifier(_) => certs.first(),
     };
     let Some(cert) = cert else {
-        r.reason = "the signer's certificate is not in the signature".into();
+        r.because(
+            Reason::Malformed,
+            "the signer's certificate is not in the signature",
+        );
         return r;
     };
     r.signer = Some(cert.tbs_certificate.subject.to_string());
     let Some(attrs) = &signer.signed_attrs else {
-        r.reason = "no signed attributes".into();
+        r.because(Reason::Malformed, "no signed attributes");
         return r;
     };
     let attr = |oid| {
@@ -243,13 +340,16 @@ async fn verify_signed_data(
     };
     let claimed = attr(OID_MESSAGE_DIGEST).and_then(|v| v.decode_as::<OctetString>().ok());
     if claimed.as_ref().map(|c| c.as_bytes()) != Some(digest) {
-        r.reason = "the content does not match the signature: it was changed after signing".into();
+        r.because(
+            Reason::ContentChanged,
+            "the content does not match the signature: it was changed after signing",
+        );
         return r;
     }
     let signed = match attrs.to_der() {
         Ok(d) => d,
         Err(e) => {
-            r.reason = e.to_string();
+            r.because(Reason::Malformed, e.to_string());
             return r;
         }
     };
@@ -260,7 +360,10 @@ async fn verify_signed_data(
         signer.signature.as_bytes(),
         &[kexin_hsm::SM2_DEFAULT_ID, ""],
     ) {
-        r.reason = format!("the signature does not verify: {e}");
+        r.because(
+            Reason::SignatureInvalid,
+            format!("the signature does not verify: {e}"),
+        );
         return r;
     }
     r.intact = true;
@@ -328,7 +431,7 @@ async fn verify_signed_data(
         }
         Err(e) => {
             r.verdict = Verdict::Indeterminate;
-            r.reason = format!("the signer is not trusted: {e}");
+            r.because(Reason::Untrusted, format!("the signer is not trusted: {e}"));
             return r;
         }
     }
@@ -373,30 +476,40 @@ async fn verify_signed_data(
         (Some(rev), Some(ts)) => Some((rev as u64) > ts),
         (Some(_), None) => Some(false),
     };
-    (r.verdict, r.reason) = if r.status_now.starts_with("revoked") {
+    let (verdict, code, why) = if r.status_now.starts_with("revoked") {
         match r.good_at_signing_time {
             Some(true) => (
                 Verdict::Valid,
-                "valid: the certificate was revoked only after the time-stamped signing time".into(),
+                Reason::ValidRevokedLater,
+                "valid: the certificate was revoked only after the time-stamped signing time",
             ),
             _ => (
                 Verdict::Invalid,
-                "the signer's certificate is revoked, and no time-stamp proves the signature came first".into(),
+                Reason::Revoked,
+                "the signer's certificate is revoked, and no time-stamp proves the signature came first",
             ),
         }
     } else if r.status_now == "on hold" {
         (
             Verdict::Indeterminate,
-            "the signer's certificate is on hold".into(),
+            Reason::OnHold,
+            "the signer's certificate is on hold",
         )
     } else if r.status_now.starts_with("unknown") {
         (
             Verdict::Indeterminate,
-            "the signature is intact and chains to a trusted root, but its revocation status is unknown here".into(),
+            Reason::StatusUnknown,
+            "the signature is intact and chains to a trusted root, but its revocation status is unknown here",
         )
     } else {
-        (Verdict::Valid, "intact, trusted and not revoked".into())
+        (
+            Verdict::Valid,
+            Reason::Valid,
+            "intact, trusted and not revoked",
+        )
     };
+    r.verdict = verdict;
+    r.because(code, why);
     r
 }
 
@@ -408,6 +521,7 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
             return Report {
                 artifact: "pdf",
                 verdict: Verdict::Indeterminate,
+                reason_code: Reason::Unreadable,
                 reason: e.to_string(),
                 signatures: vec![],
             }
@@ -436,9 +550,9 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
                         let digest = hasher.finish();
                         verify_signed_data(&sd, &digest, trust, db, &sig.sub_filter).await
                     }
-                    Err(e) => broken(None, &sig.sub_filter, &e.to_string()),
+                    Err(e) => broken(None, &sig.sub_filter, Reason::Malformed, &e.to_string()),
                 },
-                Err(e) => broken(None, &sig.sub_filter, &e.to_string()),
+                Err(e) => broken(None, &sig.sub_filter, Reason::Malformed, &e.to_string()),
             }
         };
         report.field = Some(sig.field.clone());
@@ -448,7 +562,10 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
         if !sig.ranges_sane {
             report.intact = false;
             report.verdict = Verdict::Invalid;
-            report.reason = "the byte range does not cover the file around the signature".into();
+            report.because(
+                Reason::ByteRangeIncomplete,
+                "the byte range does not cover the file around the signature",
+            );
         }
         report.covers_whole_document = Some(sig.covered_end == pdf.len());
         for end in revision_ends.iter().filter(|e| **e > sig.covered_end) {
@@ -476,7 +593,7 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
             && report.changes_after.iter().any(|c| c == "other changes")
         {
             report.verdict = Verdict::Indeterminate;
-            report.reason = "the document was changed after this signature (not by a signature, time-stamp or validation data)".into();
+            report.because(Reason::ChangedAfterSigning, "the document was changed after this signature (not by a signature, time-stamp or validation data)");
         }
         reports.push(report);
     }
@@ -484,13 +601,13 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
 }
 
 fn verify_document_timestamp(contents: &[u8], covered: &[&[u8]], trust: &Trust) -> SignatureReport {
-    let mut r = broken(None, "ETSI.RFC3161", "");
+    let mut r = broken(None, "ETSI.RFC3161", Reason::Malformed, "");
     r.kind = "document-timestamp";
     let token =
         match first_tlv(contents).and_then(|d| ContentInfo::from_der(d).map_err(crate::der_err)) {
             Ok(t) => t,
             Err(e) => {
-                r.reason = e.to_string();
+                r.because(Reason::Malformed, e.to_string());
                 return r;
             }
         };
@@ -518,17 +635,23 @@ fn verify_document_timestamp(contents: &[u8], covered: &[&[u8]], trust: &Trust) 
             });
             r.status_now = "not checked (time-stamp)".into();
             r.verdict = Verdict::Valid;
-            r.reason = "document time-stamp intact and trusted".into();
+            r.because(
+                Reason::TimestampValid,
+                "document time-stamp intact and trusted",
+            );
         }
         Err(kexin_timestamp::verify::TokenError::ImprintMismatch) => {
-            r.reason = "the document was changed after its time-stamp".into();
+            r.because(
+                Reason::ChangedAfterTimestamp,
+                "the document was changed after its time-stamp",
+            );
         }
         Err(e @ kexin_timestamp::verify::TokenError::Untrusted(_)) => {
             r.intact = true;
             r.verdict = Verdict::Indeterminate;
-            r.reason = e.to_string();
+            r.because(Reason::TimestampUntrusted, e.to_string());
         }
-        Err(e) => r.reason = e.to_string(),
+        Err(e) => r.because(Reason::Malformed, e.to_string()),
     }
     r
 }
@@ -711,6 +834,7 @@ fn rfc3339(secs: u64) -> String {
 #[derive(Clone, Debug, Serialize)]
 pub struct LicenseReport {
     pub verdict: Verdict,
+    pub reason_code: Reason,
     pub reason: String,
     /// The license's key facts, from the signed payload.
     pub license: Option<crate::license::Claims>,
@@ -722,11 +846,19 @@ pub struct LicenseReport {
     pub within_validity: Option<bool>,
 }
 
+impl LicenseReport {
+    fn because(&mut self, code: Reason, detail: impl Into<String>) {
+        self.reason_code = code;
+        self.reason = detail.into();
+    }
+}
+
 /// A license QR payload (the JWS, or the verify URL carrying it), checked
 /// against the seal certificate it names, the CA and the license registry.
 pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> LicenseReport {
     let mut r = LicenseReport {
         verdict: Verdict::Invalid,
+        reason_code: Reason::NotALicense,
         reason: String::new(),
         license: None,
         seal: None,
@@ -737,14 +869,17 @@ pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> License
     };
     let jws = crate::license::payload_from(text);
     let Some(kid) = crate::license::payload_kid(jws) else {
-        r.reason = "not a license payload".into();
+        r.because(Reason::NotALicense, "not a license payload");
         return r;
     };
     let record = match db.certificate(&kid).await {
         Ok(Some(rec)) => rec,
         _ => {
             r.verdict = Verdict::Indeterminate;
-            r.reason = "the seal that signed this license is unknown here".into();
+            r.because(
+                Reason::UnknownSeal,
+                "the seal that signed this license is unknown here",
+            );
             return r;
         }
     };
@@ -753,13 +888,16 @@ pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> License
         .as_deref()
         .and_then(|d| Certificate::from_der(d).ok())
     else {
-        r.reason = "the seal certificate is unreadable".into();
+        r.because(Reason::LicenseForged, "the seal certificate is unreadable");
         return r;
     };
     let claims = match crate::license::check_payload(jws, &cert) {
         Ok(c) => c,
         Err(e) => {
-            r.reason = format!("the license payload is not genuine: {e}");
+            r.because(
+                Reason::LicenseForged,
+                format!("the license payload is not genuine: {e}"),
+            );
             return r;
         }
     };
@@ -786,9 +924,10 @@ pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> License
     );
     let registered = db.license(&claims.no).await.ok().flatten();
     r.license = Some(claims);
-    (r.verdict, r.reason) = match registered {
+    let (verdict, code, why) = match registered {
         None => (
             Verdict::Invalid,
+            Reason::NotRegistered,
             "this license is not in the registry".into(),
         ),
         Some(l) if l.status == "revoked" => {
@@ -797,7 +936,11 @@ pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> License
                 rfc3339(l.revoked_at.unwrap_or(0) as u64),
                 l.revocation_reason.unwrap_or_default()
             );
-            (Verdict::Invalid, "this license has been revoked".into())
+            (
+                Verdict::Invalid,
+                Reason::LicenseRevoked,
+                "this license has been revoked".into(),
+            )
         }
         Some(l)
             if l.payload_digest != hex::encode(DigestAlgorithm::Sha256.digest(jws.as_bytes())) =>
@@ -805,6 +948,7 @@ pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> License
             r.registry_status = l.status;
             (
                 Verdict::Invalid,
+                Reason::PayloadMismatch,
                 "this payload is not the one the registry holds for the number".into(),
             )
         }
@@ -813,6 +957,7 @@ pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> License
             if r.seal_certificate != "issued" {
                 (
                     Verdict::Indeterminate,
+                    Reason::SealCertificateNotIssued,
                     format!(
                         "the seal's certificate is {}; rely on the sealed PDF's time-stamp",
                         r.seal_certificate
@@ -821,12 +966,19 @@ pub async fn verify_license(text: &str, trust: &Trust, db: &Database) -> License
             } else if r.within_validity == Some(false) {
                 (
                     Verdict::Invalid,
+                    Reason::OutsideValidity,
                     "the license is outside its validity period".into(),
                 )
             } else {
-                (Verdict::Valid, "genuine, registered and in force".into())
+                (
+                    Verdict::Valid,
+                    Reason::LicenseValid,
+                    "genuine, registered and in force".into(),
+                )
             }
         }
     };
+    r.verdict = verdict;
+    r.because(code, why);
     r
 }

@@ -34,6 +34,7 @@ try {
   assert.equal(await page.locator('#verdict h1').innerText(), '文件真实有效，未被篡改');
   assert.equal(await page.locator('#sealed-by').first().innerText(), process.env.ORGANIZATION);
   assert.match(await page.locator('main').innerText(), /经可信时间戳证明/);
+  assert.equal(await page.locator('#reason').innerText(), '文件完整，印章可信，印章证书未被吊销。');
   await noSideways('the report');
   await page.screenshot({ path: `${shots}/portal-02-valid-zh.png`, fullPage: true });
 
@@ -44,7 +45,19 @@ try {
   await page.locator('#verdict').waitFor();
   assert.equal(await page.locator('#verdict').getAttribute('data-verdict'), 'invalid');
   assert.equal(await page.locator('#verdict h1').innerText(), 'Not valid');
+  assert.equal(await page.locator('#reason').innerText(), 'The file was changed after it was sealed.');
   await page.screenshot({ path: `${shots}/portal-03-tampered-en.png`, fullPage: true });
+  // The reasons are in the reader's language, the engine's English detail folded away.
+  await page.goto(`${base}/verify?lang=zh-CN`);
+  await page.setInputFiles('input[name="pdf"]', process.env.TAMPERED_PDF);
+  await page.click('#verify');
+  await page.locator('#verdict').waitFor();
+  assert.equal(await page.locator('#verdict h1').innerText(), '验证未通过');
+  assert.equal(await page.locator('#reason').innerText(), '文件在盖章后被修改过。');
+  assert.equal(await page.locator('details.technical summary').first().innerText(), '技术细节（英文）');
+  assert.equal(await page.locator('details.technical span').first().isVisible(), false, 'the detail starts folded');
+  await noSideways('the Chinese report');
+  await page.screenshot({ path: `${shots}/portal-03b-tampered-zh.png`, fullPage: true });
 
   // A file with its detached signature.
   await page.goto(`${base}/verify`);
