@@ -252,7 +252,8 @@ pub async fn run(command: SealCommand) -> anyhow::Result<ExitCode> {
                 .seal_pdf(&seal, &pdf, &placement, certify, level, CLI)
                 .await?;
             instance.checkpoint_audit().await?;
-            std::fs::write(&out, sealed).with_context(|| format!("writing {}", out.display()))?;
+            std::fs::write(&out, sealed.document(&pdf))
+                .with_context(|| format!("writing {}", out.display()))?;
             eprintln!(
                 "{} sealed ({}) into {}",
                 input.display(),

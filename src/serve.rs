@@ -278,6 +278,14 @@ async fn serve_http(
     router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    // Responses are written whole; Nagle's algorithm would only hold back
+    // their last segment until the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -309,6 +317,9 @@ async fn serve_https(
             },
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
         };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
+        }
         let acceptor = acceptor.clone();
         let router = router.clone();
         let watcher = graceful.watcher();

@@ -40,15 +40,54 @@ fn contents_room(level: Level) -> usize {
     }
 }
 
-/// Seals `pdf`; returns the sealed document.
+/// A seal's image as the PDF image XObjects of its appearance: RGB and
+/// alpha, each deflated. Encoding it is most of the cost of a visible
+/// seal, and a seal's image never changes, so the service keeps one per seal.
+pub struct SealImage {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+    alpha: Option<Vec<u8>>,
+}
+
+impl SealImage {
+    pub fn encode(png: &[u8]) -> Result<Self, Error> {
+        let image = crate::image::decode(png)?;
+        Ok(Self {
+            width: image.width,
+            height: image.height,
+            rgb: deflate(&image.rgb)?,
+            alpha: image.alpha.as_deref().map(deflate).transpose()?,
+        })
+    }
+}
+
+/// A sealed PDF: the original bytes followed by `appended` (the
+/// incremental updates), and the digest the seal signed (the signature's
+/// messageDigest over the byte range), for the audit record.
+pub struct Sealed {
+    pub appended: Vec<u8>,
+    pub signed_digest: Vec<u8>,
+}
+
+impl Sealed {
+    /// The whole sealed document, for callers that want one buffer.
+    pub fn document(&self, original: &[u8]) -> Vec<u8> {
+        [original, &self.appended].concat()
+    }
+}
+
+/// Seals `pdf` with `seal`, whose image is `image`.
+#[allow(clippy::too_many_arguments)]
 pub async fn seal_pdf(
     pdf: &[u8],
     signer: &SealSigner,
     seal: &Seal,
+    image: &SealImage,
     placement: &Placement,
     certify: bool,
     opts: &SignOptions<'_>,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Sealed, Error> {
     let sane = (16.0..=600.0).contains(&placement.size)
         && placement.x.is_finite()
         && placement.y.is_finite();
@@ -72,7 +111,13 @@ pub async fn seal_pdf(
 
     let signed_at = now();
     let appearance = if visible {
-        Some(seal_appearance(&mut update, seal, placement, signed_at)?)
+        Some(seal_appearance(
+            &mut update,
+            seal,
+            image,
+            placement,
+            signed_at,
+        ))
     } else {
         None
     };
@@ -133,32 +178,45 @@ pub async fn seal_pdf(
         appearance,
         catalog_extra,
     )?;
-    let prepared = update.write(pdf);
-    let signed = fill_signature(prepared, pdf.len(), signer.digest_algorithm(), |digest| {
-        let sign_opts = SignOptions {
-            signing_time: false,
-            level: opts.level.min(Level::BT),
-            tsa: opts.tsa,
-            validation: None,
-            requester: opts.requester,
-        };
-        async move { signer.sign_digest(&digest, &sign_opts).await }
-    })
-    .await?;
+    let prepared = update.appended_to(pdf);
+    let (signed, signed_digest) =
+        fill_signature(pdf, prepared, signer.digest_algorithm(), |digest| {
+            let sign_opts = SignOptions {
+                signing_time: false,
+                level: opts.level.min(Level::BT),
+                tsa: opts.tsa,
+                validation: None,
+                requester: opts.requester,
+            };
+            async move { signer.sign_digest(&digest, &sign_opts).await }
+        })
+        .await?;
     if opts.level < Level::BLT {
-        return Ok(signed);
+        return Ok(Sealed {
+            appended: signed,
+            signed_digest,
+        });
     }
+    // Validation data and the document time-stamp are further updates
+    // that read the signed document, so from here it is one buffer.
     let validation = opts
         .validation
         .ok_or_else(|| Error::InvalidInput("b-lt needs validation data".into()))?;
-    let with_dss = add_dss(&signed, validation)?;
-    if opts.level < Level::BLTA {
-        return Ok(with_dss);
+    let mut whole = [pdf, &signed].concat();
+    let dss = add_dss(&whole, validation)?;
+    whole.extend_from_slice(&dss);
+    if opts.level >= Level::BLTA {
+        let tsa = opts
+            .tsa
+            .ok_or_else(|| Error::InvalidInput("b-lta needs the TSA".into()))?;
+        let stamp = document_timestamp(&whole, tsa, opts.requester).await?;
+        whole.extend_from_slice(&stamp);
     }
-    let tsa = opts
-        .tsa
-        .ok_or_else(|| Error::InvalidInput("b-lta needs the TSA".into()))?;
-    document_timestamp(&with_dss, tsa, opts.requester).await
+    whole.drain(..pdf.len());
+    Ok(Sealed {
+        appended: whole,
+        signed_digest,
+    })
 }
 
 /// Whether the document carries a certification (DocMDP) signature.
@@ -215,34 +273,36 @@ fn signature_dict(sig: &Dictionary, room: usize) -> Vec<u8> {
     body
 }
 
-/// Patches the ByteRange of the signature written after `from`, hashes
-/// the covered bytes with `digest`, has `sign` make the CMS for that
-/// digest, and writes it into Contents.
+/// Patches the ByteRange of the signature in `tail` (the update appended
+/// to `original`), hashes the covered bytes with `digest`, has `sign` make
+/// the CMS for that digest, and writes it into Contents. Returns the tail
+/// and the digest. Offsets in the ByteRange are of the whole document.
 async fn fill_signature<F, Fut>(
-    mut file: Vec<u8>,
-    from: usize,
+    original: &[u8],
+    mut tail: Vec<u8>,
     digest: kexin_ca::cms::DigestAlgorithm,
     sign: F,
-) -> Result<Vec<u8>, Error>
+) -> Result<(Vec<u8>, Vec<u8>), Error>
 where
     F: FnOnce(Vec<u8>) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<u8>, Error>>,
 {
-    let at = find(&file[from..], BYTE_RANGE_PLACEHOLDER)
-        .map(|p| p + from)
+    let base = original.len();
+    let at = find(&tail, BYTE_RANGE_PLACEHOLDER)
         .ok_or_else(|| Error::Encoding("signature placeholder not found".into()))?;
+    // Positions in the tail; the ByteRange counts from the document's start.
     let contents_start = at + BYTE_RANGE_PLACEHOLDER.len() + b"/Contents ".len();
     let contents_end = contents_start
-        + file[contents_start..]
+        + tail[contents_start..]
             .iter()
             .position(|b| *b == b'>')
             .ok_or_else(|| Error::Encoding("unterminated Contents".into()))?
         + 1;
     let byte_range = format!(
         "/ByteRange [0 {} {} {}]",
-        contents_start,
-        contents_end,
-        file.len() - contents_end
+        base + contents_start,
+        base + contents_end,
+        tail.len() - contents_end
     );
     if byte_range.len() > BYTE_RANGE_PLACEHOLDER.len() {
         return Err(Error::UnsupportedPdf(
@@ -250,12 +310,14 @@ where
         ));
     }
     let padded = format!("{byte_range:<width$}", width = BYTE_RANGE_PLACEHOLDER.len());
-    file[at..at + padded.len()].copy_from_slice(padded.as_bytes());
+    tail[at..at + padded.len()].copy_from_slice(padded.as_bytes());
     // The two covered ranges are hashed in place, not copied.
     let mut hasher = digest.hasher();
-    hasher.update(&file[..contents_start]);
-    hasher.update(&file[contents_end..]);
-    let cms = sign(hasher.finish()).await?;
+    hasher.update(original);
+    hasher.update(&tail[..contents_start]);
+    hasher.update(&tail[contents_end..]);
+    let covered_digest = hasher.finish();
+    let cms = sign(covered_digest.clone()).await?;
     let hex = hex::encode_upper(&cms);
     let room = contents_end - contents_start - 2;
     if hex.len() > room {
@@ -265,8 +327,8 @@ where
             room / 2
         )));
     }
-    file[contents_start + 1..contents_start + 1 + hex.len()].copy_from_slice(hex.as_bytes());
-    Ok(file)
+    tail[contents_start + 1..contents_start + 1 + hex.len()].copy_from_slice(hex.as_bytes());
+    Ok((tail, covered_digest))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -390,17 +452,17 @@ fn add_field(
 fn seal_appearance(
     update: &mut IncrementalUpdate,
     seal: &Seal,
+    image: &SealImage,
     placement: &Placement,
     signed_at: u64,
-) -> Result<ObjectId, Error> {
-    let image = crate::image::decode(&seal.row.image)?;
+) -> ObjectId {
     let smask = match &image.alpha {
         Some(alpha) => {
             let id = update.allocate();
             update.put_stream(
                 id,
                 image_dict(image.width, image.height, b"DeviceGray"),
-                &deflate(alpha)?,
+                alpha,
             );
             Some(id)
         }
@@ -411,7 +473,7 @@ fn seal_appearance(
     if let Some(m) = smask {
         dict.set("SMask", Object::Reference(m));
     }
-    update.put_stream(image_id, dict, &deflate(&image.rgb)?);
+    update.put_stream(image_id, dict, &image.rgb);
 
     let size = placement.size;
     let serial = &seal.row.certificate_serial;
@@ -456,7 +518,7 @@ fn seal_appearance(
     form.set("Resources", Object::Dictionary(resources));
     let ap_id = update.allocate();
     update.put_stream(ap_id, form, content.as_bytes());
-    Ok(ap_id)
+    ap_id
 }
 
 fn image_dict(w: u32, h: u32, colour: &[u8]) -> Dictionary {
@@ -478,7 +540,7 @@ fn deflate(data: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// B-LT: a DSS dictionary in the catalog with the validation data, in a
-/// further incremental update.
+/// further incremental update (returned: the bytes to append to `pdf`).
 fn add_dss(pdf: &[u8], data: &ValidationData) -> Result<Vec<u8>, Error> {
     use der::Encode;
     let file = PdfFile::parse(pdf)?;
@@ -510,11 +572,11 @@ fn add_dss(pdf: &[u8], data: &ValidationData) -> Result<Vec<u8>, Error> {
     let mut catalog = file.dict(root_id)?.clone();
     catalog.set("DSS", Object::Reference(dss_id));
     update.put(root_id, &Object::Dictionary(catalog));
-    Ok(update.write(pdf))
+    Ok(update.appended_to(pdf))
 }
 
 /// B-LTA: a document time-stamp (ETSI.RFC3161) over the whole document,
-/// DSS included.
+/// DSS included (returned: the bytes to append to `pdf`).
 async fn document_timestamp(
     pdf: &[u8],
     tsa: &kexin_timestamp::TimeStampAuthority,
@@ -540,10 +602,11 @@ async fn document_timestamp(
         None,
         Dictionary::new(),
     )?;
-    let prepared = update.write(pdf);
+    let prepared = update.appended_to(pdf);
     let sha256 = kexin_ca::cms::DigestAlgorithm::Sha256;
-    fill_signature(prepared, pdf.len(), sha256, |digest| async move {
+    let (stamped, _) = fill_signature(pdf, prepared, sha256, |digest| async move {
         Ok(tsa.stamp(sha256.oid(), &digest, requester).await?)
     })
-    .await
+    .await?;
+    Ok(stamped)
 }

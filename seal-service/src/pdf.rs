@@ -169,23 +169,24 @@ impl IncrementalUpdate {
         self.objects.insert(id.0, framed);
     }
 
-    /// The original bytes followed by this update.
-    pub fn write(self, original: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(original.len() + 64 * 1024);
-        out.extend_from_slice(original);
+    /// The bytes to append to `original`: the original itself is never
+    /// copied (a large PDF is sent back as it came, followed by these).
+    pub fn appended_to(self, original: &[u8]) -> Vec<u8> {
+        let base = original.len();
+        let mut out = Vec::with_capacity(64 * 1024);
         if !original.ends_with(b"\n") {
             out.push(b'\n');
         }
         let mut offsets = BTreeMap::new();
         for (num, body) in &self.objects {
-            offsets.insert(*num, out.len());
+            offsets.insert(*num, base + out.len());
             out.extend_from_slice(body);
         }
         let mut trailer = self.trailer;
         trailer.set("Prev", Object::Integer(self.prev as i64));
         if self.xref_stream {
             let xref_id = self.next;
-            offsets.insert(xref_id, out.len());
+            offsets.insert(xref_id, base + out.len());
             let size = xref_id + 1;
             let (index, rows) = xref_rows(&offsets, 4);
             trailer.set("Type", Object::Name(b"XRef".to_vec()));
@@ -196,7 +197,7 @@ impl IncrementalUpdate {
                 Object::Array(index.into_iter().map(Object::Integer).collect()),
             );
             trailer.set("Length", Object::Integer(rows.len() as i64));
-            let start = out.len();
+            let start = base + out.len();
             out.extend_from_slice(format!("{xref_id} 0 obj\n").as_bytes());
             write_object(&Object::Dictionary(trailer), &mut out);
             out.extend_from_slice(b"\nstream\n");
@@ -204,7 +205,7 @@ impl IncrementalUpdate {
             out.extend_from_slice(b"\nendstream\nendobj\n");
             out.extend_from_slice(format!("startxref\n{start}\n%%EOF\n").as_bytes());
         } else {
-            let start = out.len();
+            let start = base + out.len();
             out.extend_from_slice(b"xref\n");
             for (first, run) in runs(&offsets) {
                 out.extend_from_slice(format!("{first} {}\n", run.len()).as_bytes());

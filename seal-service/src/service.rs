@@ -2,8 +2,9 @@
 //! time-stamped, given validation data and recorded in the audit log —
 //! for the command line and the API alike.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use der::Decode;
 use kexin_ca::issuance::Requester;
@@ -12,7 +13,7 @@ use kexin_ca::principal::Role;
 use kexin_timestamp::TimeStampAuthority;
 use x509_cert::Certificate;
 
-use crate::pades::Placement;
+use crate::pades::{Placement, SealImage, Sealed};
 use crate::registry::{Seal, SealRegistry};
 use crate::signer::{Level, SealSigner, SignOptions};
 use crate::validation::ValidationData;
@@ -22,7 +23,13 @@ pub struct SealService {
     registry: SealRegistry,
     tsa: Arc<TimeStampAuthority>,
     ocsp: Arc<OcspResponder>,
+    /// Encoded appearance images by seal certificate serial (a seal's
+    /// image never changes; a new seal has a new certificate).
+    images: Mutex<HashMap<String, Arc<SealImage>>>,
 }
+
+/// Seals whose encoded images are kept; more are encoded on every use.
+const MAX_CACHED_IMAGES: usize = 1024;
 
 /// A seal ready to apply at a level.
 struct Prepared {
@@ -41,7 +48,23 @@ impl SealService {
             registry,
             tsa,
             ocsp,
+            images: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The seal's appearance image, encoded once.
+    fn image(&self, seal: &Seal) -> Result<Arc<SealImage>, Error> {
+        let key = &seal.row.certificate_serial;
+        if let Some(image) = self.images.lock().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(image);
+        }
+        let image = Arc::new(SealImage::encode(&seal.row.image)?);
+        if let Ok(mut images) = self.images.lock() {
+            if images.len() < MAX_CACHED_IMAGES {
+                images.insert(key.clone(), image.clone());
+            }
+        }
+        Ok(image)
     }
 
     pub fn registry(&self) -> &SealRegistry {
@@ -148,7 +171,8 @@ impl SealService {
         Ok(out)
     }
 
-    /// Seals a PDF (PAdES, incremental update, visible seal).
+    /// Seals a PDF (PAdES, incremental update, visible seal): the sealed
+    /// document is `pdf` followed by the returned bytes.
     pub async fn seal_pdf(
         &self,
         name: &str,
@@ -157,19 +181,19 @@ impl SealService {
         certify: bool,
         level: Level,
         requester: Requester<'_>,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Sealed, Error> {
         let p = self.prepare(name, level).await?;
         let sealed = crate::pades::seal_pdf(
             pdf,
             &p.signer,
             &p.seal,
+            &*self.image(&p.seal)?,
             placement,
             certify,
             &self.options(&p, level, requester),
         )
         .await?;
-        let digest = kexin_ca::cms::DigestAlgorithm::Sha256.digest(pdf);
-        self.record(&p.seal, requester, "pades", None, &digest)
+        self.record(&p.seal, requester, "pades", None, &sealed.signed_digest)
             .await?;
         Ok(sealed)
     }
@@ -216,6 +240,7 @@ impl SealService {
             &pdf,
             &p.signer,
             &p.seal,
+            &*self.image(&p.seal)?,
             &placement,
             true,
             &self.options(&p, level, requester),
@@ -240,7 +265,7 @@ impl SealService {
                 }),
             })
             .await?;
-        Ok((sealed, url))
+        Ok((sealed.document(&pdf), url))
     }
 
     pub async fn revoke_license(

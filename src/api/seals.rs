@@ -319,7 +319,17 @@ async fn sign_pdf(
         )
         .await
         .map_err(seal_problem)?;
-    Ok(([(header::CONTENT_TYPE, "application/pdf")], sealed).into_response())
+    // The original bytes go back as they came, followed by the update.
+    let length = body.len() + sealed.appended.len();
+    let chunks = [body, Bytes::from(sealed.appended)].map(Ok::<_, std::convert::Infallible>);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response())
 }
 
 /// A detached signature with its file, or a license QR payload.
