@@ -354,6 +354,11 @@ fn kexin_verify_reports_on_our_and_other_tools_signatures() {
     let seal = &r["signatures"][0];
     assert_eq!(seal["seal"]["name"], SEAL);
     assert_eq!(seal["seal"]["uscc"], "91350100M000100Y43");
+    assert_eq!(
+        seal["signer"],
+        format!("CN={SEAL}, organizationIdentifier=91350100M000100Y43, O=某某局"),
+        "the signer reads as text, the USCC too"
+    );
     assert_eq!(seal["timestamp"]["valid"], true);
     assert_eq!(seal["status_now"], "good");
     assert_eq!(

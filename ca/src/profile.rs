@@ -311,6 +311,22 @@ fn attribute_name(oid: ObjectIdentifier) -> String {
     oid.to_string()
 }
 
+/// A distinguished name for people to read: most specific attribute
+/// first, with the attributes Kexin issues by their names (so that the
+/// unified social credit code in organizationIdentifier reads as text, not
+/// as hex). Names with other string types fall back to RFC 4514.
+pub fn readable_name(name: &x509_cert::name::Name) -> String {
+    match crate::csr::name_attributes(name) {
+        Ok(attributes) => attributes
+            .iter()
+            .rev()
+            .map(|(oid, value)| format!("{}={value}", attribute_name(*oid)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(_) => name.to_string(),
+    }
+}
+
 /// GB 32100-2015 unified social credit code: 18 characters with a check character.
 pub fn is_valid_uscc(code: &str) -> bool {
     const CHARSET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";

@@ -327,7 +327,9 @@ async fn verify_signed_data(
         );
         return r;
     };
-    r.signer = Some(cert.tbs_certificate.subject.to_string());
+    r.signer = Some(kexin_ca::profile::readable_name(
+        &cert.tbs_certificate.subject,
+    ));
     let Some(attrs) = &signer.signed_attrs else {
         r.because(Reason::Malformed, "no signed attributes");
         return r;
