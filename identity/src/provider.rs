@@ -723,3 +723,34 @@ impl Provider {
 pub fn sid(session_id: &str) -> String {
     sha256_hex(session_id)[..32].to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(at: Instant) -> Session {
+        Session {
+            official: Official::from_certificate("CN=张三", Some("张三"), None, "01"),
+            created: at,
+            last_seen: at,
+            clients: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_session_ends_when_idle() {
+        let start = Instant::now();
+        let s = session(start);
+        assert!(s.live(start + SESSION_IDLE - Duration::from_secs(1)));
+        assert!(!s.live(start + SESSION_IDLE));
+    }
+
+    #[test]
+    fn a_session_in_use_ends_at_its_absolute_lifetime() {
+        let start = Instant::now();
+        let mut s = session(start);
+        s.last_seen = start + SESSION_ABSOLUTE - Duration::from_secs(1);
+        assert!(s.live(start + SESSION_ABSOLUTE - Duration::from_millis(500)));
+        assert!(!s.live(start + SESSION_ABSOLUTE));
+    }
+}
