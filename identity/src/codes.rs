@@ -122,4 +122,20 @@ mod tests {
         }
         assert!(store.redeem("old").is_none());
     }
+
+    #[test]
+    fn a_full_store_refuses_new_codes_and_keeps_the_open_ones() {
+        let store = CodeStore::default();
+        let p = pending("s");
+        for i in 0..MAX_OPEN {
+            store.insert(&i.to_string(), p.clone()).unwrap();
+        }
+        assert!(matches!(
+            store.insert("one more", p.clone()),
+            Err(Error::OAuth("temporarily_unavailable", _))
+        ));
+        assert!(store.redeem("7").is_some(), "open codes stay redeemable");
+        store.insert("one more", p).unwrap();
+        assert!(store.redeem("one more").is_some());
+    }
 }
