@@ -26,6 +26,9 @@ pub struct SealService {
     /// Encoded appearance images by seal certificate serial (a seal's
     /// image never changes; a new seal has a new certificate).
     images: Mutex<HashMap<String, Arc<SealImage>>>,
+    /// The CA certificates, parsed on first use: they do not change while
+    /// the process runs, and every seal application needs its chain.
+    authorities: tokio::sync::OnceCell<Vec<Certificate>>,
 }
 
 /// Seals whose encoded images are kept; more are encoded on every use.
@@ -49,7 +52,25 @@ impl SealService {
             tsa,
             ocsp,
             images: Mutex::new(HashMap::new()),
+            authorities: tokio::sync::OnceCell::new(),
         }
+    }
+
+    async fn authorities(&self) -> Result<&[Certificate], Error> {
+        let parsed = self
+            .authorities
+            .get_or_try_init(|| async {
+                self.registry
+                    .db()
+                    .authorities()
+                    .await?
+                    .iter()
+                    .map(|a| Certificate::from_der(&a.certificate))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(crate::der_err)
+            })
+            .await?;
+        Ok(parsed)
     }
 
     /// The seal's appearance image, encoded once.
@@ -89,16 +110,11 @@ impl SealService {
 
     async fn prepare(&self, name: &str, level: Level) -> Result<Prepared, Error> {
         let seal = self.registry.usable(name).await?;
-        let authorities = self
-            .registry
-            .db()
-            .authorities()
-            .await?
-            .iter()
-            .map(|a| Certificate::from_der(&a.certificate))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(crate::der_err)?;
-        let signer = SealSigner::new(self.registry.store().clone(), &seal, &authorities)?;
+        let signer = SealSigner::new(
+            self.registry.store().clone(),
+            &seal,
+            self.authorities().await?,
+        )?;
         let validation = if level >= Level::BLT {
             let leaves = [seal.certificate.clone(), self.tsa.certificate().clone()];
             Some(ValidationData::collect(self.registry.db(), &self.ocsp, &leaves).await?)
