@@ -809,34 +809,28 @@ fn the_sdk_signs_in_by_challenge_with_a_key_on_a_pkcs11_token() {
     );
     let token = SoftHsm::new("usb-key");
     for (file, kind) in [(&key_der, "privkey"), (&cert_der, "cert")] {
-        let out = Command::new("pkcs11-tool")
-            .args([
-                "--module",
-                SOFTHSM_MODULE,
-                "--token-label",
-                "usb-key",
-                "--login",
-                "--pin",
-                TOKEN_PIN,
-            ])
-            .args([
-                "--write-object",
-                file,
-                "--type",
-                kind,
-                "--label",
-                "qian-er",
-                "--id",
-                "01",
-            ])
-            .env("SOFTHSM2_CONF", &token.conf)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = Command::new("pkcs11-tool");
+        cmd.args([
+            "--module",
+            SOFTHSM_MODULE,
+            "--token-label",
+            "usb-key",
+            "--login",
+            "--pin",
+            TOKEN_PIN,
+        ])
+        .args([
+            "--write-object",
+            file,
+            "--type",
+            kind,
+            "--label",
+            "qian-er",
+            "--id",
+            "01",
+        ])
+        .env("SOFTHSM2_CONF", &token.conf);
+        run_ok(&mut cmd);
     }
     std::fs::remove_file(&key_der).unwrap();
     // This test runs in a process of its own (nextest): the module reads

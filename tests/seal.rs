@@ -410,33 +410,28 @@ fn kexin_verify_reports_on_our_and_other_tools_signatures() {
     assert!(ok_, "{out}");
     let (cert, _) = ca.issue("ext", "tls-client", &csr);
     let other = ca.file("pyhanko-signed.pdf");
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys; from pyhanko.cli import cli_root; sys.argv[0]='pyhanko'; cli_root()",
-        ])
-        .args([
-            "sign",
-            "addsig",
-            "--field",
-            "Sig1",
-            "pemder",
-            "--key",
-            &key,
-            "--cert",
-            &cert,
-            "--chain",
-            &ca.ca_pem("officials"),
-            "--no-pass",
-            &plain,
-            &other,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import sys; from pyhanko.cli import cli_root; sys.argv[0]='pyhanko'; cli_root()",
+            ])
+            .args([
+                "sign",
+                "addsig",
+                "--field",
+                "Sig1",
+                "pemder",
+                "--key",
+                &key,
+                "--cert",
+                &cert,
+                "--chain",
+                &ca.ca_pem("officials"),
+                "--no-pass",
+                &plain,
+                &other,
+            ]),
     );
     let r = kexin_verify(&ca, &other, None);
     assert_eq!(r["verdict"], "valid", "{r}");

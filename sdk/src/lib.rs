@@ -4,14 +4,14 @@
 //! job), then:
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), kexin_sdk::Error> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use kexin_sdk::RelyingParty;
 //! let rp = RelyingParty::discover(
 //!     "https://sso.example.gov.cn",
 //!     "kx-client-id",
 //!     "client-secret",
 //!     "https://archive.example.gov.cn/callback",
-//!     Some(&std::fs::read("root.pem").unwrap()),
+//!     Some(&std::fs::read("root.pem")?),
 //! )
 //! .await?;
 //! let login = rp.login()?;                   // redirect the browser to login.url
@@ -30,9 +30,9 @@
 //! module) and uses the trust services:
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), kexin_sdk::Error> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use kexin_sdk::client::{challenge_login, Pkcs11Identity, Pkcs12Identity, TrustServices};
-//! let root = std::fs::read("root.pem").unwrap();
+//! let root = std::fs::read("root.pem")?;
 //! let usb_key = Pkcs11Identity::open(
 //!     std::path::Path::new("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
 //!     "ZHANG SAN",
@@ -42,9 +42,9 @@
 //! let session = challenge_login("https://sso.example.gov.cn", "kx-client-id", &usb_key, Some(&root)).await?;
 //! // session.http now gets codes from /oidc/authorize without signing in again.
 //!
-//! let p12 = Pkcs12Identity::from_pkcs12(&std::fs::read("clerk.p12").unwrap(), "secret")?;
+//! let p12 = Pkcs12Identity::from_pkcs12(&std::fs::read("clerk.p12")?, "secret")?;
 //! let services = TrustServices::new("https://sso.example.gov.cn", &p12, &root)?;
-//! let sealed = services.seal_pdf("证照专用章", std::fs::read("license.pdf").unwrap(), "b-lt").await?;
+//! let sealed = services.seal_pdf("证照专用章", std::fs::read("license.pdf")?, "b-lt").await?;
 //! let report = services.verify_pdf(sealed).await?;
 //! assert_eq!(report["verdict"], "valid");
 //! # Ok(()) }

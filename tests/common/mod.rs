@@ -21,11 +21,15 @@ pub fn kexin(cwd: &Path) -> Command {
     cmd
 }
 
+/// Runs `cmd` (kexin or any other tool) and asserts that it succeeded.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("kexin runs");
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
     assert!(
         out.status.success(),
-        "kexin failed: {}\n{}",
+        "{program} failed: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
