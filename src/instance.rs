@@ -27,6 +27,8 @@ pub struct Instance {
     pub store: Arc<dyn KeyStore>,
     pub db: Database,
     pub audit: AuditLog,
+    /// The one issuer of this process: its issuances share rounds.
+    issuer: Issuer,
 }
 
 impl Instance {
@@ -42,12 +44,14 @@ impl Instance {
         let store = open_keystore(data_dir, &config, false)?;
         let db = Database::connect(&database_url(data_dir, &config)).await?;
         let audit = AuditLog::new(db.clone());
+        let issuer = Issuer::new(db.clone(), store.clone());
         Ok(Self {
             data_dir: data_dir.to_owned(),
             config,
             store,
             db,
             audit,
+            issuer,
         })
     }
 
@@ -62,7 +66,7 @@ impl Instance {
     }
 
     pub fn issuer(&self) -> Issuer {
-        Issuer::new(self.db.clone(), self.store.clone())
+        self.issuer.clone()
     }
 
     /// Shipped profiles plus the operator's `DATA/profiles/*.toml`.

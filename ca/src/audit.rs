@@ -295,6 +295,7 @@ impl AuditLog {
 }
 
 /// An event on its way into the chain.
+#[derive(Clone)]
 pub(crate) struct NewEntry {
     actor: String,
     action: String,

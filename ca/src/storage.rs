@@ -4,12 +4,11 @@
 //!
 //! Storage only stores: it makes no decisions about what may be issued.
 
-use std::sync::{Arc, Once};
+use std::sync::Once;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::audit::AuditEvent;
 use crate::Error;
 
 mod certificates;
@@ -17,8 +16,7 @@ pub mod group_commit;
 mod licenses;
 mod requests;
 mod seals;
-use certificates::{IssuanceWrite, IssuanceWriter};
-use group_commit::GroupCommit;
+pub use certificates::{IssuanceJournal, JournalSession, PendingCertificate, SignedCertificate};
 pub use licenses::LicenseRow;
 pub use requests::{DecisionRow, NewRequest, RequestRow};
 pub use seals::SealRow;
@@ -37,7 +35,6 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
-    issuance: Arc<GroupCommit<IssuanceWriter>>,
 }
 
 /// A CA as stored.
@@ -70,19 +67,6 @@ impl CertificateStatus {
             Self::Failed => "failed",
         }
     }
-}
-
-/// A certificate about to be signed.
-#[derive(Clone, Debug)]
-pub struct PendingCertificate<'a> {
-    pub serial: &'a str,
-    pub issuer: &'a str,
-    pub profile: &'a str,
-    pub subject: &'a str,
-    pub not_before: i64,
-    pub not_after: i64,
-    pub tbs: &'a [u8],
-    pub requested_at: i64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -176,11 +160,7 @@ impl Database {
             .run(&pool)
             .await
             .map_err(|e| Error::Storage(format!("migrating the database: {e}")))?;
-        Ok(Self {
-            issuance: Arc::new(GroupCommit::new(IssuanceWriter::new(pool.clone()))),
-            pool,
-            backend,
-        })
+        Ok(Self { pool, backend })
     }
 
     /// The URL of an SQLite database file, created if missing.
@@ -246,40 +226,10 @@ impl Database {
         rows.iter().map(authority_from_row).collect()
     }
 
-    /// Records a certificate before it is signed. Fails with
-    /// [`Error::DuplicateSerial`] if the serial was ever used.
-    pub async fn insert_pending(&self, c: &PendingCertificate<'_>) -> Result<(), Error> {
-        self.issuance
-            .submit(IssuanceWrite::Pending {
-                serial: c.serial.to_owned(),
-                issuer: c.issuer.to_owned(),
-                profile: c.profile.to_owned(),
-                subject: c.subject.to_owned(),
-                not_before: c.not_before,
-                not_after: c.not_after,
-                tbs: c.tbs.to_owned(),
-                requested_at: c.requested_at,
-            })
-            .await
-    }
-
-    /// Completes a pending certificate with its signed DER and appends
-    /// `event` to the audit chain, in one transaction.
-    pub async fn complete_issued(
-        &self,
-        serial: &str,
-        der: &[u8],
-        issued_at: i64,
-        event: AuditEvent<'_>,
-    ) -> Result<(), Error> {
-        self.issuance
-            .submit(IssuanceWrite::Issued {
-                serial: serial.to_owned(),
-                der: der.to_owned(),
-                issued_at,
-                audit: event.into(),
-            })
-            .await
+    /// The connection issuance rounds write through. Only one journal
+    /// should write at a time (SQLite has one writer): keep one per process.
+    pub fn issuance_journal(&self) -> IssuanceJournal {
+        IssuanceJournal::new(self.pool.clone(), self.backend)
     }
 
     /// Marks a pending certificate as failed; its serial is never reused.

@@ -4,15 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use der::asn1::Ia5String;
 use der::Encode;
 use kexin_ca::audit::{AuditEvent, AuditLog, ChainStatus, CheckpointKey};
 use kexin_ca::certificate::certificate_pem;
 use kexin_ca::hierarchy::{create_default_hierarchy, HierarchySettings};
-use kexin_ca::issuance::Requester;
-use kexin_ca::storage::{Database, PendingCertificate};
+use kexin_ca::issuance::{Issuer, Requester, Signer};
+use kexin_ca::profile::{Profiles, RepositoryUrls, SubjectRequest};
+use kexin_ca::storage::{Database, PendingCertificate, SignedCertificate};
 use kexin_ca::Error;
 use kexin_hsm::{KdfParams, KeyAlgorithm, KeyStore, SoftKeyStore};
 use kexin_test_support::{on_both_backends, openssl, BackendFixture};
+use x509_cert::ext::pkix::name::GeneralName;
 
 on_both_backends!(
     serials_are_recorded_before_signing_and_never_reused,
@@ -23,45 +26,76 @@ on_both_backends!(
     default_hierarchy_verifies_with_openssl,
 );
 
-fn pending<'a>(serial: &'a str, tbs: &'a [u8]) -> PendingCertificate<'a> {
+fn pending(serial: &str, tbs: &[u8]) -> PendingCertificate {
     PendingCertificate {
-        serial,
-        issuer: "systems",
-        profile: "tls-server",
-        subject: "CN=example",
+        serial: serial.to_owned(),
+        issuer: "systems".into(),
+        profile: "tls-server".into(),
+        subject: "CN=example".into(),
         not_before: 1,
         not_after: 2,
-        tbs,
+        tbs: tbs.to_vec(),
         requested_at: 1,
     }
 }
 
+fn signed(serial: &str, der: &[u8]) -> SignedCertificate {
+    SignedCertificate::new(serial, der, 5, issued(serial))
+}
+
 async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture) {
     let db = f.db;
-    db.insert_pending(&pending("0a01", b"tbs")).await.unwrap();
+    let journal = db.issuance_journal();
+    let mut round = journal.open().await.unwrap();
+    round
+        .record_pending(&[&pending("0a01", b"tbs")])
+        .await
+        .unwrap();
+    // Committed, though not yet flushed: another connection sees it.
     assert_eq!(
         db.pending_serials(i64::MAX).await.unwrap(),
         vec!["0a01".to_owned()]
     );
     assert!(matches!(
-        db.insert_pending(&pending("0a01", b"other")).await,
+        round
+            .record_pending(&[&pending("0a03", b"tbs"), &pending("0a01", b"other")])
+            .await,
         Err(Error::DuplicateSerial(_))
     ));
-    db.complete_issued("0a01", b"der", 5, issued("0a01"))
+    round.discard();
+    assert!(
+        db.certificate("0a03").await.unwrap().is_none(),
+        "a round's pending records are written all or none"
+    );
+    let mut round = journal.open().await.unwrap();
+    round
+        .record_outcomes(&[signed("0a01", b"der")], &[])
         .await
         .unwrap();
     let rec = db.certificate("0a01").await.unwrap().unwrap();
     assert_eq!(rec.status, "issued");
     assert_eq!(rec.der.as_deref(), Some(&b"der"[..]));
     // Completing twice, or completing what was never pending, is refused.
-    assert!(db
-        .complete_issued("0a01", b"again", 6, issued("0a01"))
+    assert!(round
+        .record_outcomes(&[signed("0a01", b"again")], &[])
         .await
         .is_err());
-    assert!(db
-        .complete_issued("ffff", b"der", 6, issued("ffff"))
+    round.discard();
+    let mut round = journal.open().await.unwrap();
+    assert!(round
+        .record_outcomes(&[signed("ffff", b"der")], &[])
         .await
         .is_err());
+    round.discard();
+    assert_eq!(
+        db.certificate("0a01")
+            .await
+            .unwrap()
+            .unwrap()
+            .der
+            .as_deref(),
+        Some(&b"der"[..])
+    );
     // Only the completion that happened is in the audit trail.
     let audit = AuditLog::new(db.clone());
     let trail = audit.entries(0, 10).await.unwrap();
@@ -71,13 +105,20 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture)
         ("certificate.issue", "0a01")
     );
     // A failed signature burns the serial for good.
-    db.insert_pending(&pending("0a02", b"tbs")).await.unwrap();
-    db.mark_failed("0a02").await.unwrap();
+    let mut round = journal.open().await.unwrap();
+    round
+        .record_pending(&[&pending("0a02", b"tbs")])
+        .await
+        .unwrap();
+    round.record_outcomes(&[], &["0a02"]).await.unwrap();
     assert_eq!(
         db.certificate("0a02").await.unwrap().unwrap().status,
         "failed"
     );
-    assert!(db.insert_pending(&pending("0a02", b"tbs")).await.is_err());
+    assert!(round
+        .record_pending(&[&pending("0a02", b"tbs")])
+        .await
+        .is_err());
     assert!(db.pending_serials(i64::MAX).await.unwrap().is_empty());
 }
 
@@ -91,46 +132,111 @@ fn issued(serial: &str) -> AuditEvent<'_> {
     }
 }
 
-/// Many issuances at once, each recorded, completed and audited through
-/// the group-committed journal, beside ordinary audit appends.
+/// Many issuances at once, signed by a CA key and each recorded, completed
+/// and audited in shared rounds, beside ordinary audit appends.
 async fn concurrent_issuances_are_all_recorded_and_audited(f: BackendFixture) {
+    let keys = tempfile::tempdir().unwrap();
+    let store = soft_store(keys.path());
     let audit = AuditLog::new(f.db.clone());
+    let h = create_default_hierarchy(&f.db, store.clone(), &audit, &settings(), requester())
+        .await
+        .unwrap();
+    let before = issue_entries(&audit).await;
+    let systems = Arc::new(
+        h.issuing
+            .into_iter()
+            .find(|ca| ca.name == "systems")
+            .unwrap(),
+    );
+    let profile = Arc::new(
+        Profiles::load(None)
+            .unwrap()
+            .get("tls-server")
+            .unwrap()
+            .clone(),
+    );
+    let issuer = Issuer::new(f.db.clone(), store.clone());
+    let leaf_key = h.tls_chain[0]
+        .tbs_certificate
+        .subject_public_key_info
+        .clone();
     let mut tasks = Vec::new();
     for n in 0..40u32 {
-        let (db, audit) = (f.db.clone(), audit.clone());
+        let (issuer, audit, systems, profile, key) = (
+            issuer.clone(),
+            audit.clone(),
+            systems.clone(),
+            profile.clone(),
+            leaf_key.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            let serial = format!("{n:04x}");
-            db.insert_pending(&pending(&serial, b"tbs")).await?;
-            let der = serial.as_bytes().to_vec();
-            db.complete_issued(&serial, &der, 5, issued(&serial))
+            let request = SubjectRequest {
+                subject: vec![(
+                    const_oid::db::rfc4519::CN,
+                    format!("host{n}.example.gov.cn"),
+                )],
+                names: vec![GeneralName::DnsName(
+                    Ia5String::new(&format!("host{n}.example.gov.cn")).unwrap(),
+                )],
+                public_key: key,
+                key_algorithm: KeyAlgorithm::EcdsaP384,
+            };
+            let urls = RepositoryUrls {
+                base: "http://pki.example.gov.cn".into(),
+            };
+            let template = profile
+                .template(&request, &systems, &urls, std::time::SystemTime::now())
+                .unwrap();
+            let cert = issuer
+                .issue(
+                    Signer::Authority(&systems),
+                    "tls-server",
+                    &template,
+                    requester(),
+                )
                 .await?;
-            audit.append(event(n as usize)).await.map(|_| ())
+            audit.append(event(n as usize)).await?;
+            Ok::<_, Error>(cert)
         }));
     }
+    let mut serials = Vec::new();
     for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    for n in 0..40u32 {
+        let cert = t.await.unwrap().unwrap();
+        serials.push(hex::encode(cert.tbs_certificate.serial_number.as_bytes()));
         let rec =
-            f.db.certificate(&format!("{n:04x}"))
+            f.db.certificate(serials.last().unwrap())
                 .await
                 .unwrap()
                 .unwrap();
         assert_eq!(rec.status, "issued");
-        assert_eq!(rec.der.unwrap(), format!("{n:04x}").into_bytes());
+        assert_eq!(rec.der.unwrap(), cert.to_der().unwrap());
     }
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 40);
+    assert!(f.db.pending_serials(i64::MAX).await.unwrap().is_empty());
     assert!(matches!(
         audit.verify().await.unwrap(),
-        ChainStatus::Intact { entries: 80, .. }
+        ChainStatus::Intact { .. }
     ));
-    let issued = audit.entries(0, 100).await.unwrap();
-    assert_eq!(
-        issued
-            .iter()
-            .filter(|e| e.action == "certificate.issue")
-            .count(),
-        40
-    );
+    assert_eq!(issue_entries(&audit).await, before + 40);
+}
+
+async fn issue_entries(audit: &AuditLog) -> usize {
+    audit
+        .entries(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "certificate.issue")
+        .count()
+}
+
+fn requester() -> Requester<'static> {
+    Requester {
+        actor: "test",
+        source: "test",
+    }
 }
 
 fn event(n: usize) -> AuditEvent<'static> {
@@ -306,29 +412,10 @@ async fn default_hierarchy_verifies_with_openssl(f: BackendFixture) {
         .unwrap(),
     );
     let audit = AuditLog::new(f.db.clone());
-    let settings = HierarchySettings {
-        key_algorithm: KeyAlgorithm::EcdsaP384,
-        country: "CN".into(),
-        organization: "浙江省数据局".into(),
-        public_url: "http://pki.example.gov.cn".into(),
-        root_validity: Duration::from_secs(20 * 365 * 86400),
-        issuing_validity: Duration::from_secs(10 * 365 * 86400),
-        tls_names: vec!["trust.example.gov.cn".into(), "10.0.0.1".into()],
-        systems_permitted_dns: vec!["example.gov.cn".into()],
-        key_prefix: "t".into(),
-    };
-    let h = create_default_hierarchy(
-        &f.db,
-        store,
-        &audit,
-        &settings,
-        Requester {
-            actor: "test",
-            source: "test",
-        },
-    )
-    .await
-    .unwrap();
+    let settings = settings();
+    let h = create_default_hierarchy(&f.db, store, &audit, &settings, requester())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, certs: &[&x509_cert::Certificate]| {
         let path = dir.path().join(name);
@@ -385,6 +472,20 @@ async fn default_hierarchy_verifies_with_openssl(f: BackendFixture) {
         panic!("audit chain broken");
     };
     assert_eq!(entries, 4 + 5, "4 CA creations and 5 certificate issuances");
+}
+
+fn settings() -> HierarchySettings {
+    HierarchySettings {
+        key_algorithm: KeyAlgorithm::EcdsaP384,
+        country: "CN".into(),
+        organization: "浙江省数据局".into(),
+        public_url: "http://pki.example.gov.cn".into(),
+        root_validity: Duration::from_secs(20 * 365 * 86400),
+        issuing_validity: Duration::from_secs(10 * 365 * 86400),
+        tls_names: vec!["trust.example.gov.cn".into(), "10.0.0.1".into()],
+        systems_permitted_dns: vec!["example.gov.cn".into()],
+        key_prefix: "t".into(),
+    }
 }
 
 #[tokio::test]
