@@ -2,8 +2,10 @@
 //!
 //! Every request is authenticated by the TLS client certificate: it must
 //! chain to `officials` or `systems` (checked in the handshake), be issued
-//! and not revoked or held (checked here, against the database), and belong
-//! to a registered principal whose role allows the action. Errors are RFC
+//! and not revoked or held (checked here, against the database; a caller
+//! confirmed less than a second ago and not affected by a status change
+//! since is not looked up again, see `callers`), and belong to a registered
+//! principal whose role allows the action. Errors are RFC
 //! 9457 problem documents.
 
 use axum::extract::rejection::JsonRejection;
@@ -25,9 +27,11 @@ use crate::problem::Problem;
 use crate::serve::AppState;
 use crate::tls::PeerCertificates;
 
+mod callers;
 mod clients;
 mod requests;
 mod seals;
+pub use callers::ConfirmedCallers;
 pub use clients::client_problem;
 pub use requests::after_decision;
 pub use seals::seal_problem;
@@ -144,6 +148,15 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Pro
             .map_err(|_| Problem::new(StatusCode::UNAUTHORIZED, "unreadable client certificate"))?;
         let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
         let db = &state.instance.db;
+        let generation = db.status_generation();
+        if let Some(known) = state.callers.get(&serial, generation) {
+            return Ok(Caller {
+                serial,
+                name: known.name,
+                role: known.role,
+                source,
+            });
+        }
         let holder = db.certificate_holder(&serial).await.map_err(internal)?;
         let (refusal, principal) = match holder {
             Some((status, principal)) if status == "issued" => (None, principal),
@@ -175,6 +188,14 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Pro
             return Err(Problem::new(StatusCode::FORBIDDEN, &reason));
         };
         let role = role.parse().map_err(internal)?;
+        state.callers.confirm(
+            &serial,
+            generation,
+            callers::Principal {
+                name: name.clone(),
+                role,
+            },
+        );
         Ok(Caller {
             serial,
             name,

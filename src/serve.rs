@@ -44,6 +44,8 @@ pub struct AppState {
     pub console_sessions: Arc<crate::console::Sessions>,
     pub seals: Arc<kexin_seal::service::SealService>,
     pub portal_limit: Arc<crate::portal::RateLimit>,
+    /// API callers confirmed within the last second.
+    pub callers: Arc<crate::api::ConfirmedCallers>,
     pub oidc: Arc<kexin_identity::provider::Provider>,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: Arc<HashMap<String, Vec<u8>>>,
@@ -150,6 +152,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         console_sessions: Arc::default(),
         seals,
         portal_limit: Arc::default(),
+        callers: Arc::default(),
         oidc,
         ca_certificates: Arc::new(ca_certificates),
         ca_parsed: Arc::new(ca_parsed),

@@ -4,7 +4,8 @@
 //!
 //! Storage only stores: it makes no decisions about what may be issued.
 
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -35,6 +36,9 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// Bumped after every revocation, hold and release through this
+    /// handle (and its clones): what caches a certificate's status checks it.
+    status_changes: Arc<AtomicU64>,
 }
 
 /// A CA as stored.
@@ -160,7 +164,11 @@ impl Database {
             .run(&pool)
             .await
             .map_err(|e| Error::Storage(format!("migrating the database: {e}")))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            status_changes: Arc::default(),
+        })
     }
 
     /// The URL of an SQLite database file, created if missing.
@@ -307,6 +315,7 @@ impl Database {
         .execute(&self.pool)
         .await
         .map_err(storage)?;
+        self.status_changes.fetch_add(1, Ordering::Release);
         Ok(done.rows_affected() == 1)
     }
 
@@ -320,6 +329,7 @@ impl Database {
         .execute(&self.pool)
         .await
         .map_err(storage)?;
+        self.status_changes.fetch_add(1, Ordering::Release);
         Ok(done.rows_affected() == 1)
     }
 
@@ -519,6 +529,13 @@ impl Database {
     /// A certificate's status and, if it belongs to a registered
     /// principal, the principal's name and role: what authenticating a
     /// client certificate needs, in one query.
+    /// Changes whenever a certificate's status changed through this
+    /// database handle. Read it before reading a status that is to be
+    /// cached: a change committed meanwhile then shows as a new value.
+    pub fn status_generation(&self) -> u64 {
+        self.status_changes.load(Ordering::Acquire)
+    }
+
     pub async fn certificate_holder(
         &self,
         serial: &str,
