@@ -347,6 +347,11 @@ impl ChainWriter {
     }
 }
 
+const LOCK_CHAIN: &str = "UPDATE audit_lock SET appends = appends + 1 WHERE id = 1";
+const CHAIN_HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+const INSERT_ENTRIES: &str =
+    "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, detail, prev_hash, hash)";
+
 /// Appends `events` to the chain inside the caller's transaction, which
 /// holds the chain (the `audit_lock` row) until it ends.
 pub(crate) async fn extend_chain<'a>(
@@ -357,21 +362,91 @@ pub(crate) async fn extend_chain<'a>(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query("UPDATE audit_lock SET appends = appends + 1 WHERE id = 1")
+    sqlx::query(LOCK_CHAIN)
         .execute(&mut *tx)
         .await
         .map_err(storage)?;
-    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    let head = match sqlx::query(CHAIN_HEAD)
         .fetch_optional(&mut *tx)
         .await
-        .map_err(storage)?;
-    let (prev_seq, prev_hash) = match last {
-        Some(r) => (
+        .map_err(storage)?
+    {
+        Some(r) => Some((
             r.try_get::<i64, _>(0).map_err(storage)?,
             r.try_get::<String, _>(1).map_err(storage)?,
-        ),
-        None => (0, GENESIS.to_owned()),
+        )),
+        None => None,
     };
+    let entries = chain_entries(head, events);
+    for rows in entries.chunks(ROWS_PER_STATEMENT) {
+        let sql = insert_rows_sql(INSERT_ENTRIES, rows.len(), 9);
+        let mut query = sqlx::query(&sql);
+        for entry in rows {
+            query = query
+                .bind(entry.seq)
+                .bind(entry.at_ms)
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(&entry.target)
+                .bind(&entry.source)
+                .bind(&entry.detail)
+                .bind(&entry.prev_hash)
+                .bind(&entry.hash);
+        }
+        query.execute(&mut *tx).await.map_err(storage)?;
+    }
+    Ok(entries)
+}
+
+/// [`extend_chain`] on a direct SQLite connection (the issuance journal's).
+pub(crate) fn extend_chain_sqlite<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    events: impl IntoIterator<Item = &'a NewEntry>,
+) -> Result<(), Error> {
+    let events: Vec<&NewEntry> = events.into_iter().collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let failed = |e: rusqlite::Error| Error::Storage(e.to_string());
+    tx.prepare_cached(LOCK_CHAIN)
+        .and_then(|mut lock| lock.execute([]))
+        .map_err(failed)?;
+    let head = tx
+        .prepare_cached(CHAIN_HEAD)
+        .and_then(|mut head| {
+            rusqlite::OptionalExtension::optional(
+                head.query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))),
+            )
+        })
+        .map_err(failed)?;
+    let entries = chain_entries(head, events);
+    for rows in entries.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = tx
+            .prepare_cached(&insert_rows_sql(INSERT_ENTRIES, rows.len(), 9))
+            .map_err(failed)?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(rows.len() * 9);
+        for entry in rows {
+            values.extend([
+                &entry.seq as &dyn rusqlite::ToSql,
+                &entry.at_ms,
+                &entry.actor,
+                &entry.action,
+                &entry.target,
+                &entry.source,
+                &entry.detail,
+                &entry.prev_hash,
+                &entry.hash,
+            ]);
+        }
+        insert.execute(values.as_slice()).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// The entries that chain `events` after `head` (sequence number and hash
+/// of the last entry; none for an empty log).
+fn chain_entries(head: Option<(i64, String)>, events: Vec<&NewEntry>) -> Vec<AuditEntry> {
+    let (prev_seq, prev_hash) = head.unwrap_or_else(|| (0, GENESIS.to_owned()));
     let mut entries: Vec<AuditEntry> = Vec::with_capacity(events.len());
     for e in events {
         let (seq, prev_hash) = match entries.last() {
@@ -392,28 +467,7 @@ pub(crate) async fn extend_chain<'a>(
         entry.hash = entry_hash(&entry);
         entries.push(entry);
     }
-    for rows in entries.chunks(ROWS_PER_STATEMENT) {
-        let sql = insert_rows_sql(
-            "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, detail, prev_hash, hash)",
-            rows.len(),
-            9,
-        );
-        let mut query = sqlx::query(&sql);
-        for entry in rows {
-            query = query
-                .bind(entry.seq)
-                .bind(entry.at_ms)
-                .bind(&entry.actor)
-                .bind(&entry.action)
-                .bind(&entry.target)
-                .bind(&entry.source)
-                .bind(&entry.detail)
-                .bind(&entry.prev_hash)
-                .bind(&entry.hash);
-        }
-        query.execute(&mut *tx).await.map_err(storage)?;
-    }
-    Ok(entries)
+    entries
 }
 
 fn entry_hash(e: &AuditEntry) -> String {

@@ -170,8 +170,8 @@ impl BatchWriter for IssuanceRounds {
 
     async fn write(&self, jobs: &[IssuanceJob]) -> Result<Vec<Result<Certificate, Error>>, Error> {
         let mut session = self.journal.open().await?;
-        let pending: Vec<&PendingCertificate> = jobs.iter().map(|j| &j.pending).collect();
-        if let Err(e) = session.record_pending(&pending).await {
+        let pending = jobs.iter().map(|j| j.pending.clone()).collect();
+        if let Err(e) = session.record_pending(pending).await {
             // Nothing was recorded: the jobs may be tried again.
             session.discard();
             return Err(e);
@@ -208,12 +208,12 @@ impl BatchWriter for IssuanceRounds {
                     outcomes.push(Ok(cert));
                 }
                 Err(e) => {
-                    failed.push(job.pending.serial.as_str());
+                    failed.push(job.pending.serial.clone());
                     outcomes.push(Err(e));
                 }
             }
         }
-        if let Err(e) = session.record_outcomes(&signed, &failed).await {
+        if let Err(e) = session.record_outcomes(signed, failed).await {
             // The pending records stay, their serials burnt, as after a
             // crash; nothing signed is handed out. Not retried: the serials
             // are taken.

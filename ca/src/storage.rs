@@ -4,6 +4,7 @@
 //!
 //! Storage only stores: it makes no decisions about what may be issued.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 
@@ -36,6 +37,9 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite database's file, for connections of its own (the
+    /// issuance journal's).
+    sqlite_file: Option<Arc<Path>>,
     /// Bumped after every revocation, hold and release through this
     /// handle (and its clones): what caches a certificate's status checks it.
     status_changes: Arc<AtomicU64>,
@@ -127,7 +131,8 @@ impl Database {
     pub async fn connect(url: &str) -> Result<Self, Error> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let backend = if url.starts_with("sqlite:") {
+        let sqlite_file = url.strip_prefix("sqlite:").map(sqlite_file).transpose()?;
+        let backend = if sqlite_file.is_some() {
             Backend::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
@@ -167,6 +172,7 @@ impl Database {
         Ok(Self {
             pool,
             backend,
+            sqlite_file,
             status_changes: Arc::default(),
         })
     }
@@ -237,7 +243,10 @@ impl Database {
     /// The connection issuance rounds write through. Only one journal
     /// should write at a time (SQLite has one writer): keep one per process.
     pub fn issuance_journal(&self) -> IssuanceJournal {
-        IssuanceJournal::new(self.pool.clone(), self.backend)
+        match &self.sqlite_file {
+            Some(path) => IssuanceJournal::sqlite(path.to_path_buf()),
+            None => IssuanceJournal::postgres(self.pool.clone()),
+        }
     }
 
     /// Marks a pending certificate as failed; its serial is never reused.
@@ -639,6 +648,19 @@ pub fn rows_of_placeholders(rows: usize, columns: usize, first: usize) -> String
     sql
 }
 
+/// The file of an SQLite URL (`sqlite://PATH?options`): Kexin's SQLite
+/// databases are files, which several connections open.
+fn sqlite_file(rest: &str) -> Result<Arc<Path>, Error> {
+    let path = rest.trim_start_matches("//");
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    if path.is_empty() || path == ":memory:" {
+        return Err(Error::Storage(
+            "an SQLite database must be a file: sqlite://PATH".into(),
+        ));
+    }
+    Ok(Arc::from(Path::new(path)))
+}
+
 pub(crate) fn storage(e: sqlx::Error) -> Error {
     Error::Storage(e.to_string())
 }
@@ -676,6 +698,19 @@ mod tests {
             super::insert_rows_sql("INSERT INTO t (a, b)", 2, 2),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
         );
+    }
+
+    #[test]
+    fn sqlite_urls_name_a_file() {
+        let file = |rest| super::sqlite_file(rest).map(|p| p.display().to_string());
+        assert_eq!(
+            file("///var/kexin/kexin.db?mode=rwc").unwrap(),
+            "/var/kexin/kexin.db"
+        );
+        assert_eq!(file("//data/kexin.db").unwrap(), "data/kexin.db");
+        assert_eq!(file("kexin.db").unwrap(), "kexin.db");
+        assert!(file(":memory:").is_err());
+        assert!(file("//?mode=rwc").is_err());
     }
 
     #[test]

@@ -48,7 +48,7 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture)
     let journal = db.issuance_journal();
     let mut round = journal.open().await.unwrap();
     round
-        .record_pending(&[&pending("0a01", b"tbs")])
+        .record_pending(vec![pending("0a01", b"tbs")])
         .await
         .unwrap();
     // Committed, though not yet flushed: another connection sees it.
@@ -58,7 +58,7 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture)
     );
     assert!(matches!(
         round
-            .record_pending(&[&pending("0a03", b"tbs"), &pending("0a01", b"other")])
+            .record_pending(vec![pending("0a03", b"tbs"), pending("0a01", b"other")])
             .await,
         Err(Error::DuplicateSerial(_))
     ));
@@ -69,7 +69,7 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture)
     );
     let mut round = journal.open().await.unwrap();
     round
-        .record_outcomes(&[signed("0a01", b"der")], &[])
+        .record_outcomes(vec![signed("0a01", b"der")], vec![])
         .await
         .unwrap();
     let rec = db.certificate("0a01").await.unwrap().unwrap();
@@ -77,13 +77,13 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture)
     assert_eq!(rec.der.as_deref(), Some(&b"der"[..]));
     // Completing twice, or completing what was never pending, is refused.
     assert!(round
-        .record_outcomes(&[signed("0a01", b"again")], &[])
+        .record_outcomes(vec![signed("0a01", b"again")], vec![])
         .await
         .is_err());
     round.discard();
     let mut round = journal.open().await.unwrap();
     assert!(round
-        .record_outcomes(&[signed("ffff", b"der")], &[])
+        .record_outcomes(vec![signed("ffff", b"der")], vec![])
         .await
         .is_err());
     round.discard();
@@ -107,16 +107,19 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture)
     // A failed signature burns the serial for good.
     let mut round = journal.open().await.unwrap();
     round
-        .record_pending(&[&pending("0a02", b"tbs")])
+        .record_pending(vec![pending("0a02", b"tbs")])
         .await
         .unwrap();
-    round.record_outcomes(&[], &["0a02"]).await.unwrap();
+    round
+        .record_outcomes(vec![], vec!["0a02".into()])
+        .await
+        .unwrap();
     assert_eq!(
         db.certificate("0a02").await.unwrap().unwrap().status,
         "failed"
     );
     assert!(round
-        .record_pending(&[&pending("0a02", b"tbs")])
+        .record_pending(vec![pending("0a02", b"tbs")])
         .await
         .is_err());
     assert!(db.pending_serials(i64::MAX).await.unwrap().is_empty());

@@ -10,14 +10,22 @@
 //! flush: a crash before it loses only signatures that nobody received.
 //! The pending records are committed (visible to every other connection and
 //! node, their serials taken) before anything is signed.
+//!
+//! On SQLite the journal has a connection of its own, driven on a blocking
+//! thread: a transaction is one hand-over between threads, where sqlx's
+//! worker thread takes one per statement, and each hand-over wakes a thread.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::ToSql;
 use sqlx::AnyPool;
 
 use super::group_commit::{HeldConnection, HeldGuard};
 use super::{
-    insert_rows_sql, rows_of_placeholders, storage, Backend, CertificateStatus, ROWS_PER_STATEMENT,
+    insert_rows_sql, rows_of_placeholders, storage, CertificateStatus, ROWS_PER_STATEMENT,
 };
-use crate::audit::{extend_chain, AuditEvent, NewEntry};
+use crate::audit::{extend_chain, extend_chain_sqlite, AuditEvent, NewEntry};
 use crate::Error;
 
 /// A certificate about to be signed, with the exact bytes to be signed.
@@ -54,31 +62,48 @@ impl SignedCertificate {
 }
 
 /// The connection the issuance rounds write through, one round at a time.
-pub struct IssuanceJournal {
-    connection: HeldConnection,
-    backend: Backend,
+pub struct IssuanceJournal(Journal);
+
+enum Journal {
+    Sqlite {
+        path: PathBuf,
+        connection: tokio::sync::Mutex<Option<rusqlite::Connection>>,
+    },
+    Postgres(HeldConnection),
 }
 
 /// The journal held for one round.
-pub struct JournalSession<'a> {
-    guard: HeldGuard<'a>,
-    backend: Backend,
+pub struct JournalSession<'a>(Session<'a>);
+
+enum Session<'a> {
+    Sqlite {
+        path: &'a Path,
+        connection: tokio::sync::MutexGuard<'a, Option<rusqlite::Connection>>,
+    },
+    Postgres(HeldGuard<'a>),
 }
 
 impl IssuanceJournal {
-    pub(super) fn new(pool: AnyPool, backend: Backend) -> Self {
-        Self {
-            connection: HeldConnection::new(pool),
-            backend,
-        }
+    pub(super) fn sqlite(path: PathBuf) -> Self {
+        Self(Journal::Sqlite {
+            path,
+            connection: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub(super) fn postgres(pool: AnyPool) -> Self {
+        Self(Journal::Postgres(HeldConnection::new(pool)))
     }
 
     /// Holds the journal's connection until the session is dropped.
     pub async fn open(&self) -> Result<JournalSession<'_>, Error> {
-        Ok(JournalSession {
-            guard: self.connection.lock().await?,
-            backend: self.backend,
-        })
+        Ok(JournalSession(match &self.0 {
+            Journal::Sqlite { path, connection } => Session::Sqlite {
+                path,
+                connection: connection.lock().await,
+            },
+            Journal::Postgres(held) => Session::Postgres(held.lock().await?),
+        }))
     }
 }
 
@@ -86,23 +111,13 @@ impl JournalSession<'_> {
     /// Commits `rows` as pending, all or none, without waiting for the
     /// disk (see the module's documentation). Fails with
     /// [`Error::DuplicateSerial`] if a serial was ever used.
-    pub async fn record_pending(&mut self, rows: &[&PendingCertificate]) -> Result<(), Error> {
-        let backend = self.backend;
-        let connection = self.guard.connection()?;
-        if backend == Backend::Sqlite {
-            set_synchronous(connection, "NORMAL").await?;
+    pub async fn record_pending(&mut self, rows: Vec<PendingCertificate>) -> Result<(), Error> {
+        match &mut self.0 {
+            Session::Sqlite { path, connection } => {
+                on_sqlite(path, connection, move |c| sqlite::record_pending(c, &rows)).await
+            }
+            Session::Postgres(held) => postgres::record_pending(held.connection()?, &rows).await,
         }
-        let mut tx = sqlx::Connection::begin(connection).await.map_err(storage)?;
-        if backend == Backend::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                .execute(&mut *tx)
-                .await
-                .map_err(storage)?;
-        }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            insert_pending(&mut tx, chunk).await?;
-        }
-        tx.commit().await.map_err(storage)
     }
 
     /// Completes the `signed` certificates with their audit entries and
@@ -111,118 +126,281 @@ impl JournalSession<'_> {
     /// nothing, if any of them was not pending.
     pub async fn record_outcomes(
         &mut self,
-        signed: &[SignedCertificate],
-        failed: &[&str],
+        signed: Vec<SignedCertificate>,
+        failed: Vec<String>,
     ) -> Result<(), Error> {
-        let backend = self.backend;
-        let connection = self.guard.connection()?;
-        if backend == Backend::Sqlite {
-            set_synchronous(connection, "FULL").await?;
+        match &mut self.0 {
+            Session::Sqlite { path, connection } => {
+                on_sqlite(path, connection, move |c| {
+                    sqlite::record_outcomes(c, &signed, &failed)
+                })
+                .await
+            }
+            Session::Postgres(held) => {
+                postgres::record_outcomes(held.connection()?, &signed, &failed).await
+            }
         }
-        let mut tx = sqlx::Connection::begin(connection).await.map_err(storage)?;
-        let mut completed = 0;
-        for chunk in signed.chunks(ROWS_PER_STATEMENT) {
-            completed += complete(&mut tx, chunk).await?;
-        }
-        for chunk in failed.chunks(ROWS_PER_STATEMENT) {
-            completed += mark_failed(&mut tx, chunk).await?;
-        }
-        if completed != (signed.len() + failed.len()) as u64 {
-            return Err(Error::Storage(
-                "a signed or failed certificate was not pending".into(),
-            ));
-        }
-        extend_chain(&mut tx, signed.iter().map(|s| &s.audit)).await?;
-        tx.commit().await.map_err(storage)
     }
 
     /// Drops the connection after a failure (a transaction left open rolls
     /// back as it closes); the next round opens another.
     pub fn discard(self) {
-        self.guard.discard();
-    }
-}
-
-/// SQLite's flush policy for this connection's next commits: `FULL`
-/// flushes the log at each commit, `NORMAL` leaves it to a later one.
-async fn set_synchronous(
-    connection: &mut sqlx::AnyConnection,
-    level: &'static str,
-) -> Result<(), Error> {
-    sqlx::query(&format!("PRAGMA synchronous = {level}"))
-        .execute(connection)
-        .await
-        .map_err(storage)?;
-    Ok(())
-}
-
-async fn insert_pending(
-    tx: &mut sqlx::AnyConnection,
-    rows: &[&PendingCertificate],
-) -> Result<(), Error> {
-    let sql = insert_rows_sql(
-        "INSERT INTO certificates (serial, issuer, profile, subject, status, not_before, not_after, tbs, requested_at)",
-        rows.len(),
-        9,
-    );
-    let mut query = sqlx::query(&sql);
-    for row in rows {
-        query = query
-            .bind(&row.serial)
-            .bind(&row.issuer)
-            .bind(&row.profile)
-            .bind(&row.subject)
-            .bind(CertificateStatus::Pending.as_str())
-            .bind(row.not_before)
-            .bind(row.not_after)
-            .bind(&row.tbs)
-            .bind(row.requested_at);
-    }
-    match query.execute(&mut *tx).await {
-        Ok(_) => Ok(()),
-        // Which serial it was is known when the row is alone; in a batch,
-        // the batch fails and its rows are retried one by one.
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            let serials: Vec<&str> = rows.iter().map(|r| r.serial.as_str()).collect();
-            Err(Error::DuplicateSerial(serials.join(", ")))
+        match self.0 {
+            Session::Sqlite { mut connection, .. } => *connection = None,
+            Session::Postgres(held) => held.discard(),
         }
-        Err(e) => Err(storage(e)),
     }
 }
 
-/// Completes the pending rows; returns how many were pending.
-async fn complete(tx: &mut sqlx::AnyConnection, rows: &[SignedCertificate]) -> Result<u64, Error> {
-    let sql = format!(
+/// Runs `work` on the journal's SQLite connection (opened if need be) on a
+/// blocking thread. The connection is kept only if the work succeeded.
+async fn on_sqlite<T: Send + 'static>(
+    path: &Path,
+    slot: &mut Option<rusqlite::Connection>,
+    work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let held = slot.take();
+    let path = path.to_owned();
+    let (connection, outcome) = tokio::task::spawn_blocking(move || {
+        let mut connection = match held {
+            Some(c) => c,
+            None => match sqlite::open(&path) {
+                Ok(c) => c,
+                Err(e) => return (None, Err(e)),
+            },
+        };
+        let outcome = work(&mut connection);
+        (Some(connection), outcome)
+    })
+    .await
+    .map_err(|e| Error::Storage(format!("the issuance journal's task failed: {e}")))?;
+    if outcome.is_ok() {
+        *slot = connection;
+    }
+    outcome
+}
+
+fn insert_pending_sql(rows: usize) -> String {
+    insert_rows_sql(
+        "INSERT INTO certificates (serial, issuer, profile, subject, status, not_before, not_after, tbs, requested_at)",
+        rows,
+        9,
+    )
+}
+
+/// `$1` is the new status, `$2` pending; then serial, DER, issue time per row.
+fn complete_sql(rows: usize) -> String {
+    format!(
         "WITH signed (serial, der, issued_at) AS (VALUES {}) \
          UPDATE certificates SET status = $1, der = signed.der, issued_at = signed.issued_at \
          FROM signed WHERE certificates.serial = signed.serial AND certificates.status = $2",
-        rows_of_placeholders(rows.len(), 3, 3)
-    );
-    let mut query = sqlx::query(&sql)
-        .bind(CertificateStatus::Issued.as_str())
-        .bind(CertificateStatus::Pending.as_str());
-    for row in rows {
-        query = query.bind(&row.serial).bind(&row.der).bind(row.issued_at);
-    }
-    let done = query.execute(&mut *tx).await.map_err(storage)?;
-    Ok(done.rows_affected())
+        rows_of_placeholders(rows, 3, 3)
+    )
 }
 
-/// Marks the pending rows failed; returns how many were pending.
-async fn mark_failed(tx: &mut sqlx::AnyConnection, serials: &[&str]) -> Result<u64, Error> {
-    let sql = format!(
+/// `$1` is the new status, `$2` pending; then the serials.
+fn mark_failed_sql(rows: usize) -> String {
+    format!(
         "UPDATE certificates SET status = $1 WHERE status = $2 AND serial IN ({})",
-        (3..3 + serials.len())
+        (3..3 + rows)
             .map(|n| format!("${n}"))
             .collect::<Vec<_>>()
             .join(", ")
-    );
-    let mut query = sqlx::query(&sql)
-        .bind(CertificateStatus::Failed.as_str())
-        .bind(CertificateStatus::Pending.as_str());
-    for serial in serials {
-        query = query.bind(*serial);
+    )
+}
+
+fn not_pending() -> Error {
+    Error::Storage("a signed or failed certificate was not pending".into())
+}
+
+fn duplicate(rows: &[PendingCertificate]) -> Error {
+    // Which serial it was is known when the row is alone; in a batch, the
+    // batch fails and its rows are retried one by one.
+    let serials: Vec<&str> = rows.iter().map(|r| r.serial.as_str()).collect();
+    Error::DuplicateSerial(serials.join(", "))
+}
+
+mod sqlite {
+    use super::*;
+
+    pub fn open(path: &Path) -> Result<rusqlite::Connection, Error> {
+        let connection = rusqlite::Connection::open(path).map_err(failed)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(failed)?;
+        // One statement text per batch size.
+        connection.set_prepared_statement_cache_capacity(64);
+        Ok(connection)
     }
-    let done = query.execute(&mut *tx).await.map_err(storage)?;
-    Ok(done.rows_affected())
+
+    pub fn record_pending(
+        connection: &mut rusqlite::Connection,
+        rows: &[PendingCertificate],
+    ) -> Result<(), Error> {
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(failed)?;
+        let tx = connection.transaction().map_err(failed)?;
+        let status = CertificateStatus::Pending.as_str();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 9);
+            for row in chunk {
+                values.extend([
+                    &row.serial as &dyn ToSql,
+                    &row.issuer,
+                    &row.profile,
+                    &row.subject,
+                    &status,
+                    &row.not_before,
+                    &row.not_after,
+                    &row.tbs,
+                    &row.requested_at,
+                ]);
+            }
+            match execute(&tx, &insert_pending_sql(chunk.len()), &values) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                        || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                {
+                    return Err(duplicate(chunk))
+                }
+                other => other.map_err(failed)?,
+            };
+        }
+        tx.commit().map_err(failed)
+    }
+
+    pub fn record_outcomes(
+        connection: &mut rusqlite::Connection,
+        signed: &[SignedCertificate],
+        failed_serials: &[String],
+    ) -> Result<(), Error> {
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(failed)?;
+        let tx = connection.transaction().map_err(failed)?;
+        let statuses = [
+            CertificateStatus::Issued.as_str(),
+            CertificateStatus::Pending.as_str(),
+        ];
+        let mut changed = 0;
+        for chunk in signed.chunks(ROWS_PER_STATEMENT) {
+            let mut values: Vec<&dyn ToSql> = vec![&statuses[0], &statuses[1]];
+            for row in chunk {
+                values.extend([&row.serial as &dyn ToSql, &row.der, &row.issued_at]);
+            }
+            changed += execute(&tx, &complete_sql(chunk.len()), &values).map_err(failed)?;
+        }
+        let statuses = [
+            CertificateStatus::Failed.as_str(),
+            CertificateStatus::Pending.as_str(),
+        ];
+        for chunk in failed_serials.chunks(ROWS_PER_STATEMENT) {
+            let mut values: Vec<&dyn ToSql> = vec![&statuses[0], &statuses[1]];
+            values.extend(chunk.iter().map(|s| s as &dyn ToSql));
+            changed += execute(&tx, &mark_failed_sql(chunk.len()), &values).map_err(failed)?;
+        }
+        if changed != signed.len() + failed_serials.len() {
+            return Err(not_pending());
+        }
+        extend_chain_sqlite(&tx, signed.iter().map(|s| &s.audit))?;
+        tx.commit().map_err(failed)
+    }
+
+    /// Runs a statement written with `$n` placeholders, which SQLite would
+    /// number in order of appearance; `?n` is the n-th value whatever the
+    /// order.
+    fn execute(
+        tx: &rusqlite::Transaction<'_>,
+        sql: &str,
+        values: &[&dyn ToSql],
+    ) -> rusqlite::Result<usize> {
+        tx.prepare_cached(&sql.replace('$', "?"))?.execute(values)
+    }
+
+    pub fn failed(e: rusqlite::Error) -> Error {
+        Error::Storage(e.to_string())
+    }
+}
+
+mod postgres {
+    use super::*;
+
+    pub async fn record_pending(
+        connection: &mut sqlx::AnyConnection,
+        rows: &[PendingCertificate],
+    ) -> Result<(), Error> {
+        let mut tx = sqlx::Connection::begin(connection).await.map_err(storage)?;
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        let status = CertificateStatus::Pending.as_str();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = insert_pending_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(&row.serial)
+                    .bind(&row.issuer)
+                    .bind(&row.profile)
+                    .bind(&row.subject)
+                    .bind(status)
+                    .bind(row.not_before)
+                    .bind(row.not_after)
+                    .bind(&row.tbs)
+                    .bind(row.requested_at);
+            }
+            match query.execute(&mut *tx).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(duplicate(chunk))
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        }
+        tx.commit().await.map_err(storage)
+    }
+
+    pub async fn record_outcomes(
+        connection: &mut sqlx::AnyConnection,
+        signed: &[SignedCertificate],
+        failed: &[String],
+    ) -> Result<(), Error> {
+        let mut tx = sqlx::Connection::begin(connection).await.map_err(storage)?;
+        let mut changed = 0;
+        for chunk in signed.chunks(ROWS_PER_STATEMENT) {
+            let sql = complete_sql(chunk.len());
+            let mut query = sqlx::query(&sql)
+                .bind(CertificateStatus::Issued.as_str())
+                .bind(CertificateStatus::Pending.as_str());
+            for row in chunk {
+                query = query.bind(&row.serial).bind(&row.der).bind(row.issued_at);
+            }
+            changed += query
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?
+                .rows_affected();
+        }
+        for chunk in failed.chunks(ROWS_PER_STATEMENT) {
+            let sql = mark_failed_sql(chunk.len());
+            let mut query = sqlx::query(&sql)
+                .bind(CertificateStatus::Failed.as_str())
+                .bind(CertificateStatus::Pending.as_str());
+            for serial in chunk {
+                query = query.bind(serial);
+            }
+            changed += query
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?
+                .rows_affected();
+        }
+        if changed != (signed.len() + failed.len()) as u64 {
+            return Err(not_pending());
+        }
+        extend_chain(&mut tx, signed.iter().map(|s| &s.audit)).await?;
+        tx.commit().await.map_err(storage)
+    }
 }
