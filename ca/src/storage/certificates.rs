@@ -237,10 +237,7 @@ mod sqlite {
         connection: &mut rusqlite::Connection,
         rows: &[PendingCertificate],
     ) -> Result<(), Error> {
-        connection
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(failed)?;
-        let tx = connection.transaction().map_err(failed)?;
+        let tx = begin(connection, "NORMAL")?;
         let status = CertificateStatus::Pending.as_str();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 9);
@@ -275,10 +272,7 @@ mod sqlite {
         signed: &[SignedCertificate],
         failed_serials: &[String],
     ) -> Result<(), Error> {
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(failed)?;
-        let tx = connection.transaction().map_err(failed)?;
+        let tx = begin(connection, "FULL")?;
         let statuses = [
             CertificateStatus::Issued.as_str(),
             CertificateStatus::Pending.as_str(),
@@ -305,6 +299,18 @@ mod sqlite {
         }
         extend_chain_sqlite(&tx, signed.iter().map(|s| &s.audit))?;
         tx.commit().map_err(failed)
+    }
+
+    /// Begins a transaction whose commit flushes the log (`FULL`) or
+    /// leaves that to a later commit (`NORMAL`).
+    fn begin<'c>(
+        connection: &'c mut rusqlite::Connection,
+        synchronous: &str,
+    ) -> Result<rusqlite::Transaction<'c>, Error> {
+        connection
+            .pragma_update(None, "synchronous", synchronous)
+            .map_err(failed)?;
+        connection.transaction().map_err(failed)
     }
 
     /// Runs a statement written with `$n` placeholders, which SQLite would
