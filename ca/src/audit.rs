@@ -11,6 +11,7 @@ use std::sync::Arc;
 use aws_lc_rs::digest::{Context, SHA256};
 use sqlx::Row;
 
+use crate::storage::direct;
 use crate::storage::group_commit::{BatchWriter, GroupCommit};
 use crate::storage::{insert_rows_sql, storage, Database, ROWS_PER_STATEMENT};
 use crate::Error;
@@ -407,7 +408,7 @@ pub(crate) fn extend_chain_sqlite<'a>(
     if events.is_empty() {
         return Ok(());
     }
-    let failed = |e: rusqlite::Error| Error::Storage(e.to_string());
+    let failed = direct::failed;
     tx.prepare_cached(LOCK_CHAIN)
         .and_then(|mut lock| lock.execute([]))
         .map_err(failed)?;
@@ -421,9 +422,6 @@ pub(crate) fn extend_chain_sqlite<'a>(
         .map_err(failed)?;
     let entries = chain_entries(head, events);
     for rows in entries.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = tx
-            .prepare_cached(&insert_rows_sql(INSERT_ENTRIES, rows.len(), 9))
-            .map_err(failed)?;
         let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(rows.len() * 9);
         for entry in rows {
             values.extend([
@@ -438,7 +436,8 @@ pub(crate) fn extend_chain_sqlite<'a>(
                 &entry.hash,
             ]);
         }
-        insert.execute(values.as_slice()).map_err(failed)?;
+        direct::execute(tx, &insert_rows_sql(INSERT_ENTRIES, rows.len(), 9), &values)
+            .map_err(failed)?;
     }
     Ok(())
 }

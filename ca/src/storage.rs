@@ -14,6 +14,7 @@ use sqlx::{AnyPool, Row};
 use crate::Error;
 
 mod certificates;
+pub mod direct;
 pub mod group_commit;
 mod licenses;
 mod requests;
@@ -243,10 +244,15 @@ impl Database {
     /// The connection issuance rounds write through. Only one journal
     /// should write at a time (SQLite has one writer): keep one per process.
     pub fn issuance_journal(&self) -> IssuanceJournal {
-        match &self.sqlite_file {
-            Some(path) => IssuanceJournal::sqlite(path.to_path_buf()),
+        match self.direct_sqlite() {
+            Some(direct) => IssuanceJournal::sqlite(direct),
             None => IssuanceJournal::postgres(self.pool.clone()),
         }
+    }
+
+    /// A connection of its own to the database, on SQLite.
+    pub fn direct_sqlite(&self) -> Option<direct::DirectSqlite> {
+        self.sqlite_file.clone().map(direct::DirectSqlite::new)
     }
 
     /// Marks a pending certificate as failed; its serial is never reused.

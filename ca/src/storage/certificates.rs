@@ -11,16 +11,12 @@
 //! The pending records are committed (visible to every other connection and
 //! node, their serials taken) before anything is signed.
 //!
-//! On SQLite the journal has a connection of its own, driven on a blocking
-//! thread: a transaction is one hand-over between threads, where sqlx's
-//! worker thread takes one per statement, and each hand-over wakes a thread.
-
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+//! On SQLite the journal has a connection of its own (`super::direct`).
 
 use rusqlite::ToSql;
 use sqlx::AnyPool;
 
+use super::direct::DirectSqlite;
 use super::group_commit::{HeldConnection, HeldGuard};
 use super::{
     insert_rows_sql, rows_of_placeholders, storage, CertificateStatus, ROWS_PER_STATEMENT,
@@ -65,10 +61,7 @@ impl SignedCertificate {
 pub struct IssuanceJournal(Journal);
 
 enum Journal {
-    Sqlite {
-        path: PathBuf,
-        connection: tokio::sync::Mutex<Option<rusqlite::Connection>>,
-    },
+    Sqlite(DirectSqlite),
     Postgres(HeldConnection),
 }
 
@@ -76,19 +69,13 @@ enum Journal {
 pub struct JournalSession<'a>(Session<'a>);
 
 enum Session<'a> {
-    Sqlite {
-        path: &'a Path,
-        connection: tokio::sync::MutexGuard<'a, Option<rusqlite::Connection>>,
-    },
+    Sqlite(&'a DirectSqlite),
     Postgres(HeldGuard<'a>),
 }
 
 impl IssuanceJournal {
-    pub(super) fn sqlite(path: PathBuf) -> Self {
-        Self(Journal::Sqlite {
-            path,
-            connection: tokio::sync::Mutex::new(None),
-        })
+    pub(super) fn sqlite(direct: DirectSqlite) -> Self {
+        Self(Journal::Sqlite(direct))
     }
 
     pub(super) fn postgres(pool: AnyPool) -> Self {
@@ -98,10 +85,7 @@ impl IssuanceJournal {
     /// Holds the journal's connection until the session is dropped.
     pub async fn open(&self) -> Result<JournalSession<'_>, Error> {
         Ok(JournalSession(match &self.0 {
-            Journal::Sqlite { path, connection } => Session::Sqlite {
-                path,
-                connection: connection.lock().await,
-            },
+            Journal::Sqlite(direct) => Session::Sqlite(direct),
             Journal::Postgres(held) => Session::Postgres(held.lock().await?),
         }))
     }
@@ -113,9 +97,7 @@ impl JournalSession<'_> {
     /// [`Error::DuplicateSerial`] if a serial was ever used.
     pub async fn record_pending(&mut self, rows: Vec<PendingCertificate>) -> Result<(), Error> {
         match &mut self.0 {
-            Session::Sqlite { path, connection } => {
-                on_sqlite(path, connection, move |c| sqlite::record_pending(c, &rows)).await
-            }
+            Session::Sqlite(direct) => direct.run(move |c| sqlite::record_pending(c, &rows)).await,
             Session::Postgres(held) => postgres::record_pending(held.connection()?, &rows).await,
         }
     }
@@ -130,11 +112,10 @@ impl JournalSession<'_> {
         failed: Vec<String>,
     ) -> Result<(), Error> {
         match &mut self.0 {
-            Session::Sqlite { path, connection } => {
-                on_sqlite(path, connection, move |c| {
-                    sqlite::record_outcomes(c, &signed, &failed)
-                })
-                .await
+            Session::Sqlite(direct) => {
+                direct
+                    .run(move |c| sqlite::record_outcomes(c, &signed, &failed))
+                    .await
             }
             Session::Postgres(held) => {
                 postgres::record_outcomes(held.connection()?, &signed, &failed).await
@@ -146,38 +127,11 @@ impl JournalSession<'_> {
     /// back as it closes); the next round opens another.
     pub fn discard(self) {
         match self.0 {
-            Session::Sqlite { mut connection, .. } => *connection = None,
+            // The direct connection drops itself after a failure.
+            Session::Sqlite(_) => {}
             Session::Postgres(held) => held.discard(),
         }
     }
-}
-
-/// Runs `work` on the journal's SQLite connection (opened if need be) on a
-/// blocking thread. The connection is kept only if the work succeeded.
-async fn on_sqlite<T: Send + 'static>(
-    path: &Path,
-    slot: &mut Option<rusqlite::Connection>,
-    work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    let held = slot.take();
-    let path = path.to_owned();
-    let (connection, outcome) = tokio::task::spawn_blocking(move || {
-        let mut connection = match held {
-            Some(c) => c,
-            None => match sqlite::open(&path) {
-                Ok(c) => c,
-                Err(e) => return (None, Err(e)),
-            },
-        };
-        let outcome = work(&mut connection);
-        (Some(connection), outcome)
-    })
-    .await
-    .map_err(|e| Error::Storage(format!("the issuance journal's task failed: {e}")))?;
-    if outcome.is_ok() {
-        *slot = connection;
-    }
-    outcome
 }
 
 fn insert_pending_sql(rows: usize) -> String {
@@ -222,16 +176,7 @@ fn duplicate(rows: &[PendingCertificate]) -> Error {
 
 mod sqlite {
     use super::*;
-
-    pub fn open(path: &Path) -> Result<rusqlite::Connection, Error> {
-        let connection = rusqlite::Connection::open(path).map_err(failed)?;
-        connection
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(failed)?;
-        // One statement text per batch size.
-        connection.set_prepared_statement_cache_capacity(64);
-        Ok(connection)
-    }
+    use crate::storage::direct::{begin, execute, failed};
 
     pub fn record_pending(
         connection: &mut rusqlite::Connection,
@@ -299,33 +244,6 @@ mod sqlite {
         }
         extend_chain_sqlite(&tx, signed.iter().map(|s| &s.audit))?;
         tx.commit().map_err(failed)
-    }
-
-    /// Begins a transaction whose commit flushes the log (`FULL`) or
-    /// leaves that to a later commit (`NORMAL`).
-    fn begin<'c>(
-        connection: &'c mut rusqlite::Connection,
-        synchronous: &str,
-    ) -> Result<rusqlite::Transaction<'c>, Error> {
-        connection
-            .pragma_update(None, "synchronous", synchronous)
-            .map_err(failed)?;
-        connection.transaction().map_err(failed)
-    }
-
-    /// Runs a statement written with `$n` placeholders, which SQLite would
-    /// number in order of appearance; `?n` is the n-th value whatever the
-    /// order.
-    fn execute(
-        tx: &rusqlite::Transaction<'_>,
-        sql: &str,
-        values: &[&dyn ToSql],
-    ) -> rusqlite::Result<usize> {
-        tx.prepare_cached(&sql.replace('$', "?"))?.execute(values)
-    }
-
-    pub fn failed(e: rusqlite::Error) -> Error {
-        Error::Storage(e.to_string())
     }
 }
 

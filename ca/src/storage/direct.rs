@@ -1,0 +1,89 @@
+//! A connection of its own to the SQLite database file, for a writer that
+//! batches (the issuance journal). Driven on a blocking
+//! thread, a whole transaction is one hand-over between threads, where
+//! sqlx's worker thread takes one per statement, and each hand-over wakes
+//! a thread: under load those wake-ups cost more than the SQL.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::ToSql;
+
+use crate::Error;
+
+/// The connection, opened on first use and again after a failure.
+pub struct DirectSqlite {
+    path: Arc<Path>,
+    connection: Arc<tokio::sync::Mutex<Option<rusqlite::Connection>>>,
+}
+
+impl DirectSqlite {
+    pub(super) fn new(path: Arc<Path>) -> Self {
+        Self {
+            path,
+            connection: Arc::default(),
+        }
+    }
+
+    /// Runs `work` on the connection on a blocking thread, one work at a
+    /// time. After a failure the connection is dropped, which rolls back
+    /// whatever transaction `work` left open.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let mut slot = self.connection.clone().lock_owned().await;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = match slot.take() {
+                Some(c) => c,
+                None => open(&path)?,
+            };
+            let outcome = work(&mut connection);
+            if outcome.is_ok() {
+                *slot = Some(connection);
+            }
+            outcome
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("a database task failed: {e}")))?
+    }
+}
+
+fn open(path: &Path) -> Result<rusqlite::Connection, Error> {
+    let connection = rusqlite::Connection::open(path).map_err(failed)?;
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(failed)?;
+    // One statement text per batch size.
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+/// Begins a transaction whose commit flushes the log (`FULL`) or leaves
+/// that to a later commit (`NORMAL`).
+pub fn begin<'c>(
+    connection: &'c mut rusqlite::Connection,
+    synchronous: &str,
+) -> Result<rusqlite::Transaction<'c>, Error> {
+    connection
+        .pragma_update(None, "synchronous", synchronous)
+        .map_err(failed)?;
+    connection.transaction().map_err(failed)
+}
+
+/// Runs a statement written with `$n` placeholders (the text PostgreSQL
+/// takes too). SQLite would number `$n` in order of appearance; `?n` is
+/// the n-th value whatever the order.
+pub fn execute(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    values: &[&dyn ToSql],
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(&sql.replace('$', "?"))?.execute(values)
+}
+
+pub fn failed(e: rusqlite::Error) -> Error {
+    Error::Storage(e.to_string())
+}
