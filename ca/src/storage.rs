@@ -41,6 +41,8 @@ pub struct Database {
     /// The SQLite database's file, for connections of its own (the
     /// issuance journal's).
     sqlite_file: Option<Arc<Path>>,
+    /// On SQLite, point lookups read in place (`direct::InPlaceReads`).
+    in_place_reads: Option<Arc<direct::InPlaceReads>>,
     /// Bumped after every revocation, hold and release through this
     /// handle (and its clones): what caches a certificate's status checks it.
     status_changes: Arc<AtomicU64>,
@@ -173,6 +175,9 @@ impl Database {
         Ok(Self {
             pool,
             backend,
+            in_place_reads: sqlite_file
+                .clone()
+                .map(|path| Arc::new(direct::InPlaceReads::new(path))),
             sqlite_file,
             status_changes: Arc::default(),
         })
@@ -268,13 +273,17 @@ impl Database {
     }
 
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, Error> {
-        let row = sqlx::query(&format!(
-            "SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = $1"
-        ))
-        .bind(serial)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(storage)?;
+        let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = $1");
+        if let Some(reads) = &self.in_place_reads {
+            return reads.read(|c| {
+                direct::query_optional(c, &sql, &[&serial], |r| certificate_from_row(r))
+            });
+        }
+        let row = sqlx::query(&sql)
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
         row.map(|r| certificate_from_row(&r)).transpose()
     }
 
@@ -589,19 +598,47 @@ impl Database {
     }
 }
 
-fn certificate_from_row(r: &AnyRow) -> Result<CertificateRecord, Error> {
+/// A column value that both connection kinds read.
+trait Value:
+    sqlx::Type<sqlx::Any> + for<'r> sqlx::Decode<'r, sqlx::Any> + rusqlite::types::FromSql
+{
+}
+
+impl<T> Value for T where
+    T: sqlx::Type<sqlx::Any> + for<'r> sqlx::Decode<'r, sqlx::Any> + rusqlite::types::FromSql
+{
+}
+
+/// A row of either connection kind, read by column index.
+trait Columns {
+    fn column<T: Value>(&self, index: usize) -> Result<T, Error>;
+}
+
+impl Columns for AnyRow {
+    fn column<T: Value>(&self, index: usize) -> Result<T, Error> {
+        self.try_get(index).map_err(storage)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn column<T: Value>(&self, index: usize) -> Result<T, Error> {
+        self.get(index).map_err(direct::failed)
+    }
+}
+
+fn certificate_from_row(r: &impl Columns) -> Result<CertificateRecord, Error> {
     Ok(CertificateRecord {
-        serial: r.try_get(0).map_err(storage)?,
-        issuer: r.try_get(1).map_err(storage)?,
-        profile: r.try_get(2).map_err(storage)?,
-        subject: r.try_get(3).map_err(storage)?,
-        status: r.try_get(4).map_err(storage)?,
-        not_before: r.try_get(5).map_err(storage)?,
-        not_after: r.try_get(6).map_err(storage)?,
-        der: r.try_get(7).map_err(storage)?,
-        revoked_at: r.try_get(8).map_err(storage)?,
-        revocation_reason: r.try_get(9).map_err(storage)?,
-        invalidity_date: r.try_get(10).map_err(storage)?,
+        serial: r.column(0)?,
+        issuer: r.column(1)?,
+        profile: r.column(2)?,
+        subject: r.column(3)?,
+        status: r.column(4)?,
+        not_before: r.column(5)?,
+        not_after: r.column(6)?,
+        der: r.column(7)?,
+        revoked_at: r.column(8)?,
+        revocation_reason: r.column(9)?,
+        invalidity_date: r.column(10)?,
     })
 }
 

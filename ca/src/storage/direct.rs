@@ -87,3 +87,73 @@ pub fn execute(
 pub fn failed(e: rusqlite::Error) -> Error {
     Error::Storage(e.to_string())
 }
+
+/// Connections that read in place, on the caller's thread. A lookup by
+/// primary key takes microseconds, less than handing it to sqlx's worker
+/// thread and waking the caller again, which under load costs more than
+/// the read itself. Only for such lookups: anything that can take long
+/// stays on the pool. In WAL mode a reader does not wait for writers.
+pub struct InPlaceReads {
+    path: Arc<Path>,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Connections kept for reuse; more are opened while more read at once.
+const IDLE_READERS: usize = 4;
+
+impl std::fmt::Debug for InPlaceReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InPlaceReads")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InPlaceReads {
+    pub(super) fn new(path: Arc<Path>) -> Self {
+        Self {
+            path,
+            idle: std::sync::Mutex::default(),
+        }
+    }
+
+    pub fn read<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let idle = self.lock().pop();
+        let connection = match idle {
+            Some(c) => c,
+            None => open(&self.path)?,
+        };
+        let outcome = work(&connection);
+        let mut idle = self.lock();
+        if outcome.is_ok() && idle.len() < IDLE_READERS {
+            idle.push(connection);
+        }
+        outcome
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<rusqlite::Connection>> {
+        // A list of connections: a panic elsewhere cannot leave it torn.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs a query written with `$n` placeholders that returns at most one
+/// row, mapped by `row`.
+pub fn query_optional<T>(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    values: &[&dyn ToSql],
+    row: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    let mut statement = connection
+        .prepare_cached(&sql.replace('$', "?"))
+        .map_err(failed)?;
+    let mut rows = statement.query(values).map_err(failed)?;
+    match rows.next().map_err(failed)? {
+        Some(r) => row(r).map(Some),
+        None => Ok(None),
+    }
+}
