@@ -275,9 +275,14 @@ impl Database {
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, Error> {
         let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = $1");
         if let Some(reads) = &self.in_place_reads {
-            return reads.read(|c| {
-                direct::query_optional(c, &sql, &[&serial], |r| certificate_from_row(r))
-            });
+            match reads
+                .read(|c| direct::query_optional(c, &sql, &[&serial], |r| certificate_from_row(r)))
+            {
+                Ok(found) => return Ok(found),
+                Err(e) => {
+                    tracing::debug!(error = %e, "in-place read failed; reading through the pool")
+                }
+            }
         }
         let row = sqlx::query(&sql)
             .bind(serial)
@@ -694,14 +699,18 @@ pub fn rows_of_placeholders(rows: usize, columns: usize, first: usize) -> String
 /// The file of an SQLite URL (`sqlite://PATH?options`): Kexin's SQLite
 /// databases are files, which several connections open.
 fn sqlite_file(rest: &str) -> Result<Arc<Path>, Error> {
-    let path = rest.trim_start_matches("//");
+    let path = rest.strip_prefix("//").unwrap_or(rest);
     let path = path.split_once('?').map_or(path, |(path, _)| path);
     if path.is_empty() || path == ":memory:" {
         return Err(Error::Storage(
             "an SQLite database must be a file: sqlite://PATH".into(),
         ));
     }
-    Ok(Arc::from(Path::new(path)))
+    // Percent-decoded, as sqlx decodes it: both must open the same file.
+    let path = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| Error::Storage("the SQLite file name is not UTF-8".into()))?;
+    Ok(Arc::from(Path::new(&*path)))
 }
 
 pub(crate) fn storage(e: sqlx::Error) -> Error {
@@ -752,6 +761,8 @@ mod tests {
         );
         assert_eq!(file("//data/kexin.db").unwrap(), "data/kexin.db");
         assert_eq!(file("kexin.db").unwrap(), "kexin.db");
+        assert_eq!(file("////srv/kexin.db").unwrap(), "//srv/kexin.db");
+        assert_eq!(file("//data/a%20b%3F.db").unwrap(), "data/a b?.db");
         assert!(file(":memory:").is_err());
         assert!(file("//?mode=rwc").is_err());
     }

@@ -38,7 +38,7 @@ impl DirectSqlite {
         tokio::task::spawn_blocking(move || {
             let mut connection = match slot.take() {
                 Some(c) => c,
-                None => open(&path)?,
+                None => open(&path, WRITER_BUSY_TIMEOUT)?,
             };
             let outcome = work(&mut connection);
             if outcome.is_ok() {
@@ -51,11 +51,17 @@ impl DirectSqlite {
     }
 }
 
-fn open(path: &Path) -> Result<rusqlite::Connection, Error> {
+/// How long a writer waits for another one to finish (as sqlx's connections).
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an in-place read waits, blocking its thread, in the rare cases
+/// where a WAL reader must (recovery after a crash, a truncating checkpoint);
+/// past it the caller takes the pool instead.
+const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
+
+fn open(path: &Path, busy_timeout: Duration) -> Result<rusqlite::Connection, Error> {
     let connection = rusqlite::Connection::open(path).map_err(failed)?;
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .map_err(failed)?;
+    connection.busy_timeout(busy_timeout).map_err(failed)?;
     // One statement text per batch size.
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
@@ -92,7 +98,9 @@ pub fn failed(e: rusqlite::Error) -> Error {
 /// primary key takes microseconds, less than handing it to sqlx's worker
 /// thread and waking the caller again, which under load costs more than
 /// the read itself. Only for such lookups: anything that can take long
-/// stays on the pool. In WAL mode a reader does not wait for writers.
+/// stays on the pool. In WAL mode a reader does not wait for writers; when
+/// it would have to (see `READER_BUSY_TIMEOUT`), the read fails and the
+/// caller reads through the pool.
 pub struct InPlaceReads {
     path: Arc<Path>,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
@@ -124,7 +132,7 @@ impl InPlaceReads {
         let idle = self.lock().pop();
         let connection = match idle {
             Some(c) => c,
-            None => open(&self.path)?,
+            None => open(&self.path, READER_BUSY_TIMEOUT)?,
         };
         let outcome = work(&connection);
         let mut idle = self.lock();
