@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -346,10 +345,16 @@ async fn serve_https(
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
             );
-            let service = TowerToHyperService::new(
-                router
-                    .layer(axum::Extension(certs))
-                    .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+            // Per request, not `Router::layer` per connection: layering
+            // rebuilds every route, a cost paid again by every new client.
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(certs.clone());
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    tower::Service::call(&mut router.clone(), request)
+                },
             );
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tls), service);
