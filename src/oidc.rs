@@ -459,7 +459,11 @@ async fn answer(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    if let Err(e) = kexin_ca::verify::build_chain(&cert, &trust.intermediates, &trust.roots, now) {
+    if let Err(e) =
+        state
+            .verified_signatures
+            .build_chain(&cert, &trust.intermediates, &trust.roots, now)
+    {
         return refuse(&format!(
             "the certificate does not chain to the trusted root: {e}"
         ));

@@ -51,6 +51,9 @@ pub struct AppState {
     /// The same, parsed once: sign-ins check chains against them.
     ca_parsed: Arc<HashMap<String, x509_cert::Certificate>>,
     trust: Arc<kexin_seal::verify::Trust>,
+    /// Certificate signatures checked before: a returning official's chain
+    /// is not verified again at every sign-in.
+    pub verified_signatures: Arc<kexin_ca::verify::VerifiedSignatures>,
     metrics: Arc<Metrics>,
 }
 
@@ -156,6 +159,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         ca_certificates: Arc::new(ca_certificates),
         ca_parsed: Arc::new(ca_parsed),
         trust: Arc::new(trust),
+        verified_signatures: Arc::default(),
         metrics: Metrics::new(),
     };
 

@@ -136,6 +136,7 @@ pub struct PeerCertificates(pub Vec<CertificateDer<'static>>);
 pub struct ClientCertificates {
     cas: Vec<x509_cert::Certificate>,
     hints: Vec<rustls::DistinguishedName>,
+    verified: kexin_ca::verify::VerifiedSignatures,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
@@ -153,6 +154,7 @@ impl ClientCertificates {
         Ok(Self {
             cas,
             hints,
+            verified: Default::default(),
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
         })
     }
@@ -192,14 +194,15 @@ impl rustls::server::danger::ClientCertVerifier for ClientCertificates {
             .ok_or(Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
         let signed = kexin_ca::csr::raw_first_element(end_entity)
             .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        kexin_ca::verify::verify_signature(
-            &issuer.tbs_certificate.subject_public_key_info,
-            &cert.signature_algorithm,
-            &signed,
-            cert.signature.raw_bytes(),
-            &[kexin_hsm::SM2_DEFAULT_ID],
-        )
-        .map_err(|_| Error::InvalidCertificate(CertificateError::BadSignature))?;
+        self.verified
+            .verify(
+                &issuer.tbs_certificate.subject_public_key_info,
+                &cert.signature_algorithm,
+                &signed,
+                cert.signature.raw_bytes(),
+                &[kexin_hsm::SM2_DEFAULT_ID],
+            )
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadSignature))?;
         let now = now.as_secs();
         if now < tbs.validity.not_before.to_unix_duration().as_secs() {
             return Err(Error::InvalidCertificate(CertificateError::NotValidYet));

@@ -147,6 +147,85 @@ fn verify_sm2(
     Err(VerifyError::BadSignature)
 }
 
+/// Certificate signatures already found good, so that a certificate
+/// presented again (an official's next sign-in) costs a hash, not a
+/// signature verification.
+///
+/// A verification is a function of the issuer's key, the algorithm, the
+/// signed bytes and the signature alone, and the key covers all four, so a
+/// remembered success cannot let a different or altered certificate pass.
+/// Only successes are remembered, so bad signatures cannot fill it; the set
+/// is bounded and starts over when full. Validity dates are not part of it:
+/// they are checked on every use.
+#[derive(Debug, Default)]
+pub struct VerifiedSignatures(std::sync::Mutex<std::collections::HashSet<[u8; 32]>>);
+
+const MAX_REMEMBERED_SIGNATURES: usize = 65_536;
+
+impl VerifiedSignatures {
+    /// [`verify_signature`], answered from memory for a signature that
+    /// verified before.
+    pub fn verify(
+        &self,
+        spki: &SubjectPublicKeyInfoOwned,
+        algorithm: &AlgorithmIdentifierOwned,
+        message: &[u8],
+        signature: &[u8],
+        sm2_ids: &[&str],
+    ) -> Result<(), VerifyError> {
+        let key = Self::key(spki, algorithm, message, signature, sm2_ids)?;
+        if self.remembered().contains(&key) {
+            return Ok(());
+        }
+        verify_signature(spki, algorithm, message, signature, sm2_ids)?;
+        let mut remembered = self.remembered();
+        if remembered.len() >= MAX_REMEMBERED_SIGNATURES {
+            remembered.clear();
+        }
+        remembered.insert(key);
+        Ok(())
+    }
+
+    /// [`build_chain`], with every signature on the way remembered.
+    pub fn build_chain(
+        &self,
+        leaf: &x509_cert::Certificate,
+        pool: &[x509_cert::Certificate],
+        roots: &[x509_cert::Certificate],
+        at: u64,
+    ) -> Result<Vec<String>, String> {
+        chain(leaf, pool, roots, at, Some(self))
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn key(
+        spki: &SubjectPublicKeyInfoOwned,
+        algorithm: &AlgorithmIdentifierOwned,
+        message: &[u8],
+        signature: &[u8],
+        sm2_ids: &[&str],
+    ) -> Result<[u8; 32], VerifyError> {
+        let encoded = |e: der::Error| VerifyError::BadKey(e.to_string());
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let spki = spki.to_der().map_err(encoded)?;
+        let algorithm = algorithm.to_der().map_err(encoded)?;
+        let ids = sm2_ids.iter().map(|id| id.as_bytes());
+        for part in [&spki[..], &algorithm, message, signature]
+            .into_iter()
+            .chain(ids)
+        {
+            digest.update(&(part.len() as u64).to_be_bytes());
+            digest.update(part);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.finish().as_ref());
+        Ok(key)
+    }
+}
+
 /// Walks issuer links from `leaf` up to one of `roots`, through `pool`,
 /// checking each signature (SM2 with the default ID) and that every
 /// certificate was valid at `at` (unix seconds). Returns the subjects, leaf
@@ -156,6 +235,16 @@ pub fn build_chain(
     pool: &[x509_cert::Certificate],
     roots: &[x509_cert::Certificate],
     at: u64,
+) -> Result<Vec<String>, String> {
+    chain(leaf, pool, roots, at, None)
+}
+
+fn chain(
+    leaf: &x509_cert::Certificate,
+    pool: &[x509_cert::Certificate],
+    roots: &[x509_cert::Certificate],
+    at: u64,
+    remembered: Option<&VerifiedSignatures>,
 ) -> Result<Vec<String>, String> {
     let valid = |c: &x509_cert::Certificate| {
         let v = &c.tbs_certificate.validity;
@@ -176,14 +265,17 @@ pub fn build_chain(
             .to_der()
             .map_err(|e| e.to_string())?;
         let verifies = |issuer: &x509_cert::Certificate| {
+            let spki = &issuer.tbs_certificate.subject_public_key_info;
+            let (algorithm, signature) =
+                (&current.signature_algorithm, current.signature.raw_bytes());
             issuer.tbs_certificate.subject == current.tbs_certificate.issuer
-                && verify_signature(
-                    &issuer.tbs_certificate.subject_public_key_info,
-                    &current.signature_algorithm,
-                    &signed,
-                    current.signature.raw_bytes(),
-                    &[SM2_DEFAULT_ID],
-                )
+                && match remembered {
+                    Some(r) => r.verify(spki, algorithm, &signed, signature, &[SM2_DEFAULT_ID]),
+                    None => {
+                        verify_signature(spki, algorithm, &signed, signature, &[SM2_DEFAULT_ID])
+                            .map(|_| ())
+                    }
+                }
                 .is_ok()
         };
         if let Some(root) = roots.iter().find(|r| verifies(r)) {
@@ -250,5 +342,47 @@ mod tests {
                 "{sig}"
             );
         }
+    }
+
+    #[test]
+    fn a_remembered_signature_lets_nothing_else_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SoftKeyStore::create(
+            dir.path(),
+            b"passphrase for tests",
+            KdfParams {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
+        let spki = |label: &str| {
+            let public = store.generate(label, KeyAlgorithm::EcdsaP256).unwrap();
+            SubjectPublicKeyInfoOwned::from_der(&public.spki_der).unwrap()
+        };
+        let (ours, other) = (spki("ours"), spki("other"));
+        let alg = SignatureAlgorithm::EcdsaSha256.algorithm_identifier();
+        let signature = store
+            .sign("ours", SignatureAlgorithm::EcdsaSha256, b"message")
+            .unwrap();
+        let mut forged = signature.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let remembered = VerifiedSignatures::default();
+        for _ in 0..2 {
+            assert_eq!(
+                remembered.verify(&ours, &alg, b"message", &signature, &[]),
+                Ok(())
+            );
+            for (key, message, sig) in [
+                (&ours, &b"massage"[..], &signature),
+                (&ours, &b"message"[..], &forged),
+                (&other, &b"message"[..], &signature),
+            ] {
+                assert!(remembered.verify(key, &alg, message, sig, &[]).is_err());
+            }
+        }
+        assert_eq!(remembered.remembered().len(), 1);
     }
 }
