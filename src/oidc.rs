@@ -462,7 +462,7 @@ async fn answer(
     if let Err(e) =
         state
             .verified_signatures
-            .build_chain(&cert, &trust.intermediates, &trust.roots, now)
+            .check_chain(&cert, &trust.intermediates, &trust.roots, now)
     {
         return refuse(&format!(
             "the certificate does not chain to the trusted root: {e}"

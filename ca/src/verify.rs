@@ -186,15 +186,16 @@ impl VerifiedSignatures {
         Ok(())
     }
 
-    /// [`build_chain`], with every signature on the way remembered.
-    pub fn build_chain(
+    /// [`build_chain`], with every signature on the way remembered, for a
+    /// caller that needs only the verdict.
+    pub fn check_chain(
         &self,
         leaf: &x509_cert::Certificate,
         pool: &[x509_cert::Certificate],
         roots: &[x509_cert::Certificate],
         at: u64,
-    ) -> Result<Vec<String>, String> {
-        chain(leaf, pool, roots, at, Some(self))
+    ) -> Result<(), String> {
+        chain(leaf, pool, roots, at, Some(self)).map(|_| ())
     }
 
     fn remembered(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
@@ -236,25 +237,28 @@ pub fn build_chain(
     roots: &[x509_cert::Certificate],
     at: u64,
 ) -> Result<Vec<String>, String> {
-    chain(leaf, pool, roots, at, None)
+    Ok(chain(leaf, pool, roots, at, None)?
+        .into_iter()
+        .map(|c| c.tbs_certificate.subject.to_string())
+        .collect())
 }
 
-fn chain(
-    leaf: &x509_cert::Certificate,
-    pool: &[x509_cert::Certificate],
-    roots: &[x509_cert::Certificate],
+fn chain<'a>(
+    leaf: &'a x509_cert::Certificate,
+    pool: &'a [x509_cert::Certificate],
+    roots: &'a [x509_cert::Certificate],
     at: u64,
     remembered: Option<&VerifiedSignatures>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<&'a x509_cert::Certificate>, String> {
     let valid = |c: &x509_cert::Certificate| {
         let v = &c.tbs_certificate.validity;
         v.not_before.to_unix_duration().as_secs() <= at
             && at <= v.not_after.to_unix_duration().as_secs()
     };
-    let mut chain = vec![leaf.tbs_certificate.subject.to_string()];
-    let mut current = leaf.clone();
+    let mut chain = vec![leaf];
+    let mut current = leaf;
     for _ in 0..8 {
-        if !valid(&current) {
+        if !valid(current) {
             return Err(format!(
                 "{} was not valid at the time checked",
                 current.tbs_certificate.subject
@@ -282,7 +286,7 @@ fn chain(
             if !valid(root) {
                 return Err("the root was not valid at the time checked".into());
             }
-            chain.push(root.tbs_certificate.subject.to_string());
+            chain.push(root);
             return Ok(chain);
         }
         let next = pool
@@ -293,9 +297,8 @@ fn chain(
                     "no trusted issuer found for {}",
                     current.tbs_certificate.subject
                 )
-            })?
-            .clone();
-        chain.push(next.tbs_certificate.subject.to_string());
+            })?;
+        chain.push(next);
         current = next;
     }
     Err("chain too long".into())
