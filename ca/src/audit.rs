@@ -85,7 +85,10 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn new(db: Database) -> Self {
         Self {
-            appends: Arc::new(GroupCommit::new(ChainWriter(db.clone()))),
+            appends: Arc::new(GroupCommit::new(ChainWriter {
+                direct: db.direct_sqlite(),
+                db: db.clone(),
+            })),
             db,
         }
     }
@@ -317,7 +320,13 @@ impl From<AuditEvent<'_>> for NewEntry {
     }
 }
 
-struct ChainWriter(Database);
+/// Appends batches through the pool, or on SQLite through a connection of
+/// its own, where a batch is one hand-over to a blocking thread instead of
+/// one per statement.
+struct ChainWriter {
+    db: Database,
+    direct: Option<direct::DirectSqlite>,
+}
 
 impl BatchWriter for ChainWriter {
     type Item = NewEntry;
@@ -341,7 +350,18 @@ impl BatchWriter for ChainWriter {
 
 impl ChainWriter {
     async fn try_write(&self, events: &[NewEntry]) -> Result<Vec<AuditEntry>, Error> {
-        let mut tx = self.0.pool().begin().await.map_err(storage)?;
+        if let Some(direct) = &self.direct {
+            let events = events.to_vec();
+            return direct
+                .run(move |connection| {
+                    let tx = direct::begin(connection, "FULL")?;
+                    let entries = extend_chain_sqlite(&tx, &events)?;
+                    tx.commit().map_err(direct::failed)?;
+                    Ok(entries)
+                })
+                .await;
+        }
+        let mut tx = self.db.pool().begin().await.map_err(storage)?;
         let entries = extend_chain(&mut tx, events).await?;
         tx.commit().await.map_err(storage)?;
         Ok(entries)
@@ -399,14 +419,14 @@ pub(crate) async fn extend_chain<'a>(
     Ok(entries)
 }
 
-/// [`extend_chain`] on a direct SQLite connection (the issuance journal's).
+/// [`extend_chain`] on a direct SQLite connection.
 pub(crate) fn extend_chain_sqlite<'a>(
     tx: &rusqlite::Transaction<'_>,
     events: impl IntoIterator<Item = &'a NewEntry>,
-) -> Result<(), Error> {
+) -> Result<Vec<AuditEntry>, Error> {
     let events: Vec<&NewEntry> = events.into_iter().collect();
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let failed = direct::failed;
     tx.prepare_cached(LOCK_CHAIN)
@@ -439,7 +459,7 @@ pub(crate) fn extend_chain_sqlite<'a>(
         direct::execute(tx, &insert_rows_sql(INSERT_ENTRIES, rows.len(), 9), &values)
             .map_err(failed)?;
     }
-    Ok(())
+    Ok(entries)
 }
 
 /// The entries that chain `events` after `head` (sequence number and hash
