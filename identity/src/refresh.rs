@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use kexin_ca::storage::direct::{self, DirectSqlite};
 use kexin_ca::storage::group_commit::{BatchWriter, GroupCommit, HeldConnection};
 use kexin_ca::storage::{insert_rows_sql, rows_of_placeholders, Database, ROWS_PER_STATEMENT};
 use sqlx::{AnyConnection, Row};
@@ -43,6 +44,7 @@ pub struct Grant {
     pub scope: String,
 }
 
+#[derive(Clone)]
 pub enum RefreshWrite {
     Issue(NewGrant),
     /// Spend `presented_sha256` (if it is active, unexpired and `client_id`'s)
@@ -64,9 +66,10 @@ pub struct RefreshJournal(GroupCommit<RefreshWriter>);
 
 impl RefreshJournal {
     pub fn new(db: &Database) -> Self {
-        Self(GroupCommit::new(RefreshWriter(HeldConnection::new(
-            db.pool().clone(),
-        ))))
+        Self(GroupCommit::new(match db.direct_sqlite() {
+            Some(direct) => RefreshWriter::Sqlite(direct),
+            None => RefreshWriter::Pool(HeldConnection::new(db.pool().clone())),
+        }))
     }
 
     /// Stores a new refresh token; returns once it is committed.
@@ -99,7 +102,13 @@ impl RefreshJournal {
     }
 }
 
-struct RefreshWriter(HeldConnection);
+/// Batches through a held pool connection, or on SQLite through a
+/// connection of its own, where a batch is one hand-over to a blocking
+/// thread instead of one per statement.
+enum RefreshWriter {
+    Pool(HeldConnection),
+    Sqlite(DirectSqlite),
+}
 
 impl BatchWriter for RefreshWriter {
     type Item = RefreshWrite;
@@ -109,26 +118,45 @@ impl BatchWriter for RefreshWriter {
         &self,
         items: &[RefreshWrite],
     ) -> Result<Vec<Result<RefreshWritten, kexin_ca::Error>>, kexin_ca::Error> {
-        let mut held = self.0.lock().await?;
-        match write_batch(held.connection()?, items).await {
-            Ok(written) => Ok(written.into_iter().map(Ok).collect()),
-            Err(e) => {
-                held.discard();
-                Err(kexin_ca::Error::Storage(e.to_string()))
+        let written = match self {
+            Self::Pool(held) => {
+                let mut held = held.lock().await?;
+                match write_batch(held.connection()?, items).await {
+                    Ok(written) => written,
+                    Err(e) => {
+                        held.discard();
+                        return Err(kexin_ca::Error::Storage(e.to_string()));
+                    }
+                }
             }
-        }
+            Self::Sqlite(direct) => {
+                let items = items.to_vec();
+                direct
+                    .run(move |connection| write_batch_sqlite(connection, &items))
+                    .await?
+            }
+        };
+        Ok(written.into_iter().map(Ok).collect())
     }
 }
 
-/// All rotations in multi-row UPDATEs, then every new token in multi-row
-/// INSERTs, in one transaction.
-async fn write_batch(
-    connection: &mut AnyConnection,
-    items: &[RefreshWrite],
-) -> Result<Vec<RefreshWritten>, sqlx::Error> {
-    let now = now();
-    let mut tx = sqlx::Connection::begin(connection).await?;
-    let presented: Vec<(&str, &str)> = items
+/// Spends the presented tokens that are active, unexpired and the
+/// presenting client's, returning what they granted.
+fn rotate_sql(tokens: usize) -> String {
+    format!(
+        "UPDATE oidc_refresh_tokens SET state = 'rotated' \
+         WHERE state = 'active' AND expires_at > $1 AND (token_sha256, client_id) IN (VALUES {}) \
+         RETURNING token_sha256, family, subject, claims, scope",
+        rows_of_placeholders(tokens, 2, 2)
+    )
+}
+
+const INSERT_TOKENS: &str = "INSERT INTO oidc_refresh_tokens \
+     (token_sha256, family, client_id, subject, claims, scope, expires_at, state)";
+
+/// The rotations asked for, (presented token, client).
+fn presented(items: &[RefreshWrite]) -> Vec<(&str, &str)> {
+    items
         .iter()
         .filter_map(|item| match item {
             RefreshWrite::Rotate {
@@ -138,31 +166,16 @@ async fn write_batch(
             } => Some((presented_sha256.as_str(), client_id.as_str())),
             RefreshWrite::Issue(_) => None,
         })
-        .collect();
-    let mut spent: HashMap<String, Grant> = HashMap::new();
-    for chunk in presented.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE oidc_refresh_tokens SET state = 'rotated' \
-             WHERE state = 'active' AND expires_at > $1 AND (token_sha256, client_id) IN (VALUES {}) \
-             RETURNING token_sha256, family, subject, claims, scope",
-            rows_of_placeholders(chunk.len(), 2, 2)
-        );
-        let mut q = sqlx::query(&sql).bind(now);
-        for (token, client) in chunk {
-            q = q.bind(*token).bind(*client);
-        }
-        for row in q.fetch_all(&mut *tx).await? {
-            spent.insert(
-                row.try_get(0)?,
-                Grant {
-                    family: row.try_get(1)?,
-                    subject: row.try_get(2)?,
-                    claims: row.try_get(3)?,
-                    scope: row.try_get(4)?,
-                },
-            );
-        }
-    }
+        .collect()
+}
+
+/// Each item's outcome, given the tokens that were spent, and the tokens
+/// to store: the new ones and the successors of the spent ones.
+fn outcomes(
+    items: &[RefreshWrite],
+    mut spent: HashMap<String, Grant>,
+    now: i64,
+) -> (Vec<RefreshWritten>, Vec<NewGrant>) {
     let mut written = Vec::with_capacity(items.len());
     let mut new_rows = Vec::with_capacity(items.len());
     for item in items {
@@ -192,12 +205,39 @@ async fn write_batch(
             },
         }
     }
+    (written, new_rows)
+}
+
+/// All rotations in multi-row UPDATEs, then every new token in multi-row
+/// INSERTs, in one transaction.
+async fn write_batch(
+    connection: &mut AnyConnection,
+    items: &[RefreshWrite],
+) -> Result<Vec<RefreshWritten>, sqlx::Error> {
+    let now = now();
+    let mut tx = sqlx::Connection::begin(connection).await?;
+    let mut spent: HashMap<String, Grant> = HashMap::new();
+    for chunk in presented(items).chunks(ROWS_PER_STATEMENT) {
+        let sql = rotate_sql(chunk.len());
+        let mut q = sqlx::query(&sql).bind(now);
+        for (token, client) in chunk {
+            q = q.bind(*token).bind(*client);
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            spent.insert(
+                row.try_get(0)?,
+                Grant {
+                    family: row.try_get(1)?,
+                    subject: row.try_get(2)?,
+                    claims: row.try_get(3)?,
+                    scope: row.try_get(4)?,
+                },
+            );
+        }
+    }
+    let (written, new_rows) = outcomes(items, spent, now);
     for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = insert_rows_sql(
-            "INSERT INTO oidc_refresh_tokens (token_sha256, family, client_id, subject, claims, scope, expires_at, state)",
-            chunk.len(),
-            8,
-        );
+        let sql = insert_rows_sql(INSERT_TOKENS, chunk.len(), 8);
         let mut q = sqlx::query(&sql);
         for g in chunk {
             q = q
@@ -213,5 +253,62 @@ async fn write_batch(
         q.execute(&mut *tx).await?;
     }
     tx.commit().await?;
+    Ok(written)
+}
+
+/// [`write_batch`] on a direct SQLite connection.
+fn write_batch_sqlite(
+    connection: &mut rusqlite::Connection,
+    items: &[RefreshWrite],
+) -> Result<Vec<RefreshWritten>, kexin_ca::Error> {
+    use rusqlite::ToSql;
+    let failed = direct::failed;
+    let now = now();
+    let tx = direct::begin(connection, "FULL")?;
+    let mut spent: HashMap<String, Grant> = HashMap::new();
+    for chunk in presented(items).chunks(ROWS_PER_STATEMENT) {
+        let mut values: Vec<&dyn ToSql> = vec![&now];
+        for (token, client) in chunk {
+            values.extend([token as &dyn ToSql, client]);
+        }
+        let mut statement = tx
+            .prepare_cached(&rotate_sql(chunk.len()).replace('$', "?"))
+            .map_err(failed)?;
+        let mut rows = statement.query(&values[..]).map_err(failed)?;
+        while let Some(row) = rows.next().map_err(failed)? {
+            spent.insert(
+                row.get(0).map_err(failed)?,
+                Grant {
+                    family: row.get(1).map_err(failed)?,
+                    subject: row.get(2).map_err(failed)?,
+                    claims: row.get(3).map_err(failed)?,
+                    scope: row.get(4).map_err(failed)?,
+                },
+            );
+        }
+    }
+    let (written, new_rows) = outcomes(items, spent, now);
+    for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 8);
+        for g in chunk {
+            values.extend([
+                &g.token_sha256 as &dyn ToSql,
+                &g.family,
+                &g.client_id,
+                &g.subject,
+                &g.claims,
+                &g.scope,
+                &g.expires_at,
+                &"active",
+            ]);
+        }
+        direct::execute(
+            &tx,
+            &insert_rows_sql(INSERT_TOKENS, chunk.len(), 8),
+            &values,
+        )
+        .map_err(failed)?;
+    }
+    tx.commit().map_err(failed)?;
     Ok(written)
 }
