@@ -32,32 +32,43 @@ pub struct ServeOptions {
     pub https: Option<SocketAddr>,
 }
 
-/// What handlers share.
+/// What handlers share: one reference count per request, however many
+/// services there are.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub instance: Arc<Instance>,
     pub tsa: Arc<kexin_timestamp::TimeStampAuthority>,
     pub ocsp: Arc<OcspResponder>,
     pub registration: Arc<Registration>,
     pub requests: Arc<kexin_ca::request::Requests>,
-    pub console_sessions: Arc<crate::console::Sessions>,
+    pub console_sessions: crate::console::Sessions,
     pub seals: Arc<kexin_seal::service::SealService>,
-    pub portal_limit: Arc<crate::portal::RateLimit>,
+    pub portal_limit: crate::portal::RateLimit,
     /// API callers confirmed within the last second.
-    pub callers: Arc<crate::api::ConfirmedCallers>,
+    pub callers: crate::api::ConfirmedCallers,
     pub oidc: Arc<kexin_identity::provider::Provider>,
     /// DER certificates of the CAs, by name; they never change while running.
-    ca_certificates: Arc<HashMap<String, Vec<u8>>>,
+    ca_certificates: HashMap<String, Vec<u8>>,
     /// The same, parsed once: sign-ins check chains against them.
-    ca_parsed: Arc<HashMap<String, x509_cert::Certificate>>,
-    trust: Arc<kexin_seal::verify::Trust>,
+    ca_parsed: HashMap<String, x509_cert::Certificate>,
+    trust: kexin_seal::verify::Trust,
     /// Certificate signatures checked before: a returning official's chain
     /// is not verified again at every sign-in.
-    pub verified_signatures: Arc<kexin_ca::verify::VerifiedSignatures>,
+    pub verified_signatures: kexin_ca::verify::VerifiedSignatures,
     metrics: Arc<Metrics>,
 }
 
-impl AppState {
+impl Services {
     pub fn ca_certificate(&self, name: &str) -> Option<&x509_cert::Certificate> {
         self.ca_parsed.get(name)
     }
@@ -145,23 +156,23 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         .map(|a| (a.name, a.certificate))
         .collect();
     let (ca_parsed, trust) = parse_authorities(&ca_certificates);
-    let state = AppState {
+    let state = AppState(Arc::new(Services {
         instance: instance.clone(),
         tsa,
         ocsp,
         registration,
         requests,
-        console_sessions: Arc::default(),
+        console_sessions: Default::default(),
         seals,
-        portal_limit: Arc::default(),
-        callers: Arc::default(),
+        portal_limit: Default::default(),
+        callers: Default::default(),
         oidc,
-        ca_certificates: Arc::new(ca_certificates),
-        ca_parsed: Arc::new(ca_parsed),
-        trust: Arc::new(trust),
-        verified_signatures: Arc::default(),
+        ca_certificates,
+        ca_parsed,
+        trust,
+        verified_signatures: Default::default(),
         metrics: Metrics::new(),
-    };
+    }));
 
     let chain_path = instance.path(&instance.config.https.chain_file);
     let chain = CertificateDer::pem_file_iter(&chain_path)
