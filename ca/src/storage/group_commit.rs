@@ -2,10 +2,11 @@
 //! burst of N writes costs one durable commit (one fsync) instead of N.
 //!
 //! There is no background task. A writer queues its item, then waits for
-//! its turn at the writer lock; whoever gets the turn takes everything
-//! queued so far and writes it in one transaction. By the time a writer
-//! gets its turn, its item has either been written by an earlier turn (its
-//! result is already waiting) or is still in the queue for it to take.
+//! its result or its turn at the writer lock, whichever comes first;
+//! whoever gets the turn takes everything queued so far and writes it in
+//! one transaction. By the time a writer gets its turn, its item has either
+//! been written by an earlier turn (its result is already waiting) or is
+//! still in the queue for it to take.
 //!
 //! The transaction runs in a spawned task that owns the turn, so a caller
 //! that is cancelled (a client hanging up) neither loses the other
@@ -64,7 +65,14 @@ impl<W: BatchWriter> GroupCommit<W> {
     pub async fn submit(&self, item: W::Item) -> Result<W::Output, Error> {
         let (done, mut outcome) = oneshot::channel();
         lock(&self.queue).push((item, done));
-        let turn = self.turn.clone().lock_owned().await;
+        // A writer whose item an earlier turn took leaves as soon as its
+        // result is in, without queueing through the turn: the next batch
+        // starts the moment the previous one ends.
+        let turn = tokio::select! {
+            biased;
+            result = &mut outcome => return result.unwrap_or_else(|_| Err(lost())),
+            turn = self.turn.clone().lock_owned() => turn,
+        };
         match outcome.try_recv() {
             Ok(result) => return result,
             Err(oneshot::error::TryRecvError::Closed) => return Err(lost()),
