@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
 SECONDS_EACH=${SECONDS_EACH:-10}
-CONCURRENCY=${CONCURRENCY:-16}
+# Clients at once: each level is a run of its own, on the same server.
+CONCURRENCY=${CONCURRENCY:-16 64}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin
 cargo build --release -p kexin-bench --bin sso_load 2>/dev/null
 WORK=$(mktemp -d)
@@ -27,7 +28,9 @@ SECRET=$(echo "$CLIENT" | python3 -c "import json,sys; print(json.load(sys.stdin
 RUST_LOG=warn "$KEXIN" serve --data "$D" --http 127.0.0.1:$HTTP --https 127.0.0.1:$HTTPS >/dev/null 2>&1 &
 PID=$!
 for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$HTTP/pki/ca/root.crt" && break; sleep 0.2; done
-target/release/sso_load "https://localhost:$HTTPS" "$D/ca/root.pem" "$WORK/o.crt" "$WORK/o.key.der" "$ID" "$SECRET" https://rp.example/cb "$SECONDS_EACH" "$CONCURRENCY" "$PID"
+for C in $CONCURRENCY; do
+  target/release/sso_load "https://localhost:$HTTPS" "$D/ca/root.pem" "$WORK/o.crt" "$WORK/o.key.der" "$ID" "$SECRET" https://rp.example/cb "$SECONDS_EACH" "$C" "$PID"
+done
 RSS=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 HWM=$(awk '/VmHWM/ {print $2}' /proc/$PID/status)
 python3 -c "import json,sys; print(json.dumps({'bench':'server-memory','rss_mib':round(int(sys.argv[1])/1024,1),'peak_rss_mib':round(int(sys.argv[2])/1024,1)}))" "$RSS" "$HWM"
