@@ -12,7 +12,10 @@ use base64::Engine;
 
 struct Setup {
     issuer: String,
-    root: Vec<u8>,
+    /// Built once; every client made from it is a fresh browser all the
+    /// same: no session to resume, so each login is a full TLS handshake.
+    tls: rustls::ClientConfig,
+    root_pem: Vec<u8>,
     cert_pem: String,
     key: EcdsaKeyPair,
     client_id: String,
@@ -20,9 +23,27 @@ struct Setup {
     redirect: String,
 }
 
-fn client(root: &[u8], cookies: bool) -> reqwest::Client {
+fn tls_config(root_pem: &[u8]) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(root_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tls.resumption = rustls::client::Resumption::disabled();
+    tls
+}
+
+fn client(tls: &rustls::ClientConfig, cookies: bool) -> reqwest::Client {
     reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(root).unwrap())
+        .use_preconfigured_tls(tls.clone())
         .cookie_store(cookies)
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -170,7 +191,8 @@ async fn main() {
     let a: Vec<String> = std::env::args().collect();
     let setup = Arc::new(Setup {
         issuer: a[1].clone(),
-        root: std::fs::read(&a[2]).unwrap(),
+        tls: tls_config(&std::fs::read(&a[2]).unwrap()),
+        root_pem: std::fs::read(&a[2]).unwrap(),
         cert_pem: std::fs::read_to_string(&a[3]).unwrap(),
         key: EcdsaKeyPair::from_pkcs8(
             &ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -194,7 +216,7 @@ async fn main() {
         move |_| {
             let s = s.clone();
             async move {
-                let http = client(&s.root, true);
+                let http = client(&s.tls, true);
                 let tokens = login(&s, &http).await;
                 assert!(tokens["id_token"].is_string(), "{tokens}");
             }
@@ -203,10 +225,10 @@ async fn main() {
     .await;
 
     // Refresh grants: each worker rotates its own refresh token.
-    let http = client(&setup.root, true);
+    let http = client(&setup.tls, true);
     let mut chains = Vec::new();
     for _ in 0..concurrency {
-        let t = login(&setup, &client(&setup.root, true)).await;
+        let t = login(&setup, &client(&setup.tls, true)).await;
         chains.push(Arc::new(tokio::sync::Mutex::new(
             t["refresh_token"].as_str().unwrap().to_owned(),
         )));
@@ -240,11 +262,11 @@ async fn main() {
         &setup.client_id,
         &setup.secret,
         &setup.redirect,
-        Some(&setup.root),
+        Some(&setup.root_pem),
     )
     .await
     .unwrap();
-    let id_token = login(&setup, &client(&setup.root, true)).await["id_token"]
+    let id_token = login(&setup, &client(&setup.tls, true)).await["id_token"]
         .as_str()
         .unwrap()
         .to_owned();
