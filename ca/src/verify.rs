@@ -309,10 +309,8 @@ mod tests {
     use super::*;
     use kexin_hsm::{KdfParams, KeyStore, SignatureAlgorithm, SoftKeyStore};
 
-    #[test]
-    fn every_key_store_algorithm_verifies_and_tampering_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SoftKeyStore::create(
+    fn soft_store(dir: &tempfile::TempDir) -> SoftKeyStore {
+        SoftKeyStore::create(
             dir.path(),
             b"passphrase for tests",
             KdfParams {
@@ -321,7 +319,13 @@ mod tests {
                 parallelism: 1,
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn every_key_store_algorithm_verifies_and_tampering_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = soft_store(&dir);
         for (key, sig) in [
             (KeyAlgorithm::EcdsaP256, SignatureAlgorithm::EcdsaSha256),
             (KeyAlgorithm::EcdsaP384, SignatureAlgorithm::EcdsaSha384),
@@ -350,16 +354,7 @@ mod tests {
     #[test]
     fn a_remembered_signature_lets_nothing_else_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SoftKeyStore::create(
-            dir.path(),
-            b"passphrase for tests",
-            KdfParams {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .unwrap();
+        let store = soft_store(&dir);
         let spki = |label: &str| {
             let public = store.generate(label, KeyAlgorithm::EcdsaP256).unwrap();
             SubjectPublicKeyInfoOwned::from_der(&public.spki_der).unwrap()
