@@ -288,6 +288,37 @@ fn check_running_server(server: &Server, data: &Path) {
         metrics.contains("kexin_http_requests_total{listener=\"http\",route=\"/pki/ca/{file}\",status=\"200\"} 4"),
         "{metrics}"
     );
+    // TLS 1.3 settles on AES-128-GCM even for a client that lists AES-256
+    // first (openssl's default order), a client offering only AES-256 is
+    // still served, and no session tickets are sent (README, Key stores).
+    let port = server.https.rsplit(':').next().unwrap();
+    let s_client = |suites: &str| {
+        let script = format!(
+            "(sleep 0.5) | openssl s_client -connect 127.0.0.1:{port} -tls1_3 -msg \
+             -CAfile {root} -ciphersuites {suites} 2>&1"
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let default_order = s_client("TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256");
+    assert!(
+        default_order.contains("Verify return code: 0 (ok)"),
+        "{default_order}"
+    );
+    assert!(
+        default_order.contains("Cipher is TLS_AES_128_GCM_SHA256"),
+        "{default_order}"
+    );
+    assert!(
+        !default_order.contains("NewSessionTicket"),
+        "{default_order}"
+    );
+    let aes256_only = s_client("TLS_AES_256_GCM_SHA384");
+    assert!(
+        aes256_only.contains("Cipher is TLS_AES_256_GCM_SHA384"),
+        "{aes256_only}"
+    );
+
     // The HTTPS certificate must be trusted through our root only.
     let out = Command::new("curl")
         .args([
