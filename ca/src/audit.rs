@@ -441,24 +441,19 @@ pub(crate) fn extend_chain_sqlite<'a>(
         })
         .map_err(failed)?;
     let entries = chain_entries(head, events);
-    for rows in entries.chunks(ROWS_PER_STATEMENT) {
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(rows.len() * 9);
-        for entry in rows {
-            values.extend([
-                &entry.seq as &dyn rusqlite::ToSql,
-                &entry.at_ms,
-                &entry.actor,
-                &entry.action,
-                &entry.target,
-                &entry.source,
-                &entry.detail,
-                &entry.prev_hash,
-                &entry.hash,
-            ]);
-        }
-        direct::execute(tx, &insert_rows_sql(INSERT_ENTRIES, rows.len(), 9), &values)
-            .map_err(failed)?;
-    }
+    direct::insert_rows(tx, INSERT_ENTRIES, &entries, |entry| {
+        [
+            &entry.seq as &dyn rusqlite::ToSql,
+            &entry.at_ms,
+            &entry.actor,
+            &entry.action,
+            &entry.target,
+            &entry.source,
+            &entry.detail,
+            &entry.prev_hash,
+            &entry.hash,
+        ]
+    })?;
     Ok(entries)
 }
 

@@ -288,27 +288,18 @@ fn write_batch_sqlite(
         }
     }
     let (written, new_rows) = outcomes(items, spent, now);
-    for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
-        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 8);
-        for g in chunk {
-            values.extend([
-                &g.token_sha256 as &dyn ToSql,
-                &g.family,
-                &g.client_id,
-                &g.subject,
-                &g.claims,
-                &g.scope,
-                &g.expires_at,
-                &"active",
-            ]);
-        }
-        direct::execute(
-            &tx,
-            &insert_rows_sql(INSERT_TOKENS, chunk.len(), 8),
-            &values,
-        )
-        .map_err(failed)?;
-    }
+    direct::insert_rows(&tx, INSERT_TOKENS, &new_rows, |g| {
+        [
+            &g.token_sha256 as &dyn ToSql,
+            &g.family,
+            &g.client_id,
+            &g.subject,
+            &g.claims,
+            &g.scope,
+            &g.expires_at,
+            &"active",
+        ]
+    })?;
     tx.commit().map_err(failed)?;
     Ok(written)
 }

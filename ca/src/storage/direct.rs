@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rusqlite::ToSql;
 
+use super::{insert_rows_sql, ROWS_PER_STATEMENT};
 use crate::Error;
 
 /// The connection, opened on first use and again after a failure.
@@ -88,6 +89,25 @@ pub fn execute(
     values: &[&dyn ToSql],
 ) -> rusqlite::Result<usize> {
     tx.prepare_cached(&sql.replace('$', "?"))?.execute(values)
+}
+
+/// Inserts `rows` with multi-row INSERTs of at most [`ROWS_PER_STATEMENT`]
+/// rows each; `insert` is `INSERT INTO t (a, b, …)` and `values` gives one
+/// row's `N` values in column order.
+pub fn insert_rows<R, const N: usize>(
+    tx: &rusqlite::Transaction<'_>,
+    insert: &str,
+    rows: &[R],
+    values: impl for<'r> Fn(&'r R) -> [&'r dyn ToSql; N],
+) -> Result<(), Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * N);
+        for row in chunk {
+            bound.extend(values(row));
+        }
+        execute(tx, &insert_rows_sql(insert, chunk.len(), N), &bound).map_err(failed)?;
+    }
+    Ok(())
 }
 
 pub fn failed(e: rusqlite::Error) -> Error {
