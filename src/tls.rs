@@ -137,9 +137,10 @@ pub fn server_config(
     Ok(config)
 }
 
-/// The client certificates a TLS peer presented (empty without one).
+/// The client certificates a TLS peer presented (empty without one),
+/// shared by every request of the connection.
 #[derive(Clone, Debug, Default)]
-pub struct PeerCertificates(pub Vec<CertificateDer<'static>>);
+pub struct PeerCertificates(pub Arc<[CertificateDer<'static>]>);
 
 /// Accepts client certificates issued by one of Kexin's CAs (`officials`
 /// for officers, `systems` for systems), checked with Kexin's own signature
