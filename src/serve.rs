@@ -196,23 +196,27 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         ClientCertificates::new(client_cas)?,
     )?;
 
-    let http_listener = TcpListener::bind(instance.config.http.listen)
-        .await
+    let http_threads = match instance.config.http.threads {
+        Some(0) => anyhow::bail!("http.threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let http_listeners = bind_shared(instance.config.http.listen, http_threads)
         .with_context(|| format!("binding HTTP to {}", instance.config.http.listen))?;
     let https_listener = TcpListener::bind(instance.config.https.listen)
         .await
         .with_context(|| format!("binding HTTPS to {}", instance.config.https.listen))?;
-    let http_addr = http_listener.local_addr()?;
+    let http_addr = http_listeners[0].local_addr()?;
     let https_addr = https_listener.local_addr()?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let crl_refresher = tokio::spawn(refresh_crls(instance.clone(), shutdown_rx.clone()));
     let checkpointer = tokio::spawn(checkpoint_audit(instance.clone(), shutdown_rx.clone()));
-    let http = tokio::spawn(serve_http(
-        http_listener,
+    let http = serve_http_on_threads(
+        http_listeners,
         http_router(state.clone()),
         shutdown_rx.clone(),
-    ));
+    )?;
     let https = tokio::spawn(serve_https(
         https_listener,
         https_router(state.clone()),
@@ -234,7 +238,14 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = shutdown_tx.send(true);
     let drain = async {
-        let _ = http.await;
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in http {
+                if thread.join().is_err() {
+                    tracing::error!("an HTTP serving thread panicked");
+                }
+            }
+        })
+        .await;
         let _ = https.await;
         let _ = crl_refresher.await;
         let _ = checkpointer.await;
@@ -288,6 +299,65 @@ fn finish(routes: Router<AppState>, state: AppState, listener: &'static str) -> 
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(observed, observe))
         .with_state(state)
+}
+
+/// `count` listening sockets on one address (SO_REUSEPORT): the kernel
+/// spreads new connections across them. A port of 0 is chosen by the
+/// first socket and shared by the others.
+fn bind_shared(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
+        addr = listener.local_addr()?;
+        listeners.push(listener.into_std()?);
+    }
+    Ok(listeners)
+}
+
+/// The plain-HTTP listener (OCSP, the TSA, CRLs, CA certificates: small,
+/// quick requests in volume) is served by one thread per socket, each
+/// with a single-threaded runtime, so that a connection, its tasks and
+/// its I/O stay on one thread. On the work-stealing runtime, tasks
+/// moved between threads and every move woke a parked one: on a 2-core
+/// VM that cost 10-15% of the server's CPU per OCSP response or token
+/// (`bench/ocsp.sh`, `bench/tsa.sh`). HTTPS (the API, the console, sign-ins,
+/// sealing whole documents) keeps the work-stealing runtime, where a
+/// long request cannot hold up the connections that share its thread.
+fn serve_http_on_threads(
+    listeners: Vec<std::net::TcpListener>,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting an HTTP serving runtime")?;
+        let thread = std::thread::Builder::new()
+            .name(format!("kexin-http-{i}"))
+            .spawn(move || {
+                let served = runtime.block_on(async move {
+                    serve_http(TcpListener::from_std(listener)?, router, shutdown).await
+                });
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTP listener stopped");
+                }
+            })
+            .context("starting an HTTP serving thread")?;
+        threads.push(thread);
+    }
+    Ok(threads)
 }
 
 async fn serve_http(
@@ -676,4 +746,30 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> Response {
     Problem::not_found("no such resource").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every socket listens on the one port, and the kernel hands
+    /// connections to each of them, not only to the first.
+    #[tokio::test]
+    async fn shared_listeners_all_take_connections() {
+        let listeners = bind_shared(SocketAddr::from(([127, 0, 0, 1], 0)), 3).unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        assert!(listeners.iter().all(|l| l.local_addr().unwrap() == addr));
+        let mut clients = Vec::new();
+        for _ in 0..64 {
+            clients.push(std::net::TcpStream::connect(addr).unwrap());
+        }
+        for listener in &listeners {
+            listener.set_nonblocking(true).unwrap();
+            let mut taken = 0;
+            while listener.accept().is_ok() {
+                taken += 1;
+            }
+            assert!(taken > 0, "a listener took none of 64 connections");
+        }
+    }
 }

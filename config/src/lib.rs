@@ -126,6 +126,9 @@ pub struct HttpConfig {
     pub public_url: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Threads serving this listener, each with a socket of its own on
+    /// the same address; default one per CPU.
+    pub threads: Option<usize>,
 }
 
 impl Default for HttpConfig {
@@ -134,6 +137,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
+            threads: None,
         }
     }
 }
