@@ -45,13 +45,10 @@ pub struct TimeStampAuthority {
     pub(crate) key_label: String,
     pub(crate) signature: SignatureAlgorithm,
     pub(crate) certificate: Certificate,
-    /// The certificates a token carries when asked: the TSA's and its CAs'.
-    pub(crate) certificate_set: cms::signed_data::CertificateSet,
-    /// The signingCertificateV2 attribute value, the same for every token.
-    pub(crate) signing_certificate: der::asn1::Any,
+    /// What every token holds regardless of the request, encoded once.
+    pub(crate) template: token::Template,
     pub(crate) policy: const_oid::ObjectIdentifier,
     pub(crate) accepted_policies: Vec<const_oid::ObjectIdentifier>,
-    pub(crate) accuracy_seconds: u64,
     pub(crate) clock: clock::ClockGuard,
     pub(crate) log: log::TokenLog,
 }
@@ -87,17 +84,9 @@ pub struct TsaSettings {
 
 impl TimeStampAuthority {
     pub fn new(s: TsaSettings) -> Result<Self, Error> {
-        let signing_certificate =
-            kexin_ca::cms::SigningCertificateV2::for_certificate(&s.certificate)
-                .and_then(|c| {
-                    der::asn1::Any::encode_from(&c)
-                        .map_err(|e| kexin_ca::Error::Encoding(e.to_string()))
-                })
-                .map_err(|e| Error::Encoding(e.to_string()))?;
-        let mut with_issuers = vec![s.certificate.clone()];
-        with_issuers.extend(s.issuers.iter().cloned());
-        let certificate_set = kexin_ca::cms::certificate_set(&with_issuers)
-            .map_err(|e| Error::Encoding(e.to_string()))?;
+        let mut chain = vec![s.certificate.clone()];
+        chain.extend(s.issuers.iter().cloned());
+        let template = token::Template::new(s.signature, &chain, s.accuracy_seconds)?;
         let mut accepted = s.accepted_policies;
         if !accepted.contains(&s.policy) {
             accepted.push(s.policy);
@@ -107,11 +96,9 @@ impl TimeStampAuthority {
             key_label: s.key_label,
             signature: s.signature,
             certificate: s.certificate,
-            signing_certificate,
-            certificate_set,
+            template,
             policy: s.policy,
             accepted_policies: accepted,
-            accuracy_seconds: s.accuracy_seconds,
             clock: s.clock,
             log: s.log,
         })

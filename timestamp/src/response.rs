@@ -51,20 +51,11 @@ pub fn rejection(r: &Rejection) -> Vec<u8> {
     .unwrap_or_else(|_| FALLBACK.to_vec())
 }
 
+/// A granted TimeStampResp around `token` (a DER ContentInfo): written
+/// directly, since the token is already encoded.
 pub fn granted(token: &[u8]) -> Vec<u8> {
-    let Ok(token) = der::Decode::from_der(token) else {
-        return FALLBACK.to_vec();
-    };
-    TimeStampResp {
-        status: PkiStatusInfo {
-            status: GRANTED,
-            status_string: None,
-            fail_info: None,
-        },
-        time_stamp_token: Some(token),
-    }
-    .to_der()
-    .unwrap_or_else(|_| FALLBACK.to_vec())
+    use crate::token::{wrap, INTEGER, SEQUENCE};
+    wrap(SEQUENCE, &[&[SEQUENCE, 3, INTEGER, 1, GRANTED], token])
 }
 
 #[cfg(test)]
@@ -98,5 +89,17 @@ mod tests {
         .to_der()
         .unwrap();
         assert_eq!(FALLBACK.to_vec(), expected);
+    }
+
+    #[test]
+    fn granted_reply_decodes_with_its_token() {
+        let token = cms::content_info::ContentInfo {
+            content_type: crate::token::OID_SIGNED_DATA,
+            content: Any::null(),
+        };
+        let reply = granted(&token.to_der().unwrap());
+        let decoded: x509_tsp::TimeStampResp = der::Decode::from_der(&reply).unwrap();
+        assert_eq!(decoded.status.to_der().unwrap(), [0x30, 3, 2, 1, GRANTED]);
+        assert_eq!(decoded.time_stamp_token, Some(token));
     }
 }

@@ -1,24 +1,25 @@
 //! The time-stamp token: a TSTInfo in a CMS SignedData signed with the TSA
 //! key, carrying signingCertificateV2 (RFC 5816) so the token is bound to
 //! the exact TSA certificate.
+//!
+//! Everything in a token but the TSTInfo's time, serial, imprint, policy
+//! and nonce, the message digest and the signature depends on the TSA
+//! alone, so it is DER-encoded once ([`Template`]) and each token is
+//! spliced together from those bytes. Encoding the whole structure per
+//! token cost about as much as a third of the ECDSA signature.
 
 use std::time::{Duration, SystemTime};
 
 use cms::cert::IssuerAndSerialNumber;
-use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{
-    EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
-};
 use const_oid::ObjectIdentifier;
-use der::asn1::{Any, GeneralizedTime, Int, OctetString, SetOfVec};
+use der::asn1::GeneralizedTime;
 use der::Encode;
 use kexin_ca::cms::{
     DigestAlgorithm, OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_CERTIFICATE_V2,
 };
-use spki::AlgorithmIdentifierOwned;
-use x509_cert::attr::Attribute;
+use kexin_hsm::SignatureAlgorithm;
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_tsp::{Accuracy, TspVersion, TstInfo};
+use x509_cert::Certificate;
 
 use crate::log::LogEntry;
 use crate::request::ValidatedRequest;
@@ -28,21 +29,236 @@ pub use kexin_ca::cms::OID_SIGNED_DATA;
 pub const OID_TST_INFO: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
 
+pub(crate) const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+pub(crate) const INTEGER: u8 = 0x02;
+const OCTET_STRING: u8 = 0x04;
+const OBJECT_IDENTIFIER: u8 = 0x06;
+const CONTEXT_0: u8 = 0xa0;
+
 fn enc(e: der::Error) -> Error {
     Error::Encoding(e.to_string())
 }
 
-fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, Error> {
-    kexin_ca::cms::attribute(oid, value).map_err(|e| Error::Encoding(e.to_string()))
+/// Appends a DER TLV whose content is `parts`, one after the other.
+fn tlv(out: &mut Vec<u8>, tag: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.push(tag);
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+pub(crate) fn wrap(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 6);
+    tlv(&mut out, tag, parts);
+    out
+}
+
+fn oid(oid: &ObjectIdentifier) -> Vec<u8> {
+    wrap(OBJECT_IDENTIFIER, &[oid.as_bytes()])
+}
+
+/// An Attribute with one value, already DER-encoded.
+fn attribute(oid_: &ObjectIdentifier, value: &[u8]) -> Vec<u8> {
+    wrap(SEQUENCE, &[&oid(oid_), &wrap(SET, &[value])])
+}
+
+/// The DER of every part of a token that only the TSA decides.
+#[derive(Debug)]
+pub(crate) struct Template {
+    digest: DigestAlgorithm,
+    /// TSTInfo `accuracy` (an Accuracy SEQUENCE).
+    accuracy: Vec<u8>,
+    /// TSTInfo `tsa`: `[0] EXPLICIT GeneralName`, the TSA's subject.
+    tsa_name: Vec<u8>,
+    /// SignedData `digestAlgorithms`: the SET with the one digest algorithm.
+    digest_algorithms: Vec<u8>,
+    /// SignedData `certificates`: `[0] IMPLICIT CertificateSet`, sent when
+    /// a request asks for them.
+    certificates: Vec<u8>,
+    /// SignerInfo `version`, `sid` and `digestAlgorithm`.
+    signer_head: Vec<u8>,
+    /// SignerInfo `signatureAlgorithm`.
+    signature_algorithm: Vec<u8>,
+    /// The content-type and signingCertificateV2 signed attributes.
+    content_type_attribute: Vec<u8>,
+    signing_certificate_attribute: Vec<u8>,
+}
+
+impl Template {
+    /// `chain` is the TSA certificate followed by its CAs below the root.
+    pub(crate) fn new(
+        signature: SignatureAlgorithm,
+        chain: &[Certificate],
+        accuracy_seconds: u64,
+    ) -> Result<Self, Error> {
+        let certificate = chain
+            .first()
+            .ok_or_else(|| Error::Encoding("no TSA certificate".into()))?;
+        let tbs = &certificate.tbs_certificate;
+        let digest = DigestAlgorithm::for_signature(signature);
+        let digest_algorithm = spki::AlgorithmIdentifierOwned {
+            oid: digest.oid(),
+            parameters: None,
+        }
+        .to_der()
+        .map_err(enc)?;
+        let accuracy = x509_tsp::Accuracy {
+            seconds: Some(accuracy_seconds),
+            millis: None,
+            micros: None,
+        }
+        .to_der()
+        .map_err(enc)?;
+        let tsa_name = GeneralName::DirectoryName(tbs.subject.clone())
+            .to_der()
+            .map_err(enc)?;
+        let mut certificates = kexin_ca::cms::certificate_set(chain)
+            .and_then(|set| {
+                set.to_der()
+                    .map_err(|e| kexin_ca::Error::Encoding(e.to_string()))
+            })
+            .map_err(|e| Error::Encoding(e.to_string()))?;
+        // IMPLICIT [0]: the SET's own encoding under a context tag.
+        certificates[0] = CONTEXT_0;
+        let sid = IssuerAndSerialNumber {
+            issuer: tbs.issuer.clone(),
+            serial_number: tbs.serial_number.clone(),
+        }
+        .to_der()
+        .map_err(enc)?;
+        let signing_certificate = kexin_ca::cms::SigningCertificateV2::for_certificate(certificate)
+            .and_then(|c| {
+                c.to_der()
+                    .map_err(|e| kexin_ca::Error::Encoding(e.to_string()))
+            })
+            .map_err(|e| Error::Encoding(e.to_string()))?;
+        Ok(Self {
+            digest,
+            accuracy,
+            tsa_name: wrap(CONTEXT_0, &[&tsa_name]),
+            digest_algorithms: wrap(SET, &[&digest_algorithm]),
+            certificates,
+            signer_head: [&[INTEGER, 1, 1][..], &sid, &digest_algorithm].concat(),
+            signature_algorithm: signature.algorithm_identifier().to_der().map_err(enc)?,
+            content_type_attribute: attribute(&OID_CONTENT_TYPE, &oid(&OID_TST_INFO)),
+            signing_certificate_attribute: attribute(
+                &OID_SIGNING_CERTIFICATE_V2,
+                &signing_certificate,
+            ),
+        })
+    }
+
+    /// The TSTInfo for a request, stamped `since_epoch` with `serial`.
+    fn tst_info(
+        &self,
+        v: &ValidatedRequest,
+        policy: &ObjectIdentifier,
+        serial: &[u8],
+        since_epoch: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        let req = &v.request;
+        let gen_time =
+            GeneralizedTime::from_unix_duration(Duration::from_secs(since_epoch.as_secs()))
+                .and_then(|t| t.to_der())
+                .map_err(enc)?;
+        let nonce = match &req.nonce {
+            Some(n) => n.to_der().map_err(enc)?,
+            None => Vec::new(),
+        };
+        Ok(wrap(
+            SEQUENCE,
+            &[
+                &[INTEGER, 1, 1],
+                &oid(policy),
+                &req.message_imprint.to_der().map_err(enc)?,
+                &wrap(INTEGER, &[serial]),
+                &gen_time,
+                &self.accuracy,
+                // ordering: DEFAULT FALSE, so absent.
+                &nonce,
+                &self.tsa_name,
+            ],
+        ))
+    }
+
+    /// The signed attributes' content, in DER SET OF order.
+    fn signed_attributes(&self, tst_info: &[u8]) -> Vec<u8> {
+        let message_digest = attribute(
+            &OID_MESSAGE_DIGEST,
+            &wrap(OCTET_STRING, &[&self.digest.digest(tst_info)]),
+        );
+        let mut attributes = [
+            &self.content_type_attribute[..],
+            &message_digest,
+            &self.signing_certificate_attribute,
+        ];
+        attributes.sort_unstable();
+        attributes.concat()
+    }
+
+    /// The ContentInfo of the token.
+    fn token(
+        &self,
+        tst_info: &[u8],
+        attributes: &[u8],
+        signature: &[u8],
+        with_certificates: bool,
+    ) -> Vec<u8> {
+        let signer_info = wrap(
+            SEQUENCE,
+            &[
+                &self.signer_head,
+                &wrap(CONTEXT_0, &[attributes]),
+                &self.signature_algorithm,
+                &wrap(OCTET_STRING, &[signature]),
+            ],
+        );
+        let content = wrap(
+            SEQUENCE,
+            &[
+                &oid(&OID_TST_INFO),
+                &wrap(CONTEXT_0, &[&wrap(OCTET_STRING, &[tst_info])]),
+            ],
+        );
+        let certificates: &[u8] = if with_certificates {
+            &self.certificates
+        } else {
+            &[]
+        };
+        let signed_data = wrap(
+            SEQUENCE,
+            &[
+                &[INTEGER, 1, 3],
+                &self.digest_algorithms,
+                &content,
+                certificates,
+                &wrap(SET, &[&signer_info]),
+            ],
+        );
+        wrap(
+            SEQUENCE,
+            &[&oid(&OID_SIGNED_DATA), &wrap(CONTEXT_0, &[&signed_data])],
+        )
+    }
 }
 
 /// A 16-byte serial: the issue time in milliseconds (6 bytes, big-endian)
 /// then 80 random bits. Unique across restarts and nodes like a fully random
 /// one, but in time order, so the token log's primary-key index grows at
 /// its right edge instead of dirtying a random page for every token.
-fn serial_at(since_epoch: Duration) -> Result<Vec<u8>, Error> {
+fn serial_at(since_epoch: Duration) -> Result<[u8; 16], Error> {
     use aws_lc_rs::rand::SecureRandom;
-    let mut b = vec![0u8; 16];
+    let mut b = [0u8; 16];
     b[..6].copy_from_slice(&(since_epoch.as_millis() as u64).to_be_bytes()[2..]);
     aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut b[6..])
@@ -58,93 +274,56 @@ pub async fn issue(
     v: &ValidatedRequest,
     requester: &str,
 ) -> Result<Vec<u8>, Error> {
-    let req = &v.request;
     let since_epoch = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let serial = serial_at(since_epoch)?;
-    let gen_time = GeneralizedTime::from_unix_duration(Duration::from_secs(since_epoch.as_secs()))
-        .map_err(enc)?;
-    let cert_tbs = &tsa.certificate.tbs_certificate;
-    let tst = TstInfo {
-        version: TspVersion::V1,
-        policy: req.req_policy.unwrap_or(tsa.policy),
-        message_imprint: req.message_imprint.clone(),
-        serial_number: Int::new(&serial).map_err(enc)?,
-        gen_time,
-        accuracy: Some(Accuracy {
-            seconds: Some(tsa.accuracy_seconds),
-            millis: None,
-            micros: None,
-        }),
-        ordering: false,
-        nonce: req.nonce.clone(),
-        tsa: Some(GeneralName::DirectoryName(cert_tbs.subject.clone())),
-        extensions: None,
-    };
-    let tst_der = tst.to_der().map_err(enc)?;
-
-    let digest = DigestAlgorithm::for_signature(tsa.signature);
-    let digest_alg = AlgorithmIdentifierOwned {
-        oid: digest.oid(),
-        parameters: None,
-    };
-    let signed_attrs: SetOfVec<Attribute> = SetOfVec::try_from(vec![
-        attribute(OID_CONTENT_TYPE, Any::from(&OID_TST_INFO))?,
-        attribute(
-            OID_MESSAGE_DIGEST,
-            Any::encode_from(&OctetString::new(digest.digest(&tst_der)).map_err(enc)?)
-                .map_err(enc)?,
-        )?,
-        attribute(OID_SIGNING_CERTIFICATE_V2, tsa.signing_certificate.clone())?,
-    ])
-    .map_err(enc)?;
-    let to_sign = signed_attrs.to_der().map_err(enc)?;
-    let signature =
-        kexin_hsm::sign_async(&tsa.store, &tsa.key_label, tsa.signature, to_sign).await?;
-
-    let signer = SignerInfo {
-        version: CmsVersion::V1,
-        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: cert_tbs.issuer.clone(),
-            serial_number: cert_tbs.serial_number.clone(),
-        }),
-        digest_alg: digest_alg.clone(),
-        signed_attrs: Some(signed_attrs),
-        signature_algorithm: tsa.signature.algorithm_identifier(),
-        signature: OctetString::new(signature).map_err(enc)?,
-        unsigned_attrs: None,
-    };
-    let certificates = req.cert_req.then(|| tsa.certificate_set.clone());
-    let signed_data = SignedData {
-        version: CmsVersion::V3,
-        digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(enc)?,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: OID_TST_INFO,
-            econtent: Some(
-                Any::encode_from(&OctetString::new(tst_der).map_err(enc)?).map_err(enc)?,
-            ),
-        },
-        certificates,
-        crls: None,
-        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer]).map_err(enc)?),
-    };
-    let token = ContentInfo {
-        content_type: OID_SIGNED_DATA,
-        content: Any::encode_from(&signed_data).map_err(enc)?,
-    }
-    .to_der()
-    .map_err(enc)?;
+    let policy = v.request.req_policy.unwrap_or(tsa.policy);
+    let template = &tsa.template;
+    let tst_info = template.tst_info(v, &policy, &serial, since_epoch)?;
+    let attributes = template.signed_attributes(&tst_info);
+    let signature = kexin_hsm::sign_async(
+        &tsa.store,
+        &tsa.key_label,
+        tsa.signature,
+        wrap(SET, &[&attributes]),
+    )
+    .await?;
+    let token = template.token(&tst_info, &attributes, &signature, v.request.cert_req);
 
     tsa.log
         .record(LogEntry {
-            serial: hex::encode(&serial),
+            serial: hex::encode(serial),
             gen_time_ms: since_epoch.as_millis() as i64,
-            policy: tst.policy.to_string(),
+            policy: policy.to_string(),
             hash_algorithm: v.digest_name.to_owned(),
-            message_imprint: hex::encode(req.message_imprint.hashed_message.as_bytes()),
+            message_imprint: hex::encode(v.request.message_imprint.hashed_message.as_bytes()),
             requester: requester.to_owned(),
         })
         .await?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::asn1::OctetString;
+
+    #[test]
+    fn lengths_are_minimal_definite_forms() {
+        for (len, header) in [
+            (0usize, vec![0x04, 0x00]),
+            (127, vec![0x04, 0x7f]),
+            (128, vec![0x04, 0x81, 0x80]),
+            (255, vec![0x04, 0x81, 0xff]),
+            (256, vec![0x04, 0x82, 0x01, 0x00]),
+            (70_000, vec![0x04, 0x83, 0x01, 0x11, 0x70]),
+        ] {
+            let content = vec![0u8; len];
+            let encoded = wrap(OCTET_STRING, &[&content]);
+            assert_eq!(encoded[..header.len()], header[..], "length {len}");
+            let decoded: OctetString = der::Decode::from_der(&encoded).unwrap();
+            assert_eq!(decoded.as_bytes().len(), len);
+        }
+    }
 }
