@@ -13,10 +13,21 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 echo "benchmark document" > "$WORK/doc.txt"
 openssl ts -query -data "$WORK/doc.txt" -sha256 -no_nonce -out "$WORK/req.tsq" 2>/dev/null
+# Every request stamps another document: the request's last 32 bytes (its
+# SHA-256 imprint; no nonce) are random, as a TSA's imprints are.
 cat > "$WORK/post.lua" <<LUA
 local f = io.open("$WORK/req.tsq", "rb"); local body = f:read("*all"); f:close()
-wrk.method = "POST"; wrk.body = body
+local prefix = body:sub(1, #body - 32)
+wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/timestamp-query"
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("id", threads) end
+function init(args) math.randomseed(os.time() * 64 + id) end
+request = function()
+  local imprint = {}
+  for i = 1, 32 do imprint[i] = string.char(math.random(0, 255)) end
+  return wrk.format(nil, nil, nil, prefix .. table.concat(imprint))
+end
 LUA
 SPEED_P256=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $7}')
 SPEED_RSA=$(openssl speed -seconds 3 rsa3072 2>/dev/null | awk '/^rsa 3072 bits/ {print $6}')
@@ -34,11 +45,11 @@ for alg in ecdsa-p256 rsa-3072; do
   T0=$(cpu_ticks)
   OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/post.lua" "http://127.0.0.1:$HTTP/tsa")
   T1=$(cpu_ticks)
-  LOGGED=$(python3 -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute('select count(*) from timestamp_tokens').fetchone()[0])" "$WORK/$alg/kexin.db")
+  LOGGED=$(python3 -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute('select count(distinct message_imprint) from timestamp_tokens').fetchone()[0])" "$WORK/$alg/kexin.db")
   RATE=$(echo "$OUT" | awk '/Requests\/sec/ {print $2}')
   P50=$(echo "$OUT" | awk '$1=="50%" {print $2}'); P99=$(echo "$OUT" | awk '$1=="99%" {print $2}')
   SPEED=$SPEED_P256; [ $alg = rsa-3072 ] && SPEED=$SPEED_RSA
-  python3 -c "import json,sys; r,s=float(sys.argv[2]),float(sys.argv[5]); cores=(int(sys.argv[7])-int(sys.argv[8]))/$(getconf CLK_TCK)/float(sys.argv[9]); print(json.dumps({'alg':sys.argv[1],'tokens_per_s':r,'p50':sys.argv[3],'p99':sys.argv[4],'tokens_logged':int(sys.argv[6]),'openssl_speed_sign_per_s_one_core':s,'server_cores_busy':round(cores,2),'ratio_per_server_core':round(r/cores/s,2),'ratio_per_core_used_2':round(r/2/s,2),'ratio_to_one_core':round(r/s,2)}))" \
+  python3 -c "import json,sys; r,s=float(sys.argv[2]),float(sys.argv[5]); cores=(int(sys.argv[7])-int(sys.argv[8]))/$(getconf CLK_TCK)/float(sys.argv[9]); print(json.dumps({'alg':sys.argv[1],'tokens_per_s':r,'p50':sys.argv[3],'p99':sys.argv[4],'distinct_imprints_logged':int(sys.argv[6]),'openssl_speed_sign_per_s_one_core':s,'server_cores_busy':round(cores,2),'ratio_per_server_core':round(r/cores/s,2),'ratio_per_core_used_2':round(r/2/s,2),'ratio_to_one_core':round(r/s,2)}))" \
     $alg "$RATE" "$P50" "$P99" "$SPEED" "$LOGGED" "$T1" "$T0" "$DURATION"
   kill $PID; wait $PID 2>/dev/null || true
 done
