@@ -23,7 +23,7 @@ use x509_cert::Certificate;
 
 use crate::audit::{AuditEvent, NewEntry};
 use crate::certificate::{
-    assemble_certificate, der_err, random_serial, serial_hex, tbs_certificate, unix_seconds,
+    assemble_certificate, der_err, serial_hex, tbs_certificate, time_ordered_serial, unix_seconds,
     CertificateTemplate,
 };
 use crate::lint::{lint, IssuerView};
@@ -106,13 +106,13 @@ impl Issuer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let serial = random_serial()?;
+            let serial = time_ordered_serial()?;
             let tbs = tbs_certificate(template, &serial, &issuer_name, signature)?;
             let problems = lint(&tbs, issuer_tbs.map(|tbs| IssuerView { tbs }));
             if !problems.is_empty() {
                 return Err(Error::Lint(problems));
             }
-            let serial = hex::encode(&serial);
+            let serial = hex::encode(serial);
             let subject = tbs.subject.to_string();
             let job = IssuanceJob {
                 pending: PendingCertificate {

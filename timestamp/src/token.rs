@@ -252,22 +252,6 @@ impl Template {
     }
 }
 
-/// A 16-byte serial: the issue time in milliseconds (6 bytes, big-endian)
-/// then 80 random bits. Unique across restarts and nodes like a fully random
-/// one, but in time order, so the token log's primary-key index grows at
-/// its right edge instead of dirtying a random page for every token.
-fn serial_at(since_epoch: Duration) -> Result<[u8; 16], Error> {
-    use aws_lc_rs::rand::SecureRandom;
-    let mut b = [0u8; 16];
-    b[..6].copy_from_slice(&(since_epoch.as_millis() as u64).to_be_bytes()[2..]);
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut b[6..])
-        .map_err(|_| Error::Encoding("system RNG failed".into()))?;
-    // Positive, and a leading byte that DER keeps.
-    b[0] = (b[0] & 0x7f).max(1);
-    Ok(b)
-}
-
 /// Signs a token for `v` and logs it; returns the DER ContentInfo.
 pub async fn issue(
     tsa: &TimeStampAuthority,
@@ -277,7 +261,8 @@ pub async fn issue(
     let since_epoch = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let serial = serial_at(since_epoch)?;
+    let serial = kexin_ca::certificate::serial_at(since_epoch)
+        .map_err(|e| Error::Encoding(e.to_string()))?;
     let policy = v.request.req_policy.unwrap_or(tsa.policy);
     let template = &tsa.template;
     let tst_info = template.tst_info(v, &policy, &serial, since_epoch)?;
