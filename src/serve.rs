@@ -301,19 +301,31 @@ fn finish(routes: Router<AppState>, state: AppState, listener: &'static str) -> 
         .with_state(state)
 }
 
+/// A TCP socket for `addr` that may bind over connections in TIME_WAIT.
+fn new_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    Ok(socket)
+}
+
 /// `count` listening sockets on one address (SO_REUSEPORT): the kernel
 /// spreads new connections across them. A port of 0 is chosen by the
-/// first socket and shared by the others.
+/// first socket and shared by the others. A port that something already
+/// listens on is refused, as a plain bind would: SO_REUSEPORT alone would
+/// let a second Kexin started by mistake quietly take a share of the
+/// connections.
 fn bind_shared(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        new_socket(addr)?.bind(addr)?;
+    }
     let mut addr = addr;
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
+        let socket = new_socket(addr)?;
         socket.set_reuseport(true)?;
         socket.bind(addr)?;
         let listener = socket.listen(1024)?;
@@ -771,5 +783,18 @@ mod tests {
             }
             assert!(taken > 0, "a listener took none of 64 connections");
         }
+    }
+
+    /// A second server on a port in use fails, as a plain bind does,
+    /// instead of joining the first one's sockets.
+    #[tokio::test]
+    async fn a_port_in_use_is_refused() {
+        let first = bind_shared(SocketAddr::from(([127, 0, 0, 1], 0)), 2).unwrap();
+        let taken = first[0].local_addr().unwrap();
+        let err = bind_shared(taken, 2).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind_shared(plain.local_addr().unwrap(), 1).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     }
 }
