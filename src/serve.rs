@@ -206,7 +206,10 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let https_listener = TcpListener::bind(instance.config.https.listen)
         .await
         .with_context(|| format!("binding HTTPS to {}", instance.config.https.listen))?;
-    let http_addr = http_listeners[0].local_addr()?;
+    let http_addr = http_listeners
+        .first()
+        .context("no HTTP listener")?
+        .local_addr()?;
     let https_addr = https_listener.local_addr()?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -344,6 +347,9 @@ fn bind_shared(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::
 /// (`bench/ocsp.sh`, `bench/tsa.sh`). HTTPS (the API, the console, sign-ins,
 /// sealing whole documents) keeps the work-stealing runtime, where a
 /// long request cannot hold up the connections that share its thread.
+/// The price is at low concurrency: with a few clients opening a new
+/// connection per request, one thread may get most of them while
+/// another sleeps (README, Benchmarks).
 fn serve_http_on_threads(
     listeners: Vec<std::net::TcpListener>,
     router: Router,
