@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
 SECONDS_EACH=${SECONDS_EACH:-10}
+# The clients speak HTTP/1.1, as the SDK's challenge_login does;
+# SSO_HTTP=2 makes them offer h2 first, as browsers do.
 # Clients at once: each level is a run of its own, on the same server.
 CONCURRENCY=${CONCURRENCY:-16 64}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin

@@ -3,6 +3,7 @@
 //! grants, and ID-token verifications in the SDK; reports rates and p99.
 //!
 //! usage: sso_load ISSUER ROOT.pem CERT.pem KEY.pkcs8.der CLIENT_ID SECRET REDIRECT SECONDS CONCURRENCY [SERVER_PID]
+//! HTTP/1.1 by default, as the SDK signs in; `SSO_HTTP=2` for HTTP/2.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use base64::Engine;
 
 struct Setup {
     issuer: String,
-    /// Built once; every client made from it is a fresh browser all the
+    /// Built once; every client made from it is a fresh client all the
     /// same: no session to resume, so each login is a full TLS handshake.
     tls: rustls::ClientConfig,
     root_pem: Vec<u8>,
@@ -36,7 +37,12 @@ fn tls_config(root_pem: &[u8]) -> rustls::ClientConfig {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 as the SDK's challenge_login speaks it; SSO_HTTP=2 offers
+    // h2 first, as a browser does.
+    tls.alpn_protocols = match std::env::var("SSO_HTTP").as_deref() {
+        Ok("2") => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        _ => vec![b"http/1.1".to_vec()],
+    };
     tls.resumption = rustls::client::Resumption::disabled();
     tls
 }
@@ -206,7 +212,7 @@ async fn main() {
     let (seconds, concurrency): (u64, usize) = (a[8].parse().unwrap(), a[9].parse().unwrap());
     let server: Option<u32> = a.get(10).and_then(|p| p.parse().ok());
 
-    // Certificate logins: each worker is a fresh browser (its own cookies).
+    // Certificate logins: each worker is a fresh client (its own cookies).
     let s = setup.clone();
     run(
         "certificate-login",
