@@ -92,6 +92,9 @@ pub(crate) struct Template {
     /// The content-type and signingCertificateV2 signed attributes.
     content_type_attribute: Vec<u8>,
     signing_certificate_attribute: Vec<u8>,
+    /// The OBJECT IDENTIFIERs id-ct-TSTInfo and id-signedData.
+    tst_info_type: Vec<u8>,
+    signed_data_type: Vec<u8>,
 }
 
 impl Template {
@@ -142,6 +145,7 @@ impl Template {
                     .map_err(|e| kexin_ca::Error::Encoding(e.to_string()))
             })
             .map_err(|e| Error::Encoding(e.to_string()))?;
+        let tst_info_type = oid(&OID_TST_INFO);
         Ok(Self {
             digest,
             accuracy,
@@ -150,11 +154,13 @@ impl Template {
             certificates,
             signer_head: [&[INTEGER, 1, 1][..], &sid, &digest_algorithm].concat(),
             signature_algorithm: signature.algorithm_identifier().to_der().map_err(enc)?,
-            content_type_attribute: attribute(&OID_CONTENT_TYPE, &oid(&OID_TST_INFO)),
+            content_type_attribute: attribute(&OID_CONTENT_TYPE, &tst_info_type),
             signing_certificate_attribute: attribute(
                 &OID_SIGNING_CERTIFICATE_V2,
                 &signing_certificate,
             ),
+            tst_info_type,
+            signed_data_type: oid(&OID_SIGNED_DATA),
         })
     }
 
@@ -226,7 +232,7 @@ impl Template {
         let content = wrap(
             SEQUENCE,
             &[
-                &oid(&OID_TST_INFO),
+                &self.tst_info_type,
                 &wrap(CONTEXT_0, &[&wrap(OCTET_STRING, &[tst_info])]),
             ],
         );
@@ -247,7 +253,7 @@ impl Template {
         );
         wrap(
             SEQUENCE,
-            &[&oid(&OID_SIGNED_DATA), &wrap(CONTEXT_0, &[&signed_data])],
+            &[&self.signed_data_type, &wrap(CONTEXT_0, &[&signed_data])],
         )
     }
 }
