@@ -15,6 +15,7 @@ mod instance;
 mod metrics;
 mod officer;
 mod oidc;
+mod plain_http;
 mod portal;
 mod private_files;
 mod problem;

@@ -1,5 +1,6 @@
 //! Prometheus metrics: request counts and latencies per listener, route and status.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,14 +16,14 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     listener: &'static str,
-    route: String,
+    route: Cow<'static, str>,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     listener: &'static str,
-    route: String,
+    route: Cow<'static, str>,
 }
 
 pub struct Metrics {
@@ -51,6 +52,41 @@ impl Metrics {
         })
     }
 
+    /// One request answered through `listener`, on `route`, in `seconds`.
+    pub fn record(
+        &self,
+        listener: &'static str,
+        route: Cow<'static, str>,
+        status: u16,
+        seconds: f64,
+    ) {
+        self.route(listener, route, status).record(seconds);
+    }
+
+    /// The metrics of one listener, route and status, to keep and reuse:
+    /// finding them takes a lock and hashes the labels.
+    pub fn route(
+        &self,
+        listener: &'static str,
+        route: Cow<'static, str>,
+        status: u16,
+    ) -> RouteMetrics {
+        RouteMetrics {
+            requests: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    listener,
+                    route: route.clone(),
+                    status,
+                })
+                .clone(),
+            latency: self
+                .latency
+                .get_or_create(&RouteLabels { listener, route })
+                .clone(),
+        }
+    }
+
     pub fn render(&self) -> Response {
         let mut out = String::new();
         match prometheus_client::encoding::text::encode(&mut out, &self.registry) {
@@ -67,6 +103,20 @@ impl Metrics {
     }
 }
 
+/// The request counter and latency histogram of one route and status.
+#[derive(Clone, Debug)]
+pub struct RouteMetrics {
+    requests: Counter,
+    latency: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn record(&self, seconds: f64) {
+        self.requests.inc();
+        self.latency.observe(seconds);
+    }
+}
+
 /// Middleware state: which listener a request came through.
 #[derive(Clone)]
 pub struct Observed {
@@ -78,25 +128,16 @@ pub async fn observe(State(o): State<Observed>, req: Request, next: Next) -> Res
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+        .map_or(Cow::Borrowed("unmatched"), |p| {
+            Cow::Owned(p.as_str().to_owned())
+        });
     let start = Instant::now();
     let response = next.run(req).await;
-    let elapsed = start.elapsed().as_secs_f64();
-    o.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            listener: o.listener,
-            route: route.clone(),
-            status: response.status().as_u16(),
-        })
-        .inc();
-    o.metrics
-        .latency
-        .get_or_create(&RouteLabels {
-            listener: o.listener,
-            route,
-        })
-        .observe(elapsed);
+    o.metrics.record(
+        o.listener,
+        route,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     response
 }

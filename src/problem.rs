@@ -1,6 +1,6 @@
 //! RFC 9457 problem documents: every HTTP error Kexin returns is one.
 
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, serde::Serialize)]
@@ -52,15 +52,15 @@ impl Problem {
     }
 }
 
+impl From<Problem> for crate::plain_http::Reply {
+    fn from(problem: Problem) -> Self {
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        Self::new(problem.status(), "application/problem+json", body)
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
+        crate::plain_http::Reply::from(self).into_response()
     }
 }

@@ -1,6 +1,7 @@
 //! `kexin serve`: plain HTTP for the public PKI repository and HTTPS for
 //! everything else, with graceful shutdown on SIGTERM or Ctrl-C.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,7 +12,7 @@ use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{pem::PemObject, CertificateDer};
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::instance::Instance;
 use crate::metrics::{observe, Metrics, Observed};
+use crate::plain_http::{Reply, Request as PlainRequest};
 use crate::problem::Problem;
 use crate::tls::{ClientCertificates, PeerCertificates};
 use kexin_ca::hierarchy::load_authority;
@@ -215,11 +217,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let crl_refresher = tokio::spawn(refresh_crls(instance.clone(), shutdown_rx.clone()));
     let checkpointer = tokio::spawn(checkpoint_audit(instance.clone(), shutdown_rx.clone()));
-    let http = serve_http_on_threads(
-        http_listeners,
-        http_router(state.clone()),
-        shutdown_rx.clone(),
-    )?;
+    let http = serve_http_on_threads(http_listeners, state.clone(), shutdown_rx.clone())?;
     let https = tokio::spawn(serve_https(
         https_listener,
         https_router(state.clone()),
@@ -264,15 +262,69 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn http_router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/pki/ca/{file}", get(ca_certificate))
-        .route("/pki/crl/{file}", get(crl))
-        .route("/ocsp", post(ocsp_post))
-        .route("/ocsp/{*request}", get(ocsp_get))
-        .route("/tsa", post(tsa))
-        .route("/healthz", get(healthz));
-    finish(routes, state, "http")
+impl crate::plain_http::Routes for AppState {
+    async fn route<'a>(&'a self, request: &'a PlainRequest<'a>) -> (&'static str, Reply) {
+        use crate::plain_http::Method::{Get, Head, Post};
+        let get = matches!(request.method, Get | Head);
+        let path = request.path;
+        if let Some(file) = path.strip_prefix("/pki/ca/") {
+            let reply = if get {
+                ca_certificate_reply(self, &percent_decode(file))
+            } else {
+                method_not_allowed("GET, HEAD")
+            };
+            ("/pki/ca/{file}", reply)
+        } else if let Some(file) = path.strip_prefix("/pki/crl/") {
+            let reply = if get {
+                crl_reply(self, &percent_decode(file)).await
+            } else {
+                method_not_allowed("GET, HEAD")
+            };
+            ("/pki/crl/{file}", reply)
+        } else if path == "/ocsp" {
+            let reply = if request.method == Post {
+                ocsp_post(self, request).await
+            } else {
+                method_not_allowed("POST")
+            };
+            ("/ocsp", reply)
+        } else if let Some(encoded) = path.strip_prefix("/ocsp/") {
+            let reply = if get {
+                ocsp_get(self, &percent_decode(encoded)).await
+            } else {
+                method_not_allowed("GET, HEAD")
+            };
+            ("/ocsp/{*request}", reply)
+        } else if path == "/tsa" {
+            let reply = if request.method == Post {
+                tsa(self, request).await
+            } else {
+                method_not_allowed("POST")
+            };
+            ("/tsa", reply)
+        } else if path == "/healthz" && get {
+            let reply = Reply::new(
+                StatusCode::OK,
+                "application/json",
+                &br#"{"status":"ok"}"#[..],
+            );
+            ("/healthz", reply)
+        } else {
+            ("unmatched", Problem::not_found("no such resource").into())
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy()
+}
+
+fn method_not_allowed(allow: &str) -> Reply {
+    Reply::from(Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("this resource answers {allow}"),
+    ))
+    .header(header::ALLOW, allow.to_owned())
 }
 
 fn https_router(state: AppState) -> Router {
@@ -352,12 +404,12 @@ fn bind_shared(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::
 /// another sleeps (README, Benchmarks).
 fn serve_http_on_threads(
     listeners: Vec<std::net::TcpListener>,
-    router: Router,
+    state: AppState,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
-        let (router, shutdown) = (router.clone(), shutdown.clone());
+        let (state, shutdown) = (state.clone(), shutdown.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -366,7 +418,10 @@ fn serve_http_on_threads(
             .name(format!("kexin-http-{i}"))
             .spawn(move || {
                 let served = runtime.block_on(async move {
-                    serve_http(TcpListener::from_std(listener)?, router, shutdown).await
+                    let listener = TcpListener::from_std(listener)?;
+                    let metrics = state.metrics.clone();
+                    crate::plain_http::serve(listener, state, metrics, shutdown).await;
+                    std::io::Result::Ok(())
                 });
                 if let Err(e) = served {
                     tracing::error!(error = %e, "HTTP listener stopped");
@@ -376,30 +431,6 @@ fn serve_http_on_threads(
         threads.push(thread);
     }
     Ok(threads)
-}
-
-async fn serve_http(
-    listener: TcpListener,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    // Responses are written whole; Nagle's algorithm would only hold back
-    // their last segment until the client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    })
-    .await?;
-    Ok(())
 }
 
 async fn serve_https(
@@ -493,20 +524,17 @@ async fn shutdown_signal() {
 }
 
 async fn ca_certificate(State(state): State<AppState>, UrlPath(file): UrlPath<String>) -> Response {
+    ca_certificate_reply(&state, &file).into_response()
+}
+
+fn ca_certificate_reply(state: &AppState, file: &str) -> Reply {
     let Some(name) = file.strip_suffix(".crt") else {
-        return Problem::not_found("CA certificates are served as /pki/ca/{name}.crt")
-            .into_response();
+        return Problem::not_found("CA certificates are served as /pki/ca/{name}.crt").into();
     };
     match state.ca_certificates.get(name) {
-        Some(der) => (
-            [
-                (header::CONTENT_TYPE, "application/pkix-cert"),
-                (header::CACHE_CONTROL, "public, max-age=86400"),
-            ],
-            der.clone(),
-        )
-            .into_response(),
-        None => Problem::not_found(&format!("no CA named {name:?}")).into_response(),
+        Some(der) => Reply::new(StatusCode::OK, "application/pkix-cert", der.clone())
+            .header(header::CACHE_CONTROL, "public, max-age=86400".to_owned()),
+        None => Problem::not_found(&format!("no CA named {name:?}")).into(),
     }
 }
 
@@ -588,12 +616,12 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-async fn crl(State(state): State<AppState>, UrlPath(file): UrlPath<String>) -> Response {
+async fn crl_reply(state: &AppState, file: &str) -> Reply {
     let Some(name) = file.strip_suffix(".crl") else {
-        return Problem::not_found("CRLs are served as /pki/crl/{name}.crl").into_response();
+        return Problem::not_found("CRLs are served as /pki/crl/{name}.crl").into();
     };
     if !state.ca_certificates.contains_key(name) {
-        return Problem::not_found(&format!("no CA named {name:?}")).into_response();
+        return Problem::not_found(&format!("no CA named {name:?}")).into();
     }
     let record = match state.instance.db.crl(name).await {
         Ok(Some(c)) if c.next_update > now_secs() => Ok(c),
@@ -603,20 +631,14 @@ async fn crl(State(state): State<AppState>, UrlPath(file): UrlPath<String>) -> R
     match record {
         Ok(c) => {
             let max_age = ((c.next_update - now_secs()) / 2).max(0);
-            (
-                [
-                    (header::CONTENT_TYPE, "application/pkix-crl".to_owned()),
-                    (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
-                    (header::LAST_MODIFIED, http_date(c.this_update)),
-                    (header::EXPIRES, http_date(c.next_update)),
-                ],
-                c.der,
-            )
-                .into_response()
+            Reply::new(StatusCode::OK, "application/pkix-crl", c.der)
+                .header(header::CACHE_CONTROL, format!("public, max-age={max_age}"))
+                .header(header::LAST_MODIFIED, http_date(c.this_update))
+                .header(header::EXPIRES, http_date(c.next_update))
         }
         Err(e) => {
             tracing::error!(ca = name, error = %e, "serving CRL");
-            Problem::unavailable("the CRL cannot be produced right now").into_response()
+            Problem::unavailable("the CRL cannot be produced right now").into()
         }
     }
 }
@@ -625,25 +647,22 @@ fn http_date(secs: i64) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
 }
 
-async fn ocsp_post(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.eq_ignore_ascii_case("application/ocsp-request") {
-        return ocsp_reply(state.ocsp.respond(&[]).await);
-    }
-    match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
-        Ok(bytes) => ocsp_reply(state.ocsp.respond(&bytes).await),
-        Err(_) => ocsp_reply(state.ocsp.respond(&[]).await),
-    }
+/// A body of another type is answered as the garbage it is to an OCSP
+/// responder: `malformedRequest`.
+async fn ocsp_post(state: &AppState, request: &PlainRequest<'_>) -> Reply {
+    let der = if request
+        .content_type
+        .eq_ignore_ascii_case("application/ocsp-request")
+        && request.body.len() <= MAX_REQUEST_BYTES
+    {
+        request.body
+    } else {
+        &[]
+    };
+    ocsp_reply(state.ocsp.respond(der).await)
 }
 
-async fn ocsp_get(State(state): State<AppState>, UrlPath(request): UrlPath<String>) -> Response {
+async fn ocsp_get(state: &AppState, request: &str) -> Reply {
     use base64::Engine;
     let engines = [
         base64::engine::general_purpose::STANDARD,
@@ -659,62 +678,42 @@ async fn ocsp_get(State(state): State<AppState>, UrlPath(request): UrlPath<Strin
 }
 
 /// An OCSP answer with RFC 5019 caching headers when it is a signed response.
-fn ocsp_reply(answer: OcspAnswer) -> Response {
-    let mut headers = vec![(header::CONTENT_TYPE, "application/ocsp-response".to_owned())];
-    if let (Some(this), Some(next), Some(etag)) =
-        (answer.this_update, answer.next_update, answer.etag)
-    {
-        let max_age = (next - now_secs()).max(0);
-        headers.extend([
-            (
-                header::CACHE_CONTROL,
-                format!("max-age={max_age}, public, no-transform, must-revalidate"),
-            ),
-            (header::LAST_MODIFIED, http_date(this)),
-            (header::EXPIRES, http_date(next)),
-            (header::ETAG, format!("\"{}\"", hex::encode(etag))),
-        ]);
-    } else {
-        headers.push((header::CACHE_CONTROL, "no-store".to_owned()));
-    }
-    let mut response = answer.der.into_response();
-    for (name, value) in headers {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
+fn ocsp_reply(answer: OcspAnswer) -> Reply {
+    let reply = Reply::new(StatusCode::OK, "application/ocsp-response", answer.der);
+    match (answer.this_update, answer.next_update, answer.etag) {
+        (Some(this), Some(next), Some(etag)) => {
+            let max_age = (next - now_secs()).max(0);
+            reply
+                .header(
+                    header::CACHE_CONTROL,
+                    format!("max-age={max_age}, public, no-transform, must-revalidate"),
+                )
+                .header(header::LAST_MODIFIED, http_date(this))
+                .header(header::EXPIRES, http_date(next))
+                .header(header::ETAG, format!("\"{}\"", hex::encode(etag)))
         }
+        _ => reply.header(header::CACHE_CONTROL, "no-store".to_owned()),
     }
-    response
 }
 
 /// RFC 3161 over HTTP: `application/timestamp-query` in,
 /// `application/timestamp-reply` out, rejections included.
-async fn tsa(
-    State(state): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let request = if content_type.eq_ignore_ascii_case("application/timestamp-query") {
-        axum::body::to_bytes(body, kexin_timestamp::MAX_REQUEST_BYTES)
-            .await
-            .map(|b| b.to_vec())
-            .unwrap_or_default()
+async fn tsa(state: &AppState, request: &PlainRequest<'_>) -> Reply {
+    let query = if request
+        .content_type
+        .eq_ignore_ascii_case("application/timestamp-query")
+        && request.body.len() <= kexin_timestamp::MAX_REQUEST_BYTES
+    {
+        request.body
     } else {
-        Vec::new()
+        &[]
     };
-    let reply = state.tsa.respond(&request, &peer.ip().to_string()).await;
-    (
-        [
-            (header::CONTENT_TYPE, "application/timestamp-reply"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        reply,
-    )
-        .into_response()
+    let reply = state
+        .tsa
+        .respond(query, &request.peer.ip().to_string())
+        .await;
+    Reply::new(StatusCode::OK, "application/timestamp-reply", reply)
+        .header(header::CACHE_CONTROL, "no-store".to_owned())
 }
 
 async fn healthz() -> Json<serde_json::Value> {
