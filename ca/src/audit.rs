@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use crate::storage::direct;
 use crate::storage::group_commit::{BatchWriter, GroupCommit};
-use crate::storage::{insert_rows_sql, storage, Database, ROWS_PER_STATEMENT};
+use crate::storage::{insert_rows_sql, storage, Backend, Database, ROWS_PER_STATEMENT};
 use crate::Error;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -400,7 +400,7 @@ pub(crate) async fn extend_chain<'a>(
     };
     let entries = chain_entries(head, events);
     for rows in entries.chunks(ROWS_PER_STATEMENT) {
-        let sql = insert_rows_sql(INSERT_ENTRIES, rows.len(), 9);
+        let sql = insert_rows_sql(Backend::of(tx), INSERT_ENTRIES, rows.len(), 9);
         let mut query = sqlx::query(&sql);
         for entry in rows {
             query = query

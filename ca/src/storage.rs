@@ -33,6 +33,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend a connection of the `Any` driver talks to.
+    pub fn of(connection: &sqlx::AnyConnection) -> Self {
+        if connection.backend_name().eq_ignore_ascii_case("postgresql") {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+}
+
 /// A connection pool with the schema migrated.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -669,10 +680,20 @@ fn authority_from_row(r: &AnyRow) -> Result<AuthorityRecord, Error> {
 /// far below both backends' limits on bound parameters.
 pub const ROWS_PER_STATEMENT: usize = 100;
 
-/// `{insert} VALUES ($1, …), (…), …`: a multi-row INSERT of `rows` rows
-/// of `columns` values, e.g. `insert_rows_sql("INSERT INTO t (a, b)", 2, 2)`.
-pub fn insert_rows_sql(insert: &str, rows: usize, columns: usize) -> String {
-    format!("{insert} VALUES {}", rows_of_placeholders(rows, columns, 1))
+/// `{insert} VALUES (…), (…), …`: a multi-row INSERT of `rows` rows of
+/// `columns` values, e.g. `insert_rows_sql(backend, "INSERT INTO t (a, b)", 2, 2)`.
+/// PostgreSQL gets `$1, $2, …`; SQLite gets anonymous `?` in the same
+/// positions, because sqlx binds a `$N` parameter on SQLite only after
+/// asking its name, a lookup that scans the statement's list of names:
+/// binding a batch grew with the square of its size.
+pub fn insert_rows_sql(backend: Backend, insert: &str, rows: usize, columns: usize) -> String {
+    match backend {
+        Backend::Postgres => format!("{insert} VALUES {}", rows_of_placeholders(rows, columns, 1)),
+        Backend::Sqlite => {
+            let row = format!("({})", vec!["?"; columns].join(", "));
+            format!("{insert} VALUES {}", vec![row; rows].join(", "))
+        }
+    }
 }
 
 /// `($first, …), (…), …`: placeholders for `rows` rows of `columns`
@@ -747,8 +768,12 @@ mod tests {
             "($3, $4, $5), ($6, $7, $8)"
         );
         assert_eq!(
-            super::insert_rows_sql("INSERT INTO t (a, b)", 2, 2),
+            super::insert_rows_sql(super::Backend::Postgres, "INSERT INTO t (a, b)", 2, 2),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            super::insert_rows_sql(super::Backend::Sqlite, "INSERT INTO t (a, b)", 2, 2),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
         );
     }
 

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 
 use kexin_ca::storage::direct::{self, DirectSqlite};
 use kexin_ca::storage::group_commit::{BatchWriter, GroupCommit, HeldConnection};
-use kexin_ca::storage::{insert_rows_sql, rows_of_placeholders, Database, ROWS_PER_STATEMENT};
+use kexin_ca::storage::{
+    insert_rows_sql, rows_of_placeholders, Backend, Database, ROWS_PER_STATEMENT,
+};
 use sqlx::{AnyConnection, Row};
 
 use crate::{now, Error};
@@ -237,7 +239,7 @@ async fn write_batch(
     }
     let (written, new_rows) = outcomes(items, spent, now);
     for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = insert_rows_sql(INSERT_TOKENS, chunk.len(), 8);
+        let sql = insert_rows_sql(Backend::of(&tx), INSERT_TOKENS, chunk.len(), 8);
         let mut q = sqlx::query(&sql);
         for g in chunk {
             q = q

@@ -3,10 +3,10 @@
 //! requests share one transaction, so the log costs one commit per batch
 //! rather than one per token.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kexin_ca::storage::group_commit::{BatchWriter, GroupCommit, HeldConnection};
-use kexin_ca::storage::{insert_rows_sql, Database};
+use kexin_ca::storage::{insert_rows_sql, Backend, Database};
 use sqlx::AnyConnection;
 
 use crate::Error;
@@ -33,9 +33,13 @@ pub struct TokenLog {
 impl TokenLog {
     pub fn new(db: Database) -> Self {
         Self {
-            entries: Arc::new(GroupCommit::new(TokenWriter(HeldConnection::new(
-                db.pool().clone(),
-            )))),
+            entries: Arc::new(GroupCommit::new(TokenWriter {
+                connection: HeldConnection::new(db.pool().clone()),
+                statements: Statements {
+                    backend: db.backend(),
+                    by_rows: Mutex::default(),
+                },
+            })),
         }
     }
 
@@ -48,7 +52,36 @@ impl TokenLog {
     }
 }
 
-struct TokenWriter(HeldConnection);
+struct TokenWriter {
+    connection: HeldConnection,
+    statements: Statements,
+}
+
+/// The INSERT for each batch size, built once per size.
+struct Statements {
+    backend: Backend,
+    by_rows: Mutex<Vec<Option<Arc<str>>>>,
+}
+
+impl Statements {
+    fn insert(&self, rows: usize) -> Arc<str> {
+        let mut by_rows = self.by_rows.lock().unwrap_or_else(|p| p.into_inner());
+        if by_rows.len() <= rows {
+            by_rows.resize(rows + 1, None);
+        }
+        by_rows[rows]
+            .get_or_insert_with(|| {
+                insert_rows_sql(
+                    self.backend,
+                    "INSERT INTO timestamp_tokens (serial, gen_time_ms, policy, hash_algorithm, message_imprint, requester)",
+                    rows,
+                    6,
+                )
+                .into()
+            })
+            .clone()
+    }
+}
 
 impl BatchWriter for TokenWriter {
     type Item = LogEntry;
@@ -58,12 +91,12 @@ impl BatchWriter for TokenWriter {
         &self,
         entries: &[LogEntry],
     ) -> Result<Vec<Result<(), kexin_ca::Error>>, kexin_ca::Error> {
-        let mut held = self.0.lock().await?;
+        let mut held = self.connection.lock().await?;
         let connection = held.connection()?;
         let outcome = if entries.len() <= ROWS_PER_INSERT {
-            insert(connection, entries).await
+            insert(connection, &self.statements, entries).await
         } else {
-            insert_in_chunks(connection, entries).await
+            insert_in_chunks(connection, &self.statements, entries).await
         };
         match outcome {
             Ok(()) => Ok(entries.iter().map(|_| Ok(())).collect()),
@@ -79,21 +112,22 @@ impl BatchWriter for TokenWriter {
 /// A batch larger than one INSERT, all or nothing.
 async fn insert_in_chunks(
     connection: &mut AnyConnection,
+    statements: &Statements,
     entries: &[LogEntry],
 ) -> Result<(), sqlx::Error> {
     let mut tx = sqlx::Connection::begin(connection).await?;
     for rows in entries.chunks(ROWS_PER_INSERT) {
-        insert(&mut tx, rows).await?;
+        insert(&mut tx, statements, rows).await?;
     }
     tx.commit().await
 }
 
-async fn insert(connection: &mut AnyConnection, batch: &[LogEntry]) -> Result<(), sqlx::Error> {
-    let sql = insert_rows_sql(
-        "INSERT INTO timestamp_tokens (serial, gen_time_ms, policy, hash_algorithm, message_imprint, requester)",
-        batch.len(),
-        6,
-    );
+async fn insert(
+    connection: &mut AnyConnection,
+    statements: &Statements,
+    batch: &[LogEntry],
+) -> Result<(), sqlx::Error> {
+    let sql = statements.insert(batch.len());
     let mut q = sqlx::query(&sql);
     for e in batch {
         q = q

@@ -19,7 +19,7 @@ use sqlx::AnyPool;
 use super::direct::DirectSqlite;
 use super::group_commit::{HeldConnection, HeldGuard};
 use super::{
-    insert_rows_sql, rows_of_placeholders, storage, CertificateStatus, ROWS_PER_STATEMENT,
+    insert_rows_sql, rows_of_placeholders, storage, Backend, CertificateStatus, ROWS_PER_STATEMENT,
 };
 use crate::audit::{extend_chain, extend_chain_sqlite, AuditEvent, NewEntry};
 use crate::Error;
@@ -134,8 +134,9 @@ impl JournalSession<'_> {
     }
 }
 
-fn insert_pending_sql(rows: usize) -> String {
+fn insert_pending_sql(backend: Backend, rows: usize) -> String {
     insert_rows_sql(
+        backend,
         "INSERT INTO certificates (serial, issuer, profile, subject, status, not_before, not_after, tbs, requested_at)",
         rows,
         9,
@@ -199,7 +200,11 @@ mod sqlite {
                     &row.requested_at,
                 ]);
             }
-            match execute(&tx, &insert_pending_sql(chunk.len()), &values) {
+            match execute(
+                &tx,
+                &insert_pending_sql(Backend::Sqlite, chunk.len()),
+                &values,
+            ) {
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
                         || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
@@ -261,7 +266,7 @@ mod postgres {
             .map_err(storage)?;
         let status = CertificateStatus::Pending.as_str();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = insert_pending_sql(chunk.len());
+            let sql = insert_pending_sql(Backend::Postgres, chunk.len());
             let mut query = sqlx::query(&sql);
             for row in chunk {
                 query = query

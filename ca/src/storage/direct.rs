@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::ToSql;
 
-use super::{insert_rows_sql, ROWS_PER_STATEMENT};
+use super::{insert_rows_sql, Backend, ROWS_PER_STATEMENT};
 use crate::Error;
 
 /// The connection, opened on first use and again after a failure.
@@ -105,7 +105,12 @@ pub fn insert_rows<R, const N: usize>(
         for row in chunk {
             bound.extend(values(row));
         }
-        execute(tx, &insert_rows_sql(insert, chunk.len(), N), &bound).map_err(failed)?;
+        execute(
+            tx,
+            &insert_rows_sql(Backend::Sqlite, insert, chunk.len(), N),
+            &bound,
+        )
+        .map_err(failed)?;
     }
     Ok(())
 }
