@@ -19,7 +19,7 @@
 //! Content-Length beside Transfer-Encoding, two different Content-Lengths,
 //! Transfer-Encoding in HTTP/1.0 (400). A connection idle for 60 s, or
 //! taking more than 10 s to send one request, is closed. A body over
-//! 64 KiB is not read: the request is answered as one without a body, in
+//! `http.max_body_bytes` (64 KiB by default) is not read: the request is answered as one without a body, in
 //! its protocol's terms (OCSP `malformedRequest`, TSA `badDataFormat`),
 //! and the connection closed.
 
@@ -44,11 +44,9 @@ use crate::metrics::{Metrics, RouteMetrics};
 
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 const MAX_HEADERS: usize = 32;
-/// Far above an OCSP request (8 KiB at most) or a time-stamp query (16 KiB).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Chunk framing may take a few bytes per byte of body; beyond this much
-/// buffered, a chunked body is refused as too large.
-const MAX_CHUNKED_BYTES: usize = 4 * MAX_BODY_BYTES;
+/// Chunk framing may take a few bytes per byte of body; beyond this many
+/// times the body limit buffered, a chunked body is taken as too large.
+const CHUNK_FRAMING_FACTOR: usize = 4;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bodies up to this size are copied behind the head and sent in one write.
@@ -128,6 +126,7 @@ pub async fn serve<R: Routes>(
     listener: TcpListener,
     routes: R,
     metrics: Arc<Metrics>,
+    max_body: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Each connection holds a sender; `recv` returns None once all are gone.
@@ -156,6 +155,7 @@ pub async fn serve<R: Routes>(
         let connection = Connection {
             routes: routes.clone(),
             metrics: metrics.clone(),
+            max_body,
             shutdown: stop_rx.clone(),
             peer,
             last_route: None,
@@ -176,6 +176,8 @@ pub async fn serve<R: Routes>(
 struct Connection<R> {
     routes: R,
     metrics: Arc<Metrics>,
+    /// Largest body read (`http.max_body_bytes`).
+    max_body: usize,
     shutdown: watch::Receiver<bool>,
     peer: SocketAddr,
     /// A keep-alive client mostly asks the same route again.
@@ -330,7 +332,7 @@ enum Chunked {
 }
 
 /// Decodes a chunked body from the start of `input` into `out`.
-fn decode_chunked(input: &[u8], out: &mut Vec<u8>) -> Result<Chunked, Refusal> {
+fn decode_chunked(input: &[u8], max_body: usize, out: &mut Vec<u8>) -> Result<Chunked, Refusal> {
     out.clear();
     let mut pos = 0;
     loop {
@@ -353,7 +355,7 @@ fn decode_chunked(input: &[u8], out: &mut Vec<u8>) -> Result<Chunked, Refusal> {
             }
         }
         let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if size > MAX_BODY_BYTES - out.len() {
+        if size > max_body.saturating_sub(out.len()) {
             return Ok(Chunked::TooLarge);
         }
         let Some(chunk) = input.get(pos..pos + size + 2) else {
@@ -378,7 +380,7 @@ impl<R: Routes> Connection<R> {
                 Ok(None) => return,
                 Err(refusal) => return refuse(&mut stream, refusal).await,
             };
-            let continued = if head.expect_continue && !body_arrived(&head, &buf) {
+            let continued = if head.expect_continue && !body_arrived(&head, &buf, self.max_body) {
                 stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await
             } else {
                 Ok(())
@@ -386,12 +388,19 @@ impl<R: Routes> Connection<R> {
             if continued.is_err() {
                 return;
             }
-            let (body, used) =
-                match read_body(&mut stream, &mut buf, &head, &mut chunked_body).await {
-                    Ok(Some(b)) => b,
-                    Ok(None) => return,
-                    Err(refusal) => return refuse(&mut stream, refusal).await,
-                };
+            let (body, used) = match read_body(
+                &mut stream,
+                &mut buf,
+                &head,
+                self.max_body,
+                &mut chunked_body,
+            )
+            .await
+            {
+                Ok(Some(b)) => b,
+                Ok(None) => return,
+                Err(refusal) => return refuse(&mut stream, refusal).await,
+            };
             let request = Request {
                 method: head.method,
                 path: target_path(text(&buf, head.target.clone())),
@@ -482,9 +491,9 @@ impl<R: Routes> Connection<R> {
     }
 }
 
-fn body_arrived(head: &Head, buf: &[u8]) -> bool {
+fn body_arrived(head: &Head, buf: &[u8], max_body: usize) -> bool {
     match head.framing {
-        Framing::Length(n) if n > MAX_BODY_BYTES => true,
+        Framing::Length(n) if n > max_body => true,
         Framing::Length(n) => buf.len() >= head.len + n,
         Framing::Chunked => buf.len() > head.len,
     }
@@ -508,19 +517,22 @@ async fn read_body(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     head: &Head,
+    max_body: usize,
     chunked: &mut Vec<u8>,
 ) -> Result<Option<(Body, usize)>, Refusal> {
     loop {
         match head.framing {
-            Framing::Length(n) if n > MAX_BODY_BYTES => return Ok(Some((Body::TooLarge, 0))),
+            Framing::Length(n) if n > max_body => return Ok(Some((Body::TooLarge, 0))),
             Framing::Length(n) if buf.len() >= head.len + n => {
                 return Ok(Some((Body::Buffered(head.len..head.len + n), head.len + n)))
             }
             Framing::Length(_) => {}
-            Framing::Chunked => match decode_chunked(&buf[head.len..], chunked)? {
+            Framing::Chunked => match decode_chunked(&buf[head.len..], max_body, chunked)? {
                 Chunked::Complete(used) => return Ok(Some((Body::Decoded, head.len + used))),
                 Chunked::TooLarge => return Ok(Some((Body::TooLarge, 0))),
-                Chunked::Incomplete if buf.len() - head.len > MAX_CHUNKED_BYTES => {
+                Chunked::Incomplete
+                    if buf.len() - head.len > max_body.saturating_mul(CHUNK_FRAMING_FACTOR) =>
+                {
                     return Ok(Some((Body::TooLarge, 0)))
                 }
                 Chunked::Incomplete => {}
@@ -653,6 +665,8 @@ thread_local! {
 mod tests {
     use super::*;
 
+    const MAX_BODY: usize = 64 * 1024;
+
     fn head(raw: &str) -> Result<Option<Head>, Refusal> {
         parse_head(raw.as_bytes())
     }
@@ -739,27 +753,30 @@ mod tests {
         let mut out = Vec::new();
         for cut in 0..raw.len() - 4 {
             assert_eq!(
-                decode_chunked(&raw[..cut], &mut out),
+                decode_chunked(&raw[..cut], MAX_BODY, &mut out),
                 Ok(Chunked::Incomplete),
                 "cut at {cut}"
             );
         }
         assert_eq!(
-            decode_chunked(raw, &mut out),
+            decode_chunked(raw, MAX_BODY, &mut out),
             Ok(Chunked::Complete(raw.len() - 4))
         );
         assert_eq!(out, b"hello!");
         assert_eq!(
-            decode_chunked(b"5\r\nhelloXY0\r\n\r\n", &mut out),
+            decode_chunked(b"5\r\nhelloXY0\r\n\r\n", MAX_BODY, &mut out),
             Err(MALFORMED)
         );
-        assert_eq!(decode_chunked(b"zz\r\n", &mut out), Err(MALFORMED));
         assert_eq!(
-            decode_chunked(b"10001\r\n", &mut out),
+            decode_chunked(b"zz\r\n", MAX_BODY, &mut out),
+            Err(MALFORMED)
+        );
+        assert_eq!(
+            decode_chunked(b"10001\r\n", MAX_BODY, &mut out),
             Ok(Chunked::TooLarge)
         );
         assert_eq!(
-            decode_chunked(b"ffffffffffffffff\r\n", &mut out),
+            decode_chunked(b"ffffffffffffffff\r\n", MAX_BODY, &mut out),
             Ok(Chunked::TooLarge)
         );
     }
@@ -807,7 +824,7 @@ mod tests {
                 assert!(h.len <= input.len());
                 assert!(h.target.end <= h.len && h.content_type.end <= h.len);
             }
-            if let Ok(Chunked::Complete(used)) = decode_chunked(&input, &mut out) {
+            if let Ok(Chunked::Complete(used)) = decode_chunked(&input, MAX_BODY, &mut out) {
                 assert!(used <= input.len() && out.len() < used);
             }
         }
@@ -833,7 +850,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, Echo, Metrics::new(), rx));
+        let task = tokio::spawn(serve(listener, Echo, Metrics::new(), MAX_BODY, rx));
         (addr, tx, task)
     }
 

@@ -420,7 +420,8 @@ fn serve_http_on_threads(
                 let served = runtime.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
                     let metrics = state.metrics.clone();
-                    crate::plain_http::serve(listener, state, metrics, shutdown).await;
+                    let max_body = state.instance.config.http.max_body_bytes;
+                    crate::plain_http::serve(listener, state, metrics, max_body, shutdown).await;
                     std::io::Result::Ok(())
                 });
                 if let Err(e) = served {
