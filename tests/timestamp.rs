@@ -138,6 +138,46 @@ fn openssl_verifies_tokens_for_each_algorithm() {
     }
 }
 
+/// The plain-HTTP listener takes a query however curl frames it: chunked,
+/// HTTP/1.0, with `Expect: 100-continue`; and a GET gets 405 with Allow.
+#[test]
+fn queries_in_every_http_framing_are_stamped() {
+    let tsa = Tsa::start(&[]);
+    let url = format!("http://127.0.0.1:{}/tsa", tsa.http);
+    let framings: [&[&str]; 3] = [
+        &["-H", "Transfer-Encoding: chunked"],
+        &["--http1.0"],
+        &["-H", "Expect: 100-continue"],
+    ];
+    for (i, framing) in framings.into_iter().enumerate() {
+        let name = format!("framing{i}");
+        let req = tsa.query(&name, &["-sha256", "-cert"]);
+        let mut args = vec![
+            "-H",
+            "Content-Type: application/timestamp-query",
+            "--data-binary",
+        ];
+        let body = format!("@{req}");
+        args.push(&body);
+        args.extend_from_slice(framing);
+        args.push(&url);
+        let (code, reply) = curl(&args);
+        assert_eq!(code, 200, "{framing:?}");
+        let file = tsa.file(&format!("{name}.tsr"));
+        std::fs::write(&file, reply).unwrap();
+        let (ok, out) = tsa.verify(&name, &file, false);
+        assert!(ok, "{framing:?}: {out}");
+    }
+    let headers = tsa.file("get.headers");
+    let (code, _) = curl(&["-D", &headers, &url]);
+    assert_eq!(code, 405);
+    let headers = std::fs::read_to_string(headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(headers.contains("allow: post"), "{headers}");
+    tsa.stop();
+}
+
 #[test]
 fn tokens_follow_the_request() {
     let tsa = Tsa::start(&[]);
