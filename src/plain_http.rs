@@ -189,7 +189,11 @@ impl<R: Routes> Connection<R> {
         let mut out = Vec::with_capacity(1024);
         let mut chunked_body = Vec::new();
         loop {
-            let head = match self.read_head(&mut stream, &mut buf).await {
+            // Set when a request's first bytes are in: the whole request,
+            // not each read, must arrive in time, or a client trickling a
+            // byte at a time could hold the connection for hours.
+            let mut deadline = None;
+            let head = match self.read_head(&mut stream, &mut buf, &mut deadline).await {
                 Ok(Some(head)) => head,
                 Ok(None) => return,
                 Err(refusal) => return refuse(&mut stream, refusal).await,
@@ -208,6 +212,7 @@ impl<R: Routes> Connection<R> {
                 &head,
                 self.max_body,
                 &mut chunked_body,
+                &mut deadline,
             )
             .await
             {
@@ -252,9 +257,9 @@ impl<R: Routes> Connection<R> {
                 }
                 return;
             }
-            let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
-            if deadline > self.idle.deadline() + Duration::from_secs(1) {
-                self.idle.as_mut().reset(deadline);
+            let idle_until = tokio::time::Instant::now() + IDLE_TIMEOUT;
+            if idle_until > self.idle.deadline() + Duration::from_secs(1) {
+                self.idle.as_mut().reset(idle_until);
             }
         }
     }
@@ -281,6 +286,7 @@ impl<R: Routes> Connection<R> {
         &mut self,
         stream: &mut TcpStream,
         buf: &mut BytesMut,
+        deadline: &mut Option<tokio::time::Instant>,
     ) -> Result<Option<Head>, Refusal> {
         loop {
             if let Some(head) = parse_head(buf)? {
@@ -293,7 +299,7 @@ impl<R: Routes> Connection<R> {
                     _ = async { let _ = self.shutdown.wait_for(|s| *s).await; } => return Ok(None),
                 }
             } else {
-                tokio::time::timeout(REQUEST_TIMEOUT, read_more(stream, buf))
+                tokio::time::timeout_at(request_deadline(deadline), read_more(stream, buf))
                     .await
                     .map_err(|_| TIMED_OUT)?
             };
@@ -333,6 +339,7 @@ async fn read_body(
     head: &Head,
     max_body: usize,
     chunked: &mut Vec<u8>,
+    deadline: &mut Option<tokio::time::Instant>,
 ) -> Result<Option<(Body, usize)>, Refusal> {
     loop {
         match head.framing {
@@ -352,7 +359,7 @@ async fn read_body(
                 Chunked::Incomplete => {}
             },
         }
-        match tokio::time::timeout(REQUEST_TIMEOUT, read_more(stream, buf)).await {
+        match tokio::time::timeout_at(request_deadline(deadline), read_more(stream, buf)).await {
             Err(_) => return Err(TIMED_OUT),
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
             Ok(Ok(_)) => {}
@@ -374,6 +381,10 @@ async fn drain(stream: &mut TcpStream) {
             _ => return,
         }
     }
+}
+
+fn request_deadline(deadline: &mut Option<tokio::time::Instant>) -> tokio::time::Instant {
+    *deadline.get_or_insert_with(|| tokio::time::Instant::now() + REQUEST_TIMEOUT)
 }
 
 /// Reads what has arrived, with room for a whole request of the usual size.
@@ -590,6 +601,24 @@ mod tests {
             got.contains("connection: close") && got.ends_with("Post /big [] "),
             "{got}"
         );
+    }
+
+    /// A byte every 4 s keeps no request alive past 10 s from its start.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_trickling_in_is_cut_off_ten_seconds_after_it_began() {
+        let (addr, _tx, _task) = server().await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let start = tokio::time::Instant::now();
+        s.write_all(b"GET /slow HTTP/1.1\r\n").await.unwrap();
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            s.write_all(b"X").await.unwrap();
+        }
+        let mut got = String::new();
+        let _ = s.read_to_string(&mut got).await;
+        assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
+        let waited = start.elapsed();
+        assert!(waited < Duration::from_secs(11), "cut off after {waited:?}");
     }
 
     #[tokio::test]
