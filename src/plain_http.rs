@@ -10,18 +10,14 @@
 //! matching, and answered with one write.
 //!
 //! What it speaks: HTTP/1.0 and 1.1, keep-alive and pipelining, bodies by
-//! Content-Length or chunked, `Expect: 100-continue`, HEAD. What it
-//! refuses, with the status RFC 9110/9112 give, closing the connection:
-//! a malformed head (400), a head over 8 KiB or with too many headers
-//! (431), a transfer coding other than chunked
-//! (501), an expectation other than 100-continue (417), and framing that
-//! two parsers could read differently, the request-smuggling cases:
-//! Content-Length beside Transfer-Encoding, two different Content-Lengths,
-//! Transfer-Encoding in HTTP/1.0 (400). A connection idle for 60 s, or
-//! taking more than 10 s to send one request, is closed. A body over
-//! `http.max_body_bytes` (64 KiB by default) is not read: the request is answered as one without a body, in
-//! its protocol's terms (OCSP `malformedRequest`, TSA `badDataFormat`),
-//! and the connection closed.
+//! Content-Length or chunked, `Expect: 100-continue`, HEAD, absolute-form
+//! targets. What it refuses, with the status RFC 9110/9112 give, closing
+//! the connection: see `head` (400, 431, 501, 417), and 408 for a request
+//! not whole 10 s after its first bytes. A connection idle for 60 s is
+//! closed. A body over `http.max_body_bytes` (64 KiB by default) is not
+//! read: the request is answered as one without a body, in its protocol's
+//! terms (OCSP `malformedRequest`, TSA `badDataFormat`), and the
+//! connection closed.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -130,23 +126,7 @@ pub async fn serve<R: Routes>(
     // register with it between every two requests, and a channel shared
     // with the other serving threads would bounce between their caches.
     let (stop_tx, stop_rx) = watch::channel(false);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
-        };
-        // Responses are written whole; Nagle's algorithm would only hold
-        // back their last segment until the client's delayed ACK.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
-        }
+    while let Some((tcp, peer)) = accept(&listener, &mut shutdown).await {
         let connection = Connection {
             routes: routes.clone(),
             metrics: metrics.clone(),
@@ -166,6 +146,33 @@ pub async fn serve<R: Routes>(
     let _ = stop_tx.send(true);
     drop(open_tx);
     let _ = open_rx.recv().await;
+}
+
+/// The next connection, with TCP_NODELAY set; None once `shutdown` turns
+/// true. Both listeners accept this way. Responses are written whole, so
+/// Nagle's algorithm would only hold back their last segment until the
+/// client's delayed ACK.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return None,
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
+        }
+        return Some((tcp, peer));
+    }
 }
 
 struct Connection<R> {

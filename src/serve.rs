@@ -262,69 +262,70 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a plain-HTTP request asks for.
+enum Endpoint<'a> {
+    CaCertificate(&'a str),
+    Crl(&'a str),
+    OcspPost,
+    OcspGet(&'a str),
+    Tsa,
+    Health,
+}
+
+const READ: &str = "GET, HEAD";
+const SUBMIT: &str = "POST";
+
 impl crate::plain_http::Routes for AppState {
     async fn route<'a>(&'a self, request: &'a PlainRequest<'a>) -> (&'static str, Reply) {
         use crate::plain_http::Method::{Get, Head, Post};
-        let get = matches!(request.method, Get | Head);
         let path = request.path;
-        if let Some(file) = path.strip_prefix("/pki/ca/") {
-            let reply = if get {
-                ca_certificate_reply(self, &percent_decode(file))
-            } else {
-                method_not_allowed("GET, HEAD")
-            };
-            ("/pki/ca/{file}", reply)
+        let (route, allow, endpoint) = if let Some(file) = path.strip_prefix("/pki/ca/") {
+            ("/pki/ca/{file}", READ, Endpoint::CaCertificate(file))
         } else if let Some(file) = path.strip_prefix("/pki/crl/") {
-            let reply = if get {
-                crl_reply(self, &percent_decode(file)).await
-            } else {
-                method_not_allowed("GET, HEAD")
-            };
-            ("/pki/crl/{file}", reply)
+            ("/pki/crl/{file}", READ, Endpoint::Crl(file))
         } else if path == "/ocsp" {
-            let reply = if request.method == Post {
-                ocsp_post(self, request).await
-            } else {
-                method_not_allowed("POST")
-            };
-            ("/ocsp", reply)
+            ("/ocsp", SUBMIT, Endpoint::OcspPost)
         } else if let Some(encoded) = path.strip_prefix("/ocsp/") {
-            let reply = if get {
-                ocsp_get(self, &percent_decode(encoded)).await
-            } else {
-                method_not_allowed("GET, HEAD")
-            };
-            ("/ocsp/{*request}", reply)
+            ("/ocsp/{*request}", READ, Endpoint::OcspGet(encoded))
         } else if path == "/tsa" {
-            let reply = if request.method == Post {
-                tsa(self, request).await
-            } else {
-                method_not_allowed("POST")
-            };
-            ("/tsa", reply)
-        } else if path == "/healthz" && get {
-            let reply = Reply::new(
+            ("/tsa", SUBMIT, Endpoint::Tsa)
+        } else if path == "/healthz" {
+            ("/healthz", READ, Endpoint::Health)
+        } else {
+            return ("unmatched", Problem::not_found("no such resource").into());
+        };
+        let allowed = match allow {
+            READ => matches!(request.method, Get | Head),
+            _ => request.method == Post,
+        };
+        if !allowed {
+            let refusal = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("this resource answers {allow}"),
+            );
+            return (
+                route,
+                Reply::from(refusal).header(header::ALLOW, allow.to_owned()),
+            );
+        }
+        let reply = match endpoint {
+            Endpoint::CaCertificate(file) => ca_certificate_reply(self, &percent_decode(file)),
+            Endpoint::Crl(file) => crl_reply(self, &percent_decode(file)).await,
+            Endpoint::OcspPost => ocsp_post(self, request).await,
+            Endpoint::OcspGet(encoded) => ocsp_get(self, &percent_decode(encoded)).await,
+            Endpoint::Tsa => tsa(self, request).await,
+            Endpoint::Health => Reply::new(
                 StatusCode::OK,
                 "application/json",
                 &br#"{"status":"ok"}"#[..],
-            );
-            ("/healthz", reply)
-        } else {
-            ("unmatched", Problem::not_found("no such resource").into())
-        }
+            ),
+        };
+        (route, reply)
     }
 }
 
 fn percent_decode(s: &str) -> Cow<'_, str> {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy()
-}
-
-fn method_not_allowed(allow: &str) -> Reply {
-    Reply::from(Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &format!("this resource answers {allow}"),
-    ))
-    .header(header::ALLOW, allow.to_owned())
 }
 
 fn https_router(state: AppState) -> Router {
@@ -442,21 +443,7 @@ async fn serve_https(
 ) -> anyhow::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
-        };
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
-        }
+    while let Some((tcp, peer)) = crate::plain_http::accept(&listener, &mut shutdown).await {
         let acceptor = acceptor.clone();
         let router = router.clone();
         let watcher = graceful.watcher();

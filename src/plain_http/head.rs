@@ -2,6 +2,13 @@
 //! listener takes from the network before anything else looks at it.
 //! Self-contained (httparse and `http` only) so that the fuzz target
 //! `http_request` compiles this very file.
+//!
+//! Refused: a malformed head (400); a head over 8 KiB or 32 fields (431);
+//! a transfer coding other than chunked (501); an expectation other than
+//! 100-continue (417); and framing two parsers could read differently,
+//! the request-smuggling cases (400): Content-Length beside
+//! Transfer-Encoding, two different Content-Lengths, Transfer-Encoding in
+//! HTTP/1.0.
 
 use std::ops::Range;
 
