@@ -321,7 +321,7 @@ impl<R: Routes> Connection<R> {
 fn body_arrived(head: &Head, buf: &[u8], max_body: usize) -> bool {
     match head.framing {
         Framing::Length(n) if n > max_body => true,
-        Framing::Length(n) => buf.len() >= head.len + n,
+        Framing::Length(n) => buf.len() >= head.len.saturating_add(n),
         Framing::Chunked => buf.len() > head.len,
     }
 }
@@ -351,7 +351,7 @@ async fn read_body(
     loop {
         match head.framing {
             Framing::Length(n) if n > max_body => return Ok(Some((Body::TooLarge, 0))),
-            Framing::Length(n) if buf.len() >= head.len + n => {
+            Framing::Length(n) if buf.len() >= head.len.saturating_add(n) => {
                 return Ok(Some((Body::Buffered(head.len..head.len + n), head.len + n)))
             }
             Framing::Length(_) => {}

@@ -199,7 +199,12 @@ pub fn decode_chunked(
         if size > max_body.saturating_sub(out.len()) {
             return Ok(Chunked::TooLarge);
         }
-        let Some(chunk) = input.get(pos..pos + size + 2) else {
+        // Checked: with a limit configured near usize::MAX, a declared size
+        // could overflow the end of the chunk.
+        let Some(end) = pos.checked_add(size).and_then(|e| e.checked_add(2)) else {
+            return Ok(Chunked::TooLarge);
+        };
+        let Some(chunk) = input.get(pos..end) else {
             return Ok(Chunked::Incomplete);
         };
         if &chunk[size..] != b"\r\n" {
@@ -341,6 +346,10 @@ mod tests {
         );
         assert_eq!(
             decode_chunked(b"ffffffffffffffff\r\n", MAX_BODY, &mut out),
+            Ok(Chunked::TooLarge)
+        );
+        assert_eq!(
+            decode_chunked(b"ffffffffffffffff\r\n", usize::MAX, &mut out),
             Ok(Chunked::TooLarge)
         );
     }
