@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Single sign-on load: certificate logins per second (signed challenge with
 # the revocation check, SSO session, code, PKCE token exchange, ES256 ID
-# token), refresh grants per second, ID-token verifications per second in
+# token), each on a new TLS connection (a full handshake, as a desktop
+# client's first request) and then over kept-alive connections (as a
+# gateway or an integrating system holds them), refresh grants per second, ID-token verifications per second in
 # the SDK, p50/p99, and the server's resident memory afterwards. For scale,
 # Keycloak's sizing guide allots one vCPU per 15 password logins/s and per
 # 120 refresh grants/s, and 1,250 MB per node.

@@ -56,8 +56,11 @@ fn client(tls: &rustls::ClientConfig, cookies: bool) -> reqwest::Client {
         .unwrap()
 }
 
-/// One full certificate login; returns the token response.
-async fn login(s: &Setup, http: &reqwest::Client) -> serde_json::Value {
+/// One full certificate login; returns the token response. `carry_cookie`
+/// when `http` has no cookie store (a client shared by many logins, as a
+/// gateway's): the SSO cookie is carried from the answer to the
+/// authorization here, so that each login is still a sign-in of its own.
+async fn login(s: &Setup, http: &reqwest::Client, carry_cookie: bool) -> serde_json::Value {
     let c: serde_json::Value = http
         .post(format!("{}/oidc/challenge", s.issuer))
         .form(&[("client_id", &s.client_id)])
@@ -80,6 +83,13 @@ async fn login(s: &Setup, http: &reqwest::Client) -> serde_json::Value {
         .post(format!("{}/oidc/challenge/answer", s.issuer))
         .json(&serde_json::json!({ "challenge_id": c["challenge_id"], "certificate": s.cert_pem, "signature": STANDARD.encode(sig.as_ref()) }))
         .send().await.unwrap();
+    let sso_cookie = answer
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .filter(|_| carry_cookie)
+        .map(str::to_owned);
     assert!(
         answer.status().is_success(),
         "{}",
@@ -90,8 +100,11 @@ async fn login(s: &Setup, http: &reqwest::Client) -> serde_json::Value {
         &aws_lc_rs::digest::SHA256,
         verifier.as_bytes(),
     ));
-    let r = http
-        .get(format!("{}/oidc/authorize", s.issuer))
+    let mut authorize = http.get(format!("{}/oidc/authorize", s.issuer));
+    if let Some(c) = &sso_cookie {
+        authorize = authorize.header(reqwest::header::COOKIE, c);
+    }
+    let r = authorize
         .query(&[
             ("response_type", "code"),
             ("client_id", &s.client_id),
@@ -223,7 +236,28 @@ async fn main() {
             let s = s.clone();
             async move {
                 let http = client(&s.tls, true);
-                let tokens = login(&s, &http).await;
+                let tokens = login(&s, &http, false).await;
+                assert!(tokens["id_token"].is_string(), "{tokens}");
+            }
+        },
+    )
+    .await;
+
+    // The same logins over kept-alive connections: each worker one client
+    // (one TLS connection) for all its logins, as a gateway or an
+    // integrating system signing officials in through the SDK would hold.
+    let s = setup.clone();
+    let kept: Arc<Vec<reqwest::Client>> =
+        Arc::new((0..concurrency).map(|_| client(&s.tls, false)).collect());
+    run(
+        "certificate-login-keepalive",
+        seconds,
+        concurrency,
+        server,
+        move |w| {
+            let (s, kept) = (s.clone(), kept.clone());
+            async move {
+                let tokens = login(&s, &kept[w], true).await;
                 assert!(tokens["id_token"].is_string(), "{tokens}");
             }
         },
@@ -234,7 +268,7 @@ async fn main() {
     let http = client(&setup.tls, true);
     let mut chains = Vec::new();
     for _ in 0..concurrency {
-        let t = login(&setup, &client(&setup.tls, true)).await;
+        let t = login(&setup, &client(&setup.tls, true), false).await;
         chains.push(Arc::new(tokio::sync::Mutex::new(
             t["refresh_token"].as_str().unwrap().to_owned(),
         )));
@@ -272,7 +306,7 @@ async fn main() {
     )
     .await
     .unwrap();
-    let id_token = login(&setup, &client(&setup.tls, true)).await["id_token"]
+    let id_token = login(&setup, &client(&setup.tls, true), false).await["id_token"]
         .as_str()
         .unwrap()
         .to_owned();
