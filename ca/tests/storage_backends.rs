@@ -511,3 +511,31 @@ async fn unknown_database_scheme_is_a_clear_error() {
     assert!(text.contains("unsupported database URL"), "{text}");
     assert!(!text.contains("hunter2"), "password leaked: {text}");
 }
+
+/// The batch writers take `direct_sqlite()` each; SQLite has one writer at
+/// a time, and writers on connections of their own waited for each other
+/// in its busy handler. A TEMP table is seen only by the connection that
+/// made it, so seeing it through another handle proves they share one.
+#[tokio::test]
+async fn sqlite_batch_writers_share_one_connection() {
+    let f = BackendFixture::sqlite().await;
+    let (first, second) = (
+        f.db.direct_sqlite().unwrap(),
+        f.db.clone().direct_sqlite().unwrap(),
+    );
+    first
+        .run(|c| {
+            c.execute_batch("CREATE TEMP TABLE only_here (x); INSERT INTO only_here VALUES (7)")
+                .map_err(kexin_ca::storage::direct::failed)
+        })
+        .await
+        .unwrap();
+    let seen: i64 = second
+        .run(|c| {
+            c.query_row("SELECT x FROM only_here", [], |r| r.get(0))
+                .map_err(kexin_ca::storage::direct::failed)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, 7);
+}
