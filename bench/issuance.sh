@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
-N=${N:-2000}
+# 20,000: 2,000 took half a second a side, too short to measure steadily.
+N=${N:-20000}
 PARALLEL=${PARALLEL:-16}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin
 WORK=$(mktemp -d)
