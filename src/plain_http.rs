@@ -62,6 +62,19 @@ pub struct Request<'a> {
     pub peer: SocketAddr,
 }
 
+impl<'a> Request<'a> {
+    /// The body if it was sent as `media_type`, else empty: the OCSP and
+    /// TSA parsers answer an empty body as the garbage a body of another
+    /// type is to them.
+    pub fn body_of_type(&self, media_type: &str) -> &'a [u8] {
+        if self.content_type.eq_ignore_ascii_case(media_type) {
+            self.body
+        } else {
+            &[]
+        }
+    }
+}
+
 /// A response: always a complete body, sent with its Content-Length.
 #[derive(Debug)]
 pub struct Reply {

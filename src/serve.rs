@@ -641,14 +641,7 @@ fn http_date(secs: i64) -> String {
 /// responder: `malformedRequest`. The responder refuses oversized
 /// requests itself.
 async fn ocsp_post(state: &AppState, request: &PlainRequest<'_>) -> Reply {
-    let der = if request
-        .content_type
-        .eq_ignore_ascii_case("application/ocsp-request")
-    {
-        request.body
-    } else {
-        &[]
-    };
+    let der = request.body_of_type("application/ocsp-request");
     ocsp_reply(state.ocsp.respond(der).await)
 }
 
@@ -690,14 +683,7 @@ fn ocsp_reply(answer: OcspAnswer) -> Reply {
 /// `application/timestamp-reply` out, rejections included.
 async fn tsa(state: &AppState, request: &PlainRequest<'_>) -> Reply {
     // The request parser refuses oversized queries (badDataFormat).
-    let query = if request
-        .content_type
-        .eq_ignore_ascii_case("application/timestamp-query")
-    {
-        request.body
-    } else {
-        &[]
-    };
+    let query = request.body_of_type("application/timestamp-query");
     let reply = state
         .tsa
         .respond(query, &request.peer.ip().to_string())
