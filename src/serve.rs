@@ -59,6 +59,7 @@ pub struct Services {
     /// API callers confirmed within the last second.
     pub callers: crate::api::ConfirmedCallers,
     pub oidc: Arc<kexin_identity::provider::Provider>,
+    pub acme_nonces: crate::acme::Nonces,
     /// DER certificates of the CAs, by name; they never change while running.
     ca_certificates: HashMap<String, Vec<u8>>,
     /// The same, parsed once: sign-ins check chains against them.
@@ -169,6 +170,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         portal_limit: Default::default(),
         callers: Default::default(),
         oidc,
+        acme_nonces: Default::default(),
         ca_certificates,
         ca_parsed,
         trust,
@@ -340,7 +342,8 @@ fn https_router(state: AppState) -> Router {
         .nest("/api/v1", crate::api::router())
         .merge(crate::console::router())
         .merge(crate::portal::router())
-        .merge(crate::oidc::router());
+        .merge(crate::oidc::router())
+        .merge(crate::acme::router());
     finish(routes, state, "https")
 }
 

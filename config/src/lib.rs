@@ -43,7 +43,31 @@ pub struct Config {
     pub https: HttpsConfig,
     pub ca: CaConfig,
     pub tsa: TsaConfig,
+    pub acme: AcmeConfig,
     pub log: LogConfig,
+}
+
+/// The ACME server (RFC 8555) at `/acme/directory`, for systems that renew
+/// their TLS certificates themselves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeConfig {
+    /// The profile ACME certificates are issued under (its first issuer
+    /// signs); it must need no more than one approval.
+    pub profile: String,
+    /// The port http-01 challenges are fetched from: 80, as RFC 8555
+    /// fixes it, except where a test or a port-mapping gateway says
+    /// otherwise.
+    pub http01_port: u16,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        Self {
+            profile: "tls-server".into(),
+            http01_port: 80,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
