@@ -1,0 +1,552 @@
+//! ACME (RFC 8555): certbot, an independent client, gets, renews and
+//! revokes a certificate with http-01; a small client of our own sends
+//! what certbot never would, and each gets its ACME problem type.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+/// `kexin serve` fetching http-01 responses from `http01_port`.
+fn serve_acme(ca: &Ca, http01_port: u16) -> Server {
+    let mut cmd = kexin(&ca.dir);
+    cmd.args(["serve", "--data", "data"])
+        .args(["--http", &format!("127.0.0.1:{}", ca.http)])
+        .args(["--https", &format!("127.0.0.1:{}", ca.https)])
+        .env("KEXIN_ACME__HTTP01_PORT", http01_port.to_string());
+    Server::start(cmd, ca.http, ca.https)
+}
+
+fn certbot(ca: &Ca, args: &[&str]) -> std::process::Output {
+    let dir = ca.file("certbot");
+    Command::new("certbot")
+        .args(args)
+        .args([
+            "--non-interactive",
+            "--config-dir",
+            &format!("{dir}/config"),
+        ])
+        .args(["--work-dir", &format!("{dir}/work"), "--logs-dir"])
+        .arg(format!("{dir}/logs"))
+        .env("REQUESTS_CA_BUNDLE", ca.ca_pem("root"))
+        .output()
+        .expect("certbot runs (pip install certbot)")
+}
+
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ocsp_status(ca: &Ca, cert: &str, chain: &str) -> String {
+    let url = format!("http://127.0.0.1:{}/ocsp", ca.http);
+    let root = ca.ca_pem("root");
+    let (ok, out) = kexin_test_support::openssl(&[
+        "ocsp", "-issuer", chain, "-cert", cert, "-url", &url, "-CAfile", &root,
+    ]);
+    assert!(ok && out.contains("Response verify OK"), "{out}");
+    out
+}
+
+#[test]
+fn certbot_gets_renews_and_revokes_a_certificate_on_sqlite() {
+    let ca = Ca::init(&[]);
+    certbot_gets_renews_and_revokes_a_certificate(&ca);
+    let db = ca.data.join("kexin.db");
+    let actions = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; print('\\n'.join(r[0] for r in sqlite3.connect(sys.argv[1]).execute(\"select action from audit_log where actor like 'acme:%' order by seq\")))",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let actions = String::from_utf8_lossy(&actions.stdout);
+    for action in [
+        "acme.account",
+        "acme.validation",
+        "certificate.issue",
+        "certificate.revoke",
+    ] {
+        assert!(actions.contains(action), "{action} not audited: {actions}");
+    }
+}
+
+#[test]
+fn certbot_gets_renews_and_revokes_a_certificate_on_postgres() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(kexin_test_support::fresh_postgres_database());
+    certbot_gets_renews_and_revokes_a_certificate(&Ca::init(&["--db", &url]));
+}
+
+fn certbot_gets_renews_and_revokes_a_certificate(ca: &Ca) {
+    let http01 = free_port();
+    let server = serve_acme(ca, http01);
+    let directory = format!("{}/acme/directory", server.https);
+    let port = http01.to_string();
+    let out = certbot(
+        ca,
+        &[
+            "certonly",
+            "--standalone",
+            "--http-01-port",
+            &port,
+            "--server",
+            &directory,
+            "-d",
+            "app.localhost",
+            "-d",
+            "www.app.localhost",
+            "--register-unsafely-without-email",
+            "--agree-tos",
+        ],
+    );
+    assert_ok(&out);
+    let live = ca.file("certbot/config/live/app.localhost");
+    let (cert, chain) = (format!("{live}/cert.pem"), format!("{live}/chain.pem"));
+    let root = ca.ca_pem("root");
+    let (ok, verified) = kexin_test_support::openssl(&[
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        &root,
+        "-untrusted",
+        &chain,
+        &cert,
+    ]);
+    assert!(ok, "{verified}");
+    let (_, text) = kexin_test_support::openssl(&["x509", "-in", &cert, "-noout", "-text"]);
+    assert!(
+        text.contains("DNS:app.localhost, DNS:www.app.localhost"),
+        "{text}"
+    );
+    assert!(text.contains("TLS Web Server Authentication"), "{text}");
+    assert!(ocsp_status(ca, &cert, &chain).contains(": good"));
+    let first = serial_of(&cert);
+
+    // Renewal is a second order by the same account.
+    assert_ok(&certbot(
+        ca,
+        &[
+            "renew",
+            "--force-renewal",
+            "--no-random-sleep-on-renew",
+            "--http-01-port",
+            &port,
+        ],
+    ));
+    let renewed = serial_of(&cert);
+    assert_ne!(first, renewed, "renewal did not replace the certificate");
+
+    assert_ok(&certbot(
+        ca,
+        &[
+            "revoke",
+            "--cert-path",
+            &cert,
+            "--reason",
+            "keycompromise",
+            "--server",
+            &directory,
+            "--no-delete-after-revoke",
+        ],
+    ));
+    let status = ocsp_status(ca, &cert, &chain);
+    assert!(
+        status.contains(": revoked") && status.contains("keyCompromise"),
+        "{status}"
+    );
+    drop(server);
+    let audit = ca.kexin(&["audit", "verify"]);
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+}
+
+/// Answers `GET /.well-known/acme-challenge/{token}` from `responses`.
+fn challenge_server(port: u16, responses: Arc<Mutex<HashMap<String, String>>>) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let head = String::from_utf8_lossy(&request[..n]);
+            let token = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.strip_prefix("/.well-known/acme-challenge/"))
+                .unwrap_or_default()
+                .to_owned();
+            let body = responses.lock().unwrap().get(&token).cloned();
+            let reply = match body {
+                Some(b) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .into(),
+            };
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+}
+
+/// An ACME client with a P-256 account key.
+struct Client {
+    http: reqwest::Client,
+    directory: Value,
+    key: EcdsaKeyPair,
+    kid: Option<String>,
+}
+
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    nonce: Option<String>,
+    body: Value,
+}
+
+impl Client {
+    async fn new(ca: &Ca, base: &str) -> Self {
+        let root = std::fs::read(ca.ca_pem("root")).unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+            .build()
+            .unwrap();
+        let directory = http
+            .get(format!("{base}/acme/directory"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        Self {
+            http,
+            directory,
+            key,
+            kid: None,
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        let point = self.key.public_key().as_ref();
+        json!({
+            "crv": "P-256", "kty": "EC",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+        })
+    }
+
+    fn thumbprint(&self) -> String {
+        let canonical = serde_json::to_string(&self.jwk()).unwrap();
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            canonical.as_bytes(),
+        ))
+    }
+
+    async fn nonce(&self) -> String {
+        let url = self.directory["newNonce"].as_str().unwrap();
+        let r = self.http.head(url).send().await.unwrap();
+        r.headers()["replay-nonce"].to_str().unwrap().to_owned()
+    }
+
+    /// The JWS body for `url`, signed with kid once there is an account.
+    fn jws(&self, url: &str, nonce: &str, payload: Option<&Value>) -> Vec<u8> {
+        let mut protected = json!({ "alg": "ES256", "nonce": nonce, "url": url });
+        match &self.kid {
+            Some(kid) => protected["kid"] = json!(kid),
+            None => protected["jwk"] = self.jwk(),
+        }
+        let protected = URL_SAFE_NO_PAD.encode(protected.to_string());
+        let payload = payload
+            .map(|p| URL_SAFE_NO_PAD.encode(p.to_string()))
+            .unwrap_or_default();
+        let signature = self
+            .key
+            .sign(
+                &SystemRandom::new(),
+                format!("{protected}.{payload}").as_bytes(),
+            )
+            .unwrap();
+        json!({ "protected": protected, "payload": payload, "signature": URL_SAFE_NO_PAD.encode(signature.as_ref()) })
+            .to_string()
+            .into_bytes()
+    }
+
+    async fn send(&self, url: &str, body: Vec<u8>, content_type: &str) -> Reply {
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let header = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (location, nonce) = (header("location"), header("replay-nonce"));
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        Reply {
+            status,
+            location,
+            nonce,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    async fn post(&self, url: &str, payload: Option<&Value>) -> Reply {
+        let nonce = self.nonce().await;
+        self.send(url, self.jws(url, &nonce, payload), "application/jose+json")
+            .await
+    }
+
+    async fn register(&mut self) {
+        let url = self.directory["newAccount"].as_str().unwrap().to_owned();
+        let r = self
+            .post(&url, Some(&json!({ "termsOfServiceAgreed": true })))
+            .await;
+        // 200: the key already has an account.
+        assert!([200, 201].contains(&r.status), "{}", r.body);
+        self.kid = r.location;
+    }
+
+    async fn order(&self, names: &[&str]) -> Reply {
+        let url = self.directory["newOrder"].as_str().unwrap();
+        let identifiers: Vec<Value> = names
+            .iter()
+            .map(|n| json!({ "type": "dns", "value": n }))
+            .collect();
+        self.post(url, Some(&json!({ "identifiers": identifiers })))
+            .await
+    }
+
+    /// Answers the order's one challenge and waits for its outcome.
+    async fn validate(
+        &self,
+        order: &Value,
+        responses: &Mutex<HashMap<String, String>>,
+        serve: Option<&str>,
+    ) -> Value {
+        let authz_url = order["authorizations"][0].as_str().unwrap();
+        let authz = self.post(authz_url, None).await.body;
+        let challenge = &authz["challenges"][0];
+        let token = challenge["token"].as_str().unwrap();
+        let served = serve
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{token}.{}", self.thumbprint()));
+        responses.lock().unwrap().insert(token.to_owned(), served);
+        let r = self
+            .post(challenge["url"].as_str().unwrap(), Some(&json!({})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let authz = self.post(authz_url, None).await.body;
+            if authz["status"] != "pending" {
+                return authz;
+            }
+            assert!(Instant::now() < deadline, "validation never ended");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn acme_type(r: &Reply) -> String {
+    r.body["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("urn:ietf:params:acme:error:")
+        .to_owned()
+}
+
+fn csr_der(ca: &Ca, name: &str, san: &str) -> String {
+    let pem = ca.csr(
+        name,
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=ok.localhost",
+        Some(san),
+    );
+    let der = ca.file(&format!("{name}.der"));
+    let (ok, out) =
+        kexin_test_support::openssl(&["req", "-in", &pem, "-outform", "DER", "-out", &der]);
+    assert!(ok, "{out}");
+    URL_SAFE_NO_PAD.encode(std::fs::read(der).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_acme_requests_get_their_problem_types() {
+    let ca = Ca::init(&[]);
+    let http01 = free_port();
+    let responses = Arc::new(Mutex::new(HashMap::new()));
+    challenge_server(http01, responses.clone());
+    let server = serve_acme(&ca, http01);
+    let mut client = Client::new(&ca, &server.https).await;
+    let new_account = client.directory["newAccount"].as_str().unwrap().to_owned();
+
+    // A nonce is good once; the refusal carries the next one.
+    let nonce = client.nonce().await;
+    let body = client.jws(&new_account, &nonce, Some(&json!({})));
+    let first = client
+        .send(&new_account, body.clone(), "application/jose+json")
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let replayed = client
+        .send(&new_account, body, "application/jose+json")
+        .await;
+    assert_eq!(
+        (replayed.status, acme_type(&replayed).as_str()),
+        (400, "badNonce")
+    );
+    assert!(replayed.nonce.is_some(), "badNonce without a Replay-Nonce");
+
+    let nonce = client.nonce().await;
+    let wrong_type = client
+        .send(
+            &new_account,
+            client.jws(&new_account, &nonce, Some(&json!({}))),
+            "application/json",
+        )
+        .await;
+    assert_eq!(wrong_type.status, 415);
+    let nonce = client.nonce().await;
+    let elsewhere = client
+        .send(
+            &new_account,
+            client.jws(&format!("{new_account}x"), &nonce, Some(&json!({}))),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(
+        (elsewhere.status, acme_type(&elsewhere).as_str()),
+        (403, "unauthorized")
+    );
+
+    client.register().await;
+    assert!(client.kid.is_some());
+    let wildcard = client.order(&["*.app.localhost"]).await;
+    assert_eq!(
+        acme_type(&wildcard),
+        "rejectedIdentifier",
+        "{}",
+        wildcard.body
+    );
+
+    // A domain that serves something else is not validated.
+    let bad = client.order(&["bad.localhost"]).await;
+    assert_eq!(bad.status, 201, "{}", bad.body);
+    let authz = client
+        .validate(&bad.body, &responses, Some("not-the-key-authorization"))
+        .await;
+    assert_eq!(authz["status"], "invalid", "{authz}");
+    assert_eq!(
+        authz["challenges"][0]["error"]["type"],
+        "urn:ietf:params:acme:error:incorrectResponse"
+    );
+    let bad_order = client.post(bad.location.as_deref().unwrap(), None).await;
+    assert_eq!(bad_order.body["status"], "invalid");
+
+    let ok = client.order(&["ok.localhost"]).await;
+    let finalize = ok.body["finalize"].as_str().unwrap().to_owned();
+    let csr = csr_der(&ca, "ok", "DNS:ok.localhost");
+    let early = client.post(&finalize, Some(&json!({ "csr": csr }))).await;
+    assert_eq!(
+        (early.status, acme_type(&early).as_str()),
+        (403, "orderNotReady")
+    );
+    let authz = client.validate(&ok.body, &responses, None).await;
+    assert_eq!(authz["status"], "valid", "{authz}");
+
+    // Another account may not read the order; a CSR for more names than
+    // were validated is refused.
+    let mut other = Client::new(&ca, &server.https).await;
+    other.register().await;
+    let foreign = other.post(ok.location.as_deref().unwrap(), None).await;
+    assert_eq!(
+        (foreign.status, acme_type(&foreign).as_str()),
+        (403, "unauthorized")
+    );
+    let extra = csr_der(&ca, "extra", "DNS:ok.localhost,DNS:other.localhost");
+    let refused = client.post(&finalize, Some(&json!({ "csr": extra }))).await;
+    assert_eq!(acme_type(&refused), "badCSR", "{}", refused.body);
+
+    let done = client.post(&finalize, Some(&json!({ "csr": csr }))).await;
+    assert_eq!(done.body["status"], "valid", "{}", done.body);
+    let chain = client
+        .post(done.body["certificate"].as_str().unwrap(), None)
+        .await;
+    let pem = chain.body.as_str().unwrap_or_default().to_owned();
+    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "{pem}");
+    let cert_file = ca.file("ok.pem");
+    std::fs::write(&cert_file, &pem).unwrap();
+    let (_, text) = kexin_test_support::openssl(&["x509", "-in", &cert_file, "-noout", "-text"]);
+    assert!(
+        text.contains("DNS:ok.localhost") && !text.contains("other.localhost"),
+        "{text}"
+    );
+
+    // Only the ordering account (or the certificate's key) revokes.
+    let der = {
+        let (ok, out) = kexin_test_support::openssl(&[
+            "x509",
+            "-in",
+            &cert_file,
+            "-outform",
+            "DER",
+            "-out",
+            &ca.file("ok.crt"),
+        ]);
+        assert!(ok, "{out}");
+        URL_SAFE_NO_PAD.encode(std::fs::read(ca.file("ok.crt")).unwrap())
+    };
+    let revoke = client.directory["revokeCert"].as_str().unwrap().to_owned();
+    let stranger = other
+        .post(&revoke, Some(&json!({ "certificate": der })))
+        .await;
+    assert_eq!(
+        (stranger.status, acme_type(&stranger).as_str()),
+        (403, "unauthorized")
+    );
+    let bad_reason = client
+        .post(&revoke, Some(&json!({ "certificate": der, "reason": 7 })))
+        .await;
+    assert_eq!(acme_type(&bad_reason), "badRevocationReason");
+    let revoked = client
+        .post(&revoke, Some(&json!({ "certificate": der, "reason": 1 })))
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let again = client
+        .post(&revoke, Some(&json!({ "certificate": der })))
+        .await;
+    assert_eq!(acme_type(&again), "alreadyRevoked");
+}
