@@ -77,12 +77,8 @@ impl AcmeError {
         }
     }
 
-    pub fn malformed(detail: &str) -> Self {
+    fn malformed(detail: &str) -> Self {
         Self::new("malformed", StatusCode::BAD_REQUEST, detail)
-    }
-
-    pub fn bad_public_key(detail: &str) -> Self {
-        Self::new("badPublicKey", StatusCode::BAD_REQUEST, detail)
     }
 
     fn unauthorized(detail: &str) -> Self {
@@ -97,7 +93,7 @@ impl AcmeError {
         )
     }
 
-    pub fn server_internal() -> Self {
+    pub(crate) fn server_internal() -> Self {
         Self::new(
             "serverInternal",
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,6 +107,16 @@ impl AcmeError {
             "detail": self.detail,
             "status": self.status.as_u16(),
         })
+    }
+}
+
+impl From<jws::JwsError> for AcmeError {
+    fn from(e: jws::JwsError) -> Self {
+        Self {
+            kind: e.kind,
+            status: StatusCode::BAD_REQUEST,
+            detail: e.detail,
+        }
     }
 }
 
@@ -553,8 +559,13 @@ async fn account_orders(
 }
 
 /// A DNS name an ACME order may ask for: LDH labels, at least two of them,
-/// no wildcard (that needs dns-01, which is not offered).
-fn check_dns_name(name: &str, permitted: &[String]) -> Result<String, AcmeError> {
+/// no wildcard (that needs dns-01, which is not offered), under
+/// `localhost` only where `acme.allow_localhost_names` says so.
+fn check_dns_name(
+    name: &str,
+    permitted: &[String],
+    allow_localhost: bool,
+) -> Result<String, AcmeError> {
     let rejected = |why: &str| {
         AcmeError::new(
             "rejectedIdentifier",
@@ -669,6 +680,7 @@ async fn new_order(State(state): State<AppState>, headers: HeaderMap, body: Byte
             ));
         }
         let permitted = &state.instance.config.ca.systems_permitted_dns;
+        let allow_localhost = state.instance.config.acme.allow_localhost_names;
         let mut names = Vec::with_capacity(request.identifiers.len());
         for i in &request.identifiers {
             if i.kind != "dns" {
@@ -678,7 +690,7 @@ async fn new_order(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     &format!("identifiers of type {} are not supported; use dns", i.kind),
                 ));
             }
-            names.push(check_dns_name(&i.value, permitted)?);
+            names.push(check_dns_name(&i.value, permitted, allow_localhost)?);
         }
         names.sort();
         names.dedup();

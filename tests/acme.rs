@@ -17,13 +17,15 @@ use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
 
-/// `kexin serve` fetching http-01 responses from `http01_port`.
+/// `kexin serve` fetching http-01 responses from `http01_port`, for
+/// names under localhost.
 fn serve_acme(ca: &Ca, http01_port: u16) -> Server {
     let mut cmd = kexin(&ca.dir);
     cmd.args(["serve", "--data", "data"])
         .args(["--http", &format!("127.0.0.1:{}", ca.http)])
         .args(["--https", &format!("127.0.0.1:{}", ca.https)])
-        .env("KEXIN_ACME__HTTP01_PORT", http01_port.to_string());
+        .env("KEXIN_ACME__HTTP01_PORT", http01_port.to_string())
+        .env("KEXIN_ACME__ALLOW_LOCALHOST_NAMES", "true");
     Server::start(cmd, ca.http, ca.https)
 }
 

@@ -59,6 +59,10 @@ pub struct AcmeConfig {
     /// fixes it, except where a test or a port-mapping gateway says
     /// otherwise.
     pub http01_port: u16,
+    /// Whether orders may name `localhost` and names under it (fetched
+    /// from the loopback address, RFC 6761): for tests and demonstrations
+    /// on one machine, never for a CA that others rely on.
+    pub allow_localhost_names: bool,
 }
 
 impl Default for AcmeConfig {
@@ -66,6 +70,7 @@ impl Default for AcmeConfig {
         Self {
             profile: "tls-server".into(),
             http01_port: 80,
+            allow_localhost_names: false,
         }
     }
 }

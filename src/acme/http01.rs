@@ -3,7 +3,8 @@
 //! body with the key authorization.
 //!
 //! Redirects are not followed: a system that wants a certificate answers
-//! the challenge itself. Names under `localhost` are fetched from the
+//! the challenge itself. Names under `localhost` (which orders name only
+//! where `acme.allow_localhost_names` is set) are fetched from the
 //! loopback address, as RFC 6761 §6.3 says resolvers should treat them.
 
 use std::time::Duration;

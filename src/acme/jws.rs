@@ -3,13 +3,45 @@
 //! request's signature. Only what ACME allows: one signature, a protected
 //! header with `alg`, `nonce`, `url` and exactly one of `jwk` or `kid`, and
 //! no MAC algorithms.
+//!
+//! Takes outside bytes, so it stands alone (its own error type, no web
+//! framework) for the `acme_jws` fuzz target to compile it.
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::AcmeError;
+/// Why a request's JWS is refused: an ACME error type (all answered 400)
+/// and the detail.
+#[derive(Debug)]
+pub struct JwsError {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+impl JwsError {
+    fn malformed(detail: &str) -> Self {
+        Self {
+            kind: "malformed",
+            detail: detail.to_owned(),
+        }
+    }
+
+    fn bad_public_key(detail: &str) -> Self {
+        Self {
+            kind: "badPublicKey",
+            detail: detail.to_owned(),
+        }
+    }
+
+    fn bad_signature_algorithm(detail: &str) -> Self {
+        Self {
+            kind: "badSignatureAlgorithm",
+            detail: detail.to_owned(),
+        }
+    }
+}
 
 /// A request body: the flattened JWS JSON serialization.
 #[derive(Deserialize)]
@@ -69,18 +101,18 @@ impl Curve {
     }
 }
 
-fn b64(field: &str, v: &serde_json::Value) -> Result<Vec<u8>, AcmeError> {
+fn b64(field: &str, v: &serde_json::Value) -> Result<Vec<u8>, JwsError> {
     let text = v
         .get(field)
         .and_then(|f| f.as_str())
-        .ok_or_else(|| AcmeError::malformed(&format!("the JWK has no {field}")))?;
+        .ok_or_else(|| JwsError::malformed(&format!("the JWK has no {field}")))?;
     URL_SAFE_NO_PAD
         .decode(text)
-        .map_err(|_| AcmeError::malformed(&format!("the JWK's {field} is not base64url")))
+        .map_err(|_| JwsError::malformed(&format!("the JWK's {field} is not base64url")))
 }
 
 impl AccountKey {
-    pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self, AcmeError> {
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self, JwsError> {
         let kty = jwk.get("kty").and_then(|k| k.as_str()).unwrap_or_default();
         let crv = jwk.get("crv").and_then(|k| k.as_str()).unwrap_or_default();
         let key = match (kty, crv) {
@@ -89,7 +121,7 @@ impl AccountKey {
                 let e = b64("e", jwk)?;
                 // Leading zero bytes would give one key two thumbprints.
                 if n.first() == Some(&0) || e.first() == Some(&0) || n.len() < 256 {
-                    return Err(AcmeError::bad_public_key(
+                    return Err(JwsError::bad_public_key(
                         "RSA account keys must be 2048 bits or more, in minimal encoding",
                     ));
                 }
@@ -104,7 +136,7 @@ impl AccountKey {
                 let x = b64("x", jwk)?;
                 let y = b64("y", jwk)?;
                 if x.len() != curve.coordinate_len() || y.len() != curve.coordinate_len() {
-                    return Err(AcmeError::bad_public_key(
+                    return Err(JwsError::bad_public_key(
                         "the EC key's coordinates have the wrong length",
                     ));
                 }
@@ -113,12 +145,12 @@ impl AccountKey {
             ("OKP", "Ed25519") => {
                 let x = b64("x", jwk)?;
                 if x.len() != 32 {
-                    return Err(AcmeError::bad_public_key("an Ed25519 key is 32 bytes"));
+                    return Err(JwsError::bad_public_key("an Ed25519 key is 32 bytes"));
                 }
                 AccountKey::Ed25519 { x }
             }
             _ => {
-                return Err(AcmeError::bad_public_key(
+                return Err(JwsError::bad_public_key(
                     "account keys are RSA, EC P-256 or P-384, or Ed25519",
                 ))
             }
@@ -169,13 +201,11 @@ impl AccountKey {
 
     /// Verifies `signature` over `message` with algorithm `alg`, which must
     /// suit the key.
-    pub fn verify(&self, alg: &str, message: &[u8], sig: &[u8]) -> Result<(), AcmeError> {
+    pub fn verify(&self, alg: &str, message: &[u8], sig: &[u8]) -> Result<(), JwsError> {
         let bad_alg = || {
-            AcmeError::new(
-                "badSignatureAlgorithm",
-                axum::http::StatusCode::BAD_REQUEST,
-                &format!("{alg} does not go with this key; use RS256, ES256, ES384 or EdDSA"),
-            )
+            JwsError::bad_signature_algorithm(&format!(
+                "{alg} does not go with this key; use RS256, ES256, ES384 or EdDSA"
+            ))
         };
         let outcome = match (self, alg) {
             (AccountKey::Rsa { n, e }, "RS256") => signature::RsaPublicKeyComponents { n, e }
@@ -194,7 +224,7 @@ impl AccountKey {
             }
             _ => return Err(bad_alg()),
         };
-        outcome.map_err(|_| AcmeError::malformed("the JWS signature does not verify"))
+        outcome.map_err(|_| JwsError::malformed("the JWS signature does not verify"))
     }
 }
 
@@ -236,23 +266,21 @@ pub struct Verified {
 
 /// Parses `body` and its protected header, refusing what ACME forbids
 /// before any key is looked up.
-pub fn parse(body: &[u8]) -> Result<(FlattenedJws, Protected), AcmeError> {
+pub fn parse(body: &[u8]) -> Result<(FlattenedJws, Protected), JwsError> {
     let jws: FlattenedJws = serde_json::from_slice(body)
-        .map_err(|_| AcmeError::malformed("the body is not a flattened JWS"))?;
+        .map_err(|_| JwsError::malformed("the body is not a flattened JWS"))?;
     let header = URL_SAFE_NO_PAD
         .decode(&jws.protected)
         .ok()
         .and_then(|h| serde_json::from_slice::<Protected>(&h).ok())
-        .ok_or_else(|| AcmeError::malformed("the protected header is not base64url JSON"))?;
+        .ok_or_else(|| JwsError::malformed("the protected header is not base64url JSON"))?;
     if header.jwk.is_some() == header.kid.is_some() {
-        return Err(AcmeError::malformed(
+        return Err(JwsError::malformed(
             "the protected header must carry exactly one of jwk and kid",
         ));
     }
     if header.alg == "none" || header.alg.starts_with("HS") {
-        return Err(AcmeError::new(
-            "badSignatureAlgorithm",
-            axum::http::StatusCode::BAD_REQUEST,
+        return Err(JwsError::bad_signature_algorithm(
             "ACME requests are signed with an asymmetric key",
         ));
     }
@@ -264,15 +292,15 @@ pub fn verify(
     jws: &FlattenedJws,
     header: &Protected,
     key: AccountKey,
-) -> Result<Verified, AcmeError> {
+) -> Result<Verified, JwsError> {
     let signature = URL_SAFE_NO_PAD
         .decode(&jws.signature)
-        .map_err(|_| AcmeError::malformed("the signature is not base64url"))?;
+        .map_err(|_| JwsError::malformed("the signature is not base64url"))?;
     let signing_input = format!("{}.{}", jws.protected, jws.payload);
     key.verify(&header.alg, signing_input.as_bytes(), &signature)?;
     let payload = URL_SAFE_NO_PAD
         .decode(&jws.payload)
-        .map_err(|_| AcmeError::malformed("the payload is not base64url"))?;
+        .map_err(|_| JwsError::malformed("the payload is not base64url"))?;
     Ok(Verified { key, payload })
 }
 
