@@ -1225,7 +1225,7 @@ mod tests {
     fn names_are_checked_and_normalized() {
         let none: Vec<String> = Vec::new();
         assert_eq!(
-            check_dns_name("App.Example.", &none).unwrap(),
+            check_dns_name("App.Example.", &none, false).unwrap(),
             "app.example"
         );
         for bad in [
@@ -1235,13 +1235,18 @@ mod tests {
             "-a.example",
             "10.0.0.1",
             "a_b.example",
+            "app.localhost",
         ] {
-            assert!(check_dns_name(bad, &none).is_err(), "{bad} was accepted");
+            assert!(
+                check_dns_name(bad, &none, false).is_err(),
+                "{bad} was accepted"
+            );
         }
+        assert!(check_dns_name("app.localhost", &none, true).is_ok());
         let permitted = vec!["gov.example".to_owned()];
-        assert!(check_dns_name("portal.gov.example", &permitted).is_ok());
-        assert!(check_dns_name("gov.example", &permitted).is_ok());
-        assert!(check_dns_name("evilgov.example", &permitted).is_err());
+        assert!(check_dns_name("portal.gov.example", &permitted, false).is_ok());
+        assert!(check_dns_name("gov.example", &permitted, false).is_ok());
+        assert!(check_dns_name("evilgov.example", &permitted, false).is_err());
     }
 
     #[test]
