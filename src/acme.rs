@@ -596,6 +596,11 @@ fn check_dns_name(
     {
         return Err(rejected("IP addresses are not DNS names"));
     }
+    if labels.last() == Some(&"localhost") && !allow_localhost {
+        return Err(rejected(
+            "names under localhost are refused (acme.allow_localhost_names)",
+        ));
+    }
     let inside = |p: &String| {
         let p = p.trim_start_matches('.').to_ascii_lowercase();
         name == p || name.ends_with(&format!(".{p}"))
