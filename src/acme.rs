@@ -60,6 +60,23 @@ pub fn router() -> Router<AppState> {
         .route("/acme/revoke-cert", post(revoke_certificate))
 }
 
+/// At startup: validations a stop cut off (their task died with the
+/// process) go back to pending, so that a client's retry starts them again.
+pub async fn reopen_interrupted_validations(
+    db: &kexin_ca::storage::Database,
+) -> anyhow::Result<()> {
+    let reopened = store::reopen_interrupted(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("ACME: {}", e.detail))?;
+    if reopened > 0 {
+        tracing::info!(
+            reopened,
+            "ACME validations interrupted by the last stop are pending again"
+        );
+    }
+    Ok(())
+}
+
 /// An ACME problem document (RFC 8555 §6.7).
 #[derive(Debug)]
 pub struct AcmeError {

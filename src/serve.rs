@@ -120,6 +120,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     }
     instance.ensure_ocsp_responders().await?;
     abandon_pending(&instance).await?;
+    crate::acme::reopen_interrupted_validations(&instance.db).await?;
     let changed = instance
         .profiles()?
         .audit_changes(

@@ -552,3 +552,37 @@ async fn bad_acme_requests_get_their_problem_types() {
         .await;
     assert_eq!(acme_type(&again), "alreadyRevoked");
 }
+
+/// A validation cut off by a stop is pending again after the restart, and
+/// the client's second request for it succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_validation_can_be_asked_again() {
+    let ca = Ca::init(&[]);
+    // Accepts connections (the kernel does) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = serve_acme(&ca, silent.local_addr().unwrap().port());
+    let mut client = Client::new(&ca, &server.https).await;
+    client.register().await;
+    let order = client.order(&["slow.localhost"]).await;
+    let authz_url = order.body["authorizations"][0].as_str().unwrap().to_owned();
+    let authz = client.post(&authz_url, None).await.body;
+    let challenge_url = authz["challenges"][0]["url"].as_str().unwrap().to_owned();
+    let token = authz["challenges"][0]["token"].as_str().unwrap().to_owned();
+    let asked = client.post(&challenge_url, Some(&json!({}))).await;
+    assert_eq!(asked.body["status"], "processing", "{}", asked.body);
+    let (status, _) = server.stop();
+    assert!(status.success());
+
+    let http01 = free_port();
+    let responses = Arc::new(Mutex::new(HashMap::new()));
+    responses
+        .lock()
+        .unwrap()
+        .insert(token.clone(), format!("{token}.{}", client.thumbprint()));
+    challenge_server(http01, responses.clone());
+    let _server = serve_acme(&ca, http01);
+    let authz = client.post(&authz_url, None).await.body;
+    assert_eq!(authz["challenges"][0]["status"], "pending", "{authz}");
+    let authz = client.validate(&order.body, &responses, None).await;
+    assert_eq!(authz["status"], "valid", "{authz}");
+}

@@ -278,3 +278,15 @@ pub async fn move_authorization(
     .map_err(failed)?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Validations cut off by a stop: back to pending, for the client to ask
+/// again. Returns how many.
+pub async fn reopen_interrupted(db: &Database) -> Result<u64, AcmeError> {
+    let done = sqlx::query(
+        "UPDATE acme_authorizations SET status = 'pending' WHERE status = 'processing'",
+    )
+    .execute(db.pool())
+    .await
+    .map_err(failed)?;
+    Ok(done.rows_affected())
+}
