@@ -33,6 +33,7 @@ use kexin_ca::profile::SubjectRequest;
 use kexin_ca::revocation::{RevocationReason, Revocations};
 use serde_json::json;
 
+use crate::api::rfc3339;
 use crate::serve::AppState;
 use jws::AccountKey;
 use store::{Account, Authorization, Order};
@@ -170,16 +171,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 fn base(state: &AppState) -> String {

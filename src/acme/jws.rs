@@ -228,32 +228,27 @@ impl AccountKey {
     }
 }
 
-/// RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER },
-/// the bit string content of an RSA SubjectPublicKeyInfo.
+/// RSAPublicKey (RFC 8017 A.1.1), the bit string content of an RSA
+/// SubjectPublicKeyInfo.
+#[derive(der::Sequence)]
+struct RsaPublicKey<'a> {
+    modulus: der::asn1::UintRef<'a>,
+    public_exponent: der::asn1::UintRef<'a>,
+}
+
+/// The DER RSAPublicKey; empty if the integers cannot be encoded (which a
+/// key that parsed as a JWK never gives).
 fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
-    fn integer(v: &[u8]) -> Vec<u8> {
-        let mut content = Vec::with_capacity(v.len() + 1);
-        if v.first().is_some_and(|b| b & 0x80 != 0) {
-            content.push(0);
-        }
-        content.extend_from_slice(v);
-        tlv(0x02, &content)
-    }
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes = len.to_be_bytes();
-            let skip = bytes.iter().take_while(|&&b| b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-    tlv(0x30, &[integer(n), integer(e)].concat())
+    use der::Encode;
+    der::asn1::UintRef::new(n)
+        .and_then(|modulus| {
+            Ok(RsaPublicKey {
+                modulus,
+                public_exponent: der::asn1::UintRef::new(e)?,
+            })
+        })
+        .and_then(|k| k.to_der())
+        .unwrap_or_default()
 }
 
 /// A request whose signature has been checked; what it was signed with is
@@ -323,6 +318,20 @@ mod tests {
             key.thumbprint(),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
+    }
+
+    /// Revocation by certificate key compares these bytes with the
+    /// certificate's: for RSA, the DER RSAPublicKey.
+    #[test]
+    fn an_rsa_key_gives_its_der_public_key() {
+        use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+        let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = pair.public_key();
+        let key = AccountKey::Rsa {
+            n: public.modulus().big_endian_without_leading_zero().to_vec(),
+            e: public.exponent().big_endian_without_leading_zero().to_vec(),
+        };
+        assert_eq!(key.public_key_bytes(), public.as_ref());
     }
 
     #[test]
