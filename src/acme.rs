@@ -99,7 +99,7 @@ impl AcmeError {
         Self::new("malformed", StatusCode::BAD_REQUEST, detail)
     }
 
-    fn unauthorized(detail: &str) -> Self {
+    pub(crate) fn unauthorized(detail: &str) -> Self {
         Self::new("unauthorized", StatusCode::FORBIDDEN, detail)
     }
 
@@ -130,9 +130,14 @@ impl AcmeError {
 
 impl From<jws::JwsError> for AcmeError {
     fn from(e: jws::JwsError) -> Self {
+        let status = if e.kind == "unauthorized" {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         Self {
             kind: e.kind,
-            status: StatusCode::BAD_REQUEST,
+            status,
             detail: e.detail,
         }
     }
@@ -223,7 +228,7 @@ async fn directory(State(state): State<AppState>) -> Response {
         "revokeCert": format!("{b}/revoke-cert"),
         "meta": {
             "website": state.instance.config.https.public_base(),
-            "externalAccountRequired": false,
+            "externalAccountRequired": state.instance.config.acme.external_account_required,
         },
     });
     let mut res = axum::Json(body).into_response();
@@ -382,6 +387,65 @@ struct NewAccount {
     contact: Vec<String>,
     #[serde(default)]
     only_return_existing: bool,
+    external_account_binding: Option<serde_json::Value>,
+}
+
+/// The external account a new account binds to: checked against the key
+/// the RA issued under its kid, which must not be bound yet. None when
+/// the request has no binding and none is required.
+async fn external_binding(
+    state: &AppState,
+    request: &NewAccount,
+    account_key: &AccountKey,
+) -> Result<Option<(String, String)>, AcmeError> {
+    let Some(binding) = &request.external_account_binding else {
+        if state.instance.config.acme.external_account_required {
+            return Err(AcmeError::new(
+                "externalAccountRequired",
+                StatusCode::BAD_REQUEST,
+                "accounts are bound to a key from the registration authority (kexin acme eab); send externalAccountBinding",
+            ));
+        }
+        return Ok(None);
+    };
+    let url = format!("{}/new-account", base(state));
+    let binding = jws::ExternalBinding::parse(binding, &url, account_key)?;
+    let unknown = || AcmeError::unauthorized("no unbound external account key has this kid");
+    let external = store::external_account(&state.instance.db, &binding.kid)
+        .await?
+        .ok_or_else(unknown)?;
+    if external.account_id.is_some() {
+        return Err(unknown());
+    }
+    binding.verify(&external.hmac_key)?;
+    Ok(Some((binding.kid, external.name)))
+}
+
+/// Issues an external account key for `name` (a system the RA knows):
+/// returns (kid, base64url HMAC key), the key shown this once.
+pub async fn issue_external_account(
+    instance: &crate::instance::Instance,
+    name: &str,
+    requester: Requester<'_>,
+) -> anyhow::Result<(String, String)> {
+    let kid = kexin_identity::random_token()?;
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let hmac_key = URL_SAFE_NO_PAD.encode(key);
+    store::insert_external_account(&instance.db, &kid, name, &hmac_key, now())
+        .await
+        .map_err(|e| anyhow::anyhow!("storing the external account key: {}", e.detail))?;
+    instance
+        .audit
+        .append(kexin_ca::audit::AuditEvent {
+            actor: requester.actor,
+            action: "acme.external_account",
+            target: &kid,
+            source: requester.source,
+            detail: json!({ "name": name }),
+        })
+        .await?;
+    Ok((kid, hmac_key))
 }
 
 async fn new_account(
@@ -411,13 +475,15 @@ async fn new_account(
             ));
         }
         check_contacts(&request.contact)?;
+        let binding = external_binding(&state, &request, &signed.key).await?;
         let account = Account {
             id: kexin_identity::random_token().map_err(|_| AcmeError::server_internal())?,
             jwk: signed.key.canonical_json(),
             contact: request.contact,
             status: "valid".into(),
         };
-        if !store::insert_account(db, &account, &thumbprint, now()).await? {
+        let bound_kid = binding.as_ref().map(|(kid, _)| kid.as_str());
+        if !store::insert_account(db, &account, &thumbprint, bound_kid, now()).await? {
             // The same key registered concurrently: answer with that account.
             let existing = store::account_by_thumbprint(db, &thumbprint)
                 .await?
@@ -435,7 +501,11 @@ async fn new_account(
             "acme.account",
             &account.id,
             peer,
-            json!({ "thumbprint": thumbprint, "contact": account.contact }),
+            json!({
+                "thumbprint": thumbprint,
+                "contact": account.contact,
+                "external_account": binding.map(|(kid, name)| json!({ "kid": kid, "name": name })),
+            }),
         )
         .await?;
         let url = format!("{}/account/{}", base(&state), account.id);

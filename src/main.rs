@@ -138,6 +138,27 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The ACME server's registration side.
+    Acme {
+        #[command(subcommand)]
+        command: AcmeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AcmeCommand {
+    /// Issue an external account key for a system (RFC 8555 §7.3.4): its
+    /// ACME client opens one account with it (certbot `--eab-kid
+    /// --eab-hmac-key`). Prints the kid and the HMAC key, shown once.
+    Eab {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        /// The system the key is for, as the audit log will name it.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -448,6 +469,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::License { command } => seal::run_license(command).await,
+        Command::Acme {
+            command: AcmeCommand::Eab { data, name, json },
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let (kid, hmac_key) = acme::issue_external_account(&instance, &name, CLI).await?;
+            instance.checkpoint_audit().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "eab_kid": kid, "eab_hmac_key": hmac_key, "directory": format!("{}/acme/directory", instance.config.https.public_base()) })
+                );
+            } else {
+                println!("eab_kid: {kid}\neab_hmac_key: {hmac_key}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => {

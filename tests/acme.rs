@@ -18,15 +18,31 @@ use common::*;
 use serde_json::{json, Value};
 
 /// `kexin serve` fetching http-01 responses from `http01_port`, for
-/// names under localhost.
-fn serve_acme(ca: &Ca, http01_port: u16) -> Server {
+/// names under localhost; new accounts need an external account key from
+/// the RA when `binding_required`.
+fn serve_acme(ca: &Ca, http01_port: u16, binding_required: bool) -> Server {
     let mut cmd = kexin(&ca.dir);
     cmd.args(["serve", "--data", "data"])
         .args(["--http", &format!("127.0.0.1:{}", ca.http)])
         .args(["--https", &format!("127.0.0.1:{}", ca.https)])
         .env("KEXIN_ACME__HTTP01_PORT", http01_port.to_string())
-        .env("KEXIN_ACME__ALLOW_LOCALHOST_NAMES", "true");
+        .env("KEXIN_ACME__ALLOW_LOCALHOST_NAMES", "true")
+        .env(
+            "KEXIN_ACME__EXTERNAL_ACCOUNT_REQUIRED",
+            binding_required.to_string(),
+        );
     Server::start(cmd, ca.http, ca.https)
+}
+
+/// An external account key from `kexin acme eab`: (kid, HMAC key).
+fn external_account(ca: &Ca, name: &str) -> (String, String) {
+    let out = ca.kexin(&["acme", "eab", "--name", name, "--json"]);
+    assert_ok(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["eab_kid"].as_str().unwrap().to_owned(),
+        v["eab_hmac_key"].as_str().unwrap().to_owned(),
+    )
 }
 
 fn certbot(ca: &Ca, args: &[&str]) -> std::process::Output {
@@ -98,7 +114,8 @@ fn certbot_gets_renews_and_revokes_a_certificate_on_postgres() {
 
 fn certbot_gets_renews_and_revokes_a_certificate(ca: &Ca) {
     let http01 = free_port();
-    let server = serve_acme(ca, http01);
+    let (kid, hmac_key) = external_account(ca, "portal");
+    let server = serve_acme(ca, http01, true);
     let directory = format!("{}/acme/directory", server.https);
     let port = http01.to_string();
     let out = certbot(
@@ -116,6 +133,10 @@ fn certbot_gets_renews_and_revokes_a_certificate(ca: &Ca) {
             "www.app.localhost",
             "--register-unsafely-without-email",
             "--agree-tos",
+            "--eab-kid",
+            &kid,
+            "--eab-hmac-key",
+            &hmac_key,
         ],
     );
     assert_ok(&out);
@@ -333,11 +354,32 @@ impl Client {
             .await
     }
 
-    async fn register(&mut self) {
+    /// The externalAccountBinding for this account key: a JWS over the
+    /// JWK, MACed with the RA's `hmac_key` (base64url).
+    fn binding(&self, kid: &str, hmac_key: &str) -> Value {
+        let url = self.directory["newAccount"].as_str().unwrap();
+        let protected =
+            URL_SAFE_NO_PAD.encode(json!({ "alg": "HS256", "kid": kid, "url": url }).to_string());
+        let payload = URL_SAFE_NO_PAD.encode(self.jwk().to_string());
+        let key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &URL_SAFE_NO_PAD.decode(hmac_key).unwrap(),
+        );
+        let tag = aws_lc_rs::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
+        json!({ "protected": protected, "payload": payload, "signature": URL_SAFE_NO_PAD.encode(tag.as_ref()) })
+    }
+
+    async fn new_account(&self, binding: Option<Value>) -> Reply {
         let url = self.directory["newAccount"].as_str().unwrap().to_owned();
-        let r = self
-            .post(&url, Some(&json!({ "termsOfServiceAgreed": true })))
-            .await;
+        let mut payload = json!({ "termsOfServiceAgreed": true });
+        if let Some(b) = binding {
+            payload["externalAccountBinding"] = b;
+        }
+        self.post(&url, Some(&payload)).await
+    }
+
+    async fn register(&mut self) {
+        let r = self.new_account(None).await;
         // 200: the key already has an account.
         assert!([200, 201].contains(&r.status), "{}", r.body);
         self.kid = r.location;
@@ -412,7 +454,7 @@ async fn bad_acme_requests_get_their_problem_types() {
     let http01 = free_port();
     let responses = Arc::new(Mutex::new(HashMap::new()));
     challenge_server(http01, responses.clone());
-    let server = serve_acme(&ca, http01);
+    let server = serve_acme(&ca, http01, false);
     let mut client = Client::new(&ca, &server.https).await;
     let new_account = client.directory["newAccount"].as_str().unwrap().to_owned();
 
@@ -560,7 +602,7 @@ async fn an_interrupted_validation_can_be_asked_again() {
     let ca = Ca::init(&[]);
     // Accepts connections (the kernel does) and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = serve_acme(&ca, silent.local_addr().unwrap().port());
+    let server = serve_acme(&ca, silent.local_addr().unwrap().port(), false);
     let mut client = Client::new(&ca, &server.https).await;
     client.register().await;
     let order = client.order(&["slow.localhost"]).await;
@@ -580,9 +622,53 @@ async fn an_interrupted_validation_can_be_asked_again() {
         .unwrap()
         .insert(token.clone(), format!("{token}.{}", client.thumbprint()));
     challenge_server(http01, responses.clone());
-    let _server = serve_acme(&ca, http01);
+    let _server = serve_acme(&ca, http01, false);
     let authz = client.post(&authz_url, None).await.body;
     assert_eq!(authz["challenges"][0]["status"], "pending", "{authz}");
     let authz = client.validate(&order.body, &responses, None).await;
     assert_eq!(authz["status"], "valid", "{authz}");
+}
+
+/// With bindings required (the default), an account opens only with an
+/// unused key the RA issued, MACed correctly.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_needs_an_unused_key_from_the_ra() {
+    let ca = Ca::init(&[]);
+    let (kid, hmac_key) = external_account(&ca, "portal");
+    let server = serve_acme(&ca, free_port(), true);
+    let client = Client::new(&ca, &server.https).await;
+    assert_eq!(client.directory["meta"]["externalAccountRequired"], true);
+
+    let none = client.new_account(None).await;
+    assert_eq!(
+        (none.status, acme_type(&none).as_str()),
+        (400, "externalAccountRequired")
+    );
+    let forged = client
+        .new_account(Some(
+            client.binding(&kid, &URL_SAFE_NO_PAD.encode([7u8; 32])),
+        ))
+        .await;
+    assert_eq!(
+        (forged.status, acme_type(&forged).as_str()),
+        (403, "unauthorized")
+    );
+    let bound = client
+        .new_account(Some(client.binding(&kid, &hmac_key)))
+        .await;
+    assert_eq!(bound.status, 201, "{}", bound.body);
+
+    let other = Client::new(&ca, &server.https).await;
+    let reused = other
+        .new_account(Some(other.binding(&kid, &hmac_key)))
+        .await;
+    assert_eq!(
+        (reused.status, acme_type(&reused).as_str()),
+        (403, "unauthorized")
+    );
+    // A binding made for one key does not open an account for another.
+    let borrowed = other
+        .new_account(Some(client.binding(&kid, &hmac_key)))
+        .await;
+    assert_eq!(acme_type(&borrowed), "malformed", "{}", borrowed.body);
 }

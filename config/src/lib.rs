@@ -63,6 +63,10 @@ pub struct AcmeConfig {
     /// from the loopback address, RFC 6761): for tests and demonstrations
     /// on one machine, never for a CA that others rely on.
     pub allow_localhost_names: bool,
+    /// Whether a new account must be bound to a key the RA issued
+    /// (`kexin acme eab`); without it, anyone who reaches the endpoint and
+    /// controls a name may open an account and order it.
+    pub external_account_required: bool,
 }
 
 impl Default for AcmeConfig {
@@ -71,6 +75,7 @@ impl Default for AcmeConfig {
             profile: "tls-server".into(),
             http01_port: 80,
             allow_localhost_names: false,
+            external_account_required: true,
         }
     }
 }

@@ -299,6 +299,87 @@ pub fn verify(
     Ok(Verified { key, payload })
 }
 
+/// An external account binding (RFC 8555 §7.3.4): a JWS over the account
+/// key, MACed with the key the RA issued under `kid`.
+pub struct ExternalBinding {
+    pub kid: String,
+    algorithm: aws_lc_rs::hmac::Algorithm,
+    signing_input: String,
+    signature: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct BindingHeader {
+    alg: String,
+    kid: String,
+    url: String,
+    nonce: Option<String>,
+}
+
+impl ExternalBinding {
+    /// Checks the binding's form: a MAC algorithm, the newAccount `url`,
+    /// no nonce, and the account key as its payload.
+    pub fn parse(
+        binding: &serde_json::Value,
+        url: &str,
+        account_key: &AccountKey,
+    ) -> Result<Self, JwsError> {
+        let malformed = |d: &str| JwsError::malformed(&format!("externalAccountBinding: {d}"));
+        let jws: FlattenedJws = serde_json::from_value(binding.clone())
+            .map_err(|_| malformed("not a flattened JWS"))?;
+        let header: BindingHeader = URL_SAFE_NO_PAD
+            .decode(&jws.protected)
+            .ok()
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or_else(|| {
+                malformed("the protected header is not base64url JSON with alg, kid and url")
+            })?;
+        let algorithm = match header.alg.as_str() {
+            "HS256" => aws_lc_rs::hmac::HMAC_SHA256,
+            "HS384" => aws_lc_rs::hmac::HMAC_SHA384,
+            "HS512" => aws_lc_rs::hmac::HMAC_SHA512,
+            _ => return Err(malformed("alg must be HS256, HS384 or HS512")),
+        };
+        if header.url != url || header.nonce.is_some() {
+            return Err(malformed("url must be the newAccount URL, and no nonce"));
+        }
+        let bound_key = URL_SAFE_NO_PAD
+            .decode(&jws.payload)
+            .ok()
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+            .and_then(|jwk| AccountKey::from_jwk(&jwk).ok())
+            .ok_or_else(|| malformed("the payload is not a JWK"))?;
+        if &bound_key != account_key {
+            return Err(malformed("the payload is not the account key"));
+        }
+        Ok(Self {
+            kid: header.kid,
+            algorithm,
+            signing_input: format!("{}.{}", jws.protected, jws.payload),
+            signature: URL_SAFE_NO_PAD
+                .decode(&jws.signature)
+                .map_err(|_| malformed("the signature is not base64url"))?,
+        })
+    }
+
+    /// Checks the MAC with the RA's key (base64url, as issued); the
+    /// comparison is constant-time.
+    pub fn verify(&self, hmac_key: &str) -> Result<(), JwsError> {
+        let key = URL_SAFE_NO_PAD
+            .decode(hmac_key)
+            .map_err(|_| JwsError::malformed("the external account key is unusable"))?;
+        aws_lc_rs::hmac::verify(
+            &aws_lc_rs::hmac::Key::new(self.algorithm, &key),
+            self.signing_input.as_bytes(),
+            &self.signature,
+        )
+        .map_err(|_| JwsError {
+            kind: "unauthorized",
+            detail: "the external account binding's MAC does not verify".into(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

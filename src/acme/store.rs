@@ -76,14 +76,18 @@ fn account_from_row(r: &sqlx::any::AnyRow) -> Account {
     }
 }
 
-/// Stores a new account; false if one with the same key won a race.
+/// Stores a new account, bound to the external account `binding` if one
+/// is given, in one transaction. Ok(false) if an account with the same key
+/// won a race; an error `unauthorized` if the binding was taken.
 pub async fn insert_account(
     db: &Database,
     a: &Account,
     thumbprint: &str,
+    binding: Option<&str>,
     now: i64,
 ) -> Result<bool, AcmeError> {
     let contact = serde_json::to_string(&a.contact).unwrap_or_else(|_| "[]".into());
+    let mut tx = db.pool().begin().await.map_err(failed)?;
     let done = sqlx::query(
         "INSERT INTO acme_accounts (id, thumbprint, jwk, contact, status, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (thumbprint) DO NOTHING",
@@ -94,10 +98,75 @@ pub async fn insert_account(
     .bind(contact)
     .bind(&a.status)
     .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(failed)?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if let Some(kid) = binding {
+        let bound = sqlx::query(
+            "UPDATE acme_external_accounts SET account_id = $1, hmac_key = '' \
+             WHERE kid = $2 AND account_id IS NULL",
+        )
+        .bind(&a.id)
+        .bind(kid)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+        if bound.rows_affected() != 1 {
+            return Err(AcmeError::unauthorized(
+                "the external account key is already bound to an account",
+            ));
+        }
+    }
+    tx.commit().await.map_err(failed)?;
+    Ok(true)
+}
+
+/// An external account key the RA issued: its name and, until an account
+/// binds it, its HMAC key.
+pub struct ExternalAccount {
+    pub name: String,
+    pub hmac_key: String,
+    pub account_id: Option<String>,
+}
+
+pub async fn external_account(
+    db: &Database,
+    kid: &str,
+) -> Result<Option<ExternalAccount>, AcmeError> {
+    let row =
+        sqlx::query("SELECT name, hmac_key, account_id FROM acme_external_accounts WHERE kid = $1")
+            .bind(kid)
+            .fetch_optional(db.pool())
+            .await
+            .map_err(failed)?;
+    Ok(row.map(|r| ExternalAccount {
+        name: r.get("name"),
+        hmac_key: r.get("hmac_key"),
+        account_id: r.get("account_id"),
+    }))
+}
+
+pub async fn insert_external_account(
+    db: &Database,
+    kid: &str,
+    name: &str,
+    hmac_key: &str,
+    now: i64,
+) -> Result<(), AcmeError> {
+    sqlx::query(
+        "INSERT INTO acme_external_accounts (kid, name, hmac_key, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(kid)
+    .bind(name)
+    .bind(hmac_key)
+    .bind(now)
     .execute(db.pool())
     .await
     .map_err(failed)?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }
 
 pub async fn update_account(
