@@ -150,8 +150,12 @@ pub struct Nonces {
 }
 
 impl Nonces {
+    /// A fresh nonce; empty (which no request can spend) if the system
+    /// has no randomness to give.
     fn issue(&self) -> String {
-        let nonce = kexin_identity::random_token().unwrap_or_default();
+        let Ok(nonce) = kexin_identity::random_token() else {
+            return String::new();
+        };
         let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
         if issued.len() >= MAX_NONCES {
             issued.retain(|_, at| at.elapsed() < NONCE_LIFETIME);
@@ -186,8 +190,11 @@ fn base(state: &AppState) -> String {
 /// link, and no caching.
 fn finish(state: &AppState, mut res: Response) -> Response {
     let headers = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&state.acme_nonces.issue()) {
-        headers.insert("replay-nonce", v);
+    let nonce = state.acme_nonces.issue();
+    if !nonce.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&nonce) {
+            headers.insert("replay-nonce", v);
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&format!("<{}/directory>;rel=\"index\"", base(state))) {
         headers.append(header::LINK, v);
