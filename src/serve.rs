@@ -229,9 +229,12 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     ));
     println!("Kexin is serving {}", data_dir.display());
     println!("  PKI repository  http://{http_addr}/pki/ca/root.crt");
+    println!("  OCSP            http://{http_addr}/ocsp");
+    println!("  time-stamping   http://{http_addr}/tsa");
     println!("  health          https://{https_addr}/healthz");
     println!("  readiness       https://{https_addr}/readyz");
     println!("  metrics         https://{https_addr}/metrics");
+    println!("  ACME            https://{https_addr}/acme/directory");
     println!(
         "  trust anchor    {}",
         instance.path(Path::new("ca/root.pem")).display()
