@@ -428,6 +428,25 @@ async fn external_binding(
     Ok(Some((binding.kid, external.name)))
 }
 
+/// The external account keys, for the API: kid, name, the account bound
+/// (its URL) and when the key was issued.
+pub async fn list_external_accounts(state: &AppState) -> anyhow::Result<Vec<serde_json::Value>> {
+    let b = base(state);
+    Ok(store::external_accounts(&state.instance.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("ACME: {}", e.detail))?
+        .into_iter()
+        .map(|(kid, name, account, created_at)| {
+            json!({
+                "kid": kid,
+                "name": name,
+                "account": account.map(|a| format!("{b}/account/{a}")),
+                "created_at": rfc3339(created_at),
+            })
+        })
+        .collect())
+}
+
 /// Issues an external account key for `name` (a system the RA knows):
 /// returns (kid, base64url HMAC key), the key shown this once.
 pub async fn issue_external_account(

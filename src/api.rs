@@ -27,6 +27,7 @@ use crate::problem::Problem;
 use crate::serve::AppState;
 use crate::tls::PeerCertificates;
 
+mod acme_accounts;
 mod callers;
 mod clients;
 mod requests;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(requests::router())
         .merge(clients::router())
+        .merge(acme_accounts::router())
         .route("/certificates", post(issue).get(search))
         .route("/certificates/{serial}", get(fetch))
         .route("/certificates/{serial}/revoke", post(revoke))

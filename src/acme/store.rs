@@ -149,6 +149,30 @@ pub async fn external_account(
     }))
 }
 
+/// Every external account key, oldest first: (kid, name, bound account,
+/// created at). Not the keys.
+pub async fn external_accounts(
+    db: &Database,
+) -> Result<Vec<(String, String, Option<String>, i64)>, AcmeError> {
+    let rows = sqlx::query(
+        "SELECT kid, name, account_id, created_at FROM acme_external_accounts ORDER BY created_at, kid",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(failed)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("kid"),
+                r.get("name"),
+                r.get("account_id"),
+                r.get("created_at"),
+            )
+        })
+        .collect())
+}
+
 pub async fn insert_external_account(
     db: &Database,
     kid: &str,
