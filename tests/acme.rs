@@ -634,8 +634,21 @@ async fn an_interrupted_validation_can_be_asked_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_needs_an_unused_key_from_the_ra() {
     let ca = Ca::init(&[]);
-    let (kid, hmac_key) = external_account(&ca, "portal");
+    let (admin, clerk, auditor) = (
+        ca.officer("admin", "ra-admin"),
+        ca.officer("clerk", "ra-officer"),
+        ca.officer("audit", "auditor"),
+    );
     let server = serve_acme(&ca, free_port(), true);
+    // The API issues keys to an ra-admin only, and lists them without keys.
+    let path = "/api/v1/acme/external-accounts";
+    let body = Some(r#"{"name":"portal"}"#);
+    let (code, _) = api(&ca, Some(&clerk), "POST", path, body);
+    assert_eq!(code, 403);
+    let (code, issued) = api(&ca, Some(&admin), "POST", path, body);
+    assert_eq!(code, 201, "{issued}");
+    let kid = issued["eab_kid"].as_str().unwrap().to_owned();
+    let hmac_key = issued["eab_hmac_key"].as_str().unwrap().to_owned();
     let client = Client::new(&ca, &server.https).await;
     assert_eq!(client.directory["meta"]["externalAccountRequired"], true);
 
@@ -657,6 +670,17 @@ async fn an_account_needs_an_unused_key_from_the_ra() {
         .new_account(Some(client.binding(&kid, &hmac_key)))
         .await;
     assert_eq!(bound.status, 201, "{}", bound.body);
+    let (code, listed) = api(&ca, Some(&auditor), "GET", path, None);
+    assert_eq!(code, 200);
+    assert_eq!(listed["items"][0]["name"], "portal");
+    assert_eq!(
+        listed["items"][0]["account"].as_str(),
+        bound.location.as_deref()
+    );
+    assert!(
+        !listed.to_string().contains(&hmac_key),
+        "the key was listed"
+    );
 
     let other = Client::new(&ca, &server.https).await;
     let reused = other
