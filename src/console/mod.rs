@@ -9,6 +9,7 @@
 //! certificate is worthless. Sessions live in memory: a restart signs
 //! everyone out, which is the safe direction.
 
+mod acme;
 mod audit;
 mod certificates;
 mod clients;
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
             "/console/clients",
             get(clients::list).post(clients::register),
         )
+        .route("/console/acme", get(acme::list).post(acme::issue))
         .route("/console/kmc", get(requests::kmc_queue))
         .route(
             "/console/seals",
@@ -448,6 +450,7 @@ fn frame(lang: Lang, title: &str, officer: Option<&Officer>, body: Markup) -> Ma
                             }
                             @if matches!(o.caller.role, Role::RaAdmin | Role::Auditor) {
                                 a href="/console/clients" { (lang.t("clients")) }
+                                a href="/console/acme" { (lang.t("acme")) }
                             }
                             @if o.caller.role.allows(Permission::ReadAudit) {
                                 a href="/console/audit" { (lang.t("audit")) }

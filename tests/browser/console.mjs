@@ -99,6 +99,7 @@ try {
   const audit = await page.goto(`${base}/console/audit`);
   assert.equal(audit.status(), 403, 'an ra-officer read the audit log');
   assert.equal((await page.goto(`${base}/console/clients`)).status(), 403, 'an ra-officer saw client systems');
+  assert.equal((await page.goto(`${base}/console/acme`)).status(), 403, 'an ra-officer saw ACME keys');
 
   // 5. The same pages in Chinese, at phone width, without horizontal scrolling.
   const phone = await contextFor(process.env.BOB_P12, { width: 390, height: 844 }, 'zh-CN');
@@ -147,11 +148,25 @@ try {
   const badResponse = admin.waitForResponse((r) => r.url().endsWith('/console/clients') && r.request().method() === 'POST');
   await admin.click('#register-client');
   assert.equal((await badResponse).status(), 400);
+  // The ra-admin issues an ACME external account key for a system; the
+  // HMAC key is shown once, and the list shows the key as not yet bound.
+  await admin.goto(`${base}/console/acme`);
+  await admin.fill('input[name="name"]', '政务服务门户');
+  await admin.click('#issue-eab');
+  await admin.locator('#delivery').waitFor();
+  const eabKid = await admin.locator('#eab-kid').innerText();
+  assert.match(await admin.locator('#eab-hmac-key').innerText(), /^[A-Za-z0-9_-]{43}$/);
+  assert.equal(await admin.locator('#eab-keys td', { hasText: eabKid }).count(), 1);
+  await shot(admin, '08c-acme');
+  await admin.goto(`${base}/console/acme`);
+  assert.equal(await admin.locator('#eab-hmac-key').count(), 0, 'the HMAC key is shown again');
+  assert.equal(await admin.locator('#eab-keys td', { hasText: '政务服务门户' }).count(), 1);
   await admin.goto(`${base}/console/audit`);
   await admin.click('#verify-chain');
   assert.match(await admin.locator('#chain-status').innerText(), /^Chain intact/);
   assert.ok(await admin.locator('td code', { hasText: 'request.approve' }).count() >= 1);
   assert.ok(await admin.locator('td code', { hasText: 'client.add' }).count() >= 1);
+  assert.ok(await admin.locator('td code', { hasText: 'acme.external_account' }).count() >= 1);
   await shot(admin, '09-audit');
   // Signing out ends the session: the next page asks to sign in again.
   await admin.click('header button.link');
