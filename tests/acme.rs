@@ -593,6 +593,32 @@ async fn bad_acme_requests_get_their_problem_types() {
         .post(&revoke, Some(&json!({ "certificate": der })))
         .await;
     assert_eq!(acme_type(&again), "alreadyRevoked");
+
+    // A key without an account is told so when it asks only for an
+    // existing one; a deactivated account can do nothing more.
+    let stranger = Client::new(&ca, &server.https).await;
+    let url = stranger.directory["newAccount"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lookup = stranger
+        .post(&url, Some(&json!({ "onlyReturnExisting": true })))
+        .await;
+    assert_eq!(acme_type(&lookup), "accountDoesNotExist", "{}", lookup.body);
+    let account_url = other.kid.clone().unwrap();
+    let deactivated = other
+        .post(&account_url, Some(&json!({ "status": "deactivated" })))
+        .await;
+    assert_eq!(
+        deactivated.body["status"], "deactivated",
+        "{}",
+        deactivated.body
+    );
+    let after = other.order(&["late.localhost"]).await;
+    assert_eq!(
+        (after.status, acme_type(&after).as_str()),
+        (403, "unauthorized")
+    );
 }
 
 /// A validation cut off by a stop is pending again after the restart, and
