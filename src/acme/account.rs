@@ -1,0 +1,293 @@
+//! Accounts: opening one (bound to an external account key from the RA
+//! where that is required), reading, updating and deactivating it, its
+//! orders; and the RA's side of the external account keys.
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use kexin_ca::issuance::Requester;
+
+use super::*;
+use crate::api::rfc3339;
+
+fn account_json(state: &AppState, a: &Account) -> serde_json::Value {
+    json!({
+        "status": a.status,
+        "contact": a.contact,
+        "orders": format!("{}/account/{}/orders", base(state), a.id),
+    })
+}
+
+/// Contacts must be mailto: URLs with one address and no header fields.
+fn check_contacts(contact: &[String]) -> Result<(), AcmeError> {
+    for c in contact {
+        let address = c.strip_prefix("mailto:").ok_or_else(|| {
+            AcmeError::new(
+                "unsupportedContact",
+                StatusCode::BAD_REQUEST,
+                "contacts are mailto: URLs",
+            )
+        })?;
+        let well_formed = address.split('@').count() == 2
+            && !address.contains([',', '?', ' ', '<', '>'])
+            && address.len() <= 254;
+        if !well_formed {
+            return Err(AcmeError::new(
+                "invalidContact",
+                StatusCode::BAD_REQUEST,
+                &format!("{c} is not one e-mail address"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewAccount {
+    #[serde(default)]
+    contact: Vec<String>,
+    #[serde(default)]
+    only_return_existing: bool,
+    external_account_binding: Option<serde_json::Value>,
+}
+
+/// The external account a new account binds to: checked against the key
+/// the RA issued under its kid, which must not be bound yet. None when
+/// the request has no binding and none is required.
+async fn external_binding(
+    state: &AppState,
+    request: &NewAccount,
+    account_key: &AccountKey,
+) -> Result<Option<(String, String)>, AcmeError> {
+    let Some(binding) = &request.external_account_binding else {
+        if state.instance.config.acme.external_account_required {
+            return Err(AcmeError::new(
+                "externalAccountRequired",
+                StatusCode::BAD_REQUEST,
+                "accounts are bound to a key from the registration authority (kexin acme eab); send externalAccountBinding",
+            ));
+        }
+        return Ok(None);
+    };
+    let url = format!("{}/new-account", base(state));
+    let binding = jws::ExternalBinding::parse(binding, &url, account_key)?;
+    let unknown = || AcmeError::unauthorized("no unbound external account key has this kid");
+    let external = store::external_account(&state.instance.db, &binding.kid)
+        .await?
+        .ok_or_else(unknown)?;
+    if external.account_id.is_some() {
+        return Err(unknown());
+    }
+    binding.verify(&external.hmac_key)?;
+    Ok(Some((binding.kid, external.name)))
+}
+
+/// The external account keys, for the API: kid, name, the account bound
+/// (its URL) and when the key was issued.
+pub async fn list_external_accounts(state: &AppState) -> anyhow::Result<Vec<serde_json::Value>> {
+    let b = base(state);
+    Ok(store::external_accounts(&state.instance.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("ACME: {}", e.detail))?
+        .into_iter()
+        .map(|(kid, name, account, created_at)| {
+            json!({
+                "kid": kid,
+                "name": name,
+                "account": account.map(|a| format!("{b}/account/{a}")),
+                "created_at": rfc3339(created_at),
+            })
+        })
+        .collect())
+}
+
+/// Issues an external account key for `name` (a system the RA knows):
+/// returns (kid, base64url HMAC key), the key shown this once.
+pub async fn issue_external_account(
+    instance: &crate::instance::Instance,
+    name: &str,
+    requester: Requester<'_>,
+) -> anyhow::Result<(String, String)> {
+    let kid = kexin_identity::random_token()?;
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let hmac_key = URL_SAFE_NO_PAD.encode(key);
+    store::insert_external_account(&instance.db, &kid, name, &hmac_key, now())
+        .await
+        .map_err(|e| anyhow::anyhow!("storing the external account key: {}", e.detail))?;
+    instance
+        .audit
+        .append(kexin_ca::audit::AuditEvent {
+            actor: requester.actor,
+            action: "acme.external_account",
+            target: &kid,
+            source: requester.source,
+            detail: json!({ "name": name }),
+        })
+        .await?;
+    Ok((kid, hmac_key))
+}
+
+pub(super) async fn new_account(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let signed = authenticate(&state, &headers, "/new-account", &body, true).await?;
+        let request: NewAccount = signed.payload()?;
+        let thumbprint = signed.key.thumbprint();
+        let db = &state.instance.db;
+        if let Some(existing) = store::account_by_thumbprint(db, &thumbprint).await? {
+            let url = format!("{}/account/{}", base(&state), existing.id);
+            return Ok(json_response(
+                StatusCode::OK,
+                account_json(&state, &existing),
+                Some(&url),
+            ));
+        }
+        if request.only_return_existing {
+            return Err(AcmeError::new(
+                "accountDoesNotExist",
+                StatusCode::BAD_REQUEST,
+                "no account has this key",
+            ));
+        }
+        check_contacts(&request.contact)?;
+        let binding = external_binding(&state, &request, &signed.key).await?;
+        let account = Account {
+            id: kexin_identity::random_token().map_err(|_| AcmeError::server_internal())?,
+            jwk: signed.key.canonical_json(),
+            contact: request.contact,
+            status: "valid".into(),
+        };
+        let bound_kid = binding.as_ref().map(|(kid, _)| kid.as_str());
+        if !store::insert_account(db, &account, &thumbprint, bound_kid, now()).await? {
+            // The same key registered concurrently: answer with that account.
+            let existing = store::account_by_thumbprint(db, &thumbprint)
+                .await?
+                .ok_or_else(AcmeError::server_internal)?;
+            let url = format!("{}/account/{}", base(&state), existing.id);
+            return Ok(json_response(
+                StatusCode::OK,
+                account_json(&state, &existing),
+                Some(&url),
+            ));
+        }
+        audit(
+            &state,
+            &account.id,
+            "acme.account",
+            &account.id,
+            peer,
+            json!({
+                "thumbprint": thumbprint,
+                "contact": account.contact,
+                "external_account": binding.map(|(kid, name)| json!({ "kid": kid, "name": name })),
+            }),
+        )
+        .await?;
+        let url = format!("{}/account/{}", base(&state), account.id);
+        Ok(json_response(
+            StatusCode::CREATED,
+            account_json(&state, &account),
+            Some(&url),
+        ))
+    }
+    .await;
+    respond(&state, result)
+}
+
+#[derive(serde::Deserialize)]
+struct AccountUpdate {
+    contact: Option<Vec<String>>,
+    status: Option<String>,
+}
+
+pub(super) async fn account(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let signed =
+            authenticate(&state, &headers, &format!("/account/{id}"), &body, false).await?;
+        let mut account = signed.account()?.clone();
+        if account.id != id {
+            return Err(AcmeError::unauthorized("this is another account"));
+        }
+        if !signed.is_post_as_get() {
+            let update: AccountUpdate = signed.payload()?;
+            if let Some(contact) = update.contact {
+                check_contacts(&contact)?;
+                account.contact = contact;
+            }
+            match update.status.as_deref() {
+                None => {}
+                Some("deactivated") => account.status = "deactivated".into(),
+                Some(other) => {
+                    return Err(AcmeError::malformed(&format!(
+                        "an account can only be deactivated, not made {other}"
+                    )))
+                }
+            }
+            store::update_account(&state.instance.db, &id, &account.contact, &account.status)
+                .await?;
+            audit(
+                &state,
+                &id,
+                "acme.account.update",
+                &id,
+                peer,
+                json!({ "contact": account.contact, "status": account.status }),
+            )
+            .await?;
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            account_json(&state, &account),
+            None,
+        ))
+    }
+    .await;
+    respond(&state, result)
+}
+
+pub(super) async fn account_orders(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let signed = authenticate(
+            &state,
+            &headers,
+            &format!("/account/{id}/orders"),
+            &body,
+            false,
+        )
+        .await?;
+        if signed.account()?.id != id {
+            return Err(AcmeError::unauthorized("this is another account"));
+        }
+        let b = base(&state);
+        let urls: Vec<String> = store::order_ids(&state.instance.db, &id)
+            .await?
+            .into_iter()
+            .map(|o| format!("{b}/order/{o}"))
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({ "orders": urls }),
+            None,
+        ))
+    }
+    .await;
+    respond(&state, result)
+}
