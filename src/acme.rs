@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/acme/new-account", post(account::new_account))
         .route("/acme/account/{id}", post(account::account))
         .route("/acme/account/{id}/orders", post(account::account_orders))
+        .route("/acme/key-change", post(account::key_change))
         .route("/acme/new-order", post(order::new_order))
         .route("/acme/order/{id}", post(order::order))
         .route("/acme/order/{id}/finalize", post(certificate::finalize))
@@ -206,19 +207,18 @@ fn json_response(status: StatusCode, body: serde_json::Value, location: Option<&
     res
 }
 
+/// The problem document of `e`, with its status.
+fn problem_response(e: AcmeError) -> Response {
+    let mut res = (e.status, axum::Json(e.document())).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    res
+}
+
 fn respond(state: &AppState, result: Result<Response, AcmeError>) -> Response {
-    let res = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let mut res = (e.status, axum::Json(e.document())).into_response();
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            res
-        }
-    };
-    finish(state, res)
+    finish(state, result.unwrap_or_else(problem_response))
 }
 
 async fn directory(State(state): State<AppState>) -> Response {
@@ -228,6 +228,7 @@ async fn directory(State(state): State<AppState>) -> Response {
         "newAccount": format!("{b}/new-account"),
         "newOrder": format!("{b}/new-order"),
         "revokeCert": format!("{b}/revoke-cert"),
+        "keyChange": format!("{b}/key-change"),
         "meta": {
             "website": state.instance.config.https.public_base(),
             "externalAccountRequired": state.instance.config.acme.external_account_required,

@@ -234,6 +234,21 @@ fn challenge_server(port: u16, responses: Arc<Mutex<HashMap<String, String>>>) {
     });
 }
 
+fn new_key() -> EcdsaKeyPair {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap()
+}
+
+fn jwk_of(key: &EcdsaKeyPair) -> Value {
+    let point = key.public_key().as_ref();
+    json!({
+        "crv": "P-256", "kty": "EC",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+    })
+}
+
 /// An ACME client with a P-256 account key.
 struct Client {
     http: reqwest::Client,
@@ -264,25 +279,38 @@ impl Client {
             .json()
             .await
             .unwrap();
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
         Self {
             http,
             directory,
-            key,
+            key: new_key(),
             kid: None,
         }
     }
 
     fn jwk(&self) -> Value {
-        let point = self.key.public_key().as_ref();
-        json!({
-            "crv": "P-256", "kty": "EC",
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..]),
-        })
+        jwk_of(&self.key)
+    }
+
+    /// Rolls the account over to a new key (RFC 8555 §7.3.5): the inner
+    /// JWS, signed by the new key, is the payload of one signed by the old.
+    /// Returns the reply and, when the server took the new key, the old.
+    async fn roll_key(&mut self) -> (Reply, Option<EcdsaKeyPair>) {
+        let url = self.directory["keyChange"].as_str().unwrap().to_owned();
+        let new_key = new_key();
+        let protected = URL_SAFE_NO_PAD
+            .encode(json!({ "alg": "ES256", "jwk": jwk_of(&new_key), "url": url }).to_string());
+        let payload = URL_SAFE_NO_PAD
+            .encode(json!({ "account": self.kid, "oldKey": self.jwk() }).to_string());
+        let signature = new_key
+            .sign(
+                &SystemRandom::new(),
+                format!("{protected}.{payload}").as_bytes(),
+            )
+            .unwrap();
+        let inner = json!({ "protected": protected, "payload": payload, "signature": URL_SAFE_NO_PAD.encode(signature.as_ref()) });
+        let r = self.post(&url, Some(&inner)).await;
+        let old = (r.status == 200).then(|| std::mem::replace(&mut self.key, new_key));
+        (r, old)
     }
 
     fn thumbprint(&self) -> String {
@@ -721,4 +749,42 @@ async fn an_account_needs_an_unused_key_from_the_ra() {
         .new_account(Some(client.binding(&kid, &hmac_key)))
         .await;
     assert_eq!(acme_type(&borrowed), "malformed", "{}", borrowed.body);
+}
+
+/// After a key rollover the account answers to the new key only.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_rolls_over_to_a_new_key() {
+    let ca = Ca::init(&[]);
+    let server = serve_acme(&ca, free_port(), false);
+    let mut client = Client::new(&ca, &server.https).await;
+    client.register().await;
+    let account = client.kid.clone().unwrap();
+    let nonce = client.nonce().await;
+    let signed_by_old_key = client.jws(&account, &nonce, None);
+    let (rolled, old_key) = client.roll_key().await;
+    assert_eq!(rolled.status, 200, "{}", rolled.body);
+    let old = client
+        .send(&account, signed_by_old_key, "application/jose+json")
+        .await;
+    assert_eq!(acme_type(&old), "malformed", "{}", old.body);
+    let now = client.post(&account, None).await;
+    assert_eq!(now.status, 200, "{}", now.body);
+    // The old key no longer finds the account; the new one does.
+    let mut old_holder = Client::new(&ca, &server.https).await;
+    old_holder.key = old_key.unwrap();
+    let lookup = old_holder
+        .post(
+            old_holder.directory["newAccount"].as_str().unwrap(),
+            Some(&json!({ "onlyReturnExisting": true })),
+        )
+        .await;
+    assert_eq!(acme_type(&lookup), "accountDoesNotExist", "{}", lookup.body);
+    client.kid = None;
+    let found = client
+        .post(
+            client.directory["newAccount"].as_str().unwrap(),
+            Some(&json!({ "onlyReturnExisting": true })),
+        )
+        .await;
+    assert_eq!(found.location.as_deref(), Some(account.as_str()));
 }

@@ -291,3 +291,82 @@ pub(super) async fn account_orders(
     .await;
     respond(&state, result)
 }
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyChange {
+    account: String,
+    old_key: serde_json::Value,
+}
+
+/// Account key rollover (RFC 8555 §7.3.5): the outer JWS is signed by the
+/// account's key, the inner one (its payload) by the new key, over the
+/// account URL and the old key.
+pub(super) async fn key_change(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let signed = authenticate(&state, &headers, "/key-change", &body, false).await?;
+        let account = signed.account()?;
+        let (inner, header) = jws::parse(&signed.payload)?;
+        let new_jwk = header
+            .jwk
+            .as_ref()
+            .ok_or_else(|| AcmeError::malformed("the inner JWS carries the new key as jwk"))?;
+        if header.nonce.is_some() || header.url != format!("{}/key-change", base(&state)) {
+            return Err(AcmeError::malformed(
+                "the inner JWS has the outer url and no nonce",
+            ));
+        }
+        let new_key = AccountKey::from_jwk(new_jwk)?;
+        let verified = jws::verify(&inner, &header, new_key)?;
+        let change: KeyChange = serde_json::from_slice(&verified.payload)
+            .map_err(|_| AcmeError::malformed("the inner payload names account and oldKey"))?;
+        let account_url = format!("{}/account/{}", base(&state), account.id);
+        let old_key = AccountKey::from_jwk(&change.old_key)?;
+        if change.account != account_url || old_key != signed.key {
+            return Err(AcmeError::malformed(
+                "the inner payload's account and oldKey must be the signer's",
+            ));
+        }
+        let thumbprint = verified.key.thumbprint();
+        let db = &state.instance.db;
+        if !store::replace_account_key(db, &account.id, &verified.key.canonical_json(), &thumbprint)
+            .await?
+        {
+            let holder = store::account_by_thumbprint(db, &thumbprint).await?;
+            let mut res = problem_response(AcmeError::new(
+                "malformed",
+                StatusCode::CONFLICT,
+                "another account holds the new key",
+            ));
+            if let Some(v) = holder.and_then(|h| {
+                HeaderValue::from_str(&format!("{}/account/{}", base(&state), h.id)).ok()
+            }) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            return Ok(res);
+        }
+        audit(
+            &state,
+            &account.id,
+            "acme.key_change",
+            &account.id,
+            peer,
+            json!({ "old_thumbprint": signed.key.thumbprint(), "thumbprint": thumbprint }),
+        )
+        .await?;
+        let mut account = account.clone();
+        account.jwk = verified.key.canonical_json();
+        Ok(json_response(
+            StatusCode::OK,
+            account_json(&state, &account),
+            None,
+        ))
+    }
+    .await;
+    respond(&state, result)
+}

@@ -210,6 +210,27 @@ pub async fn update_account(
     Ok(())
 }
 
+/// Gives account `id` a new key; false if another account holds that key
+/// (the unique thumbprint refused it).
+pub async fn replace_account_key(
+    db: &Database,
+    id: &str,
+    jwk: &str,
+    thumbprint: &str,
+) -> Result<bool, AcmeError> {
+    let done = sqlx::query(
+        "UPDATE acme_accounts SET jwk = $1, thumbprint = $2 WHERE id = $3 \
+         AND NOT EXISTS (SELECT 1 FROM acme_accounts WHERE thumbprint = $2)",
+    )
+    .bind(jwk)
+    .bind(thumbprint)
+    .bind(id)
+    .execute(db.pool())
+    .await
+    .map_err(failed)?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Stores an order with its authorizations, all or nothing.
 pub async fn insert_order(
     db: &Database,
