@@ -40,7 +40,9 @@ const NONCE_LIFETIME: Duration = Duration::from_secs(3600);
 /// live the oldest generation goes (its holders get `badNonce` and retry).
 const MAX_NONCES: usize = 100_000;
 
-pub fn router() -> Router<AppState> {
+/// The ACME resources; every response they give carries what RFC 8555
+/// asks of all (`finish`).
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/acme/directory", get(directory))
         .route("/acme/new-nonce", get(new_nonce).head(new_nonce))
@@ -55,6 +57,19 @@ pub fn router() -> Router<AppState> {
         .route("/acme/chall/{id}", post(order::challenge))
         .route("/acme/cert/{id}", post(certificate::certificate))
         .route("/acme/revoke-cert", post(certificate::revoke_certificate))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            with_acme_headers,
+        ))
+}
+
+async fn with_acme_headers(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let res = next.run(request).await;
+    finish(&state, res)
 }
 
 /// At startup: validations a stop cut off (their task died with the
@@ -207,18 +222,15 @@ fn json_response(status: StatusCode, body: serde_json::Value, location: Option<&
     res
 }
 
-/// The problem document of `e`, with its status.
-fn problem_response(e: AcmeError) -> Response {
-    let mut res = (e.status, axum::Json(e.document())).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    res
-}
-
-fn respond(state: &AppState, result: Result<Response, AcmeError>) -> Response {
-    finish(state, result.unwrap_or_else(problem_response))
+impl IntoResponse for AcmeError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, axum::Json(self.document())).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
 }
 
 async fn directory(State(state): State<AppState>) -> Response {
@@ -234,19 +246,16 @@ async fn directory(State(state): State<AppState>) -> Response {
             "externalAccountRequired": state.instance.config.acme.external_account_required,
         },
     });
-    let mut res = axum::Json(body).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    axum::Json(body).into_response()
 }
 
-async fn new_nonce(State(state): State<AppState>, method: axum::http::Method) -> Response {
-    let status = if method == axum::http::Method::HEAD {
+/// The nonce itself is in the header every ACME response gets.
+async fn new_nonce(method: axum::http::Method) -> StatusCode {
+    if method == axum::http::Method::HEAD {
         StatusCode::OK
     } else {
         StatusCode::NO_CONTENT
-    };
-    finish(&state, status.into_response())
+    }
 }
 
 /// A request whose JWS verified, with the account its `kid` names (None
@@ -271,6 +280,30 @@ impl Signed {
     fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, AcmeError> {
         serde_json::from_slice(&self.payload)
             .map_err(|e| AcmeError::malformed(&format!("the payload does not parse: {e}")))
+    }
+}
+
+impl axum::extract::FromRequest<AppState> for Signed {
+    type Rejection = AcmeError;
+
+    /// Authenticates a POST: new-account and revoke-cert may be signed
+    /// with a `jwk`, every other resource with an account's `kid`.
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, AcmeError> {
+        let path = request
+            .uri()
+            .path()
+            .strip_prefix("/acme")
+            .unwrap_or_default()
+            .to_owned();
+        let headers = request.headers().clone();
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| AcmeError::malformed(&format!("the body could not be read: {e}")))?;
+        let jwk_allowed = matches!(path.as_str(), "/new-account" | "/revoke-cert");
+        authenticate(state, &headers, &path, &body, jwk_allowed).await
     }
 }
 

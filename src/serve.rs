@@ -347,7 +347,7 @@ fn https_router(state: AppState) -> Router {
         .merge(crate::console::router())
         .merge(crate::portal::router())
         .merge(crate::oidc::router())
-        .merge(crate::acme::router());
+        .merge(crate::acme::router(state.clone()));
     finish(routes, state, "https")
 }
 

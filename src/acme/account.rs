@@ -2,7 +2,6 @@
 //! where that is required), reading, updating and deactivating it, its
 //! orders; and the RA's side of the external account keys.
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -133,72 +132,66 @@ pub async fn issue_external_account(
 pub(super) async fn new_account(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(&state, &headers, "/new-account", &body, true).await?;
-        let request: NewAccount = signed.payload()?;
-        let thumbprint = signed.key.thumbprint();
-        let db = &state.instance.db;
-        if let Some(existing) = store::account_by_thumbprint(db, &thumbprint).await? {
-            let url = format!("{}/account/{}", base(&state), existing.id);
-            return Ok(json_response(
-                StatusCode::OK,
-                account_json(&state, &existing),
-                Some(&url),
-            ));
-        }
-        if request.only_return_existing {
-            return Err(AcmeError::new(
-                "accountDoesNotExist",
-                StatusCode::BAD_REQUEST,
-                "no account has this key",
-            ));
-        }
-        check_contacts(&request.contact)?;
-        let binding = external_binding(&state, &request, &signed.key).await?;
-        let account = Account {
-            id: kexin_identity::random_token().map_err(|_| AcmeError::server_internal())?,
-            jwk: signed.key.canonical_json(),
-            contact: request.contact,
-            status: "valid".into(),
-        };
-        let bound_kid = binding.as_ref().map(|(kid, _)| kid.as_str());
-        if !store::insert_account(db, &account, &thumbprint, bound_kid, now()).await? {
-            // The same key registered concurrently: answer with that account.
-            let existing = store::account_by_thumbprint(db, &thumbprint)
-                .await?
-                .ok_or_else(AcmeError::server_internal)?;
-            let url = format!("{}/account/{}", base(&state), existing.id);
-            return Ok(json_response(
-                StatusCode::OK,
-                account_json(&state, &existing),
-                Some(&url),
-            ));
-        }
-        audit(
-            &state,
-            &account.id,
-            "acme.account",
-            &account.id,
-            peer,
-            json!({
-                "thumbprint": thumbprint,
-                "contact": account.contact,
-                "external_account": binding.map(|(kid, name)| json!({ "kid": kid, "name": name })),
-            }),
-        )
-        .await?;
-        let url = format!("{}/account/{}", base(&state), account.id);
-        Ok(json_response(
-            StatusCode::CREATED,
-            account_json(&state, &account),
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let request: NewAccount = signed.payload()?;
+    let thumbprint = signed.key.thumbprint();
+    let db = &state.instance.db;
+    if let Some(existing) = store::account_by_thumbprint(db, &thumbprint).await? {
+        let url = format!("{}/account/{}", base(&state), existing.id);
+        return Ok(json_response(
+            StatusCode::OK,
+            account_json(&state, &existing),
             Some(&url),
-        ))
+        ));
     }
-    .await;
-    respond(&state, result)
+    if request.only_return_existing {
+        return Err(AcmeError::new(
+            "accountDoesNotExist",
+            StatusCode::BAD_REQUEST,
+            "no account has this key",
+        ));
+    }
+    check_contacts(&request.contact)?;
+    let binding = external_binding(&state, &request, &signed.key).await?;
+    let account = Account {
+        id: kexin_identity::random_token().map_err(|_| AcmeError::server_internal())?,
+        jwk: signed.key.canonical_json(),
+        contact: request.contact,
+        status: "valid".into(),
+    };
+    let bound_kid = binding.as_ref().map(|(kid, _)| kid.as_str());
+    if !store::insert_account(db, &account, &thumbprint, bound_kid, now()).await? {
+        // The same key registered concurrently: answer with that account.
+        let existing = store::account_by_thumbprint(db, &thumbprint)
+            .await?
+            .ok_or_else(AcmeError::server_internal)?;
+        let url = format!("{}/account/{}", base(&state), existing.id);
+        return Ok(json_response(
+            StatusCode::OK,
+            account_json(&state, &existing),
+            Some(&url),
+        ));
+    }
+    audit(
+        &state,
+        &account.id,
+        "acme.account",
+        &account.id,
+        peer,
+        json!({
+            "thumbprint": thumbprint,
+            "contact": account.contact,
+            "external_account": binding.map(|(kid, name)| json!({ "kid": kid, "name": name })),
+        }),
+    )
+    .await?;
+    let url = format!("{}/account/{}", base(&state), account.id);
+    Ok(json_response(
+        StatusCode::CREATED,
+        account_json(&state, &account),
+        Some(&url),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -211,85 +204,64 @@ pub(super) async fn account(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed =
-            authenticate(&state, &headers, &format!("/account/{id}"), &body, false).await?;
-        let mut account = signed.account()?.clone();
-        if account.id != id {
-            return Err(AcmeError::unauthorized("this is another account"));
-        }
-        if !signed.is_post_as_get() {
-            let update: AccountUpdate = signed.payload()?;
-            if let Some(contact) = update.contact {
-                check_contacts(&contact)?;
-                account.contact = contact;
-            }
-            match update.status.as_deref() {
-                None => {}
-                Some("deactivated") => account.status = "deactivated".into(),
-                Some(other) => {
-                    return Err(AcmeError::malformed(&format!(
-                        "an account can only be deactivated, not made {other}"
-                    )))
-                }
-            }
-            store::update_account(&state.instance.db, &id, &account.contact, &account.status)
-                .await?;
-            audit(
-                &state,
-                &id,
-                "acme.account.update",
-                &id,
-                peer,
-                json!({ "contact": account.contact, "status": account.status }),
-            )
-            .await?;
-        }
-        Ok(json_response(
-            StatusCode::OK,
-            account_json(&state, &account),
-            None,
-        ))
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let mut account = signed.account()?.clone();
+    if account.id != id {
+        return Err(AcmeError::unauthorized("this is another account"));
     }
-    .await;
-    respond(&state, result)
+    if !signed.is_post_as_get() {
+        let update: AccountUpdate = signed.payload()?;
+        if let Some(contact) = update.contact {
+            check_contacts(&contact)?;
+            account.contact = contact;
+        }
+        match update.status.as_deref() {
+            None => {}
+            Some("deactivated") => account.status = "deactivated".into(),
+            Some(other) => {
+                return Err(AcmeError::malformed(&format!(
+                    "an account can only be deactivated, not made {other}"
+                )))
+            }
+        }
+        store::update_account(&state.instance.db, &id, &account.contact, &account.status).await?;
+        audit(
+            &state,
+            &id,
+            "acme.account.update",
+            &id,
+            peer,
+            json!({ "contact": account.contact, "status": account.status }),
+        )
+        .await?;
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        account_json(&state, &account),
+        None,
+    ))
 }
 
 pub(super) async fn account_orders(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(
-            &state,
-            &headers,
-            &format!("/account/{id}/orders"),
-            &body,
-            false,
-        )
-        .await?;
-        if signed.account()?.id != id {
-            return Err(AcmeError::unauthorized("this is another account"));
-        }
-        let b = base(&state);
-        let urls: Vec<String> = store::order_ids(&state.instance.db, &id)
-            .await?
-            .into_iter()
-            .map(|o| format!("{b}/order/{o}"))
-            .collect();
-        Ok(json_response(
-            StatusCode::OK,
-            json!({ "orders": urls }),
-            None,
-        ))
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    if signed.account()?.id != id {
+        return Err(AcmeError::unauthorized("this is another account"));
     }
-    .await;
-    respond(&state, result)
+    let b = base(&state);
+    let urls: Vec<String> = store::order_ids(&state.instance.db, &id)
+        .await?
+        .into_iter()
+        .map(|o| format!("{b}/order/{o}"))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "orders": urls }),
+        None,
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -305,68 +277,63 @@ struct KeyChange {
 pub(super) async fn key_change(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(&state, &headers, "/key-change", &body, false).await?;
-        let account = signed.account()?;
-        let (inner, header) = jws::parse(&signed.payload)?;
-        let new_jwk = header
-            .jwk
-            .as_ref()
-            .ok_or_else(|| AcmeError::malformed("the inner JWS carries the new key as jwk"))?;
-        if header.nonce.is_some() || header.url != format!("{}/key-change", base(&state)) {
-            return Err(AcmeError::malformed(
-                "the inner JWS has the outer url and no nonce",
-            ));
-        }
-        let new_key = AccountKey::from_jwk(new_jwk)?;
-        let verified = jws::verify(&inner, &header, new_key)?;
-        let change: KeyChange = serde_json::from_slice(&verified.payload)
-            .map_err(|_| AcmeError::malformed("the inner payload names account and oldKey"))?;
-        let account_url = format!("{}/account/{}", base(&state), account.id);
-        let old_key = AccountKey::from_jwk(&change.old_key)?;
-        if change.account != account_url || old_key != signed.key {
-            return Err(AcmeError::malformed(
-                "the inner payload's account and oldKey must be the signer's",
-            ));
-        }
-        let thumbprint = verified.key.thumbprint();
-        let db = &state.instance.db;
-        if !store::replace_account_key(db, &account.id, &verified.key.canonical_json(), &thumbprint)
-            .await?
-        {
-            let holder = store::account_by_thumbprint(db, &thumbprint).await?;
-            let mut res = problem_response(AcmeError::new(
-                "malformed",
-                StatusCode::CONFLICT,
-                "another account holds the new key",
-            ));
-            if let Some(v) = holder.and_then(|h| {
-                HeaderValue::from_str(&format!("{}/account/{}", base(&state), h.id)).ok()
-            }) {
-                res.headers_mut().insert(header::LOCATION, v);
-            }
-            return Ok(res);
-        }
-        audit(
-            &state,
-            &account.id,
-            "acme.key_change",
-            &account.id,
-            peer,
-            json!({ "old_thumbprint": signed.key.thumbprint(), "thumbprint": thumbprint }),
-        )
-        .await?;
-        let mut account = account.clone();
-        account.jwk = verified.key.canonical_json();
-        Ok(json_response(
-            StatusCode::OK,
-            account_json(&state, &account),
-            None,
-        ))
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let account = signed.account()?;
+    let (inner, header) = jws::parse(&signed.payload)?;
+    let new_jwk = header
+        .jwk
+        .as_ref()
+        .ok_or_else(|| AcmeError::malformed("the inner JWS carries the new key as jwk"))?;
+    if header.nonce.is_some() || header.url != format!("{}/key-change", base(&state)) {
+        return Err(AcmeError::malformed(
+            "the inner JWS has the outer url and no nonce",
+        ));
     }
-    .await;
-    respond(&state, result)
+    let new_key = AccountKey::from_jwk(new_jwk)?;
+    let verified = jws::verify(&inner, &header, new_key)?;
+    let change: KeyChange = serde_json::from_slice(&verified.payload)
+        .map_err(|_| AcmeError::malformed("the inner payload names account and oldKey"))?;
+    let account_url = format!("{}/account/{}", base(&state), account.id);
+    let old_key = AccountKey::from_jwk(&change.old_key)?;
+    if change.account != account_url || old_key != signed.key {
+        return Err(AcmeError::malformed(
+            "the inner payload's account and oldKey must be the signer's",
+        ));
+    }
+    let thumbprint = verified.key.thumbprint();
+    let db = &state.instance.db;
+    if !store::replace_account_key(db, &account.id, &verified.key.canonical_json(), &thumbprint)
+        .await?
+    {
+        let holder = store::account_by_thumbprint(db, &thumbprint).await?;
+        let mut res = AcmeError::new(
+            "malformed",
+            StatusCode::CONFLICT,
+            "another account holds the new key",
+        )
+        .into_response();
+        if let Some(v) = holder
+            .and_then(|h| HeaderValue::from_str(&format!("{}/account/{}", base(&state), h.id)).ok())
+        {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(res);
+    }
+    audit(
+        &state,
+        &account.id,
+        "acme.key_change",
+        &account.id,
+        peer,
+        json!({ "old_thumbprint": signed.key.thumbprint(), "thumbprint": thumbprint }),
+    )
+    .await?;
+    let mut account = account.clone();
+    account.jwk = verified.key.canonical_json();
+    Ok(json_response(
+        StatusCode::OK,
+        account_json(&state, &account),
+        None,
+    ))
 }

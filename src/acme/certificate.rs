@@ -1,7 +1,6 @@
 //! Finalizing an order into a certificate, downloading its chain, and
 //! revoking it.
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -23,93 +22,80 @@ pub(super) async fn finalize(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(
-            &state,
-            &headers,
-            &format!("/order/{id}/finalize"),
-            &body,
-            false,
-        )
-        .await?;
-        let account = signed.account()?;
-        let order = owned_order(&state, account, &id).await?;
-        let db = &state.instance.db;
-        let authorizations = store::authorizations(db, &id).await?;
-        let status = order_status(&order, &authorizations, now());
-        if status != "ready" {
-            return Err(AcmeError::new(
-                "orderNotReady",
-                StatusCode::FORBIDDEN,
-                &format!("the order is {status}, not ready"),
-            ));
-        }
-        let request: Finalize = signed.payload()?;
-        let bad_csr = |d: &str| AcmeError::new("badCSR", StatusCode::BAD_REQUEST, d);
-        let csr_der = URL_SAFE_NO_PAD
-            .decode(request.csr.trim_end_matches('='))
-            .map_err(|_| bad_csr("the csr is not base64url DER"))?;
-        let csr = kexin_ca::csr::parse_and_verify(&csr_der).map_err(|e| bad_csr(&e.to_string()))?;
-        let subject_request =
-            subject_request(csr, &order.identifiers, &signed.key).map_err(|d| bad_csr(&d))?;
-        let profile_name = &state.instance.config.acme.profile;
-        let profile = state
-            .registration
-            .profiles()
-            .get(profile_name)
-            .map_err(|_| AcmeError::server_internal())?;
-        if profile.approvals > 1 {
-            tracing::error!(profile = %profile_name, "acme.profile needs more than one approval");
-            return Err(AcmeError::server_internal());
-        }
-        let actor = format!("acme:{}", account.id);
-        let source = peer.ip().to_string();
-        let cert = state
-            .registration
-            .issue(
-                &subject_request,
-                profile_name,
-                None,
-                Requester {
-                    actor: &actor,
-                    source: &source,
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                kexin_ca::Error::Policy(_)
-                | kexin_ca::Error::InvalidName(_)
-                | kexin_ca::Error::InvalidRequest(_)
-                | kexin_ca::Error::Csr(_) => bad_csr(&e.to_string()),
-                other => {
-                    tracing::error!(error = %other, "ACME issuance");
-                    AcmeError::server_internal()
-                }
-            })?;
-        let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
-        if !store::set_certificate(db, &id, &serial).await? {
-            return Err(AcmeError::new(
-                "orderNotReady",
-                StatusCode::FORBIDDEN,
-                "the order was finalized by another request",
-            ));
-        }
-        let order = Order {
-            certificate_serial: Some(serial),
-            ..order
-        };
-        let url = format!("{}/order/{}", base(&state), order.id);
-        Ok(json_response(
-            StatusCode::OK,
-            order_json(&state, &order, &authorizations),
-            Some(&url),
-        ))
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let account = signed.account()?;
+    let order = owned_order(&state, account, &id).await?;
+    let db = &state.instance.db;
+    let authorizations = store::authorizations(db, &id).await?;
+    let status = order_status(&order, &authorizations, now());
+    if status != "ready" {
+        return Err(AcmeError::new(
+            "orderNotReady",
+            StatusCode::FORBIDDEN,
+            &format!("the order is {status}, not ready"),
+        ));
     }
-    .await;
-    respond(&state, result)
+    let request: Finalize = signed.payload()?;
+    let bad_csr = |d: &str| AcmeError::new("badCSR", StatusCode::BAD_REQUEST, d);
+    let csr_der = URL_SAFE_NO_PAD
+        .decode(request.csr.trim_end_matches('='))
+        .map_err(|_| bad_csr("the csr is not base64url DER"))?;
+    let csr = kexin_ca::csr::parse_and_verify(&csr_der).map_err(|e| bad_csr(&e.to_string()))?;
+    let subject_request =
+        subject_request(csr, &order.identifiers, &signed.key).map_err(|d| bad_csr(&d))?;
+    let profile_name = &state.instance.config.acme.profile;
+    let profile = state
+        .registration
+        .profiles()
+        .get(profile_name)
+        .map_err(|_| AcmeError::server_internal())?;
+    if profile.approvals > 1 {
+        tracing::error!(profile = %profile_name, "acme.profile needs more than one approval");
+        return Err(AcmeError::server_internal());
+    }
+    let actor = format!("acme:{}", account.id);
+    let source = peer.ip().to_string();
+    let cert = state
+        .registration
+        .issue(
+            &subject_request,
+            profile_name,
+            None,
+            Requester {
+                actor: &actor,
+                source: &source,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            kexin_ca::Error::Policy(_)
+            | kexin_ca::Error::InvalidName(_)
+            | kexin_ca::Error::InvalidRequest(_)
+            | kexin_ca::Error::Csr(_) => bad_csr(&e.to_string()),
+            other => {
+                tracing::error!(error = %other, "ACME issuance");
+                AcmeError::server_internal()
+            }
+        })?;
+    let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
+    if !store::set_certificate(db, &id, &serial).await? {
+        return Err(AcmeError::new(
+            "orderNotReady",
+            StatusCode::FORBIDDEN,
+            "the order was finalized by another request",
+        ));
+    }
+    let order = Order {
+        certificate_serial: Some(serial),
+        ..order
+    };
+    let url = format!("{}/order/{}", base(&state), order.id);
+    Ok(json_response(
+        StatusCode::OK,
+        order_json(&state, &order, &authorizations),
+        Some(&url),
+    ))
 }
 
 /// The request the CA is asked to certify: the CSR's key, the order's
@@ -177,37 +163,31 @@ fn pem(label: &str, der: &[u8]) -> String {
 pub(super) async fn certificate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(&state, &headers, &format!("/cert/{id}"), &body, false).await?;
-        let order = owned_order(&state, signed.account()?, &id).await?;
-        let serial = order
-            .certificate_serial
-            .ok_or_else(|| AcmeError::not_found("certificate"))?;
-        let record = state
-            .instance
-            .db
-            .certificate(&serial)
-            .await
-            .map_err(|_| AcmeError::server_internal())?
-            .ok_or_else(AcmeError::server_internal)?;
-        let leaf = record.der.ok_or_else(AcmeError::server_internal)?;
-        let mut chain = pem("CERTIFICATE", &leaf);
-        if let Some(issuer) = state.ca_certificate(&record.issuer) {
-            let der = issuer.to_der().map_err(|_| AcmeError::server_internal())?;
-            chain.push_str(&pem("CERTIFICATE", &der));
-        }
-        let mut res = (StatusCode::OK, chain).into_response();
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/pem-certificate-chain"),
-        );
-        Ok(res)
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let order = owned_order(&state, signed.account()?, &id).await?;
+    let serial = order
+        .certificate_serial
+        .ok_or_else(|| AcmeError::not_found("certificate"))?;
+    let record = state
+        .instance
+        .db
+        .certificate(&serial)
+        .await
+        .map_err(|_| AcmeError::server_internal())?
+        .ok_or_else(AcmeError::server_internal)?;
+    let leaf = record.der.ok_or_else(AcmeError::server_internal)?;
+    let mut chain = pem("CERTIFICATE", &leaf);
+    if let Some(issuer) = state.ca_certificate(&record.issuer) {
+        let der = issuer.to_der().map_err(|_| AcmeError::server_internal())?;
+        chain.push_str(&pem("CERTIFICATE", &der));
     }
-    .await;
-    respond(&state, result)
+    let mut res = (StatusCode::OK, chain).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pem-certificate-chain"),
+    );
+    Ok(res)
 }
 
 #[derive(serde::Deserialize)]
@@ -221,94 +201,88 @@ struct Revoke {
 pub(super) async fn revoke_certificate(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(&state, &headers, "/revoke-cert", &body, true).await?;
-        let request: Revoke = signed.payload()?;
-        let der = URL_SAFE_NO_PAD
-            .decode(request.certificate.trim_end_matches('='))
-            .map_err(|_| AcmeError::malformed("the certificate is not base64url DER"))?;
-        let cert = x509_cert::Certificate::from_der(&der)
-            .map_err(|_| AcmeError::malformed("the certificate does not parse"))?;
-        let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
-        let db = &state.instance.db;
-        let record = db
-            .certificate(&serial)
-            .await
-            .map_err(|_| AcmeError::server_internal())?
-            .filter(|r| r.der.as_deref() == Some(&der[..]))
-            .ok_or_else(|| AcmeError::not_found("certificate issued by this CA"))?;
-        if record.profile != state.instance.config.acme.profile {
-            return Err(AcmeError::unauthorized(
-                "only certificates issued through ACME are revoked through ACME",
-            ));
-        }
-        let (actor, allowed) = match &signed.account {
-            Some(account) => (
-                format!("acme:{}", account.id),
-                store::ordered_certificate(db, &account.id, &serial).await?,
-            ),
-            None => (
-                format!("acme:key:{}", signed.key.thumbprint()),
-                cert.tbs_certificate
-                    .subject_public_key_info
-                    .subject_public_key
-                    .raw_bytes()
-                    == signed.key.public_key_bytes(),
-            ),
-        };
-        if !allowed {
-            return Err(AcmeError::unauthorized(
-                "sign with the account that ordered the certificate, or with its key",
-            ));
-        }
-        let reason = match request.reason.unwrap_or(0) {
-            code @ (0 | 1 | 3 | 4 | 5 | 9) => RevocationReason::from_code(code),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            AcmeError::new(
-                "badRevocationReason",
-                StatusCode::BAD_REQUEST,
-                "reasons are 0, 1, 3, 4, 5 or 9 (RFC 5280)",
-            )
-        })?;
-        if record.status != "issued" {
-            return Err(AcmeError::new(
-                "alreadyRevoked",
-                StatusCode::BAD_REQUEST,
-                &format!("the certificate is {}", record.status),
-            ));
-        }
-        let source = peer.ip().to_string();
-        let ca = Revocations::new(db.clone(), state.instance.audit.clone())
-            .revoke(
-                &serial,
-                reason,
-                None,
-                Requester {
-                    actor: &actor,
-                    source: &source,
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                kexin_ca::Error::Conflict(d) => {
-                    AcmeError::new("alreadyRevoked", StatusCode::BAD_REQUEST, &d)
-                }
-                other => {
-                    tracing::error!(error = %other, "ACME revocation");
-                    AcmeError::server_internal()
-                }
-            })?;
-        state.ocsp.invalidate(&serial);
-        if let Err(e) = state.instance.regenerate_crl(&ca).await {
-            tracing::error!(ca, error = %e, "CRL regeneration after an ACME revocation failed");
-        }
-        Ok(StatusCode::OK.into_response())
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let request: Revoke = signed.payload()?;
+    let der = URL_SAFE_NO_PAD
+        .decode(request.certificate.trim_end_matches('='))
+        .map_err(|_| AcmeError::malformed("the certificate is not base64url DER"))?;
+    let cert = x509_cert::Certificate::from_der(&der)
+        .map_err(|_| AcmeError::malformed("the certificate does not parse"))?;
+    let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
+    let db = &state.instance.db;
+    let record = db
+        .certificate(&serial)
+        .await
+        .map_err(|_| AcmeError::server_internal())?
+        .filter(|r| r.der.as_deref() == Some(&der[..]))
+        .ok_or_else(|| AcmeError::not_found("certificate issued by this CA"))?;
+    if record.profile != state.instance.config.acme.profile {
+        return Err(AcmeError::unauthorized(
+            "only certificates issued through ACME are revoked through ACME",
+        ));
     }
-    .await;
-    respond(&state, result)
+    let (actor, allowed) = match &signed.account {
+        Some(account) => (
+            format!("acme:{}", account.id),
+            store::ordered_certificate(db, &account.id, &serial).await?,
+        ),
+        None => (
+            format!("acme:key:{}", signed.key.thumbprint()),
+            cert.tbs_certificate
+                .subject_public_key_info
+                .subject_public_key
+                .raw_bytes()
+                == signed.key.public_key_bytes(),
+        ),
+    };
+    if !allowed {
+        return Err(AcmeError::unauthorized(
+            "sign with the account that ordered the certificate, or with its key",
+        ));
+    }
+    let reason = match request.reason.unwrap_or(0) {
+        code @ (0 | 1 | 3 | 4 | 5 | 9) => RevocationReason::from_code(code),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        AcmeError::new(
+            "badRevocationReason",
+            StatusCode::BAD_REQUEST,
+            "reasons are 0, 1, 3, 4, 5 or 9 (RFC 5280)",
+        )
+    })?;
+    if record.status != "issued" {
+        return Err(AcmeError::new(
+            "alreadyRevoked",
+            StatusCode::BAD_REQUEST,
+            &format!("the certificate is {}", record.status),
+        ));
+    }
+    let source = peer.ip().to_string();
+    let ca = Revocations::new(db.clone(), state.instance.audit.clone())
+        .revoke(
+            &serial,
+            reason,
+            None,
+            Requester {
+                actor: &actor,
+                source: &source,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            kexin_ca::Error::Conflict(d) => {
+                AcmeError::new("alreadyRevoked", StatusCode::BAD_REQUEST, &d)
+            }
+            other => {
+                tracing::error!(error = %other, "ACME revocation");
+                AcmeError::server_internal()
+            }
+        })?;
+    state.ocsp.invalidate(&serial);
+    if let Err(e) = state.instance.regenerate_crl(&ca).await {
+        tracing::error!(ca, error = %e, "CRL regeneration after an ACME revocation failed");
+    }
+    Ok(StatusCode::OK.into_response())
 }

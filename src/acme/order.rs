@@ -1,7 +1,6 @@
 //! Orders and their authorizations: which names may be ordered, the
 //! http-01 challenge and its validation, and the status of each.
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path};
 
 use super::store::{Authorization, Order};
@@ -126,72 +125,66 @@ pub(super) fn order_json(
 
 pub(super) async fn new_order(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(&state, &headers, "/new-order", &body, false).await?;
-        let account = signed.account()?;
-        let request: NewOrder = signed.payload()?;
-        if request.not_before.is_some() || request.not_after.is_some() {
-            return Err(AcmeError::malformed(
-                "notBefore and notAfter are not supported: the profile sets the validity",
-            ));
-        }
-        if request.identifiers.is_empty() || request.identifiers.len() > MAX_IDENTIFIERS {
-            return Err(AcmeError::new(
-                "rejectedIdentifier",
-                StatusCode::BAD_REQUEST,
-                &format!("an order names 1 to {MAX_IDENTIFIERS} identifiers"),
-            ));
-        }
-        let permitted = &state.instance.config.ca.systems_permitted_dns;
-        let allow_localhost = state.instance.config.acme.allow_localhost_names;
-        let mut names = Vec::with_capacity(request.identifiers.len());
-        for i in &request.identifiers {
-            if i.kind != "dns" {
-                return Err(AcmeError::new(
-                    "unsupportedIdentifier",
-                    StatusCode::BAD_REQUEST,
-                    &format!("identifiers of type {} are not supported; use dns", i.kind),
-                ));
-            }
-            names.push(check_dns_name(&i.value, permitted, allow_localhost)?);
-        }
-        names.sort();
-        names.dedup();
-        let now = now();
-        let token = || kexin_identity::random_token().map_err(|_| AcmeError::server_internal());
-        let order = Order {
-            id: token()?,
-            account_id: account.id.clone(),
-            identifiers: names.clone(),
-            expires_at: now + ORDER_LIFETIME_SECS,
-            certificate_serial: None,
-        };
-        let mut authorizations = Vec::with_capacity(names.len());
-        for name in names {
-            authorizations.push(Authorization {
-                id: token()?,
-                order_id: order.id.clone(),
-                identifier: name,
-                token: token()?,
-                status: "pending".into(),
-                validated_at: None,
-                error: None,
-                expires_at: order.expires_at,
-            });
-        }
-        store::insert_order(&state.instance.db, &order, &authorizations, now).await?;
-        let url = format!("{}/order/{}", base(&state), order.id);
-        Ok(json_response(
-            StatusCode::CREATED,
-            order_json(&state, &order, &authorizations),
-            Some(&url),
-        ))
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let account = signed.account()?;
+    let request: NewOrder = signed.payload()?;
+    if request.not_before.is_some() || request.not_after.is_some() {
+        return Err(AcmeError::malformed(
+            "notBefore and notAfter are not supported: the profile sets the validity",
+        ));
     }
-    .await;
-    respond(&state, result)
+    if request.identifiers.is_empty() || request.identifiers.len() > MAX_IDENTIFIERS {
+        return Err(AcmeError::new(
+            "rejectedIdentifier",
+            StatusCode::BAD_REQUEST,
+            &format!("an order names 1 to {MAX_IDENTIFIERS} identifiers"),
+        ));
+    }
+    let permitted = &state.instance.config.ca.systems_permitted_dns;
+    let allow_localhost = state.instance.config.acme.allow_localhost_names;
+    let mut names = Vec::with_capacity(request.identifiers.len());
+    for i in &request.identifiers {
+        if i.kind != "dns" {
+            return Err(AcmeError::new(
+                "unsupportedIdentifier",
+                StatusCode::BAD_REQUEST,
+                &format!("identifiers of type {} are not supported; use dns", i.kind),
+            ));
+        }
+        names.push(check_dns_name(&i.value, permitted, allow_localhost)?);
+    }
+    names.sort();
+    names.dedup();
+    let now = now();
+    let token = || kexin_identity::random_token().map_err(|_| AcmeError::server_internal());
+    let order = Order {
+        id: token()?,
+        account_id: account.id.clone(),
+        identifiers: names.clone(),
+        expires_at: now + ORDER_LIFETIME_SECS,
+        certificate_serial: None,
+    };
+    let mut authorizations = Vec::with_capacity(names.len());
+    for name in names {
+        authorizations.push(Authorization {
+            id: token()?,
+            order_id: order.id.clone(),
+            identifier: name,
+            token: token()?,
+            status: "pending".into(),
+            validated_at: None,
+            error: None,
+            expires_at: order.expires_at,
+        });
+    }
+    store::insert_order(&state.instance.db, &order, &authorizations, now).await?;
+    let url = format!("{}/order/{}", base(&state), order.id);
+    Ok(json_response(
+        StatusCode::CREATED,
+        order_json(&state, &order, &authorizations),
+        Some(&url),
+    ))
 }
 
 /// The order `id`, which must be `account`'s.
@@ -214,21 +207,15 @@ pub(super) async fn owned_order(
 pub(super) async fn order(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(&state, &headers, &format!("/order/{id}"), &body, false).await?;
-        let order = owned_order(&state, signed.account()?, &id).await?;
-        let authorizations = store::authorizations(&state.instance.db, &id).await?;
-        Ok(json_response(
-            StatusCode::OK,
-            order_json(&state, &order, &authorizations),
-            None,
-        ))
-    }
-    .await;
-    respond(&state, result)
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let order = owned_order(&state, signed.account()?, &id).await?;
+    let authorizations = store::authorizations(&state.instance.db, &id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        order_json(&state, &order, &authorizations),
+        None,
+    ))
 }
 
 /// The authorization `id` and its order, which must be `account`'s.
@@ -278,25 +265,19 @@ fn authorization_json(state: &AppState, a: &Authorization) -> serde_json::Value 
 pub(super) async fn authorization(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(&state, &headers, &format!("/authz/{id}"), &body, false).await?;
-        let a = owned_authorization(&state, signed.account()?, &id).await?;
-        if !signed.is_post_as_get() {
-            return Err(AcmeError::malformed(
-                "authorizations are read with POST-as-GET; deactivation is not supported",
-            ));
-        }
-        Ok(json_response(
-            StatusCode::OK,
-            authorization_json(&state, &a),
-            None,
-        ))
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let a = owned_authorization(&state, signed.account()?, &id).await?;
+    if !signed.is_post_as_get() {
+        return Err(AcmeError::malformed(
+            "authorizations are read with POST-as-GET; deactivation is not supported",
+        ));
     }
-    .await;
-    respond(&state, result)
+    Ok(json_response(
+        StatusCode::OK,
+        authorization_json(&state, &a),
+        None,
+    ))
 }
 
 /// A POST of `{}` asks for validation, once; POST-as-GET reads.
@@ -304,43 +285,35 @@ pub(super) async fn challenge(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let signed = authenticate(&state, &headers, &format!("/chall/{id}"), &body, false).await?;
-        let account = signed.account()?;
-        let mut a = owned_authorization(&state, account, &id).await?;
-        let respond_to = !signed.is_post_as_get();
-        if respond_to {
-            let _: serde_json::Map<String, serde_json::Value> = signed.payload()?;
-        }
-        let db = &state.instance.db;
-        if respond_to
-            && a.status == "pending"
-            && now() <= a.expires_at
-            && store::move_authorization(db, &id, "pending", "processing", None, None).await?
-        {
-            a.status = "processing".into();
-            let key_authorization = format!("{}.{}", a.token, signed.key.thumbprint());
-            tokio::spawn(validate(
-                state.clone(),
-                a.clone(),
-                account.id.clone(),
-                key_authorization,
-                peer,
-            ));
-        }
-        let mut res = json_response(StatusCode::OK, challenge_json(&state, &a), None);
-        if let Ok(v) =
-            HeaderValue::from_str(&format!("<{}/authz/{}>;rel=\"up\"", base(&state), a.id))
-        {
-            res.headers_mut().append(header::LINK, v);
-        }
-        Ok(res)
+    signed: Signed,
+) -> Result<Response, AcmeError> {
+    let account = signed.account()?;
+    let mut a = owned_authorization(&state, account, &id).await?;
+    let respond_to = !signed.is_post_as_get();
+    if respond_to {
+        let _: serde_json::Map<String, serde_json::Value> = signed.payload()?;
     }
-    .await;
-    respond(&state, result)
+    let db = &state.instance.db;
+    if respond_to
+        && a.status == "pending"
+        && now() <= a.expires_at
+        && store::move_authorization(db, &id, "pending", "processing", None, None).await?
+    {
+        a.status = "processing".into();
+        let key_authorization = format!("{}.{}", a.token, signed.key.thumbprint());
+        tokio::spawn(validate(
+            state.clone(),
+            a.clone(),
+            account.id.clone(),
+            key_authorization,
+            peer,
+        ));
+    }
+    let mut res = json_response(StatusCode::OK, challenge_json(&state, &a), None);
+    if let Ok(v) = HeaderValue::from_str(&format!("<{}/authz/{}>;rel=\"up\"", base(&state), a.id)) {
+        res.headers_mut().append(header::LINK, v);
+    }
+    Ok(res)
 }
 
 /// Fetches the http-01 response and records the outcome, audited: who
