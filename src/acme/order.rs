@@ -273,11 +273,18 @@ pub(super) async fn authorization(
             "authorizations are read with POST-as-GET; deactivation is not supported",
         ));
     }
-    Ok(json_response(
-        StatusCode::OK,
-        authorization_json(&state, &a),
-        None,
-    ))
+    let mut res = json_response(StatusCode::OK, authorization_json(&state, &a), None);
+    poll_again_soon(&mut res, &a);
+    Ok(res)
+}
+
+/// While a validation runs, asks the client to poll again in a second
+/// (RFC 8555 §8.2): left to themselves, clients wait longer (lego: 5 s).
+fn poll_again_soon(res: &mut Response, a: &Authorization) {
+    if a.status == "processing" {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
 }
 
 /// A POST of `{}` asks for validation, once; POST-as-GET reads.
@@ -310,6 +317,7 @@ pub(super) async fn challenge(
         ));
     }
     let mut res = json_response(StatusCode::OK, challenge_json(&state, &a), None);
+    poll_again_soon(&mut res, &a);
     if let Ok(v) = HeaderValue::from_str(&format!("<{}/authz/{}>;rel=\"up\"", base(&state), a.id)) {
         res.headers_mut().append(header::LINK, v);
     }
