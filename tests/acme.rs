@@ -21,7 +21,17 @@ use serde_json::{json, Value};
 /// names under localhost; new accounts need an external account key from
 /// the RA when `binding_required`.
 fn serve_acme(ca: &Ca, http01_port: u16, binding_required: bool) -> Server {
+    serve_acme_with(ca, http01_port, binding_required, &[])
+}
+
+fn serve_acme_with(
+    ca: &Ca,
+    http01_port: u16,
+    binding_required: bool,
+    env: &[(&str, &str)],
+) -> Server {
     let mut cmd = kexin(&ca.dir);
+    cmd.envs(env.iter().copied());
     cmd.args(["serve", "--data", "data"])
         .args(["--http", &format!("127.0.0.1:{}", ca.http)])
         .args(["--https", &format!("127.0.0.1:{}", ca.https)])
@@ -865,4 +875,28 @@ async fn an_account_rolls_over_to_a_new_key() {
         )
         .await;
     assert_eq!(found.location.as_deref(), Some(account.as_str()));
+}
+
+/// A client gone wrong is stopped at `acme.orders_per_hour`, with a
+/// Retry-After.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_opens_a_limited_number_of_orders_an_hour() {
+    let ca = Ca::init(&[]);
+    let server = serve_acme_with(
+        &ca,
+        free_port(),
+        false,
+        &[("KEXIN_ACME__ORDERS_PER_HOUR", "2")],
+    );
+    let mut client = Client::new(&ca, &server.https).await;
+    client.register().await;
+    for name in ["one.localhost", "two.localhost"] {
+        assert_eq!(client.order(&[name]).await.status, 201);
+    }
+    let third = client.order(&["three.localhost"]).await;
+    assert_eq!(
+        (third.status, acme_type(&third).as_str()),
+        (429, "rateLimited")
+    );
+    assert!(third.nonce.is_some());
 }

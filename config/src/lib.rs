@@ -67,6 +67,9 @@ pub struct AcmeConfig {
     /// (`kexin acme eab`); without it, anyone who reaches the endpoint and
     /// controls a name may open an account and order it.
     pub external_account_required: bool,
+    /// Orders one account may open in an hour; past it, `rateLimited`. A
+    /// renewal is one order, so this only stops a client gone wrong.
+    pub orders_per_hour: u32,
 }
 
 impl Default for AcmeConfig {
@@ -76,6 +79,7 @@ impl Default for AcmeConfig {
             http01_port: 80,
             allow_localhost_names: false,
             external_account_required: true,
+            orders_per_hour: 300,
         }
     }
 }

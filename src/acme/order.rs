@@ -129,6 +129,19 @@ pub(super) async fn new_order(
 ) -> Result<Response, AcmeError> {
     let account = signed.account()?;
     let request: NewOrder = signed.payload()?;
+    let limit = state.instance.config.acme.orders_per_hour;
+    let opened = store::orders_since(&state.instance.db, &account.id, now() - 3600).await?;
+    if opened >= i64::from(limit) {
+        let mut res = AcmeError::new(
+            "rateLimited",
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("an account opens at most {limit} orders an hour (acme.orders_per_hour)"),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
+        return Ok(res);
+    }
     if request.not_before.is_some() || request.not_after.is_some() {
         return Err(AcmeError::malformed(
             "notBefore and notAfter are not supported: the profile sets the validity",

@@ -286,6 +286,18 @@ pub async fn order(db: &Database, id: &str) -> Result<Option<Order>, AcmeError> 
     }))
 }
 
+/// Orders `account_id` opened since `since`.
+pub async fn orders_since(db: &Database, account_id: &str, since: i64) -> Result<i64, AcmeError> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM acme_orders WHERE account_id = $1 AND created_at >= $2",
+    )
+    .bind(account_id)
+    .bind(since)
+    .fetch_one(db.pool())
+    .await
+    .map_err(failed)
+}
+
 pub async fn order_ids(db: &Database, account_id: &str) -> Result<Vec<String>, AcmeError> {
     sqlx::query_scalar("SELECT id FROM acme_orders WHERE account_id = $1 ORDER BY created_at, id")
         .bind(account_id)
