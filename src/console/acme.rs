@@ -49,7 +49,7 @@ async fn render(
                 div class="scroll" {
                     table id="eab-keys" {
                         thead { tr {
-                            th { (officer.t("name")) } th { "kid" } th { (officer.t("acme-account")) } th { (officer.t("issued-at")) }
+                            th { (officer.t("system-name")) } th { "kid" } th { (officer.t("acme-account")) } th { (officer.t("issued-at")) }
                         } }
                         tbody {
                             @for k in &keys {
@@ -72,7 +72,7 @@ async fn render(
                     h2 { (officer.t("issue-eab")) }
                     form method="post" action="/console/acme" class="grid" {
                         (officer.csrf_field())
-                        label { (officer.t("name")) input type="text" name="name" required maxlength="200"; }
+                        label { (officer.t("system-name")) input type="text" name="name" required maxlength="200"; }
                         button type="submit" id="issue-eab" { (officer.t("issue-eab")) }
                     }
                 }

@@ -151,6 +151,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("eab-note", "The HMAC key is shown once. Give the kid and the key to the system's operator over a separate channel; one ACME account binds them, and the key is then erased.", "HMAC 密钥仅显示一次。请通过单独渠道将 kid 和密钥交给该系统的运维人员；一个 ACME 账户绑定后，密钥即被删除。"),
     ("eab-unbound", "not yet bound", "尚未绑定"),
     ("acme-account", "ACME account", "ACME 账户"),
+    ("system-name", "System", "系统名称"),
     ("issued-at", "Issued", "签发时间"),
     ("client-secret-note", "The secret is shown once and stored only as a hash. Give it to the system's operator over a separate channel.", "客户端密钥仅显示一次，系统只保存其摘要。请通过单独渠道交给该系统的运维人员。"),
     ("verify-title", "Verify a sealed document", "验证电子印章文件"),

@@ -161,6 +161,16 @@ try {
   await admin.goto(`${base}/console/acme`);
   assert.equal(await admin.locator('#eab-hmac-key').count(), 0, 'the HMAC key is shown again');
   assert.equal(await admin.locator('#eab-keys td', { hasText: '政务服务门户' }).count(), 1);
+  // The same page in Chinese at phone width: no sideways scrolling.
+  const ritaPhone = await contextFor(process.env.RITA_P12, { width: 390, height: 844 }, 'zh-CN');
+  const acmePhone = await ritaPhone.newPage();
+  await signIn(acmePhone);
+  await acmePhone.goto(`${base}/console/acme`);
+  assert.equal(await acmePhone.locator('h1').innerText(), 'ACME 自动签发');
+  const acmeOverflow = await acmePhone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(acmeOverflow <= 0, `the ACME page scrolls sideways by ${acmeOverflow}px on a phone`);
+  await shot(acmePhone, '08d-phone-acme-zh');
+  await ritaPhone.close();
   await admin.goto(`${base}/console/audit`);
   await admin.click('#verify-chain');
   assert.match(await admin.locator('#chain-status').innerText(), /^Chain intact/);
