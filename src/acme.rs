@@ -33,6 +33,7 @@ use serde_json::json;
 
 use crate::serve::AppState;
 use jws::AccountKey;
+use kexin_ca::issuance::now;
 use store::Account;
 
 const NONCE_LIFETIME: Duration = Duration::from_secs(3600);
@@ -77,9 +78,7 @@ async fn with_acme_headers(
 pub async fn reopen_interrupted_validations(
     db: &kexin_ca::storage::Database,
 ) -> anyhow::Result<()> {
-    let reopened = store::reopen_interrupted(db)
-        .await
-        .map_err(|e| anyhow::anyhow!("ACME: {}", e.detail))?;
+    let reopened = store::reopen_interrupted(db).await?;
     if reopened > 0 {
         tracing::info!(
             reopened,
@@ -106,7 +105,7 @@ impl AcmeError {
         }
     }
 
-    fn malformed(detail: &str) -> Self {
+    pub(crate) fn malformed(detail: &str) -> Self {
         Self::new("malformed", StatusCode::BAD_REQUEST, detail)
     }
 
@@ -136,6 +135,22 @@ impl AcmeError {
             "detail": self.detail,
             "status": self.status.as_u16(),
         })
+    }
+}
+
+impl std::fmt::Display for AcmeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+impl std::error::Error for AcmeError {}
+
+/// For the API and the console, which answer in problem documents of
+/// their own.
+impl From<AcmeError> for crate::problem::Problem {
+    fn from(e: AcmeError) -> Self {
+        Self::new(e.status, &e.detail)
     }
 }
 
@@ -186,11 +201,9 @@ impl Nonces {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// An account's URL: its `kid`.
+fn account_url(state: &AppState, id: &str) -> String {
+    format!("{}/account/{id}", base(state))
 }
 
 fn base(state: &AppState) -> String {

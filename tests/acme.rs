@@ -80,6 +80,24 @@ fn assert_ok(out: &std::process::Output) {
     );
 }
 
+/// `openssl verify` accepts `cert` as a TLS server certificate, through
+/// `chain` to our root.
+fn assert_tls_server_chain(ca: &Ca, cert: &str, chain: &str) {
+    let root = ca.ca_pem("root");
+    let (ok, verified) = kexin_test_support::openssl(&[
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        &root,
+        "-untrusted",
+        chain,
+        cert,
+    ]);
+    assert!(ok, "{verified}");
+}
+
 fn ocsp_status(ca: &Ca, cert: &str, chain: &str) -> String {
     let url = format!("http://127.0.0.1:{}/ocsp", ca.http);
     let root = ca.ca_pem("root");
@@ -152,19 +170,7 @@ fn certbot_gets_renews_and_revokes_a_certificate(ca: &Ca) {
     assert_ok(&out);
     let live = ca.file("certbot/config/live/app.localhost");
     let (cert, chain) = (format!("{live}/cert.pem"), format!("{live}/chain.pem"));
-    let root = ca.ca_pem("root");
-    let (ok, verified) = kexin_test_support::openssl(&[
-        "verify",
-        "-x509_strict",
-        "-purpose",
-        "sslserver",
-        "-CAfile",
-        &root,
-        "-untrusted",
-        &chain,
-        &cert,
-    ]);
-    assert!(ok, "{verified}");
+    assert_tls_server_chain(ca, &cert, &chain);
     let (_, text) = kexin_test_support::openssl(&["x509", "-in", &cert, "-noout", "-text"]);
     assert!(
         text.contains("DNS:app.localhost, DNS:www.app.localhost"),
@@ -265,18 +271,7 @@ fn lego_gets_and_revokes_a_certificate() {
         &chain,
     )
     .unwrap();
-    let root = ca.ca_pem("root");
-    let (ok, verified) = kexin_test_support::openssl(&[
-        "verify",
-        "-purpose",
-        "sslserver",
-        "-CAfile",
-        &root,
-        "-untrusted",
-        &chain,
-        &cert,
-    ]);
-    assert!(ok, "{verified}");
+    assert_tls_server_chain(&ca, &cert, &chain);
     assert!(ocsp_status(&ca, &cert, &chain).contains(": good"));
     // lego refuses to talk to a server that requires a binding without
     // one on its command line, even to revoke with an existing account;

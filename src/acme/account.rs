@@ -14,8 +14,17 @@ fn account_json(state: &AppState, a: &Account) -> serde_json::Value {
     json!({
         "status": a.status,
         "contact": a.contact,
-        "orders": format!("{}/account/{}/orders", base(state), a.id),
+        "orders": format!("{}/orders", account_url(state, &a.id)),
     })
+}
+
+/// An account with its URL in Location: how new-account answers.
+fn account_reply(state: &AppState, status: StatusCode, a: &Account) -> Response {
+    json_response(
+        status,
+        account_json(state, a),
+        Some(&account_url(state, &a.id)),
+    )
 }
 
 /// Contacts must be mailto: URLs with one address and no header fields.
@@ -85,17 +94,15 @@ async fn external_binding(
 
 /// The external account keys, for the API: kid, name, the account bound
 /// (its URL) and when the key was issued.
-pub async fn list_external_accounts(state: &AppState) -> anyhow::Result<Vec<serde_json::Value>> {
-    let b = base(state);
+pub async fn list_external_accounts(state: &AppState) -> Result<Vec<serde_json::Value>, AcmeError> {
     Ok(store::external_accounts(&state.instance.db)
-        .await
-        .map_err(|e| anyhow::anyhow!("ACME: {}", e.detail))?
+        .await?
         .into_iter()
         .map(|(kid, name, account, created_at)| {
             json!({
                 "kid": kid,
                 "name": name,
-                "account": account.map(|a| format!("{b}/account/{a}")),
+                "account": account.map(|a| account_url(state, &a)),
                 "created_at": rfc3339(created_at),
             })
         })
@@ -106,10 +113,10 @@ pub async fn list_external_accounts(state: &AppState) -> anyhow::Result<Vec<serd
 /// these after `--eab-kid` and `--eab-hmac-key`, where a leading dash
 /// makes certbot's argument parser take the value for an option (one key
 /// in 64 did).
-fn option_safe_token() -> anyhow::Result<String> {
+fn option_safe_token() -> Result<String, AcmeError> {
     loop {
         let mut bytes = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AcmeError::server_internal())?;
         let token = URL_SAFE_NO_PAD.encode(bytes);
         if !token.starts_with('-') {
             return Ok(token);
@@ -117,17 +124,22 @@ fn option_safe_token() -> anyhow::Result<String> {
     }
 }
 
-/// Issues an external account key for `name` (a system the RA knows):
-/// returns (kid, base64url HMAC key), the key shown this once.
+/// Issues an external account key for `name` (a system the RA knows; 1 to
+/// 200 printable characters, whichever way the key is asked for): returns
+/// (kid, base64url HMAC key), the key shown this once.
 pub async fn issue_external_account(
     instance: &crate::instance::Instance,
     name: &str,
     requester: Requester<'_>,
-) -> anyhow::Result<(String, String)> {
+) -> Result<(String, String), AcmeError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(AcmeError::malformed(
+            "name is 1 to 200 printable characters",
+        ));
+    }
     let (kid, hmac_key) = (option_safe_token()?, option_safe_token()?);
-    store::insert_external_account(&instance.db, &kid, name, &hmac_key, now())
-        .await
-        .map_err(|e| anyhow::anyhow!("storing the external account key: {}", e.detail))?;
+    store::insert_external_account(&instance.db, &kid, name, &hmac_key, now()).await?;
     instance
         .audit
         .append(kexin_ca::audit::AuditEvent {
@@ -137,7 +149,11 @@ pub async fn issue_external_account(
             source: requester.source,
             detail: json!({ "name": name }),
         })
-        .await?;
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit append for an external account key");
+            AcmeError::server_internal()
+        })?;
     Ok((kid, hmac_key))
 }
 
@@ -150,12 +166,7 @@ pub(super) async fn new_account(
     let thumbprint = signed.key.thumbprint();
     let db = &state.instance.db;
     if let Some(existing) = store::account_by_thumbprint(db, &thumbprint).await? {
-        let url = format!("{}/account/{}", base(&state), existing.id);
-        return Ok(json_response(
-            StatusCode::OK,
-            account_json(&state, &existing),
-            Some(&url),
-        ));
+        return Ok(account_reply(&state, StatusCode::OK, &existing));
     }
     if request.only_return_existing {
         return Err(AcmeError::new(
@@ -178,12 +189,7 @@ pub(super) async fn new_account(
         let existing = store::account_by_thumbprint(db, &thumbprint)
             .await?
             .ok_or_else(AcmeError::server_internal)?;
-        let url = format!("{}/account/{}", base(&state), existing.id);
-        return Ok(json_response(
-            StatusCode::OK,
-            account_json(&state, &existing),
-            Some(&url),
-        ));
+        return Ok(account_reply(&state, StatusCode::OK, &existing));
     }
     audit(
         &state,
@@ -198,12 +204,7 @@ pub(super) async fn new_account(
         }),
     )
     .await?;
-    let url = format!("{}/account/{}", base(&state), account.id);
-    Ok(json_response(
-        StatusCode::CREATED,
-        account_json(&state, &account),
-        Some(&url),
-    ))
+    Ok(account_reply(&state, StatusCode::CREATED, &account))
 }
 
 #[derive(serde::Deserialize)]
@@ -306,9 +307,9 @@ pub(super) async fn key_change(
     let verified = jws::verify(&inner, &header, new_key)?;
     let change: KeyChange = serde_json::from_slice(&verified.payload)
         .map_err(|_| AcmeError::malformed("the inner payload names account and oldKey"))?;
-    let account_url = format!("{}/account/{}", base(&state), account.id);
+    let own_url = account_url(&state, &account.id);
     let old_key = AccountKey::from_jwk(&change.old_key)?;
-    if change.account != account_url || old_key != signed.key {
+    if change.account != own_url || old_key != signed.key {
         return Err(AcmeError::malformed(
             "the inner payload's account and oldKey must be the signer's",
         ));
@@ -325,8 +326,8 @@ pub(super) async fn key_change(
             "another account holds the new key",
         )
         .into_response();
-        if let Some(v) = holder
-            .and_then(|h| HeaderValue::from_str(&format!("{}/account/{}", base(&state), h.id)).ok())
+        if let Some(v) =
+            holder.and_then(|h| HeaderValue::from_str(&account_url(&state, &h.id)).ok())
         {
             res.headers_mut().insert(header::LOCATION, v);
         }

@@ -55,24 +55,16 @@ async fn issue(
         ));
     }
     let Json(request) = body.map_err(super::json_problem)?;
-    let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "name is 1 to 200 printable characters",
-        ));
-    }
     let actor = caller.actor();
     let (kid, hmac_key) = crate::acme::issue_external_account(
         &state.instance,
-        name,
+        &request.name,
         Requester {
             actor: &actor,
             source: &caller.source,
         },
     )
-    .await
-    .map_err(super::internal)?;
+    .await?;
     let body = serde_json::json!({
         "eab_kid": kid,
         "eab_hmac_key": hmac_key,

@@ -2,7 +2,6 @@
 //! a system (the HMAC key is shown once), an auditor may look.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Form;
 use kexin_ca::issuance::Requester;
 use kexin_ca::principal::Role;
@@ -95,23 +94,16 @@ pub async fn issue(
 ) -> PageResult {
     officer.check_csrf(&f.csrf)?;
     officer.require(officer.caller.role == Role::RaAdmin)?;
-    let name = f.name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(officer.err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "name is 1 to 200 printable characters",
-        )));
-    }
     let actor = officer.caller.actor();
     let (kid, hmac_key) = crate::acme::issue_external_account(
         &state.instance,
-        name,
+        &f.name,
         Requester {
             actor: &actor,
             source: &officer.caller.source,
         },
     )
     .await
-    .map_err(|e| officer.err(crate::api::internal(e)))?;
-    render(&state, &officer, Some((name, &kid, &hmac_key))).await
+    .map_err(|e| officer.err(Problem::from(e)))?;
+    render(&state, &officer, Some((f.name.trim(), &kid, &hmac_key))).await
 }
