@@ -1,8 +1,8 @@
 //! Electronic seals end to end: `kexin seal create / sign / sign-pdf`,
 //! checked by independent validators — `openssl cms -verify` for detached
-//! CAdES, pyHanko (tests/validators/pyhanko_validate.py) for PAdES — on
-//! PDFs with classic cross-reference tables and with object and
-//! cross-reference streams (made by qpdf).
+//! CAdES, pyHanko (tests/validators/pyhanko_validate.py) and poppler's
+//! `pdfsig` (NSS) for PAdES — on PDFs with classic cross-reference tables
+//! and with object and cross-reference streams (made by qpdf).
 
 mod common;
 
@@ -223,6 +223,91 @@ fn pdfs_sealed_at_every_level_validate_in_pyhanko() {
     }
     let out = seal_pdf(&ca, &plain, &ca.file("p9.pdf"), &["--page", "9"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("page 9 does not exist"));
+}
+
+/// What poppler's `pdfsig` says of each signature in `pdf`, trusting only
+/// our root (an NSS database in `nss`, made on first use); revocation is
+/// checked online, by OCSP to the responder the certificate names.
+fn pdfsig(ca: &Ca, pdf: &str) -> String {
+    let nss = ca.file("nss");
+    if !Path::new(&nss).exists() {
+        std::fs::create_dir(&nss).unwrap();
+        let db = format!("sql:{nss}");
+        for args in [
+            vec!["-N", "-d", &db, "--empty-password"],
+            vec!["-A", "-d", &db, "-n", "kexin-root", "-t", "CT,C,C"],
+        ] {
+            let mut cmd = Command::new("certutil");
+            cmd.args(&args);
+            if args[0] == "-A" {
+                cmd.args(["-i", &ca.ca_pem("root")]);
+            }
+            ok(&cmd.output().expect("certutil (libnss3-tools) runs"));
+        }
+    }
+    let out = Command::new("pdfsig")
+        .args(["-nssdir", &format!("sql:{nss}"), pdf])
+        .output()
+        .expect("pdfsig (poppler-utils) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sealed_pdfs_validate_in_poppler_pdfsig_until_the_seal_is_revoked() {
+    let ca = Ca::init(&[]);
+    let serial = create_seal(&ca);
+    let input = ca.file("in.pdf");
+    make_pdf(&input, 1);
+    let _server = ca.serve();
+    for level in ["b-t", "b-lt"] {
+        let out = ca.file(&format!("{level}.pdf"));
+        ok(&seal_pdf(&ca, &input, &out, &["--level", level]));
+        let report = pdfsig(&ca, &out);
+        assert!(
+            report.contains("Signature Type: ETSI.CAdES.detached"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Signature Validation: Signature is Valid."),
+            "{report}"
+        );
+        assert!(
+            report.contains("Certificate Validation: Certificate is Trusted."),
+            "{report}"
+        );
+    }
+
+    // One byte of the signed original changed: the digest no longer matches.
+    let mut pdf = std::fs::read(ca.file("b-t.pdf")).unwrap();
+    let at = pdf.windows(9).position(|w| w == b"/MediaBox").unwrap();
+    pdf[at + 11] ^= 1;
+    let changed = ca.file("changed.pdf");
+    std::fs::write(&changed, pdf).unwrap();
+    let report = pdfsig(&ca, &changed);
+    assert!(
+        report.contains("Signature Validation: Digest Mismatch."),
+        "{report}"
+    );
+
+    ok(&ca.kexin(&[
+        "cert",
+        "revoke",
+        "--serial",
+        &serial,
+        "--reason",
+        "keyCompromise",
+    ]));
+    // The CLI revoked in another process: the server's OCSP responder sees
+    // it within its recheck time (2 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let report = pdfsig(&ca, &ca.file("b-t.pdf"));
+        if report.contains("Certificate Validation: Certificate has been Revoked.") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{report}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 #[test]
