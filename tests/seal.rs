@@ -224,10 +224,9 @@ fn pdfs_sealed_at_every_level_validate_in_pyhanko() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("page 9 does not exist"));
 }
 
-/// What poppler's `pdfsig` says of each signature in `pdf`, trusting only
-/// our root (an NSS database in `nss`, made on first use); revocation is
-/// checked online, by OCSP to the responder the certificate names.
-fn pdfsig(ca: &Ca, pdf: &str) -> String {
+/// An NSS certificate database (`sql:` directory) that trusts only our
+/// root, made on first use.
+fn nss_db(ca: &Ca) -> String {
     let nss = ca.file("nss");
     if !Path::new(&nss).exists() {
         std::fs::create_dir(&nss).unwrap();
@@ -244,8 +243,15 @@ fn pdfsig(ca: &Ca, pdf: &str) -> String {
             ok(&cmd.output().expect("certutil (libnss3-tools) runs"));
         }
     }
+    format!("sql:{nss}")
+}
+
+/// What poppler's `pdfsig` says of each signature in `pdf`, trusting only
+/// our root; revocation is checked online, by OCSP to the responder the
+/// certificate names.
+fn pdfsig(ca: &Ca, pdf: &str) -> String {
     let out = Command::new("pdfsig")
-        .args(["-nssdir", &format!("sql:{nss}"), pdf])
+        .args(["-nssdir", &nss_db(ca), pdf])
         .output()
         .expect("pdfsig (poppler-utils) runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -310,7 +316,7 @@ fn sealed_pdfs_validate_in_poppler_pdfsig_until_the_seal_is_revoked() {
 }
 
 #[test]
-fn files_sealed_with_cades_verify_with_openssl_and_revoked_seals_refuse() {
+fn files_sealed_with_cades_verify_with_openssl_and_nss_and_revoked_seals_refuse() {
     let ca = Ca::init(&[]);
     let serial = create_seal(&ca);
     let content = ca.file("archive.bin");
@@ -323,6 +329,11 @@ fn files_sealed_with_cades_verify_with_openssl_and_revoked_seals_refuse() {
         ]));
         let (ok_, out) = cms_verifies(&ca, &sig, &content);
         assert!(ok_, "{level}: {out}");
+        assert_eq!(
+            nss_cms_status(&ca, &sig, &content),
+            "GoodSignature",
+            "{level}"
+        );
         let (_, printed) = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", &sig]);
         assert!(printed.contains("signingCertificateV2"), "{printed}");
         assert_eq!(
@@ -344,6 +355,10 @@ fn files_sealed_with_cades_verify_with_openssl_and_revoked_seals_refuse() {
     std::fs::write(&changed_path, changed).unwrap();
     let (ok_, _) = cms_verifies(&ca, &ca.file("archive-b-t.p7s"), &changed_path);
     assert!(!ok_, "a changed file verified");
+    assert_eq!(
+        nss_cms_status(&ca, &ca.file("archive-b-t.p7s"), &changed_path),
+        "DigestMismatch"
+    );
 
     // Revoking the seal's certificate makes the seal unusable.
     let out = ca.kexin(&[
@@ -382,6 +397,24 @@ fn files_sealed_with_cades_verify_with_openssl_and_revoked_seals_refuse() {
     );
     let out = ca.kexin(&["audit", "verify"]);
     assert!(out.status.success());
+}
+
+/// The status NSS's `cmsutil` gives the one signer of the detached CMS
+/// `signature` over `content`, trusting only our root, for its default
+/// usage (e-mail signer): `GoodSignature`, `DigestMismatch`, ...
+fn nss_cms_status(ca: &Ca, signature: &str, content: &str) -> String {
+    let out = Command::new("cmsutil")
+        .args(["-D", "-n", "-h", "3", "-d", &nss_db(ca)])
+        .args(["-i", signature, "-c", content])
+        .output()
+        .expect("cmsutil (libnss3-tools) runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    printed
+        .split("signer0.status=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no signer status: {printed}"))
+        .to_owned()
 }
 
 /// `kexin verify --json` on `file` (with `content` for detached signatures).

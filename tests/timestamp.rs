@@ -1,5 +1,6 @@
-//! The time-stamp authority over HTTP, checked with `openssl ts` (and with
-//! gmssl for SM2 tokens, which OpenSSL 3.0 cannot verify).
+//! The time-stamp authority over HTTP, checked with `openssl ts`, Python's
+//! rfc3161ng and Java's jarsigner (and with gmssl for SM2 tokens, which
+//! OpenSSL 3.0 cannot verify).
 
 mod common;
 
@@ -134,6 +135,110 @@ fn openssl_verifies_tokens_for_each_algorithm() {
         let (ok, _) = tsa.verify("doc", &reply, false);
         assert!(!ok, "{alg}: token verified for the wrong data");
         kexin_verify(&tsa, "doc", &reply, false);
+        tsa.stop();
+    }
+}
+
+/// Java's `jarsigner` is an RFC 3161 client of its own (the JDK's): it
+/// time-stamps a JAR's signature through `POST /tsa`, and its verifier
+/// checks the token and the TSA's chain, timeStamping EKU included, against
+/// a trust store. The JAR's signer is a developer's self-signed key; only
+/// the time-stamp is ours.
+#[test]
+fn java_jarsigner_time_stamps_through_the_tsa_and_trusts_it_through_our_root() {
+    /// What `tool` printed. It must succeed, except that jarsigner's
+    /// `-strict` exits with the sum of its warnings' codes (1 is a failure).
+    fn jdk(tool: &str, args: &[&str]) -> String {
+        let out = Command::new(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} (a JDK) runs: {e}"));
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let strict = args.contains(&"-strict");
+        assert!(
+            out.status.success() || strict && out.status.code() != Some(1),
+            "{tool} {args:?}: {printed}"
+        );
+        printed
+    }
+    const CHAIN_REFUSED: &str = "TSA certificate chain is invalid";
+    for alg in ["ecdsa-p256", "rsa-3072"] {
+        let tsa = Tsa::start(&["--alg", alg]);
+        let (jar, developer, trust) = (
+            tsa.file("app.jar"),
+            tsa.file("dev.p12"),
+            tsa.file("trust.p12"),
+        );
+        let store = ["-storetype", "PKCS12", "-storepass", "changeit"];
+        std::fs::write(tsa.file("a.txt"), "kexin").unwrap();
+        jdk("jar", &["cf", &jar, "-C", &path_str(&tsa.dir), "a.txt"]);
+        let mut args = vec!["-genkeypair", "-keystore", &developer, "-alias", "dev"];
+        args.extend(store);
+        args.extend([
+            "-keyalg",
+            "EC",
+            "-groupname",
+            "secp256r1",
+            "-dname",
+            "CN=dev",
+        ]);
+        jdk("keytool", &args);
+        let root = path_str(&tsa.dir.join("data/ca/root.pem"));
+        let mut args = vec![
+            "-importcert",
+            "-noprompt",
+            "-keystore",
+            &trust,
+            "-alias",
+            "kexin",
+        ];
+        args.extend(store);
+        args.extend(["-file", &root]);
+        jdk("keytool", &args);
+
+        let url = format!("http://127.0.0.1:{}/tsa", tsa.http);
+        jdk(
+            "jarsigner",
+            &[
+                "-keystore",
+                &developer,
+                "-storepass",
+                "changeit",
+                "-tsa",
+                &url,
+                &jar,
+                "dev",
+            ],
+        );
+        let printed = jdk("jarsigner", &["-verify", "-verbose", "-certs", &jar]);
+        assert!(
+            printed.contains("Timestamped by \"CN=Kexin Trust Service Time-Stamp Authority"),
+            "{alg}: {printed}"
+        );
+        // Strict verification refuses the TSA's chain until our root is
+        // trusted, and then accepts it.
+        let printed = jdk("jarsigner", &["-verify", "-strict", &jar]);
+        assert!(printed.contains(CHAIN_REFUSED), "{alg}: {printed}");
+        let printed = jdk(
+            "jarsigner",
+            &[
+                "-verify",
+                "-strict",
+                "-keystore",
+                &trust,
+                "-storepass",
+                "changeit",
+                &jar,
+            ],
+        );
+        assert!(
+            printed.contains("jar verified") && !printed.contains(CHAIN_REFUSED),
+            "{alg}: {printed}"
+        );
         tsa.stop();
     }
 }
