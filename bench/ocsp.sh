@@ -21,6 +21,7 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WO
   -subj /CN=bench.example -addext subjectAltName=DNS:bench.example -out "$WORK/leaf.csr" 2>/dev/null
 "$KEXIN" cert issue --data "$WORK/k" --profile tls-server --csr "$WORK/leaf.csr" --out "$WORK/leaf.pem" 2>/dev/null
 RUST_LOG=warn "$KEXIN" serve --data "$WORK/k" --http 127.0.0.1:$HTTP --https 127.0.0.1:$HTTPS >/dev/null 2>&1 &
+KPID=$!
 openssl ocsp -issuer "$WORK/k/ca/systems.pem" -cert "$WORK/leaf.pem" -no_nonce -reqout "$WORK/k.req" 2>/dev/null
 KREQ=$(base64 -w0 "$WORK/k.req" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
 
@@ -32,6 +33,7 @@ openssl x509 -req -in "$WORK/leaf.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" 
 printf 'V\t301231000000Z\t\t1234\tunknown\t/CN=bench.example\n' > "$WORK/index.txt"
 openssl ocsp -index "$WORK/index.txt" -port $OSSL -rsigner "$WORK/ca.pem" -rkey "$WORK/ca.key" \
   -CA "$WORK/ca.pem" -ndays 1 >/dev/null 2>&1 &
+OPID=$!
 openssl ocsp -issuer "$WORK/ca.pem" -cert "$WORK/oleaf.pem" -no_nonce -reqout "$WORK/o.req" 2>/dev/null
 OREQ=$(base64 -w0 "$WORK/o.req" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
 
@@ -47,9 +49,14 @@ openssl ocsp -respin "$WORK/o.resp" -issuer "$WORK/ca.pem" -CAfile "$WORK/ca.pem
 
 run_wrk() { local t=2; [ "$2" -lt 2 ] && t=1; wrk -t$t -c"$2" -d"${DURATION}s" --latency "$1" 2>&1; }
 rate() { awk '/Requests\/sec/ {print $2}'; }
+# CPU time a server used (utime + stime, in ticks): the load generator
+# shares the machine, so peaks are also given per core the server used.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 p99() { awk '$1=="99%" {print $2}'; }
 
+KT0=$(cpu_ticks $KPID)
 K=$(run_wrk "http://127.0.0.1:$HTTP/ocsp/$KREQ" "$CONNECTIONS")
+KCORES=$(python3 -c "import sys; print(($(cpu_ticks $KPID) - $KT0) / $(getconf CLK_TCK) / $DURATION)")
 KRATE=$(echo "$K" | rate)
 # openssl's responder answers one connection at a time and closes it, which
 # wrk cannot drive: ApacheBench measures both like for like, a new
@@ -61,7 +68,9 @@ ab_json_rate() { awk '/Requests per second/ {print $4}'; }
 # 4 at a time, and 16: with few clients the kernel may hand most new
 # connections to one of Kexin's HTTP threads while another sleeps.
 ab_run() { ab -n "$2" -c "${3:-4}" "$1" 2>&1; }
+OT0=$(cpu_ticks $OPID); OS0=$(date +%s.%N)
 O=$(ab_run "http://127.0.0.1:$OSSL/$OREQ" 20000)
+OCORES=$(python3 -c "import sys; print(($(cpu_ticks $OPID) - $OT0) / $(getconf CLK_TCK) / ($(date +%s.%N) - $OS0))")
 KP=$(ab_run "http://127.0.0.1:$HTTP/ocsp/$KREQ" 20000)
 O16=$(ab_run "http://127.0.0.1:$OSSL/$OREQ" 20000 16 | ab_json_rate)
 KP16=$(ab_run "http://127.0.0.1:$HTTP/ocsp/$KREQ" 20000 16 | ab_json_rate)
@@ -69,9 +78,9 @@ O=$(echo "$O" | ab_json); KP=$(echo "$KP" | ab_json)
 # Half of Kexin's peak: fewer connections bring the offered load down.
 KH=$(run_wrk "http://127.0.0.1:$HTTP/ocsp/$KREQ" $((CONNECTIONS / 8 > 0 ? CONNECTIONS / 8 : 1)))
 SIGN=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $7}')
-python3 - "$KRATE" "$O" "$KP" "$(echo "$K" | p99)" "$(echo "$KH" | rate)" "$(echo "$KH" | p99)" "$SIGN" "$O16" "$KP16" <<'PY'
+python3 - "$KRATE" "$O" "$KP" "$(echo "$K" | p99)" "$(echo "$KH" | rate)" "$(echo "$KH" | p99)" "$SIGN" "$O16" "$KP16" "$KCORES" "$OCORES" <<'PY'
 import json, sys
-k, o, kp, kp99, khalf, khalf_p99, sign, o16, kp16 = sys.argv[1:]
+k, o, kp, kp99, khalf, khalf_p99, sign, o16, kp16, kcores, ocores = sys.argv[1:]
 o, kp = json.loads(o), json.loads(kp)
 print(json.dumps({
     "kexin_wrk_keepalive_per_s": float(k), "kexin_wrk_p99": kp99,
@@ -82,6 +91,9 @@ print(json.dumps({
     "kexin_same_client_16_per_s": float(kp16), "openssl_same_client_16_per_s": float(o16),
     "ratio_same_client_16": round(float(kp16) / float(o16), 1),
     "ratio_kexin_peak_to_openssl": round(float(k) / o["requests_per_s"], 1),
+    "kexin_peak_server_cores_busy": round(float(kcores), 2),
+    "openssl_server_cores_busy": round(float(ocores), 2),
+    "ratio_per_server_core": round(float(k) / float(kcores) / (o["requests_per_s"] / float(ocores)), 1),
     "openssl_speed_ecdsa_p256_sign_per_s": float(sign),
 }, indent=2))
 PY
