@@ -163,15 +163,7 @@ fn officials_sign_in_once_with_their_certificate_and_authlib_validates_the_token
         None,
     );
     let serial = v["items"][0]["serial"].as_str().unwrap().to_owned();
-    let out = ca.kexin(&[
-        "cert",
-        "revoke",
-        "--serial",
-        &serial,
-        "--reason",
-        "keyCompromise",
-    ]);
-    assert!(out.status.success());
+    ca.revoke(&serial, "keyCompromise");
     let (rcert, rkey) = pem_pair(&ca, &revoked, "revoked");
     let client_id = clients[0]["client_id"].as_str().unwrap();
     let url = format!(
@@ -471,17 +463,7 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         None,
     );
     let serial = found["items"][0]["serial"].as_str().unwrap().to_owned();
-    assert!(ca
-        .kexin(&[
-            "cert",
-            "revoke",
-            "--serial",
-            &serial,
-            "--reason",
-            "keyCompromise"
-        ])
-        .status
-        .success());
+    ca.revoke(&serial, "keyCompromise");
     let c = challenge();
     let message = format!(
         "kexin-sso-challenge\n{}\n{client_id}",
@@ -674,19 +656,7 @@ fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
         String::from_utf8_lossy(&out.stderr)
     );
     let (revoked_pem, _) = pem_pair(&ca, &revoked, "wu");
-    let out = ca.kexin(&[
-        "cert",
-        "revoke",
-        "--serial",
-        &serial_of(&revoked_pem),
-        "--reason",
-        "keyCompromise",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ca.revoke(&serial_of(&revoked_pem), "keyCompromise");
     // A one-page PDF, its cross-reference table rebuilt by qpdf.
     let (raw, plain) = (ca.file("raw.pdf"), ca.file("plain.pdf"));
     std::fs::write(&raw, "%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >> endobj\ntrailer << /Size 4 /Root 1 0 R >>\n%%EOF\n").unwrap();

@@ -294,14 +294,7 @@ fn sealed_pdfs_validate_in_poppler_pdfsig_until_the_seal_is_revoked() {
         "{report}"
     );
 
-    ok(&ca.kexin(&[
-        "cert",
-        "revoke",
-        "--serial",
-        &serial,
-        "--reason",
-        "keyCompromise",
-    ]));
+    ca.revoke(&serial, "keyCompromise");
     // The CLI revoked in another process: the server's OCSP responder sees
     // it within its recheck time (2 s).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -372,14 +365,7 @@ fn files_sealed_with_cades_verify_with_openssl_and_nss_and_revoked_seals_refuse(
         &ca.file("x.p7s"),
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
-    ok(&ca.kexin(&[
-        "cert",
-        "revoke",
-        "--serial",
-        &serial,
-        "--reason",
-        "keyCompromise",
-    ]));
+    ca.revoke(&serial, "keyCompromise");
     let out = ca.kexin(&[
         "seal",
         "sign",
@@ -561,14 +547,7 @@ fn kexin_verify_reports_on_our_and_other_tools_signatures() {
     let sig = ca.file("minutes.p7s");
     ok(&ca.kexin(&["seal", "sign", "--seal", SEAL, "--in", &file, "--out", &sig]));
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    ok(&ca.kexin(&[
-        "cert",
-        "revoke",
-        "--serial",
-        &serial,
-        "--reason",
-        "keyCompromise",
-    ]));
+    ca.revoke(&serial, "keyCompromise");
     let r = kexin_verify(&ca, &sig, Some(&file));
     assert_eq!(r["verdict"], "valid", "{r}");
     assert!(

@@ -237,6 +237,16 @@ impl Ca {
             .unwrap()
     }
 
+    /// Revokes a certificate with `kexin cert revoke`, which must succeed.
+    pub fn revoke(&self, serial: &str, reason: &str) {
+        let out = self.kexin(&["cert", "revoke", "--serial", serial, "--reason", reason]);
+        assert!(
+            out.status.success(),
+            "kexin cert revoke: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn serve(&self) -> Server {
         let mut cmd = kexin(&self.dir);
         cmd.args(["serve", "--data", "data"])
