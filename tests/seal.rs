@@ -282,6 +282,18 @@ fn sealed_pdfs_validate_in_poppler_pdfsig_until_the_seal_is_revoked() {
         );
     }
 
+    // The visible seal names its organization under the image, in a CJK
+    // font the viewer supplies (poppler maps it through poppler-data).
+    let out = Command::new("pdftotext")
+        .args([&ca.file("b-t.pdf"), "-"])
+        .output()
+        .expect("pdftotext (poppler-utils) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("某某局\nSealed 20"),
+        "no signer line on the seal: {text}"
+    );
+
     // One byte of the signed original changed: the digest no longer matches.
     let mut pdf = std::fs::read(ca.file("b-t.pdf")).unwrap();
     let at = pdf.windows(9).position(|w| w == b"/MediaBox").unwrap();
