@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cades;
+mod fonts;
 pub mod image;
 pub mod license;
 pub mod pades;

@@ -15,10 +15,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use kexin_ca::storage::{Database, LicenseRow};
 use kexin_hsm::{KeyStore, SignatureAlgorithm};
-use lopdf::{Dictionary, Object, StringFormat};
+use lopdf::{Dictionary, Object};
 use serde::{Deserialize, Serialize};
 use x509_cert::Certificate;
 
+use crate::fonts;
 use crate::pdf::real;
 use crate::registry::Seal;
 use crate::Error;
@@ -269,24 +270,22 @@ pub fn registry_row(
 /// Where the seal goes on the license page (lower right).
 pub const SEAL_PLACEMENT: (f64, f64, f64) = (395.0, 90.0, 130.0);
 
-/// The license as a one-page A4 PDF: text in the standard Chinese font
-/// STSong-Light (UniGB-UCS2-H, not embedded: every PDF reader supplies
-/// it), and the QR code drawn as vector squares.
+/// The license as a one-page A4 PDF: text in fonts the reader supplies
+/// ([`fonts`]), and the QR code drawn as vector squares.
 pub fn render_pdf(data: &LicenseData, verify_url: &str) -> Result<Vec<u8>, Error> {
     let qr = qrcode::QrCode::with_error_correction_level(verify_url.as_bytes(), qrcode::EcLevel::M)
         .map_err(|e| Error::InvalidInput(format!("QR code: {e}")))?;
     let mut content = String::new();
     let line = |content: &mut String, text: &str, x: f64, y: f64, size: f64| {
         content.push_str(&format!(
-            "BT /F1 {} Tf {} {} Td <{}> Tj ET\n",
-            real(size),
+            "BT {} {} Td {}ET\n",
             real(x),
             real(y),
-            ucs2(text)
+            fonts::text(text, size)
         ));
     };
     let title_size = 30.0;
-    let title_width = data.kind.chars().count() as f64 * title_size;
+    let title_width = fonts::width_in_ems(&data.kind) * title_size;
     line(
         &mut content,
         &data.kind,
@@ -358,10 +357,8 @@ pub fn render_pdf(data: &LicenseData, verify_url: &str) -> Result<Vec<u8>, Error
     pages.set("Kids", Object::Array(vec![Object::Reference((3, 0))]));
     pages.set("Count", Object::Integer(1));
     push(&mut objects, Object::Dictionary(pages));
-    let mut fonts = Dictionary::new();
-    fonts.set("F1", Object::Reference((5, 0)));
     let mut resources = Dictionary::new();
-    resources.set("Font", Object::Dictionary(fonts));
+    resources.set("Font", Object::Dictionary(fonts::resources((5, 0))));
     let mut page = Dictionary::new();
     page.set("Type", name("Page"));
     page.set("Parent", Object::Reference((2, 0)));
@@ -379,48 +376,10 @@ pub fn render_pdf(data: &LicenseData, verify_url: &str) -> Result<Vec<u8>, Error
         )
         .into_bytes(),
     );
-    let mut descriptor = Dictionary::new();
-    descriptor.set("Type", name("FontDescriptor"));
-    descriptor.set("FontName", name("STSong-Light"));
-    descriptor.set("Flags", Object::Integer(6));
-    descriptor.set(
-        "FontBBox",
-        Object::Array(vec![(-25).into(), (-254).into(), 1000.into(), 880.into()]),
+    push(
+        &mut objects,
+        Object::Dictionary(fonts::song_light_descriptor()),
     );
-    descriptor.set("ItalicAngle", Object::Integer(0));
-    descriptor.set("Ascent", Object::Integer(880));
-    descriptor.set("Descent", Object::Integer(-120));
-    descriptor.set("CapHeight", Object::Integer(880));
-    descriptor.set("StemV", Object::Integer(93));
-    let mut system = Dictionary::new();
-    system.set(
-        "Registry",
-        Object::String(b"Adobe".to_vec(), StringFormat::Literal),
-    );
-    system.set(
-        "Ordering",
-        Object::String(b"GB1".to_vec(), StringFormat::Literal),
-    );
-    system.set("Supplement", Object::Integer(2));
-    let mut cid = Dictionary::new();
-    cid.set("Type", name("Font"));
-    cid.set("Subtype", name("CIDFontType0"));
-    cid.set("BaseFont", name("STSong-Light"));
-    cid.set("CIDSystemInfo", Object::Dictionary(system));
-    cid.set("FontDescriptor", Object::Dictionary(descriptor));
-    cid.set("DW", Object::Integer(1000));
-    // UniGB-UCS2-H maps ASCII to CIDs 1-95, half as wide as a Hanzi.
-    cid.set("W", Object::Array(vec![1.into(), 95.into(), 500.into()]));
-    let mut font = Dictionary::new();
-    font.set("Type", name("Font"));
-    font.set("Subtype", name("Type0"));
-    font.set("BaseFont", name("STSong-Light"));
-    font.set("Encoding", name("UniGB-UCS2-H"));
-    font.set(
-        "DescendantFonts",
-        Object::Array(vec![Object::Dictionary(cid)]),
-    );
-    push(&mut objects, Object::Dictionary(font));
 
     let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
@@ -446,20 +405,6 @@ pub fn render_pdf(data: &LicenseData, verify_url: &str) -> Result<Vec<u8>, Error
         .as_bytes(),
     );
     Ok(out)
-}
-
-/// UCS-2 big-endian hex, as UniGB-UCS2-H wants (BMP only).
-fn ucs2(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if (c as u32) <= 0xffff {
-                c as u32
-            } else {
-                0x3013
-            }
-        })
-        .map(|u| format!("{u:04X}"))
-        .collect()
 }
 
 /// A license's standing, for a report: the registry's word.

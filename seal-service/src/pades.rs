@@ -12,6 +12,7 @@ use flate2::Compression;
 use lopdf::{Dictionary, Object, ObjectId, StringFormat};
 use std::io::Write;
 
+use crate::fonts;
 use crate::pdf::{pdf_date, real, text_string, write_object, IncrementalUpdate, PdfFile};
 use crate::registry::{now, Seal};
 use crate::signer::{Level, SealSigner, SignOptions};
@@ -491,30 +492,32 @@ fn seal_appearance(
         &when[12..14],
         &serial[..serial.len().min(12)]
     );
-    let signer = SignerLine::new(&seal.row.organization, size - 2.0);
+    // The organization's name, at most 7 points and smaller if it must be
+    // to fit the seal's width.
+    let organization = &seal.row.organization;
+    let signer_size = match fonts::width_in_ems(organization) {
+        ems if ems > 0.0 => ((size - 2.0) / ems).min(7.0),
+        _ => 7.0,
+    };
     let content = format!(
         "q {s} 0 0 {s} 0 {c} cm /Im0 Do Q\n\
          BT 0.7 0.1 0.1 rg 1 12 Td {signer}ET\n\
-         BT /F1 5.5 Tf 0.7 0.1 0.1 rg 1 4 Td ({t}) Tj ET\n",
+         BT 0.7 0.1 0.1 rg 1 4 Td {time}ET\n",
         s = real(size),
         c = real(CAPTION_HEIGHT),
-        signer = signer.operators,
-        t = text
+        signer = fonts::text(organization, signer_size),
+        time = fonts::text(&text, 5.5),
     );
-    let mut font = Dictionary::new();
-    font.set("Type", Object::Name(b"Font".to_vec()));
-    font.set("Subtype", Object::Name(b"Type1".to_vec()));
-    font.set("BaseFont", Object::Name(b"Helvetica".to_vec()));
-    let mut fonts = Dictionary::new();
-    fonts.set("F1", Object::Dictionary(font));
     let descriptor = update.allocate();
-    update.put(descriptor, &Object::Dictionary(song_light_descriptor()));
-    fonts.set("F2", Object::Dictionary(song_light(descriptor)));
+    update.put(
+        descriptor,
+        &Object::Dictionary(fonts::song_light_descriptor()),
+    );
     let mut xobjects = Dictionary::new();
     xobjects.set("Im0", Object::Reference(image_id));
     let mut resources = Dictionary::new();
     resources.set("XObject", Object::Dictionary(xobjects));
-    resources.set("Font", Object::Dictionary(fonts));
+    resources.set("Font", Object::Dictionary(fonts::resources(descriptor)));
     let mut form = Dictionary::new();
     form.set("Type", Object::Name(b"XObject".to_vec()));
     form.set("Subtype", Object::Name(b"Form".to_vec()));
@@ -531,96 +534,6 @@ fn seal_appearance(
     let ap_id = update.allocate();
     update.put_stream(ap_id, form, content.as_bytes());
     ap_id
-}
-
-/// The signer's line of the caption. Runs of ASCII are set in Helvetica;
-/// the rest in STSong-Light with the UniGB-UCS2-H encoding, one of the CJK
-/// fonts every PDF viewer provides itself (Adobe-GB1; poppler through
-/// poppler-data and fontconfig), so Chinese names show without embedding a
-/// font of several megabytes.
-struct SignerLine {
-    /// Text operators for inside `BT … ET`: a font and a `Tj` per run.
-    operators: String,
-}
-
-impl SignerLine {
-    /// Sized to fit `width` points, at most 7 points.
-    fn new(text: &str, width: f64) -> Self {
-        // UCS-2 has no surrogates: a character beyond the BMP shows as '?'.
-        let chars: Vec<char> = text
-            .chars()
-            .filter(|c| !c.is_control())
-            .map(|c| if u32::from(c) > 0xFFFF { '?' } else { c })
-            .collect();
-        // Helvetica's average advance is about 0.55 em, a CJK glyph's 1 em.
-        let em: f64 = chars
-            .iter()
-            .map(|c| if c.is_ascii() { 0.6 } else { 1.0 })
-            .sum();
-        let size = real(if em > 0.0 { (width / em).min(7.0) } else { 7.0 });
-        let mut operators = String::new();
-        for run in chars.chunk_by(|a, b| a.is_ascii() == b.is_ascii()) {
-            let (font, hex): (_, String) = if run[0].is_ascii() {
-                (
-                    "F1",
-                    run.iter()
-                        .map(|&c| format!("{:02X}", u32::from(c)))
-                        .collect(),
-                )
-            } else {
-                (
-                    "F2",
-                    run.iter()
-                        .map(|&c| format!("{:04X}", u32::from(c)))
-                        .collect(),
-                )
-            };
-            operators.push_str(&format!("/{font} {size} Tf <{hex}> Tj "));
-        }
-        Self { operators }
-    }
-}
-
-fn song_light(descriptor: ObjectId) -> Dictionary {
-    let mut system = Dictionary::new();
-    system.set("Registry", Object::string_literal("Adobe"));
-    system.set("Ordering", Object::string_literal("GB1"));
-    system.set("Supplement", Object::Integer(2));
-    let mut cid_font = Dictionary::new();
-    cid_font.set("Type", Object::Name(b"Font".to_vec()));
-    cid_font.set("Subtype", Object::Name(b"CIDFontType0".to_vec()));
-    cid_font.set("BaseFont", Object::Name(b"STSong-Light".to_vec()));
-    cid_font.set("CIDSystemInfo", Object::Dictionary(system));
-    cid_font.set("FontDescriptor", Object::Reference(descriptor));
-    cid_font.set("DW", Object::Integer(1000));
-    let mut font = Dictionary::new();
-    font.set("Type", Object::Name(b"Font".to_vec()));
-    font.set("Subtype", Object::Name(b"Type0".to_vec()));
-    font.set("BaseFont", Object::Name(b"STSong-Light".to_vec()));
-    font.set("Encoding", Object::Name(b"UniGB-UCS2-H".to_vec()));
-    font.set(
-        "DescendantFonts",
-        Object::Array(vec![Object::Dictionary(cid_font)]),
-    );
-    font
-}
-
-/// STSong-Light's metrics, as Adobe publishes them for the font.
-fn song_light_descriptor() -> Dictionary {
-    let mut d = Dictionary::new();
-    d.set("Type", Object::Name(b"FontDescriptor".to_vec()));
-    d.set("FontName", Object::Name(b"STSong-Light".to_vec()));
-    d.set("Flags", Object::Integer(6));
-    d.set(
-        "FontBBox",
-        Object::Array(vec![(-25).into(), (-254).into(), 1000.into(), 880.into()]),
-    );
-    d.set("ItalicAngle", Object::Integer(0));
-    d.set("Ascent", Object::Integer(880));
-    d.set("Descent", Object::Integer(-120));
-    d.set("CapHeight", Object::Integer(880));
-    d.set("StemV", Object::Integer(93));
-    d
 }
 
 fn image_dict(w: u32, h: u32, colour: &[u8]) -> Dictionary {
@@ -711,28 +624,4 @@ async fn document_timestamp(
     })
     .await?;
     Ok(stamped)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SignerLine;
-
-    #[test]
-    fn signer_lines_set_ascii_in_helvetica_and_the_rest_in_song_light() {
-        let line = SignerLine::new("XX市Data局\u{20000}\n", 100.0);
-        assert_eq!(
-            line.operators,
-            "/F1 7 Tf <5858> Tj /F2 7 Tf <5E02> Tj /F1 7 Tf <44617461> Tj \
-             /F2 7 Tf <5C40> Tj /F1 7 Tf <3F> Tj "
-        );
-    }
-
-    #[test]
-    fn long_names_shrink_to_fit() {
-        let line = SignerLine::new(&"局".repeat(20), 70.0);
-        assert_eq!(
-            line.operators,
-            format!("/F2 3.5 Tf <{}> Tj ", "5C40".repeat(20))
-        );
-    }
 }
