@@ -91,14 +91,98 @@ pub fn text(text: &str, size: f64) -> String {
     operators
 }
 
-/// About how wide [`text`] sets `text`, in ems: Helvetica's average
-/// advance is ~0.55 em, a Chinese character's 1 em.
-pub fn width_in_ems(text: &str) -> f64 {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .map(|c| if c.is_ascii() { 0.6 } else { 1.0 })
-        .sum()
+/// Text operators, for outside `BT … ET`, that set `text` around the top
+/// of a circle centred at (`cx`, `cy`), as a paper seal's name runs inside
+/// its ring: each character upright towards the rim, the whole centred on
+/// the top, spanning up to 240° (a short name spaced out to 50° a
+/// character, up to 220°), within the band between radii `inner` and
+/// `outer`, and as large as that band and the text's length allow.
+pub fn around_top(text: &str, cx: f64, cy: f64, inner: f64, outer: f64) -> String {
+    const DEGREE: f64 = std::f64::consts::PI / 180.0;
+    const MAX_SPAN: f64 = 240.0 * DEGREE;
+    // A glyph rises ~0.88 em above its baseline and sinks ~0.12 below it;
+    // a little air on both sides.
+    const ASCENT: f64 = 0.88;
+    const GAP: f64 = 1.05;
+    let chars: Vec<char> = text.chars().filter(|c| !c.is_control()).collect();
+    let ems = width_in_ems(text);
+    if chars.is_empty() || ems <= 0.0 || outer <= inner {
+        return String::new();
+    }
+    let band = outer - inner;
+    let mut size = band * 0.8;
+    // The span at the glyphs' middle radius must hold them all.
+    let middle = |size: f64| outer - band * 0.05 - ASCENT * size + 0.4 * size;
+    let fits = |size: f64| ems * size * GAP <= MAX_SPAN * middle(size);
+    while !fits(size) && size > band * 0.1 {
+        size *= 0.95;
+    }
+    let baseline = outer - band * 0.05 - ASCENT * size;
+    let radius = middle(size);
+    let natural = ems * size * GAP / radius;
+    let spaced = (chars.len() as f64 * 50.0 * DEGREE).min(220.0 * DEGREE);
+    let extra = (spaced - natural).max(0.0) / chars.len() as f64;
+    let mut angle = std::f64::consts::FRAC_PI_2 + (natural + extra * chars.len() as f64) / 2.0;
+    let mut out = String::from("BT ");
+    for c in chars {
+        let width = size * advance(c);
+        let step = width * GAP / radius + extra;
+        let at = angle - step / 2.0;
+        angle -= step;
+        // The glyph's x axis runs clockwise along the tangent, its y axis
+        // outward; its origin is half its width before the point on the arc.
+        let (sin, cos) = at.sin_cos();
+        let (x, y) = (
+            cx + baseline * cos - width / 2.0 * sin,
+            cy + baseline * sin + width / 2.0 * cos,
+        );
+        let glyph = [c];
+        let (font, hex) = if c.is_ascii() {
+            ("FL", format!("{:02X}", u32::from(c)))
+        } else {
+            ("FC", ucs2(&glyph))
+        };
+        out.push_str(&format!(
+            "/{font} {} Tf {} {} {} {} {} {} Tm <{hex}> Tj ",
+            real(size),
+            real(sin),
+            real(-cos),
+            real(cos),
+            real(sin),
+            real(x),
+            real(y)
+        ));
+    }
+    out.push_str("ET\n");
+    out
 }
+
+/// How wide [`text`] sets `text`, in ems.
+pub fn width_in_ems(text: &str) -> f64 {
+    text.chars().map(advance).sum()
+}
+
+/// A character's advance in ems: Helvetica's for ASCII, 1 for the rest
+/// (STSong-Light's Chinese characters are square), 0 for controls.
+fn advance(c: char) -> f64 {
+    match u8::try_from(c) {
+        Ok(b @ 0x20..=0x7e) => f64::from(HELVETICA_WIDTHS[usize::from(b - 0x20)]) / 1000.0,
+        _ if c.is_control() => 0.0,
+        _ => 1.0,
+    }
+}
+
+/// Helvetica's advance widths (its AFM, in 1/1000 em) for ' ' to '~', in
+/// the standard encoding a Type 1 font without /Encoding has.
+#[rustfmt::skip]
+const HELVETICA_WIDTHS: [u16; 95] = [
+    278, 278, 355, 556, 556, 889, 667, 222, 333, 333, 389, 584, 278, 333, 278, 278,
+    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556,
+    1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778,
+    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556,
+    222, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556,
+    556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584,
+];
 
 /// UCS-2 big-endian hex, as UniGB-UCS2-H wants. UCS-2 has no surrogates:
 /// a character beyond the BMP shows as 〓 (U+3013, the geta mark that
@@ -130,8 +214,58 @@ mod tests {
     }
 
     #[test]
-    fn widths_count_chinese_characters_as_one_em() {
-        assert_eq!(width_in_ems("局局"), 2.0);
-        assert!((width_in_ems("ab局") - 2.2).abs() < 1e-9);
+    fn widths_are_helveticas_for_ascii_and_one_em_for_chinese() {
+        assert_eq!(width_in_ems("局局\n"), 2.0);
+        assert!((width_in_ems("Wi局") - (0.944 + 0.222 + 1.0)).abs() < 1e-9);
+    }
+
+    /// (a, b, c, d, e, f) of each glyph's text matrix.
+    fn matrices(operators: &str) -> Vec<[f64; 6]> {
+        operators
+            .split(" Tm")
+            .filter_map(|part| {
+                let numbers: Vec<f64> = part
+                    .split_whitespace()
+                    .rev()
+                    .take(6)
+                    .map(|n| n.parse().ok())
+                    .collect::<Option<_>>()?;
+                let mut m = [0.0; 6];
+                for (i, n) in numbers.into_iter().rev().enumerate() {
+                    m[i] = n;
+                }
+                Some(m)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_run_upright_around_the_top_symmetrically() {
+        let operators = around_top("某某市数据局", 0.0, 0.0, 30.0, 60.0);
+        let glyphs = matrices(&operators);
+        assert_eq!(glyphs.len(), 6, "{operators}");
+        // Each glyph's centre on its baseline, which is one circle.
+        let centres: Vec<(f64, f64)> = glyphs
+            .iter()
+            .map(|&[a, b, c, d, e, f]| {
+                assert!((a - d).abs() < 1e-3 && (b + c).abs() < 1e-3, "a rotation");
+                assert!((a * a + b * b - 1.0).abs() < 1e-3, "not scaled");
+                let half = operators.split(" Tf").next().unwrap();
+                let size: f64 = half.rsplit(' ').next().unwrap().parse().unwrap();
+                (e + a * size / 2.0, f + b * size / 2.0)
+            })
+            .collect();
+        let radius = (centres[0].0.powi(2) + centres[0].1.powi(2)).sqrt();
+        for (i, &(x, y)) in centres.iter().enumerate() {
+            assert!(((x * x + y * y).sqrt() - radius).abs() < 1e-2);
+            let (mx, my) = centres[5 - i];
+            assert!((x + mx).abs() < 1e-2 && (y - my).abs() < 1e-2, "mirrored");
+        }
+        // Left to right over the top, the first glyph on the left.
+        assert!(centres[0].0 < 0.0 && centres[5].0 > 0.0);
+        // At most 240°: nothing lower than 30° under the horizontal.
+        assert!(centres.iter().all(|&(_, y)| y > -radius / 2.0 - 1e-2));
+        assert!(radius > 30.0 && radius < 60.0);
+        assert_eq!(around_top("", 0.0, 0.0, 30.0, 60.0), "");
     }
 }

@@ -70,6 +70,19 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
     })
 }
 
+/// The inner edge of the default seal's ring, as a fraction of its width.
+pub const DEFAULT_RING_INNER: f64 = 0.43;
+/// The tips of the default seal's star, as a fraction of its width. Between
+/// them and the ring a visible seal sets the organization's name, around
+/// the top as on a paper seal.
+pub const DEFAULT_STAR_OUTER: f64 = 0.2;
+
+/// Whether `png` is Kexin's default seal image.
+pub fn is_default_seal(png: &[u8]) -> bool {
+    static DEFAULT: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| default_seal_png().ok()).as_deref() == Some(png)
+}
+
 /// The default seal: a red ring and a five-pointed star on transparency,
 /// 256 × 256, anti-aliased by 4 × 4 supersampling.
 pub fn default_seal_png() -> Result<Vec<u8>, Error> {
@@ -78,7 +91,8 @@ pub fn default_seal_png() -> Result<Vec<u8>, Error> {
     let c = N as f64 / 2.0;
     let star: Vec<(f64, f64)> = (0..10)
         .map(|i| {
-            let r = if i % 2 == 0 { 0.36 } else { 0.145 } * N as f64;
+            // A regular star: the inner vertices at 0.382 of the tips' radius.
+            let r = DEFAULT_STAR_OUTER * if i % 2 == 0 { 1.0 } else { 0.382 } * N as f64;
             let a = std::f64::consts::PI * (i as f64 / 5.0) - std::f64::consts::FRAC_PI_2;
             (c + r * a.cos(), c + r * a.sin())
         })
@@ -107,7 +121,7 @@ pub fn default_seal_png() -> Result<Vec<u8>, Error> {
                         py as f64 + (sy as f64 + 0.5) / 4.0,
                     );
                     let d = ((x - c).powi(2) + (y - c).powi(2)).sqrt();
-                    let ring = d <= 0.48 * N as f64 && d >= 0.43 * N as f64;
+                    let ring = d <= 0.48 * N as f64 && d >= DEFAULT_RING_INNER * N as f64;
                     if ring || inside_star(x, y) {
                         covered += 1;
                     }

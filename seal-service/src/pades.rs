@@ -49,12 +49,16 @@ pub struct SealImage {
     height: u32,
     rgb: Vec<u8>,
     alpha: Option<Vec<u8>>,
+    /// Kexin's default image, whose ring the organization's name goes
+    /// inside; an operator's image carries its own lettering.
+    default: bool,
 }
 
 impl SealImage {
     pub fn encode(png: &[u8]) -> Result<Self, Error> {
         let image = crate::image::decode(png)?;
         Ok(Self {
+            default: crate::image::is_default_seal(png),
             width: image.width,
             height: image.height,
             rgb: deflate(&image.rgb)?,
@@ -499,8 +503,23 @@ fn seal_appearance(
         ems if ems > 0.0 => ((size - 2.0) / ems).min(7.0),
         _ => 7.0,
     };
+    let lettering = if image.default {
+        use crate::image::{DEFAULT_RING_INNER, DEFAULT_STAR_OUTER};
+        format!(
+            "q 0.83 0.12 0.12 rg {}Q\n",
+            fonts::around_top(
+                organization,
+                size / 2.0,
+                CAPTION_HEIGHT + size / 2.0,
+                (DEFAULT_STAR_OUTER + 0.03) * size,
+                (DEFAULT_RING_INNER - 0.01) * size,
+            )
+        )
+    } else {
+        String::new()
+    };
     let content = format!(
-        "q {s} 0 0 {s} 0 {c} cm /Im0 Do Q\n\
+        "q {s} 0 0 {s} 0 {c} cm /Im0 Do Q\n{lettering}\
          BT 0.7 0.1 0.1 rg 1 12 Td {signer}ET\n\
          BT 0.7 0.1 0.1 rg 1 4 Td {time}ET\n",
         s = real(size),
