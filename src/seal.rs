@@ -30,7 +30,8 @@ pub enum SealCommand {
         /// official, contract, license, finance or invoice.
         #[arg(long = "type", default_value = "official")]
         kind: String,
-        /// A PNG of the seal; a round red seal is drawn if absent.
+        /// A PNG of the seal; a round red seal is drawn if absent, the
+        /// organization's name set around its top on every visible seal.
         #[arg(long)]
         image: Option<PathBuf>,
     },
