@@ -110,15 +110,13 @@ pub fn around_top(text: &str, cx: f64, cy: f64, inner: f64, outer: f64) -> Strin
         return String::new();
     }
     let band = outer - inner;
-    let mut size = band * 0.8;
-    // The span at the glyphs' middle radius must hold them all.
-    let middle = |size: f64| outer - band * 0.05 - ASCENT * size + 0.4 * size;
-    let fits = |size: f64| ems * size * GAP <= MAX_SPAN * middle(size);
-    while !fits(size) && size > band * 0.1 {
-        size *= 0.95;
-    }
-    let baseline = outer - band * 0.05 - ASCENT * size;
-    let radius = middle(size);
+    // Glyphs hang from just inside `outer`; their middle is 0.4 em above
+    // the baseline, and the arc there must hold them all within MAX_SPAN:
+    // ems·size·GAP ≤ MAX_SPAN·(top − (ASCENT − 0.4)·size).
+    let top = outer - band * 0.05;
+    let size = (band * 0.8).min(MAX_SPAN * top / (ems * GAP + (ASCENT - 0.4) * MAX_SPAN));
+    let baseline = top - ASCENT * size;
+    let radius = baseline + 0.4 * size;
     let natural = ems * size * GAP / radius;
     let spaced = (chars.len() as f64 * 50.0 * DEGREE).min(220.0 * DEGREE);
     let extra = (spaced - natural).max(0.0) / chars.len() as f64;
@@ -267,5 +265,17 @@ mod tests {
         assert!(centres.iter().all(|&(_, y)| y > -radius / 2.0 - 1e-2));
         assert!(radius > 30.0 && radius < 60.0);
         assert_eq!(around_top("", 0.0, 0.0, 30.0, 60.0), "");
+    }
+
+    #[test]
+    fn a_long_name_shrinks_to_stay_within_240_degrees() {
+        let name = "某".repeat(200);
+        let glyphs = matrices(&around_top(&name, 0.0, 0.0, 30.0, 60.0));
+        assert_eq!(glyphs.len(), 200);
+        // The first glyph's x axis points along the tangent at its angle θ:
+        // (sin θ, −cos θ); θ ≤ 90° + 120°.
+        let [a, b, ..] = glyphs[0];
+        let first = a.atan2(-b).to_degrees().rem_euclid(360.0);
+        assert!(first <= 210.5 && first > 200.0, "{first}");
     }
 }
