@@ -76,19 +76,24 @@ pub fn text(text: &str, size: f64) -> String {
     let size = real(size);
     let mut operators = String::new();
     for run in chars.chunk_by(|a, b| a.is_ascii() == b.is_ascii()) {
-        let (font, hex) = if run[0].is_ascii() {
-            (
-                "FL",
-                run.iter()
-                    .map(|&c| format!("{:02X}", u32::from(c)))
-                    .collect(),
-            )
-        } else {
-            ("FC", ucs2(run))
-        };
+        let (font, hex) = encoded(run);
         operators.push_str(&format!("/{font} {size} Tf <{hex}> Tj "));
     }
     operators
+}
+
+/// The font resource and the hex string that show `run`, whose characters
+/// are all ASCII (Helvetica, one byte each) or none (STSong-Light, UCS-2).
+fn encoded(run: &[char]) -> (&'static str, String) {
+    if run.first().is_some_and(char::is_ascii) {
+        let hex = run
+            .iter()
+            .map(|&c| format!("{:02X}", u32::from(c)))
+            .collect();
+        ("FL", hex)
+    } else {
+        ("FC", ucs2(run))
+    }
 }
 
 /// Text operators, for outside `BT … ET`, that set `text` around the top
@@ -118,9 +123,9 @@ pub fn around_top(text: &str, cx: f64, cy: f64, inner: f64, outer: f64) -> Strin
     let baseline = top - ASCENT * size;
     let radius = baseline + 0.4 * size;
     let natural = ems * size * GAP / radius;
-    let spaced = (chars.len() as f64 * 50.0 * DEGREE).min(220.0 * DEGREE);
-    let extra = (spaced - natural).max(0.0) / chars.len() as f64;
-    let mut angle = std::f64::consts::FRAC_PI_2 + (natural + extra * chars.len() as f64) / 2.0;
+    let span = natural.max((chars.len() as f64 * 50.0 * DEGREE).min(220.0 * DEGREE));
+    let extra = (span - natural) / chars.len() as f64;
+    let mut angle = std::f64::consts::FRAC_PI_2 + span / 2.0;
     let mut out = String::from("BT ");
     for c in chars {
         let width = size * advance(c);
@@ -134,12 +139,7 @@ pub fn around_top(text: &str, cx: f64, cy: f64, inner: f64, outer: f64) -> Strin
             cx + baseline * cos - width / 2.0 * sin,
             cy + baseline * sin + width / 2.0 * cos,
         );
-        let glyph = [c];
-        let (font, hex) = if c.is_ascii() {
-            ("FL", format!("{:02X}", u32::from(c)))
-        } else {
-            ("FC", ucs2(&glyph))
-        };
+        let (font, hex) = encoded(&[c]);
         out.push_str(&format!(
             "/{font} {} Tf {} {} {} {} {} {} Tm <{hex}> Tj ",
             real(size),
