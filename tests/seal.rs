@@ -677,6 +677,36 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     std::fs::write(&sealed, &body).unwrap();
     let reports = pyhanko(&ca, &sealed, true);
     assert_valid(&reports[0], true);
+
+    // From 4 MiB on, the server parses and hashes a document off the
+    // executor: at B-LTA for the signature, the DSS and the document
+    // time-stamp. A 5 MiB document sealed that way validates too.
+    let large = ca.file("large.pdf");
+    make_padded_pdf(&large, 1, 5 << 20);
+    let url = format!(
+        "https://localhost:{}{}?level=b-lta&page=1&x=300&y=500",
+        ca.https,
+        seal_path("sign-pdf")
+    );
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{sys}:{P12_PASSWORD}"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        &format!("@{large}"),
+        &url,
+    ]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body.len() > 5 << 20);
+    let sealed_large = ca.file("api-sealed-large.pdf");
+    std::fs::write(&sealed_large, &body).unwrap();
+    let reports = pyhanko(&ca, &sealed_large, true);
+    assert_valid(&reports[0], true);
     let (code, body) = curl(&[
         "--cacert",
         &ca.ca_pem("root"),

@@ -359,6 +359,12 @@ pub fn api(
 
 /// A plain PDF 1.4 with `pages` pages and a classic xref table.
 pub fn make_pdf(path: &str, pages: usize) {
+    make_padded_pdf(path, pages, 0);
+}
+
+/// [`make_pdf`] with an unused stream of `padding` bytes, for a document
+/// of a given size.
+pub fn make_padded_pdf(path: &str, pages: usize, padding: usize) {
     let mut objects: Vec<Vec<u8>> = vec![b"<< /Type /Catalog /Pages 2 0 R >>".to_vec()];
     let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 3 + 2 * i)).collect();
     objects.push(
@@ -390,6 +396,12 @@ pub fn make_pdf(path: &str, pages: usize) {
         );
     }
     objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec());
+    if padding > 0 {
+        let mut stream = format!("<< /Length {padding} >>\nstream\n").into_bytes();
+        stream.extend((0..padding).map(|i| (i * 7 % 251) as u8));
+        stream.extend_from_slice(b"\nendstream");
+        objects.push(stream);
+    }
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {
