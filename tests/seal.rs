@@ -680,7 +680,8 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
 
     // From 4 MiB on, the server parses and hashes a document off the
     // executor: at B-LTA for the signature, the DSS and the document
-    // time-stamp. A 5 MiB document sealed that way validates too.
+    // time-stamp, and in verification. A 5 MiB document sealed that way
+    // validates in pyHanko and in /api/v1/verify.
     let large = ca.file("large.pdf");
     make_padded_pdf(&large, 1, 5 << 20);
     let url = format!(
@@ -707,6 +708,27 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     std::fs::write(&sealed_large, &body).unwrap();
     let reports = pyhanko(&ca, &sealed_large, true);
     assert_valid(&reports[0], true);
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{other}:{P12_PASSWORD}"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        &format!("@{sealed_large}"),
+        &format!("https://localhost:{}/api/v1/verify", ca.https),
+    ]);
+    assert_eq!(code, 200);
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["verdict"], "valid", "{report}");
+    assert_eq!(
+        report["signatures"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
     let (code, body) = curl(&[
         "--cacert",
         &ca.ca_pem("root"),

@@ -13,7 +13,9 @@ use lopdf::{Dictionary, Object, ObjectId, StringFormat};
 use std::io::Write;
 
 use crate::fonts;
-use crate::pdf::{pdf_date, real, text_string, write_object, IncrementalUpdate, PdfFile};
+use crate::pdf::{
+    off_the_executor, pdf_date, real, text_string, write_object, IncrementalUpdate, PdfFile,
+};
 use crate::registry::{now, Seal};
 use crate::signer::{Level, SealSigner, SignOptions};
 use crate::validation::ValidationData;
@@ -385,28 +387,6 @@ where
     }
     tail[contents_start + 1..contents_start + 1 + hex.len()].copy_from_slice(hex.as_bytes());
     Ok((tail, digest))
-}
-
-/// Documents from this size on are parsed and hashed off the executor.
-/// Below it the work takes a few milliseconds at most, less than handing
-/// the worker's other tasks to another thread costs: sealing 1 MB
-/// documents one after another that way was ~10% slower.
-const OFF_THE_EXECUTOR_FROM: usize = 4 << 20;
-
-/// Runs CPU-heavy work on a document of `size` bytes (parsing, hashing:
-/// ~0.2 s at 50 MB on a slow machine) so that it does not hold up the
-/// other tasks of the worker thread, sign-ins and API calls among them: on
-/// a multi-threaded runtime they move to another thread meanwhile. Small
-/// documents, and work on a current-thread runtime or none, run in place.
-fn off_the_executor<T>(size: usize, work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    let multi_thread =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if multi_thread && size >= OFF_THE_EXECUTOR_FROM {
-        tokio::task::block_in_place(work)
-    } else {
-        work()
-    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

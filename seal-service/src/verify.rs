@@ -25,6 +25,7 @@ use kexin_ca::storage::Database;
 use serde::Serialize;
 use x509_cert::Certificate;
 
+use crate::pdf::off_the_executor;
 use crate::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -517,8 +518,11 @@ async fn verify_signed_data(
 
 /// Every signature and document time-stamp of a PDF.
 pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Report {
-    let signatures = match pdf_signatures(pdf) {
-        Ok(s) => s,
+    let parsed = off_the_executor(pdf.len(), || {
+        pdf_signatures(pdf).map(|signatures| (signatures, revision_ends(pdf)))
+    });
+    let (signatures, revision_ends) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             return Report {
                 artifact: "pdf",
@@ -529,7 +533,6 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
             }
         }
     };
-    let revision_ends = revision_ends(pdf);
     let ends: Vec<usize> = signatures.iter().map(|s| s.covered_end).collect();
     let mut reports = Vec::new();
     for sig in &signatures {
@@ -540,16 +543,20 @@ pub async fn verify_pdf(pdf: &[u8], trust: &Trust, db: Option<&Database>) -> Rep
             .filter_map(|(start, len)| pdf.get(*start..start + len))
             .collect();
         let mut report = if sig.doc_timestamp {
-            verify_document_timestamp(&sig.contents, &covered, trust)
+            off_the_executor(pdf.len(), || {
+                verify_document_timestamp(&sig.contents, &covered, trust)
+            })
         } else {
             match parse_cms(&sig.contents) {
                 Ok(sd) => match digest_algorithm_of(&sd) {
                     Ok(alg) => {
-                        let mut hasher = alg.hasher();
-                        for part in &covered {
-                            hasher.update(part);
-                        }
-                        let digest = hasher.finish();
+                        let digest = off_the_executor(pdf.len(), || {
+                            let mut hasher = alg.hasher();
+                            for part in &covered {
+                                hasher.update(part);
+                            }
+                            hasher.finish()
+                        });
                         verify_signed_data(&sd, &digest, trust, db, &sig.sub_filter).await
                     }
                     Err(e) => broken(None, &sig.sub_filter, Reason::Malformed, &e.to_string()),
