@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Certificates issued per second over HTTP: Kexin's REST API (HTTPS with a
 # client certificate, every certificate stored durably in SQLite with its
-# audit entry) vs `cfssl serve` (plain HTTP, stores nothing), same machine,
-# same run, same client (curl --parallel, keep-alive), same P-256 CSR.
+# audit entry) vs `cfssl serve` twice: as it comes (plain HTTP, stores
+# nothing), and set up as Kexin is (HTTPS with a client certificate, every
+# certificate stored in its SQLite certdb). Same machine, same run, same
+# client (curl --parallel, keep-alive), same P-256 CSR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
@@ -12,7 +14,7 @@ PARALLEL=${PARALLEL:-16}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-HTTP=$((20000 + RANDOM % 10000)); HTTPS=$((HTTP + 1)); CF=$((HTTP + 2))
+HTTP=$((20000 + RANDOM % 10000)); HTTPS=$((HTTP + 1)); CF=$((HTTP + 2)); CFDB=$((HTTP + 3))
 
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/leaf.key" \
   -subj /CN=bench.example -addext subjectAltName=DNS:bench.example -out "$WORK/leaf.csr" 2>/dev/null
@@ -30,9 +32,39 @@ echo '{"signing":{"default":{"expiry":"8760h","usages":["digital signature","ser
 cfssl serve -address 127.0.0.1 -port $CF -ca "$WORK/ca.pem" -ca-key "$WORK/ca.key" -config "$WORK/cfssl.json" >/dev/null 2>&1 &
 python3 -c "import json,sys;print(json.dumps({'certificate_request':open(sys.argv[1]).read()}))" "$WORK/leaf.csr" > "$WORK/c.json"
 
+# The second cfssl: mutual TLS (a server and a client certificate from a
+# CA of their own) and its certdb, cfssl 1.2's SQLite schema, where it
+# stores every certificate it signs, one transaction each.
+tls_pair() {
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/$1.key" \
+    -subj "/CN=$2" -out "$WORK/$1.csr" 2>/dev/null
+  openssl x509 -req -in "$WORK/$1.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -days 2 -out "$WORK/$1.pem" -extfile <(printf '%s\n' "$3") 2>/dev/null
+}
+tls_pair cf-server localhost $'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth'
+tls_pair cf-client bench 'extendedKeyUsage=clientAuth'
+python3 - "$WORK/certdb.sqlite" <<'PY'
+import sqlite3, sys
+sqlite3.connect(sys.argv[1]).executescript("""
+CREATE TABLE certificates (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL,
+  ca_label blob, status blob NOT NULL, reason int, expiry timestamp, revoked_at timestamp,
+  pem blob NOT NULL, PRIMARY KEY(serial_number, authority_key_identifier));
+CREATE TABLE ocsp_responses (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL,
+  body blob NOT NULL, expiry timestamp, PRIMARY KEY(serial_number, authority_key_identifier),
+  FOREIGN KEY(serial_number, authority_key_identifier)
+    REFERENCES certificates(serial_number, authority_key_identifier));
+""")
+PY
+echo "{\"driver\":\"sqlite3\",\"data_source\":\"$WORK/certdb.sqlite\"}" > "$WORK/certdb.json"
+cfssl serve -address 127.0.0.1 -port $CFDB -ca "$WORK/ca.pem" -ca-key "$WORK/ca.key" -config "$WORK/cfssl.json" \
+  -db-config "$WORK/certdb.json" -tls-cert "$WORK/cf-server.pem" -tls-key "$WORK/cf-server.key" \
+  -mutual-tls-ca "$WORK/ca.pem" >/dev/null 2>&1 &
+CF_TLS=(--cacert "$WORK/ca.pem" --cert "$WORK/cf-client.pem" --key "$WORK/cf-client.key")
+
 for _ in $(seq 50); do
   curl -fs -o /dev/null --cacert "$WORK/k/ca/root.pem" "https://localhost:$HTTPS/healthz" \
-    && curl -s -o /dev/null "http://127.0.0.1:$CF/" && break
+    && curl -s -o /dev/null "http://127.0.0.1:$CF/" \
+    && curl -s -o /dev/null "${CF_TLS[@]}" "https://localhost:$CFDB/" && break
   sleep 0.2
 done
 
@@ -40,6 +72,7 @@ done
 config() { for _ in $(seq "$N"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$1"; done > "$2"; }
 config "https://localhost:$HTTPS/api/v1/certificates" "$WORK/k.cfg"
 config "http://127.0.0.1:$CF/api/v1/cfssl/sign" "$WORK/c.cfg"
+config "https://localhost:$CFDB/api/v1/cfssl/sign" "$WORK/cdb.cfg"
 timed() { local s e; s=$(date +%s.%N); "$@" > "$WORK/codes"; e=$(date +%s.%N); echo "$s $e"; }
 T0=$(cpu_ticks $KPID)
 read -r KS KE < <(timed curl -s -Z --parallel-max "$PARALLEL" --cacert "$WORK/k/ca/root.pem" \
@@ -49,13 +82,21 @@ KOK=$(grep -c '^201$' "$WORK/codes" || true)
 T1=$(cpu_ticks $KPID)
 read -r CS CE < <(timed curl -s -Z --parallel-max "$PARALLEL" -d @"$WORK/c.json" -w '%{http_code}\n' -K "$WORK/c.cfg")
 COK=$(grep -c '^200$' "$WORK/codes" || true)
+read -r DS DE < <(timed curl -s -Z --parallel-max "$PARALLEL" "${CF_TLS[@]}" -d @"$WORK/c.json" \
+  -w '%{http_code}\n' -K "$WORK/cdb.cfg")
+DOK=$(grep -c '^200$' "$WORK/codes" || true)
+DSTORED=$(python3 -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute('select count(*) from certificates').fetchone()[0])" "$WORK/certdb.sqlite")
 STORED=$(python3 -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from certificates where profile='tls-server' and status='issued'\").fetchone()[0])" "$WORK/k/kexin.db")
-python3 - "$N" "$KS" "$KE" "$KOK" "$CS" "$CE" "$COK" "$STORED" "$((T1 - T0))" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$N" "$KS" "$KE" "$KOK" "$CS" "$CE" "$COK" "$STORED" "$((T1 - T0))" "$(getconf CLK_TCK)" \
+  "$DS" "$DE" "$DOK" "$DSTORED" <<'PY'
 import json, sys
-n, ks, ke, kok, cs, ce, cok, stored, ticks, hz = sys.argv[1:]
+n, ks, ke, kok, cs, ce, cok, stored, ticks, hz, ds, de, dok, dstored = sys.argv[1:]
 k = int(kok) / (float(ke) - float(ks)); c = int(cok) / (float(ce) - float(cs))
+d = int(dok) / (float(de) - float(ds))
 print(json.dumps({"requests": int(n), "kexin_issued": int(kok), "kexin_stored": int(stored),
   "kexin_per_s": round(k, 1),
   "kexin_server_cores_busy": round(int(ticks) / int(hz) / (float(ke) - float(ks)), 2), "cfssl_issued": int(cok), "cfssl_per_s": round(c, 1),
-  "ratio_kexin_to_cfssl": round(k / c, 2)}, indent=2))
+  "ratio_kexin_to_cfssl": round(k / c, 2),
+  "cfssl_mtls_certdb_issued": int(dok), "cfssl_mtls_certdb_stored": int(dstored),
+  "cfssl_mtls_certdb_per_s": round(d, 1), "ratio_kexin_to_cfssl_mtls_certdb": round(k / d, 2)}, indent=2))
 PY
