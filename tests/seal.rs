@@ -575,6 +575,24 @@ fn kexin_verify_reports_on_our_and_other_tools_signatures() {
     assert_eq!(r["verdict"], "invalid", "{r}");
 }
 
+/// POSTs `data` (curl's `--data-binary`: `@file` or the bytes themselves)
+/// as `application/pdf` to `url` with the client certificate `officer`.
+fn post_pdf(ca: &Ca, officer: &str, data: &str, url: &str) -> (u16, Vec<u8>) {
+    curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{officer}:{P12_PASSWORD}"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        data,
+        url,
+    ])
+}
+
 #[test]
 fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     let ca = Ca::init(&[]);
@@ -660,19 +678,7 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
         ca.https,
         seal_path("sign-pdf")
     );
-    let (code, body) = curl(&[
-        "--cacert",
-        &ca.ca_pem("root"),
-        "--cert-type",
-        "P12",
-        "--cert",
-        &format!("{sys}:{P12_PASSWORD}"),
-        "-H",
-        "Content-Type: application/pdf",
-        "--data-binary",
-        &format!("@{plain}"),
-        &url,
-    ]);
+    let (code, body) = post_pdf(&ca, &sys, &format!("@{plain}"), &url);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     std::fs::write(&sealed, &body).unwrap();
     let reports = pyhanko(&ca, &sealed, true);
@@ -684,43 +690,24 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     // validates in pyHanko and in /api/v1/verify.
     let large = ca.file("large.pdf");
     make_padded_pdf(&large, 1, 5 << 20);
-    let url = format!(
+    let lta_url = format!(
         "https://localhost:{}{}?level=b-lta&page=1&x=300&y=500",
         ca.https,
         seal_path("sign-pdf")
     );
-    let (code, body) = curl(&[
-        "--cacert",
-        &ca.ca_pem("root"),
-        "--cert-type",
-        "P12",
-        "--cert",
-        &format!("{sys}:{P12_PASSWORD}"),
-        "-H",
-        "Content-Type: application/pdf",
-        "--data-binary",
-        &format!("@{large}"),
-        &url,
-    ]);
+    let (code, body) = post_pdf(&ca, &sys, &format!("@{large}"), &lta_url);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     assert!(body.len() > 5 << 20);
     let sealed_large = ca.file("api-sealed-large.pdf");
     std::fs::write(&sealed_large, &body).unwrap();
     let reports = pyhanko(&ca, &sealed_large, true);
     assert_valid(&reports[0], true);
-    let (code, body) = curl(&[
-        "--cacert",
-        &ca.ca_pem("root"),
-        "--cert-type",
-        "P12",
-        "--cert",
-        &format!("{other}:{P12_PASSWORD}"),
-        "-H",
-        "Content-Type: application/pdf",
-        "--data-binary",
+    let (code, body) = post_pdf(
+        &ca,
+        &other,
         &format!("@{sealed_large}"),
         &format!("https://localhost:{}/api/v1/verify", ca.https),
-    ]);
+    );
     assert_eq!(code, 200);
     let report: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(report["verdict"], "valid", "{report}");
@@ -729,36 +716,17 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
         Some(2),
         "{report}"
     );
-    let (code, body) = curl(&[
-        "--cacert",
-        &ca.ca_pem("root"),
-        "--cert-type",
-        "P12",
-        "--cert",
-        &format!("{other}:{P12_PASSWORD}"),
-        "-H",
-        "Content-Type: application/pdf",
-        "--data-binary",
+    let (code, body) = post_pdf(
+        &ca,
+        &other,
         &format!("@{sealed}"),
         &format!("https://localhost:{}/api/v1/verify", ca.https),
-    ]);
+    );
     assert_eq!(code, 200);
     let report: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(report["verdict"], "valid", "{report}");
     assert_eq!(report["signatures"][0]["seal"]["organization"], "某某局");
-    let (code, _) = curl(&[
-        "--cacert",
-        &ca.ca_pem("root"),
-        "--cert-type",
-        "P12",
-        "--cert",
-        &format!("{sys}:{P12_PASSWORD}"),
-        "-H",
-        "Content-Type: application/pdf",
-        "--data-binary",
-        "not a pdf",
-        &url,
-    ]);
+    let (code, _) = post_pdf(&ca, &sys, "not a pdf", &url);
     assert_eq!(code, 422);
 
     // The citizen portal in Chromium at phone size, no certificate.
