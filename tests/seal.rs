@@ -593,6 +593,18 @@ fn post_pdf(ca: &Ca, officer: &str, data: &str, url: &str) -> (u16, Vec<u8>) {
     ])
 }
 
+/// The report of `POST /api/v1/verify` on the PDF at `path`, as `officer`.
+fn verify_over_api(ca: &Ca, officer: &str, path: &str) -> Value {
+    let (code, body) = post_pdf(
+        ca,
+        officer,
+        &format!("@{path}"),
+        &format!("https://localhost:{}/api/v1/verify", ca.https),
+    );
+    assert_eq!(code, 200);
+    serde_json::from_slice(&body).unwrap()
+}
+
 #[test]
 fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     let ca = Ca::init(&[]);
@@ -702,28 +714,14 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     std::fs::write(&sealed_large, &body).unwrap();
     let reports = pyhanko(&ca, &sealed_large, true);
     assert_valid(&reports[0], true);
-    let (code, body) = post_pdf(
-        &ca,
-        &other,
-        &format!("@{sealed_large}"),
-        &format!("https://localhost:{}/api/v1/verify", ca.https),
-    );
-    assert_eq!(code, 200);
-    let report: Value = serde_json::from_slice(&body).unwrap();
+    let report = verify_over_api(&ca, &other, &sealed_large);
     assert_eq!(report["verdict"], "valid", "{report}");
     assert_eq!(
         report["signatures"].as_array().map(Vec::len),
         Some(2),
         "{report}"
     );
-    let (code, body) = post_pdf(
-        &ca,
-        &other,
-        &format!("@{sealed}"),
-        &format!("https://localhost:{}/api/v1/verify", ca.https),
-    );
-    assert_eq!(code, 200);
-    let report: Value = serde_json::from_slice(&body).unwrap();
+    let report = verify_over_api(&ca, &other, &sealed);
     assert_eq!(report["verdict"], "valid", "{report}");
     assert_eq!(report["signatures"][0]["seal"]["organization"], "某某局");
     let (code, _) = post_pdf(&ca, &sys, "not a pdf", &url);
