@@ -2,7 +2,8 @@
 //! checked by independent validators — `openssl cms -verify` for detached
 //! CAdES, pyHanko (tests/validators/pyhanko_validate.py) and poppler's
 //! `pdfsig` (NSS) for PAdES — on PDFs with classic cross-reference tables
-//! and with object and cross-reference streams (made by qpdf).
+//! and with object and cross-reference streams (made by qpdf), and on
+//! PDFs printed by Chromium, linearized, or declared PDF 2.0.
 
 mod common;
 
@@ -222,6 +223,76 @@ fn pdfs_sealed_at_every_level_validate_in_pyhanko() {
     }
     let out = seal_pdf(&ca, &plain, &ca.file("p9.pdf"), &["--page", "9"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("page 9 does not exist"));
+}
+
+/// A two-page PDF printed by headless Chromium (Skia's PDF writer, with
+/// an embedded CJK font subset and an image): a document as users make
+/// them, not as the tests write them.
+fn chromium_pdf(ca: &Ca) -> String {
+    let html = ca.file("letter.html");
+    std::fs::write(
+        &html,
+        "<!doctype html><meta charset=utf-8><body style=\"font-family:'WenQuanYi Zen Hei'\">\
+         <h1>关于开展电子证照试点的通知</h1><p>统一社会信用代码 91350100M000100Y43</p>\
+         <svg width=120 height=120><circle cx=60 cy=60 r=50 fill=red /></svg>\
+         <p style=\"break-before:page\">第二页 Page two</p>",
+    )
+    .unwrap();
+    let pdf = ca.file("chromium.pdf");
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+            &format!("--print-to-pdf={pdf}"),
+            &format!("file://{html}"),
+        ])
+        .output()
+        .expect("chromium runs");
+    assert!(Path::new(&pdf).exists(), "{out:?}");
+    pdf
+}
+
+#[test]
+fn pdfs_from_other_producers_are_sealed_at_b_lt_and_validate() {
+    let ca = Ca::init(&[]);
+    create_seal(&ca);
+    let printed = chromium_pdf(&ca);
+    let linearized = ca.file("linearized.pdf");
+    qpdf(&["--linearize", &printed, &linearized]);
+    let pdf20 = ca.file("pdf20.pdf");
+    qpdf(&[
+        "--object-streams=generate",
+        "--force-version=2.0",
+        &printed,
+        &pdf20,
+    ]);
+    assert!(std::fs::read(&pdf20).unwrap().starts_with(b"%PDF-2.0"));
+    // Mail gateways and upload forms leave bytes after %%EOF.
+    let trailing = ca.file("trailing.pdf");
+    let mut bytes = std::fs::read(&printed).unwrap();
+    bytes.extend_from_slice(b"\r\n\0\0\r\n");
+    std::fs::write(&trailing, bytes).unwrap();
+
+    for input in [&printed, &linearized, &pdf20, &trailing] {
+        let out = ca.file("sealed.pdf");
+        ok(&seal_pdf(
+            &ca,
+            input,
+            &out,
+            &["--level", "b-lt", "--page", "2"],
+        ));
+        let reports = pyhanko(&ca, &out, true);
+        assert_eq!(reports.len(), 1, "{input}: {reports:?}");
+        assert_valid(&reports[0], true);
+        assert!(
+            reports[0]["summary"].as_str().unwrap().contains("TRUSTED"),
+            "{input}: {reports:?}"
+        );
+        let report = kexin_verify(&ca, &out, None);
+        assert_eq!(report["verdict"], "valid", "{input}: {report}");
+    }
 }
 
 /// An NSS certificate database (`sql:` directory) that trusts only our
