@@ -30,6 +30,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W
   -out "$WORK/ca.pem" -subj /CN=cfssl-CA -days 2 2>/dev/null
 echo '{"signing":{"default":{"expiry":"8760h","usages":["digital signature","server auth"]}}}' > "$WORK/cfssl.json"
 cfssl serve -address 127.0.0.1 -port $CF -ca "$WORK/ca.pem" -ca-key "$WORK/ca.key" -config "$WORK/cfssl.json" >/dev/null 2>&1 &
+CFPID=$!
 python3 -c "import json,sys;print(json.dumps({'certificate_request':open(sys.argv[1]).read()}))" "$WORK/leaf.csr" > "$WORK/c.json"
 
 # The second cfssl: mutual TLS (a server and a client certificate from a
@@ -80,22 +81,28 @@ read -r KS KE < <(timed curl -s -Z --parallel-max "$PARALLEL" --cacert "$WORK/k/
   -d @"$WORK/k.json" -w '%{http_code}\n' -K "$WORK/k.cfg")
 KOK=$(grep -c '^201$' "$WORK/codes" || true)
 T1=$(cpu_ticks $KPID)
+T2=$(cpu_ticks $CFPID)
 read -r CS CE < <(timed curl -s -Z --parallel-max "$PARALLEL" -d @"$WORK/c.json" -w '%{http_code}\n' -K "$WORK/c.cfg")
 COK=$(grep -c '^200$' "$WORK/codes" || true)
+T3=$(cpu_ticks $CFPID)
 read -r DS DE < <(timed curl -s -Z --parallel-max "$PARALLEL" "${CF_TLS[@]}" -d @"$WORK/c.json" \
   -w '%{http_code}\n' -K "$WORK/cdb.cfg")
 DOK=$(grep -c '^200$' "$WORK/codes" || true)
 DSTORED=$(python3 -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute('select count(*) from certificates').fetchone()[0])" "$WORK/certdb.sqlite")
 STORED=$(python3 -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from certificates where profile='tls-server' and status='issued'\").fetchone()[0])" "$WORK/k/kexin.db")
 python3 - "$N" "$KS" "$KE" "$KOK" "$CS" "$CE" "$COK" "$STORED" "$((T1 - T0))" "$(getconf CLK_TCK)" \
-  "$DS" "$DE" "$DOK" "$DSTORED" <<'PY'
+  "$DS" "$DE" "$DOK" "$DSTORED" "$((T3 - T2))" <<'PY'
 import json, sys
-n, ks, ke, kok, cs, ce, cok, stored, ticks, hz, ds, de, dok, dstored = sys.argv[1:]
+n, ks, ke, kok, cs, ce, cok, stored, ticks, hz, ds, de, dok, dstored, cfticks = sys.argv[1:]
 k = int(kok) / (float(ke) - float(ks)); c = int(cok) / (float(ce) - float(cs))
 d = int(dok) / (float(de) - float(ds))
 print(json.dumps({"requests": int(n), "kexin_issued": int(kok), "kexin_stored": int(stored),
   "kexin_per_s": round(k, 1),
-  "kexin_server_cores_busy": round(int(ticks) / int(hz) / (float(ke) - float(ks)), 2), "cfssl_issued": int(cok), "cfssl_per_s": round(c, 1),
+  "kexin_server_cores_busy": round(int(ticks) / int(hz) / (float(ke) - float(ks)), 2),
+  "kexin_server_cpu_us_per_cert": round(int(ticks) / int(hz) / int(kok) * 1e6),
+  "cfssl_issued": int(cok), "cfssl_per_s": round(c, 1),
+  "cfssl_server_cores_busy": round(int(cfticks) / int(hz) / (float(ce) - float(cs)), 2),
+  "cfssl_server_cpu_us_per_cert": round(int(cfticks) / int(hz) / int(cok) * 1e6),
   "ratio_kexin_to_cfssl": round(k / c, 2),
   "cfssl_mtls_certdb_issued": int(dok), "cfssl_mtls_certdb_stored": int(dstored),
   "cfssl_mtls_certdb_per_s": round(d, 1), "ratio_kexin_to_cfssl_mtls_certdb": round(k / d, 2)}, indent=2))
