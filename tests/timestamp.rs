@@ -573,3 +573,33 @@ fn signer_info_parts(token: &Path) -> (Vec<u8>, Vec<u8>) {
         si.signature.as_bytes().to_vec(),
     )
 }
+
+/// asn1crypto, under pyHanko, misreads a long-form length ending in 0x80
+/// as indefinite and then spends 1-2 s re-encoding the token (see
+/// `timestamp/src/token.rs`). Over nonces of 1 to 64 bytes, with and
+/// without the certificate, no token has such a length once embedded as
+/// a signer embeds it, except with a signature shorter than the three
+/// usual ECDSA lengths, which is not guarded.
+#[test]
+fn no_token_has_a_length_asn1crypto_misreads() {
+    let tsa = Tsa::start(&[]);
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validators/asn1crypto_token_lengths.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{}/tsa", tsa.http))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.len(), 128);
+    let misread: Vec<_> = report
+        .iter()
+        .filter(|t| t["misread"] == true && t["signature_bytes"].as_u64() >= Some(70))
+        .collect();
+    assert!(misread.is_empty(), "{misread:?}");
+}

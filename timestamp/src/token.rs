@@ -7,7 +7,21 @@
 //! alone, so it is DER-encoded once ([`Template`]) and each token is
 //! spliced together from those bytes. Encoding the whole structure per
 //! token cost about as much as a third of the ECDSA signature.
+//!
+//! asn1crypto, the ASN.1 library under pyHanko and other Python signers,
+//! reads a long-form length whose last byte is 0x80 as an indefinite one
+//! and then re-encodes the value and everything under it, recursively:
+//! 1-2 s of CPU for one token (wbond/asn1crypto#249). A signer that embeds
+//! a token puts it in an attribute's SET OF, so neither the token's own
+//! length nor that SET's may end in 0x80. Which lengths a token gets
+//! depends on the request's nonce and the signature's length, so the
+//! serial is lengthened by up to [`MAX_SERIAL_EXTENSION`] bytes, per
+//! token, until no signature length the TSA's key usually gives lands on
+//! one: for ECDSA and SM2 the three longest, known from the certificate's
+//! key (a shorter one, about one signature in 128, is not guarded); for
+//! other keys the one length, known after the first signature.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cms::cert::IssuerAndSerialNumber;
@@ -63,6 +77,63 @@ pub(crate) fn wrap(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The length of a DER TLV with `content` bytes of content.
+fn tlv_len(content: usize) -> usize {
+    let length_bytes = match content {
+        0..=0x7f => 0,
+        0x80..=0xff => 1,
+        0x100..=0xffff => 2,
+        0x1_0000..=0xff_ffff => 3,
+        _ => 4,
+    };
+    2 + length_bytes + content
+}
+
+/// The DER length of an ECDSA or SM2 signature whose r and s both need
+/// their full width and a leading zero, from the size of the TSA
+/// certificate's public point; 0 for other keys, whose first signature
+/// tells.
+fn longest_ecdsa_signature(signature: SignatureAlgorithm, certificate: &Certificate) -> usize {
+    match signature {
+        SignatureAlgorithm::EcdsaSha256
+        | SignatureAlgorithm::EcdsaSha384
+        | SignatureAlgorithm::Sm2Sm3 => {
+            let point = certificate
+                .tbs_certificate
+                .subject_public_key_info
+                .subject_public_key
+                .raw_bytes()
+                .len();
+            let integer = tlv_len(point.saturating_sub(1) / 2 + 1);
+            tlv_len(2 * integer)
+        }
+        _ => 0,
+    }
+}
+
+/// The content length of `der`, a TLV that [`wrap`] wrote.
+fn content_len(der: &[u8]) -> usize {
+    match der.get(1) {
+        Some(&short) if short < 0x80 => usize::from(short),
+        Some(&long) => der
+            .get(2..2 + usize::from(long & 0x7f))
+            .unwrap_or_default()
+            .iter()
+            .fold(0, |len, &byte| len << 8 | usize::from(byte)),
+        None => 0,
+    }
+}
+
+/// Whether asn1crypto takes the definite length `content` for an
+/// indefinite one (see the module's documentation).
+fn misread_by_asn1crypto(content: usize) -> bool {
+    content >= 0x80 && content & 0xff == 0x80
+}
+
+/// The most bytes added to a token's 16-byte serial; RFC 3161 asks
+/// clients to accept serials of up to 160 bits.
+pub(crate) const MAX_SERIAL_EXTENSION: usize = 4;
+
 fn oid(oid: &ObjectIdentifier) -> Vec<u8> {
     wrap(OBJECT_IDENTIFIER, &[oid.as_bytes()])
 }
@@ -95,6 +166,9 @@ pub(crate) struct Template {
     /// The OBJECT IDENTIFIERs id-ct-TSTInfo and id-signedData.
     tst_info_type: Vec<u8>,
     signed_data_type: Vec<u8>,
+    /// The longest signature the key has given (0 before the first): an
+    /// ECDSA signature's DER is this long or one or two bytes shorter.
+    longest_signature: AtomicUsize,
 }
 
 impl Template {
@@ -161,6 +235,7 @@ impl Template {
             ),
             tst_info_type,
             signed_data_type: oid(&OID_SIGNED_DATA),
+            longest_signature: AtomicUsize::new(longest_ecdsa_signature(signature, certificate)),
         })
     }
 
@@ -210,6 +285,67 @@ impl Template {
         ];
         attributes.sort_unstable();
         attributes.concat()
+    }
+
+    /// How many bytes to add to the serial of a token whose TSTInfo has
+    /// `tst_info_content_len` bytes of content with the unextended serial,
+    /// so that none of its usual lengths is one asn1crypto misreads.
+    fn serial_extension(
+        &self,
+        tst_info_content_len: usize,
+        attributes_len: usize,
+        with_certificates: bool,
+    ) -> usize {
+        let longest = self.longest_signature.load(Ordering::Relaxed);
+        if longest == 0 {
+            return 0;
+        }
+        let usual_signatures = longest.saturating_sub(2)..=longest;
+        (0..=MAX_SERIAL_EXTENSION)
+            .find(|&extra| {
+                usual_signatures.clone().all(|signature_len| {
+                    let content = self.token_content_len(
+                        tlv_len(tst_info_content_len + extra),
+                        attributes_len,
+                        signature_len,
+                        with_certificates,
+                    );
+                    !misread_by_asn1crypto(content) && !misread_by_asn1crypto(tlv_len(content))
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// The content length of the ContentInfo that [`Template::token`]
+    /// writes for parts of these lengths, counted without writing it.
+    fn token_content_len(
+        &self,
+        tst_info_len: usize,
+        attributes_len: usize,
+        signature_len: usize,
+        with_certificates: bool,
+    ) -> usize {
+        let signer_info = tlv_len(
+            self.signer_head.len()
+                + tlv_len(attributes_len)
+                + self.signature_algorithm.len()
+                + tlv_len(signature_len),
+        );
+        let content = tlv_len(self.tst_info_type.len() + tlv_len(tlv_len(tst_info_len)));
+        let certificates = if with_certificates {
+            self.certificates.len()
+        } else {
+            0
+        };
+        let signed_data = tlv_len(
+            3 + self.digest_algorithms.len() + content + certificates + tlv_len(signer_info),
+        );
+        self.signed_data_type.len() + tlv_len(signed_data)
+    }
+
+    fn note_signature(&self, signature_len: usize) {
+        self.longest_signature
+            .fetch_max(signature_len, Ordering::Relaxed);
     }
 
     /// The ContentInfo of the token.
@@ -267,12 +403,23 @@ pub async fn issue(
     let since_epoch = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let serial = kexin_ca::certificate::serial_at(since_epoch)
-        .map_err(|e| Error::Encoding(e.to_string()))?;
+    let mut serial = kexin_ca::certificate::serial_at(since_epoch)
+        .map_err(|e| Error::Encoding(e.to_string()))?
+        .to_vec();
     let policy = v.request.req_policy.unwrap_or(tsa.policy);
     let template = &tsa.template;
-    let tst_info = template.tst_info(v, &policy, &serial, since_epoch)?;
-    let attributes = template.signed_attributes(&tst_info);
+    let mut tst_info = template.tst_info(v, &policy, &serial, since_epoch)?;
+    let mut attributes = template.signed_attributes(&tst_info);
+    let extra =
+        template.serial_extension(content_len(&tst_info), attributes.len(), v.request.cert_req);
+    if extra > 0 {
+        let mut more = [0u8; MAX_SERIAL_EXTENSION];
+        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut more)
+            .map_err(|_| Error::Encoding("system RNG failed".into()))?;
+        serial.extend_from_slice(&more[..extra]);
+        tst_info = template.tst_info(v, &policy, &serial, since_epoch)?;
+        attributes = template.signed_attributes(&tst_info);
+    }
     let signature = kexin_hsm::sign_async(
         &tsa.store,
         &tsa.key_label,
@@ -280,6 +427,7 @@ pub async fn issue(
         wrap(SET, &[&attributes]),
     )
     .await?;
+    template.note_signature(signature.len());
     let token = template.token(&tst_info, &attributes, &signature, v.request.cert_req);
 
     tsa.log
@@ -299,6 +447,85 @@ pub async fn issue(
 mod tests {
     use super::*;
     use der::asn1::OctetString;
+
+    const TSA_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIB1zCCAX2gAwIBAgIUTR47gpRY7ch9raeuXD9hta/xQM8wCgYIKoZIzj0EAwIw\nNTELMAkGA1UEBhMCQ04xEzARBgNVBAoMCktleGluIFRlc3QxETAPBgNVBAMMCFRl\nc3QgVFNBMB4XDTI2MTIwNjExMDU0OFoXDTM2MTIwMzExMDU0OFowNTELMAkGA1UE\nBhMCQ04xEzARBgNVBAoMCktleGluIFRlc3QxETAPBgNVBAMMCFRlc3QgVFNBMFkw\nEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdHIVHwASKpcpptYW/PagBGdAT0EEEt0s\nc5ReOtlpSsRvB2GNs473wP12LcuQwTlkNzbADPDL0YhGMOFZYbPnsKNrMGkwHQYD\nVR0OBBYEFI74jPNOp2kmvyU8ryI+vkrv+lW2MB8GA1UdIwQYMBaAFI74jPNOp2km\nvyU8ryI+vkrv+lW2MA8GA1UdEwEB/wQFMAMBAf8wFgYDVR0lAQH/BAwwCgYIKwYB\nBQUHAwgwCgYIKoZIzj0EAwIDSAAwRQIgR8tANWl6/mYZkRwDBd7OPDr8xO2euepK\nWViZchH19ZkCIQCgGc7awOEDIDndsEvZXiQgCU7343lKaSfBk10K2+c7+g==\n-----END CERTIFICATE-----";
+
+    fn template() -> Template {
+        use der::DecodePem;
+        let certificate = Certificate::from_pem(TSA_CERTIFICATE).unwrap();
+        Template::new(SignatureAlgorithm::EcdsaSha256, &[certificate], 1).unwrap()
+    }
+
+    fn misread(token: &[u8]) -> bool {
+        misread_by_asn1crypto(content_len(token)) || misread_by_asn1crypto(token.len())
+    }
+
+    #[test]
+    fn counted_lengths_match_written_tokens() {
+        let template = template();
+        for tst_info_len in [100, 127, 128, 200, 255, 256, 300] {
+            let tst_info = wrap(SEQUENCE, &[&vec![0u8; tst_info_len]]);
+            let attributes = template.signed_attributes(&tst_info);
+            for signature_len in [64, 70, 71, 72, 104, 384, 512] {
+                for with_certificates in [false, true] {
+                    let token = template.token(
+                        &tst_info,
+                        &attributes,
+                        &vec![1u8; signature_len],
+                        with_certificates,
+                    );
+                    assert_eq!(
+                        template.token_content_len(
+                            tst_info.len(),
+                            attributes.len(),
+                            signature_len,
+                            with_certificates
+                        ),
+                        content_len(&token),
+                        "TSTInfo {tst_info_len}, signature {signature_len}"
+                    );
+                    assert_eq!(tlv_len(content_len(&token)), token.len());
+                }
+            }
+        }
+    }
+
+    /// Over 256 consecutive TSTInfo lengths, so every residue of the
+    /// token's length: with the extension no token of a usual signature
+    /// length is misread, and without it some would be.
+    #[test]
+    fn extended_serials_keep_token_lengths_off_what_asn1crypto_misreads() {
+        let template = template();
+        assert_eq!(template.longest_signature.load(Ordering::Relaxed), 72);
+        let mut extended = 0;
+        let mut would_misread = 0;
+        for content in 300..300 + 256 {
+            for with_certificates in [false, true] {
+                let base = wrap(SEQUENCE, &[&vec![0u8; content]]);
+                let attributes = template.signed_attributes(&base);
+                let extra = template.serial_extension(content, attributes.len(), with_certificates);
+                assert!(extra <= MAX_SERIAL_EXTENSION);
+                extended += usize::from(extra > 0);
+                let tst_info = wrap(SEQUENCE, &[&vec![0u8; content + extra]]);
+                for signature_len in 70..=72 {
+                    let signature = vec![1u8; signature_len];
+                    let token =
+                        template.token(&tst_info, &attributes, &signature, with_certificates);
+                    assert!(
+                        !misread(&token),
+                        "TSTInfo {content}+{extra}, signature {signature_len}"
+                    );
+                    let unextended =
+                        template.token(&base, &attributes, &signature, with_certificates);
+                    would_misread += usize::from(misread(&unextended));
+                }
+            }
+        }
+        assert!(
+            would_misread > 0 && extended > 0,
+            "{would_misread} {extended}"
+        );
+    }
 
     #[test]
     fn lengths_are_minimal_definite_forms() {
