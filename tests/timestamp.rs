@@ -585,15 +585,10 @@ fn no_token_has_a_length_asn1crypto_misreads() {
     let tsa = Tsa::start(&[]);
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validators/asn1crypto_token_lengths.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(format!("http://127.0.0.1:{}/tsa", tsa.http))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("python3")
+            .arg(script)
+            .arg(format!("http://127.0.0.1:{}/tsa", tsa.http)),
     );
     let report: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report.len(), 128);
