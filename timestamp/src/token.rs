@@ -300,19 +300,24 @@ impl Template {
         if longest == 0 {
             return 0;
         }
-        let usual_signatures = longest.saturating_sub(2)..=longest;
-        (0..=MAX_SERIAL_EXTENSION)
-            .find(|&extra| {
-                usual_signatures.clone().all(|signature_len| {
+        let misread_signatures = |extra: usize| {
+            (longest.saturating_sub(2)..=longest)
+                .filter(|&signature_len| {
                     let content = self.token_content_len(
                         tlv_len(tst_info_content_len + extra),
                         attributes_len,
                         signature_len,
                         with_certificates,
                     );
-                    !misread_by_asn1crypto(content) && !misread_by_asn1crypto(tlv_len(content))
+                    misread_by_asn1crypto(content) || misread_by_asn1crypto(tlv_len(content))
                 })
-            })
+                .count()
+        };
+        // The first extension that keeps every usual length safe; where a
+        // length of length changes inside the range, the one that keeps
+        // the most.
+        (0..=MAX_SERIAL_EXTENSION)
+            .min_by_key(|&extra| misread_signatures(extra))
             .unwrap_or(0)
     }
 
@@ -490,7 +495,7 @@ mod tests {
         }
     }
 
-    /// Over 256 consecutive TSTInfo lengths, so every residue of the
+    /// Over 1,024 consecutive TSTInfo lengths, so every residue of the
     /// token's length: with the extension no token of a usual signature
     /// length is misread, and without it some would be.
     #[test]
@@ -499,7 +504,7 @@ mod tests {
         assert_eq!(template.longest_signature.load(Ordering::Relaxed), 72);
         let mut extended = 0;
         let mut would_misread = 0;
-        for content in 300..300 + 256 {
+        for content in 100..100 + 1024 {
             for with_certificates in [false, true] {
                 let base = wrap(SEQUENCE, &[&vec![0u8; content]]);
                 let attributes = template.signed_attributes(&base);
