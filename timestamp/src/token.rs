@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use cms::cert::IssuerAndSerialNumber;
 use const_oid::ObjectIdentifier;
 use der::asn1::GeneralizedTime;
-use der::Encode;
+use der::{Decode, Encode};
 use kexin_ca::cms::{
     DigestAlgorithm, OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_CERTIFICATE_V2,
 };
@@ -113,15 +113,10 @@ fn longest_ecdsa_signature(signature: SignatureAlgorithm, certificate: &Certific
 
 /// The content length of `der`, a TLV that [`wrap`] wrote.
 fn content_len(der: &[u8]) -> usize {
-    match der.get(1) {
-        Some(&short) if short < 0x80 => usize::from(short),
-        Some(&long) => der
-            .get(2..2 + usize::from(long & 0x7f))
-            .unwrap_or_default()
-            .iter()
-            .fold(0, |len, &byte| len << 8 | usize::from(byte)),
-        None => 0,
-    }
+    der::SliceReader::new(der)
+        .and_then(|mut reader| der::Header::decode(&mut reader))
+        .and_then(|header| usize::try_from(header.length))
+        .unwrap_or(0)
 }
 
 /// Whether asn1crypto takes the definite length `content` for an
