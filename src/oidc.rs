@@ -364,11 +364,12 @@ async fn sign_in(
     {
         Ok(started) => started,
         Err(e) => {
+            tracing::error!(error = %e, "sign-in failed");
             return page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Error",
-                html! { p { (e.to_string()) } },
-            )
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable 暂时无法登录",
+                html! { p class="error" { "The sign-in could not be recorded; try again later." } },
+            );
         }
     };
     let mut res = code_redirect(&state, &r, &session, &who).await;
@@ -386,8 +387,8 @@ async fn start_sso(
     via: &str,
     source: std::net::IpAddr,
 ) -> Result<(String, Option<HeaderValue>), kexin_identity::Error> {
-    let session = state.oidc.start_session(who.clone())?;
-    let _ = state
+    // Audited first: a sign-in the trail cannot record opens no session.
+    state
         .instance
         .audit
         .append(kexin_ca::audit::AuditEvent {
@@ -397,7 +398,8 @@ async fn start_sso(
             source: &source.to_string(),
             detail: serde_json::json!({ "certificate": who.claims["x5t_serial"], "name": who.claims["name"] }),
         })
-        .await;
+        .await?;
+    let session = state.oidc.start_session(who.clone())?;
     let cookie = HeaderValue::from_str(&format!(
         "{SSO_COOKIE}={session}; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
         kexin_identity::provider::SESSION_ABSOLUTE.as_secs()
@@ -781,7 +783,9 @@ async fn deliver_logout(state: &AppState, notices: Vec<kexin_identity::provider:
         });
     }
     while let Some(Ok((client_id, result))) = tasks.join_next().await {
-        let _ = state
+        // The session has already ended everywhere; a delivery the trail
+        // cannot record is still reported, in the server's log.
+        if let Err(e) = state
             .instance
             .audit
             .append(kexin_ca::audit::AuditEvent {
@@ -794,7 +798,10 @@ async fn deliver_logout(state: &AppState, notices: Vec<kexin_identity::provider:
                     Err(e) => serde_json::json!({ "error": e }),
                 },
             })
-            .await;
+            .await
+        {
+            tracing::error!(error = %e, client_id, delivery = ?result, "back-channel logout not audited");
+        }
     }
 }
 

@@ -454,6 +454,50 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         "{v}"
     );
 
+    // A sign-in the audit trail cannot record opens no session: with
+    // every insert into the trail refused, a good answer gets a server
+    // error and no cookie; once the trail takes writes again, so do
+    // sign-ins.
+    let db = path_str(&ca.data.join("kexin.db"));
+    let sql = |statement: &str| {
+        let status = Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(sys.argv[2])\nc.commit()",
+                &db,
+                statement,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{statement}");
+    };
+    sql("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END");
+    let jar_before = std::fs::read_to_string(&jar).unwrap();
+    let c = challenge();
+    let message = format!(
+        "kexin-sso-challenge\n{}\n{client_id}",
+        c["nonce"].as_str().unwrap()
+    );
+    let (code, v) = answer(c["challenge_id"].as_str().unwrap(), &sign(&message));
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (500, Some("server_error")),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&jar).unwrap(),
+        jar_before,
+        "an unaudited sign-in set a session cookie"
+    );
+    sql("DROP TRIGGER refuse_audit");
+    let c = challenge();
+    let message = format!(
+        "kexin-sso-challenge\n{}\n{client_id}",
+        c["nonce"].as_str().unwrap()
+    );
+    let (code, v) = answer(c["challenge_id"].as_str().unwrap(), &sign(&message));
+    assert_eq!(code, 200, "{v}");
+
     // A revoked certificate is refused, with the reason.
     let (_, found) = api(
         &ca,
