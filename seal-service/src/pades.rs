@@ -20,6 +20,7 @@ use crate::registry::{now, Seal};
 use crate::signer::{Level, SealSigner, SignOptions};
 use crate::validation::ValidationData;
 use crate::Error;
+use kexin_timestamp::log::Durability;
 
 /// Where the visible seal goes.
 #[derive(Clone, Debug)]
@@ -120,6 +121,7 @@ pub async fn seal_pdf(
             signing_time: false,
             level: opts.level.min(Level::BT),
             tsa: opts.tsa,
+            token_durability: opts.token_durability,
             validation: None,
             requester: opts.requester,
         };
@@ -147,7 +149,7 @@ pub async fn seal_pdf(
         let tsa = opts
             .tsa
             .ok_or_else(|| Error::InvalidInput("b-lta needs the TSA".into()))?;
-        let stamp = document_timestamp(&whole, tsa, opts.requester).await?;
+        let stamp = document_timestamp(&whole, tsa, opts.requester, opts.token_durability).await?;
         whole.extend_from_slice(&stamp);
     }
     whole.drain(..pdf.len());
@@ -668,11 +670,14 @@ async fn document_timestamp(
     pdf: &[u8],
     tsa: &kexin_timestamp::TimeStampAuthority,
     requester: &str,
+    durability: Durability,
 ) -> Result<Vec<u8>, Error> {
     let sha256 = kexin_ca::cms::DigestAlgorithm::Sha256;
     let covered = off_the_executor(pdf.len(), || lay_out_document_timestamp(pdf, sha256))?;
     let (stamped, _) = fill_signature(covered, |digest| async move {
-        Ok(tsa.stamp(sha256.oid(), &digest, requester).await?)
+        Ok(tsa
+            .stamp(sha256.oid(), &digest, requester, durability)
+            .await?)
     })
     .await?;
     Ok(stamped)

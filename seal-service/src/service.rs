@@ -10,6 +10,7 @@ use der::Decode;
 use kexin_ca::issuance::Requester;
 use kexin_ca::ocsp::OcspResponder;
 use kexin_ca::principal::Role;
+use kexin_timestamp::log::Durability;
 use kexin_timestamp::TimeStampAuthority;
 use x509_cert::Certificate;
 
@@ -141,6 +142,10 @@ impl SealService {
             signing_time: true,
             level,
             tsa: Some(&self.tsa),
+            // Every use of a seal ends with its audit entry, a flushing
+            // commit to the database the token log is in (one `Instance`
+            // makes both), before the signature leaves the service.
+            token_durability: Durability::WithCallersNextCommit,
             validation: p.validation.as_ref(),
             requester: requester.actor,
         }

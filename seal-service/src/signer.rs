@@ -19,6 +19,7 @@ use kexin_ca::cms::{
     OID_SIGNING_TIME,
 };
 use kexin_hsm::{KeyAlgorithm, KeyStore, SignatureAlgorithm};
+use kexin_timestamp::log::Durability;
 use kexin_timestamp::TimeStampAuthority;
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::Certificate;
@@ -87,6 +88,9 @@ pub struct SignOptions<'a> {
     pub signing_time: bool,
     pub level: Level,
     pub tsa: Option<&'a TimeStampAuthority>,
+    /// When the tokens' log entries are flushed: with the caller's audit
+    /// entry, where it writes one before releasing what it signed.
+    pub token_durability: Durability,
     /// For B-LT CAdES: certificates and CRLs to embed in the SignedData.
     pub validation: Option<&'a ValidationData>,
     /// Who asked, for the TSA's token log.
@@ -153,7 +157,12 @@ impl SealSigner {
                 .ok_or_else(|| Error::InvalidInput("a time-stamped level needs the TSA".into()))?;
             let imprint = DigestAlgorithm::Sha256.digest(&signature);
             let token = tsa
-                .stamp(DigestAlgorithm::Sha256.oid(), &imprint, opts.requester)
+                .stamp(
+                    DigestAlgorithm::Sha256.oid(),
+                    &imprint,
+                    opts.requester,
+                    opts.token_durability,
+                )
                 .await?;
             let token = Any::from_der(&token).map_err(der_err)?;
             Some(

@@ -5,7 +5,8 @@
 //! - every answer is a well-formed TimeStampResp; bad requests are
 //!   `rejection`s with the matching PKIFailureInfo, never an error upward;
 //! - a token is handed out only after its serial, time and message imprint
-//!   are committed to the token log (group commit, see [`log`]);
+//!   are committed to the token log (group commit, see [`log`]), and
+//!   flushed to disk, by the TSA or by the in-process caller's next commit;
 //! - no token is made while the clock is not trusted ([`clock`]).
 #![forbid(unsafe_code)]
 
@@ -114,7 +115,7 @@ impl TimeStampAuthority {
         if let Err(r) = self.clock.check() {
             return response::rejection(&r);
         }
-        match token::issue(self, &validated, requester).await {
+        match token::issue(self, &validated, requester, log::Durability::Flushed).await {
             Ok(token) => response::granted(&token),
             Err(e) => {
                 tracing::error!(error = %e, "time-stamp token could not be issued");
@@ -128,12 +129,14 @@ impl TimeStampAuthority {
 
     /// A token for a digest computed by another part of Kexin (a seal's
     /// signature value, a PDF's byte range), with the TSA certificate
-    /// included; the same checks and log as a request over HTTP.
+    /// included; the same checks and log as a request over HTTP, the log
+    /// entry flushed as `durability` says.
     pub async fn stamp(
         &self,
         digest_algorithm: const_oid::ObjectIdentifier,
         digest: &[u8],
         requester: &str,
+        durability: log::Durability,
     ) -> Result<Vec<u8>, Error> {
         use der::Encode;
         let enc = |e: der::Error| Error::Encoding(e.to_string());
@@ -156,7 +159,7 @@ impl TimeStampAuthority {
         let validated = request::parse(&request, &self.accepted_policies)
             .map_err(|r| Error::Refused(r.text))?;
         self.clock.check().map_err(|r| Error::Refused(r.text))?;
-        token::issue(self, &validated, requester).await
+        token::issue(self, &validated, requester, durability).await
     }
 
     pub fn certificate(&self) -> &Certificate {

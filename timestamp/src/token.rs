@@ -35,7 +35,7 @@ use kexin_hsm::SignatureAlgorithm;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::Certificate;
 
-use crate::log::LogEntry;
+use crate::log::{Durability, LogEntry};
 use crate::request::ValidatedRequest;
 use crate::{Error, TimeStampAuthority};
 
@@ -394,11 +394,13 @@ impl Template {
     }
 }
 
-/// Signs a token for `v` and logs it; returns the DER ContentInfo.
+/// Signs a token for `v` and logs it, flushed as `durability` says;
+/// returns the DER ContentInfo.
 pub async fn issue(
     tsa: &TimeStampAuthority,
     v: &ValidatedRequest,
     requester: &str,
+    durability: Durability,
 ) -> Result<Vec<u8>, Error> {
     let since_epoch = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -431,14 +433,17 @@ pub async fn issue(
     let token = template.token(&tst_info, &attributes, &signature, v.request.cert_req);
 
     tsa.log
-        .record(LogEntry {
-            serial: hex::encode(serial),
-            gen_time_ms: since_epoch.as_millis() as i64,
-            policy: policy.to_string(),
-            hash_algorithm: v.digest_name.to_owned(),
-            message_imprint: hex::encode(v.request.message_imprint.hashed_message.as_bytes()),
-            requester: requester.to_owned(),
-        })
+        .record(
+            LogEntry {
+                serial: hex::encode(serial),
+                gen_time_ms: since_epoch.as_millis() as i64,
+                policy: policy.to_string(),
+                hash_algorithm: v.digest_name.to_owned(),
+                message_imprint: hex::encode(v.request.message_imprint.hashed_message.as_bytes()),
+                requester: requester.to_owned(),
+            },
+            durability,
+        )
         .await?;
     Ok(token)
 }
