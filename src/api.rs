@@ -55,6 +55,7 @@ pub fn router() -> Router<AppState> {
             BodyLimit(seals::MAX_DOCUMENT_BYTES),
             read_body_first,
         )))
+        .merge(seals::receiving_router())
 }
 
 /// Reads the whole (small, size-limited) request body before any check

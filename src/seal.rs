@@ -250,7 +250,7 @@ pub async fn run(command: SealCommand) -> anyhow::Result<ExitCode> {
             let sealed = instance
                 .seal_service()
                 .await?
-                .seal_pdf(&seal, &pdf, &placement, certify, level, CLI)
+                .seal_pdf(&seal, &pdf, None, &placement, certify, level, CLI)
                 .await?;
             instance.checkpoint_audit().await?;
             std::fs::write(&out, sealed.document(&pdf))

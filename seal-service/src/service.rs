@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use der::Decode;
+use kexin_ca::cms::DigestAlgorithm;
 use kexin_ca::issuance::Requester;
 use kexin_ca::ocsp::OcspResponder;
 use kexin_ca::principal::Role;
@@ -14,7 +15,7 @@ use kexin_timestamp::log::Durability;
 use kexin_timestamp::TimeStampAuthority;
 use x509_cert::Certificate;
 
-use crate::pades::{Placement, SealImage, Sealed};
+use crate::pades::{Placement, ReceivedDigest, SealImage, Sealed};
 use crate::registry::{Seal, SealRegistry};
 use crate::signer::{Level, SealSigner, SignOptions};
 use crate::validation::ValidationData;
@@ -30,12 +31,15 @@ pub struct SealService {
     /// The CA certificates, parsed on first use: they do not change while
     /// the process runs, and every seal application needs its chain.
     authorities: tokio::sync::OnceCell<Vec<Certificate>>,
+    /// The digest each seal last signed with, by name: a hint only.
+    digests: Mutex<HashMap<String, DigestAlgorithm>>,
 }
 
 /// Documents of a batch signed at the same time.
 const BATCH_IN_FLIGHT: usize = 32;
 
-/// Seals whose encoded images are kept; more are encoded on every use.
+/// Seals whose encoded images (and digest hints) are kept; more are
+/// encoded on every use.
 const MAX_CACHED_IMAGES: usize = 1024;
 
 /// A seal ready to apply at a level.
@@ -57,7 +61,20 @@ impl SealService {
             ocsp,
             images: Mutex::new(HashMap::new()),
             authorities: tokio::sync::OnceCell::new(),
+            digests: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The digest seal `name` is likely to sign with, to hash a document
+    /// with while it arrives: the one it last used here, else SHA-256
+    /// (ECDSA P-256 and RSA seals). Never trusted: a document hashed with
+    /// another digest than its seal's is hashed again when sealed.
+    pub fn digest_hint(&self, name: &str) -> DigestAlgorithm {
+        self.digests
+            .lock()
+            .ok()
+            .and_then(|d| d.get(name).copied())
+            .unwrap_or(DigestAlgorithm::Sha256)
     }
 
     async fn authorities(&self) -> Result<&[Certificate], Error> {
@@ -119,6 +136,11 @@ impl SealService {
             &seal,
             self.authorities().await?,
         )?;
+        if let Ok(mut digests) = self.digests.lock() {
+            if digests.len() < MAX_CACHED_IMAGES || digests.contains_key(name) {
+                digests.insert(name.to_owned(), signer.digest_algorithm());
+            }
+        }
         let validation = if level >= Level::BLT {
             let leaves = [seal.certificate.clone(), self.tsa.certificate().clone()];
             Some(ValidationData::collect(self.registry.db(), &self.ocsp, &leaves).await?)
@@ -218,11 +240,14 @@ impl SealService {
     }
 
     /// Seals a PDF (PAdES, incremental update, visible seal): the sealed
-    /// document is `pdf` followed by the returned bytes.
+    /// document is `pdf` followed by the returned bytes. `received` is
+    /// `pdf`'s hash as it arrived, if it was taken (see [`Self::digest_hint`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn seal_pdf(
         &self,
         name: &str,
         pdf: &[u8],
+        received: Option<ReceivedDigest>,
         placement: &Placement,
         certify: bool,
         level: Level,
@@ -231,6 +256,7 @@ impl SealService {
         let p = self.prepare(name, level).await?;
         let sealed = crate::pades::seal_pdf(
             pdf,
+            received,
             &p.signer,
             &p.seal,
             &*self.image(&p.seal)?,
@@ -284,6 +310,7 @@ impl SealService {
         };
         let sealed = crate::pades::seal_pdf(
             &pdf,
+            None,
             &p.signer,
             &p.seal,
             &*self.image(&p.seal)?,

@@ -13,9 +13,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use kexin_ca::cms::DigestAlgorithm;
 use kexin_ca::issuance::Requester;
 use kexin_ca::principal::Role;
-use kexin_seal::pades::Placement;
+use kexin_seal::pades::{Placement, ReceivedDigest};
 use kexin_seal::Level;
 use serde::Deserialize;
 
@@ -26,15 +27,22 @@ use crate::serve::AppState;
 /// Largest document the API accepts.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
+/// The routes whose bodies the caller reads whole first (see
+/// `read_body_first`).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/seals", get(list).post(request_seal))
         .route("/seals/{name}", get(fetch))
         .route("/seals/{name}/users", post(grant))
         .route("/seals/{name}/sign", post(sign_batch))
-        .route("/seals/{name}/sign-pdf", post(sign_pdf))
         .route("/verify", post(verify))
         .layer(DefaultBodyLimit::max(MAX_DOCUMENT_BYTES))
+}
+
+/// The routes that read their bodies themselves, whole and before any
+/// check, hashing them as they arrive.
+pub fn receiving_router() -> Router<AppState> {
+    Router::new().route("/seals/{name}/sign-pdf", post(sign_pdf))
 }
 
 pub fn seal_problem(e: kexin_seal::Error) -> Problem {
@@ -267,14 +275,60 @@ struct PdfParams {
     certify: Option<bool>,
 }
 
+/// Reads a PDF to seal whole, as `read_body_first` does for the other
+/// routes, hashing it as it arrives with the digest its seal is likely to
+/// sign with: PAdES covers the original bytes whole, so by the last byte
+/// the seal's hash is done but for the few kilobytes the seal appends,
+/// and it no longer waits between receiving and signing.
+async fn receive_pdf(
+    digest: Option<DigestAlgorithm>,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(Bytes, Option<ReceivedDigest>), Problem> {
+    use futures_util::StreamExt;
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body larger than {} KiB", MAX_DOCUMENT_BYTES / 1024),
+        )
+    };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if announced > MAX_DOCUMENT_BYTES {
+        return Err(too_large());
+    }
+    let mut pdf = Vec::with_capacity(announced);
+    let mut received = digest.map(ReceivedDigest::new);
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk
+            .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "the request body was cut short"))?;
+        if pdf.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large());
+        }
+        if let Some(r) = &mut received {
+            r.update(&chunk);
+        }
+        pdf.extend_from_slice(&chunk);
+    }
+    Ok((Bytes::from(pdf), received))
+}
+
 async fn sign_pdf(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Result<Caller, Problem>,
     Path(name): Path<String>,
     params: Result<Query<PdfParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, Problem> {
+    // A caller about to be refused gets its body read, not hashed.
+    let digest = caller.is_ok().then(|| state.seals.digest_hint(&name));
+    let (body, received) = receive_pdf(digest, &headers, body).await?;
+    let caller = caller?;
     let Query(p) = params.map_err(|r| Problem::new(StatusCode::BAD_REQUEST, &r.body_text()))?;
     if headers
         .get(header::CONTENT_TYPE)
@@ -309,6 +363,7 @@ async fn sign_pdf(
         .seal_pdf(
             &name,
             &body,
+            received,
             &placement,
             p.certify.unwrap_or(false),
             level,
