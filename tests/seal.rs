@@ -797,6 +797,49 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     assert_eq!(report["signatures"][0]["seal"]["organization"], "某某局");
     let (code, _) = post_pdf(&ca, &sys, "not a pdf", &url);
     assert_eq!(code, 422);
+    // The document is read whole before any refusal: without a client
+    // certificate, over HTTP/2, a 1 MiB PDF gets the 401 problem, not a
+    // reset stream; one announced over the 64 MiB limit gets a 413 at once
+    // (over HTTP/1.1 here: curl reports an HTTP/2 stream that a server
+    // ends early as an error, whatever its response).
+    let (code, body) = curl(&[
+        "--http2",
+        "--cacert",
+        &ca.ca_pem("root"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        &format!("@{large}"),
+        &url,
+    ]);
+    let problem: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (code, problem["status"].as_u64()),
+        (401, Some(401)),
+        "{problem}"
+    );
+    let oversized = ca.file("oversized.pdf");
+    std::fs::write(&oversized, vec![b' '; (64 << 20) + 1]).unwrap();
+    let (code, body) = curl(&[
+        "--http1.1",
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{sys}:{P12_PASSWORD}"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        &format!("@{oversized}"),
+        &url,
+    ]);
+    let problem: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (code, problem["status"].as_u64()),
+        (413, Some(413)),
+        "{problem}"
+    );
 
     // The citizen portal in Chromium at phone size, no certificate.
     let mut tampered = std::fs::read(&sealed).unwrap();
