@@ -290,22 +290,41 @@ impl Database {
 
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, Error> {
         let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = $1");
+        self.look_up(
+            &sql,
+            &[serial],
+            |r| certificate_from_row(r),
+            certificate_from_row,
+        )
+        .await
+    }
+
+    /// A lookup of at most one row by key (`keys` bound to `$1`, `$2`, …),
+    /// mapped by `in_place` or `pooled`: on SQLite read in place on the
+    /// caller's thread, through the pool if that fails or elsewhere.
+    async fn look_up<T>(
+        &self,
+        sql: &str,
+        keys: &[&str],
+        in_place: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, Error>,
+        pooled: impl FnOnce(&AnyRow) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
         if let Some(reads) = &self.in_place_reads {
-            match reads
-                .read(|c| direct::query_optional(c, &sql, &[&serial], |r| certificate_from_row(r)))
-            {
+            let values: Vec<&dyn rusqlite::ToSql> =
+                keys.iter().map(|k| k as &dyn rusqlite::ToSql).collect();
+            match reads.read(|c| direct::query_optional(c, sql, &values, in_place)) {
                 Ok(found) => return Ok(found),
                 Err(e) => {
                     tracing::debug!(error = %e, "in-place read failed; reading through the pool")
                 }
             }
         }
-        let row = sqlx::query(&sql)
-            .bind(serial)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?;
-        row.map(|r| certificate_from_row(&r)).transpose()
+        let mut query = sqlx::query(sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(storage)?;
+        row.map(|r| pooled(&r)).transpose()
     }
 
     /// Certificates matching `q`, newest first.

@@ -1,9 +1,8 @@
 //! Rows of the seal registry.
 
-use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{storage, Database};
+use super::{storage, Columns, Database};
 use crate::Error;
 
 #[derive(Clone, Debug)]
@@ -47,15 +46,11 @@ impl Database {
         Ok(())
     }
 
+    /// Read at every use of a seal, in place on SQLite.
     pub async fn seal(&self, name: &str) -> Result<Option<SealRow>, Error> {
-        sqlx::query(&format!("SELECT {SEAL_COLUMNS} FROM seals WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(self.pool())
+        let sql = format!("SELECT {SEAL_COLUMNS} FROM seals WHERE name = $1");
+        self.look_up(&sql, &[name], |r| seal_from_row(r), seal_from_row)
             .await
-            .map_err(storage)?
-            .as_ref()
-            .map(seal_from_row)
-            .transpose()
     }
 
     /// The seal whose certificate has `serial`.
@@ -115,27 +110,30 @@ impl Database {
             .collect()
     }
 
+    /// Read at every use of a seal, in place on SQLite.
     pub async fn is_seal_user(&self, seal: &str, principal: &str) -> Result<bool, Error> {
-        let row = sqlx::query("SELECT 1 FROM seal_users WHERE seal = $1 AND principal = $2")
-            .bind(seal)
-            .bind(principal)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(storage)?;
-        Ok(row.is_some())
+        let found = self
+            .look_up(
+                "SELECT 1 FROM seal_users WHERE seal = $1 AND principal = $2",
+                &[seal, principal],
+                |_| Ok(()),
+                |_| Ok(()),
+            )
+            .await?;
+        Ok(found.is_some())
     }
 }
 
-fn seal_from_row(r: &AnyRow) -> Result<SealRow, Error> {
+fn seal_from_row(r: &impl Columns) -> Result<SealRow, Error> {
     Ok(SealRow {
-        name: r.try_get(0).map_err(storage)?,
-        organization: r.try_get(1).map_err(storage)?,
-        uscc: r.try_get(2).map_err(storage)?,
-        kind: r.try_get(3).map_err(storage)?,
-        image: r.try_get(4).map_err(storage)?,
-        key_label: r.try_get(5).map_err(storage)?,
-        certificate_serial: r.try_get(6).map_err(storage)?,
-        status: r.try_get(7).map_err(storage)?,
-        created_at: r.try_get(8).map_err(storage)?,
+        name: r.column(0)?,
+        organization: r.column(1)?,
+        uscc: r.column(2)?,
+        kind: r.column(3)?,
+        image: r.column(4)?,
+        key_label: r.column(5)?,
+        certificate_serial: r.column(6)?,
+        status: r.column(7)?,
+        created_at: r.column(8)?,
     })
 }
