@@ -454,6 +454,16 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         "{v}"
     );
 
+    // A fresh challenge, answered with the official's key.
+    let answer_fresh = || {
+        let c = challenge();
+        let message = format!(
+            "kexin-sso-challenge\n{}\n{client_id}",
+            c["nonce"].as_str().unwrap()
+        );
+        answer(c["challenge_id"].as_str().unwrap(), &sign(&message))
+    };
+
     // A sign-in the audit trail cannot record opens no session: with
     // every insert into the trail refused, a good answer gets a server
     // error and no cookie; once the trail takes writes again, so do
@@ -473,12 +483,7 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     };
     sql("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END");
     let jar_before = std::fs::read_to_string(&jar).unwrap();
-    let c = challenge();
-    let message = format!(
-        "kexin-sso-challenge\n{}\n{client_id}",
-        c["nonce"].as_str().unwrap()
-    );
-    let (code, v) = answer(c["challenge_id"].as_str().unwrap(), &sign(&message));
+    let (code, v) = answer_fresh();
     assert_eq!(
         (code, v["error"].as_str()),
         (500, Some("server_error")),
@@ -490,12 +495,7 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         "an unaudited sign-in set a session cookie"
     );
     sql("DROP TRIGGER refuse_audit");
-    let c = challenge();
-    let message = format!(
-        "kexin-sso-challenge\n{}\n{client_id}",
-        c["nonce"].as_str().unwrap()
-    );
-    let (code, v) = answer(c["challenge_id"].as_str().unwrap(), &sign(&message));
+    let (code, v) = answer_fresh();
     assert_eq!(code, 200, "{v}");
 
     // A revoked certificate is refused, with the reason.
@@ -508,12 +508,7 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     );
     let serial = found["items"][0]["serial"].as_str().unwrap().to_owned();
     ca.revoke(&serial, "keyCompromise");
-    let c = challenge();
-    let message = format!(
-        "kexin-sso-challenge\n{}\n{client_id}",
-        c["nonce"].as_str().unwrap()
-    );
-    let (code, v) = answer(c["challenge_id"].as_str().unwrap(), &sign(&message));
+    let (code, v) = answer_fresh();
     assert_eq!(code, 400, "{v}");
     assert!(
         v["error_description"].as_str().unwrap().contains("revoked"),

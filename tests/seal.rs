@@ -664,6 +664,16 @@ fn post_pdf(ca: &Ca, officer: &str, data: &str, url: &str) -> (u16, Vec<u8>) {
     ])
 }
 
+/// A problem document (RFC 9457) with `status`, as the HTTP status too.
+fn assert_problem(code: u16, body: &[u8], status: u16) {
+    let problem: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    assert_eq!(
+        (code, problem["status"].as_u64()),
+        (status, Some(u64::from(status))),
+        "{problem}"
+    );
+}
+
 /// The report of `POST /api/v1/verify` on the PDF at `path`, as `officer`.
 fn verify_over_api(ca: &Ca, officer: &str, path: &str) -> Value {
     let (code, body) = post_pdf(
@@ -812,12 +822,7 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
         &format!("@{large}"),
         &url,
     ]);
-    let problem: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    assert_eq!(
-        (code, problem["status"].as_u64()),
-        (401, Some(401)),
-        "{problem}"
-    );
+    assert_problem(code, &body, 401);
     let oversized = ca.file("oversized.pdf");
     std::fs::write(&oversized, vec![b' '; (64 << 20) + 1]).unwrap();
     let (code, body) = curl(&[
@@ -834,12 +839,7 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
         &format!("@{oversized}"),
         &url,
     ]);
-    let problem: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    assert_eq!(
-        (code, problem["status"].as_u64()),
-        (413, Some(413)),
-        "{problem}"
-    );
+    assert_problem(code, &body, 413);
 
     // The citizen portal in Chromium at phone size, no certificate.
     let mut tampered = std::fs::read(&sealed).unwrap();
