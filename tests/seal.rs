@@ -808,7 +808,7 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     let (code, _) = post_pdf(&ca, &sys, "not a pdf", &url);
     assert_eq!(code, 422);
     // The document is read whole before any refusal: without a client
-    // certificate, over HTTP/2, a 1 MiB PDF gets the 401 problem, not a
+    // certificate, over HTTP/2, a 5 MiB PDF gets the 401 problem, not a
     // reset stream; one announced over the 64 MiB limit gets a 413 at once
     // (over HTTP/1.1 here: curl reports an HTTP/2 stream that a server
     // ends early as an error, whatever its response).
