@@ -279,7 +279,8 @@ struct PdfParams {
 /// routes, hashing it as it arrives with the digest its seal is likely to
 /// sign with: PAdES covers the original bytes whole, so by the last byte
 /// the seal's hash is done but for the few kilobytes the seal appends,
-/// and it no longer waits between receiving and signing.
+/// and it no longer waits between receiving and signing. Without a
+/// digest (a caller about to be refused) the body is read and dropped.
 async fn receive_pdf(
     digest: Option<DigestAlgorithm>,
     headers: &HeaderMap,
@@ -300,19 +301,21 @@ async fn receive_pdf(
     if announced > MAX_DOCUMENT_BYTES {
         return Err(too_large());
     }
-    let mut pdf = Vec::with_capacity(announced);
     let mut received = digest.map(ReceivedDigest::new);
+    let mut pdf = Vec::with_capacity(if received.is_some() { announced } else { 0 });
+    let mut length = 0;
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk
             .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "the request body was cut short"))?;
-        if pdf.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+        length += chunk.len();
+        if length > MAX_DOCUMENT_BYTES {
             return Err(too_large());
         }
         if let Some(r) = &mut received {
             r.update(&chunk);
+            pdf.extend_from_slice(&chunk);
         }
-        pdf.extend_from_slice(&chunk);
     }
     Ok((Bytes::from(pdf), received))
 }
@@ -325,7 +328,7 @@ async fn sign_pdf(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, Problem> {
-    // A caller about to be refused gets its body read, not hashed.
+    // A caller about to be refused gets its body read, not kept.
     let digest = caller.is_ok().then(|| state.seals.digest_hint(&name));
     let (body, received) = receive_pdf(digest, &headers, body).await?;
     let caller = caller?;
