@@ -233,7 +233,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     println!("  time-stamping   http://{http_addr}/tsa");
     println!("  health          https://{https_addr}/healthz");
     println!("  readiness       https://{https_addr}/readyz");
-    println!("  metrics         https://{https_addr}/metrics");
+    println!("  metrics         https://{https_addr}/metrics (auditor or ra-admin certificate)");
     println!("  ACME            https://{https_addr}/acme/directory");
     println!(
         "  trust anchor    {}",
@@ -740,8 +740,15 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    state.metrics.render()
+/// Operational figures, for an officer whose role may read them (a
+/// monitoring system scrapes as such an officer, with its certificate):
+/// only the public PKI repository and the health probes are anonymous.
+async fn metrics(
+    State(state): State<AppState>,
+    caller: crate::api::Caller,
+) -> Result<Response, Problem> {
+    caller.require(kexin_ca::principal::Permission::ReadMetrics)?;
+    Ok(state.metrics.render())
 }
 
 async fn not_found() -> Response {

@@ -26,6 +26,8 @@ pub enum Permission {
     ReadCertificates,
     RevokeCertificate,
     ReadAudit,
+    /// The server's operational figures (`/metrics`).
+    ReadMetrics,
 }
 
 impl Role {
@@ -54,9 +56,9 @@ impl Role {
             Self::RaOfficer => matches!(p, IssueCertificate | ReadCertificates | RevokeCertificate),
             Self::RaAdmin => matches!(
                 p,
-                IssueCertificate | ReadCertificates | RevokeCertificate | ReadAudit
+                IssueCertificate | ReadCertificates | RevokeCertificate | ReadAudit | ReadMetrics
             ),
-            Self::Auditor => matches!(p, ReadCertificates | ReadAudit),
+            Self::Auditor => matches!(p, ReadCertificates | ReadAudit | ReadMetrics),
             Self::KmcOfficer | Self::SealAdmin => false,
         }
     }
@@ -93,6 +95,8 @@ mod tests {
         assert!(!Role::Auditor.allows(Permission::RevokeCertificate));
         assert!(!Role::Auditor.allows(Permission::IssueCertificate));
         assert!(!Role::RaOfficer.allows(Permission::ReadAudit));
+        assert!(!Role::RaOfficer.allows(Permission::ReadMetrics));
+        assert!(!Role::SealAdmin.allows(Permission::ReadMetrics));
         assert!(!Role::SealAdmin.allows(Permission::IssueCertificate));
         assert!(Role::RaOfficer.allows(Permission::RevokeCertificate));
         for r in Role::ALL {
