@@ -38,9 +38,11 @@ pub struct SealService {
 /// Documents of a batch signed at the same time.
 const BATCH_IN_FLIGHT: usize = 32;
 
-/// Seals whose encoded images (and digest hints) are kept; more are
-/// encoded on every use.
+/// Seals whose encoded images are kept; more are encoded on every use.
 const MAX_CACHED_IMAGES: usize = 1024;
+
+/// Seals whose digest is remembered as a hint; others get SHA-256's.
+const MAX_DIGEST_HINTS: usize = 1024;
 
 /// A seal ready to apply at a level.
 struct Prepared {
@@ -136,9 +138,11 @@ impl SealService {
             &seal,
             self.authorities().await?,
         )?;
+        let digest = signer.digest_algorithm();
         if let Ok(mut digests) = self.digests.lock() {
-            if digests.len() < MAX_CACHED_IMAGES || digests.contains_key(name) {
-                digests.insert(name.to_owned(), signer.digest_algorithm());
+            let known = digests.get(name) == Some(&digest);
+            if !known && (digests.len() < MAX_DIGEST_HINTS || digests.contains_key(name)) {
+                digests.insert(name.to_owned(), digest);
             }
         }
         let validation = if level >= Level::BLT {

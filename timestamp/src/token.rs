@@ -328,9 +328,13 @@ impl Template {
                 .map(weight)
                 .sum()
         };
-        // The first extension with the least weight misread; where a
-        // length of length changes inside the range, some usual length may
-        // stay exposed.
+        // Most tokens need no extension: that is checked alone first.
+        // Otherwise the first extension with the least weight misread;
+        // where a length of length changes inside the range, some usual
+        // length may stay exposed.
+        if misread_weight(0) == 0 {
+            return 0;
+        }
         (0..=MAX_SERIAL_EXTENSION)
             .min_by_key(|&extra| misread_weight(extra))
             .unwrap_or(0)
