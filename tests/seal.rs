@@ -777,6 +777,52 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     let reports = pyhanko(&ca, &sealed, true);
     assert_valid(&reports[0], true);
 
+    // With output=update only the update comes back, with the length it
+    // is to be appended at; appended to the PDF sent it is the sealed
+    // document, which pyHanko validates.
+    let update_url = format!(
+        "https://localhost:{}{}?level=b-t&output=update",
+        ca.https,
+        seal_path("sign-pdf")
+    );
+    let headers = ca.file("update-headers.txt");
+    let (code, update) = curl(&[
+        "-D",
+        &headers,
+        "--cacert",
+        &ca.ca_pem("root"),
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{sys}:{P12_PASSWORD}"),
+        "-H",
+        "Content-Type: application/pdf",
+        "--data-binary",
+        &format!("@{plain}"),
+        &update_url,
+    ]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&update));
+    let mut joined = std::fs::read(&plain).unwrap();
+    let headers = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        headers.contains(&format!("kexin-update-offset: {}\r\n", joined.len())),
+        "{headers}"
+    );
+    assert!(!update.starts_with(b"%PDF"), "the update alone comes back");
+    joined.extend_from_slice(&update);
+    let joined_path = ca.file("api-sealed-joined.pdf");
+    std::fs::write(&joined_path, &joined).unwrap();
+    assert_valid(&pyhanko(&ca, &joined_path, false)[0], true);
+    let (code, body) = post_pdf(
+        &ca,
+        &sys,
+        &format!("@{plain}"),
+        &update_url.replace("output=update", "output=pages"),
+    );
+    assert_problem(code, &body, 400);
+
     // From 4 MiB on, the server parses and hashes a document off the
     // executor: at B-LTA for the signature, the DSS and the document
     // time-stamp, and in verification. A 5 MiB document sealed that way

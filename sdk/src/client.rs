@@ -258,20 +258,41 @@ impl TrustServices {
 
     /// `pdf` sealed with the seal `seal` (PAdES, incremental update, the
     /// seal's image on the last page): `level` is `b-b`, `b-t`, `b-lt` or
-    /// `b-lta`.
+    /// `b-lta`. Only the update travels back (`output=update`); it is
+    /// appended here to the bytes sent, which the server's ByteRange
+    /// counts on, so a document crosses the network once.
     pub async fn seal_pdf(&self, seal: &str, pdf: Vec<u8>, level: &str) -> Result<Vec<u8>, Error> {
+        let pdf = bytes::Bytes::from(pdf);
         let reply = self
             .http
             .post(format!("{}/seals/{seal}/sign-pdf", self.api))
-            .query(&[("level", level)])
+            .query(&[("level", level), ("output", "update")])
             .header("content-type", "application/pdf")
-            .body(pdf)
+            .body(pdf.clone())
             .send()
             .await?;
         if !reply.status().is_success() {
             return Err(problem(reply).await);
         }
-        Ok(reply.bytes().await?.to_vec())
+        let offset = reply
+            .headers()
+            .get("kexin-update-offset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if offset != Some(pdf.len()) {
+            return Err(Error::Refused(format!(
+                "the update is for a document of {offset:?} bytes, not the {} sent",
+                pdf.len()
+            )));
+        }
+        let update = reply.bytes().await?;
+        // The request has let go of the document by now: reuse its buffer.
+        let mut sealed = match pdf.try_into_mut() {
+            Ok(unique) => Vec::from(unique),
+            Err(shared) => shared.to_vec(),
+        };
+        sealed.extend_from_slice(&update);
+        Ok(sealed)
     }
 
     /// The report on a signed PDF: verdict, and per signature its signer,
