@@ -388,10 +388,14 @@ async fn start_sso(
     source: std::net::IpAddr,
 ) -> Result<(String, Option<HeaderValue>), kexin_identity::Error> {
     // Audited first: a sign-in the trail cannot record opens no session.
+    // Its flush waits for the next flushing commit: the session lives in
+    // memory only, and what a sign-in lets out (an ID token, at the token
+    // endpoint) goes out after its refresh token's flushing commit to the
+    // same database. A crash in between loses the record with the session.
     state
         .instance
         .audit
-        .append(kexin_ca::audit::AuditEvent {
+        .append_unflushed(kexin_ca::audit::AuditEvent {
             actor: &format!("official:{}", who.subject),
             action: "sso.login",
             target: via,

@@ -93,9 +93,22 @@ impl AuditLog {
         }
     }
 
-    /// Appends `event`; returns once it is committed.
+    /// Appends `event`; returns once it is committed and flushed.
     pub async fn append(&self, event: AuditEvent<'_>) -> Result<AuditEntry, Error> {
         self.appends.submit(NewEntry::from(event)).await
+    }
+
+    /// Appends `event`; returns once it is committed, leaving the flush to
+    /// the next flushing commit to the same database (a batch with any
+    /// flushed entry flushes whole). Both backends write their log in
+    /// commit order, so that later flush carries this entry. For an event
+    /// whose effect reaches the outside world only through such a commit,
+    /// made after this one returns: a crash before it loses the record
+    /// and the effect together.
+    pub async fn append_unflushed(&self, event: AuditEvent<'_>) -> Result<AuditEntry, Error> {
+        let mut entry = NewEntry::from(event);
+        entry.flush = false;
+        self.appends.submit(entry).await
     }
     /// Entries in order, `limit` at most, starting after `after_seq`.
     pub async fn entries(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, Error> {
@@ -306,6 +319,8 @@ pub(crate) struct NewEntry {
     target: String,
     source: String,
     detail: String,
+    /// Whether its batch's commit must flush (see [`AuditLog::append_unflushed`]).
+    flush: bool,
 }
 
 impl From<AuditEvent<'_>> for NewEntry {
@@ -316,6 +331,7 @@ impl From<AuditEvent<'_>> for NewEntry {
             target: e.target.to_owned(),
             source: e.source.to_owned(),
             detail: e.detail.to_string(),
+            flush: true,
         }
     }
 }
@@ -350,11 +366,12 @@ impl BatchWriter for ChainWriter {
 
 impl ChainWriter {
     async fn try_write(&self, events: &[NewEntry]) -> Result<Vec<AuditEntry>, Error> {
+        let flush = events.iter().any(|e| e.flush);
         if let Some(direct) = &self.direct {
             let events = events.to_vec();
             return direct
                 .run(move |connection| {
-                    let tx = direct::begin(connection, "FULL")?;
+                    let tx = direct::begin(connection, if flush { "FULL" } else { "NORMAL" })?;
                     let entries = extend_chain_sqlite(&tx, &events)?;
                     tx.commit().map_err(direct::failed)?;
                     Ok(entries)
@@ -362,6 +379,12 @@ impl ChainWriter {
                 .await;
         }
         let mut tx = self.db.pool().begin().await.map_err(storage)?;
+        if !flush && self.db.backend() == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+        }
         let entries = extend_chain(&mut tx, events).await?;
         tx.commit().await.map_err(storage)?;
         Ok(entries)
@@ -510,4 +533,75 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str) -> AuditEvent<'_> {
+        AuditEvent {
+            actor: "official:test",
+            action,
+            target: "sso",
+            source: "127.0.0.1",
+            detail: serde_json::json!({}),
+        }
+    }
+
+    /// The writer's SQLite `synchronous` level after its last batch: FULL
+    /// (2) flushes the commit, NORMAL (1) leaves it to a later one.
+    async fn synchronous(log: &AuditLog) -> i64 {
+        let direct = log.appends.writer().direct.clone().unwrap();
+        direct
+            .run(|c| {
+                c.pragma_query_value(None, "synchronous", |r| r.get(0))
+                    .map_err(direct::failed)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Only a batch of unflushed entries alone skips the flush; any entry
+    /// appended with `append` makes its batch flush, and every entry joins
+    /// the chain either way.
+    #[tokio::test]
+    async fn a_batch_flushes_unless_every_entry_in_it_may_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Database::sqlite_url(&dir.path().join("kexin.db"));
+        let log = AuditLog::new(Database::connect(&url).await.unwrap());
+        log.append_unflushed(event("sso.login")).await.unwrap();
+        assert_eq!(synchronous(&log).await, 1);
+        log.append(event("cert.revoke")).await.unwrap();
+        assert_eq!(synchronous(&log).await, 2);
+        log.append_unflushed(event("sso.login")).await.unwrap();
+        assert_eq!(synchronous(&log).await, 1);
+        let mut unflushed = NewEntry::from(event("sso.login"));
+        unflushed.flush = false;
+        let mixed = [unflushed, NewEntry::from(event("cert.issue"))];
+        let written = log.appends.writer().write(&mixed).await.unwrap();
+        assert!(written.iter().all(Result::is_ok));
+        assert_eq!(synchronous(&log).await, 2);
+        assert!(
+            matches!(
+                log.verify().await.unwrap(),
+                ChainStatus::Intact { entries: 5, .. }
+            ),
+            "every entry is in the chain"
+        );
+    }
+
+    /// On PostgreSQL an unflushed batch commits with `synchronous_commit`
+    /// off for its transaction alone, and joins the chain all the same.
+    #[tokio::test]
+    async fn on_postgres_unflushed_entries_join_the_chain() {
+        let url = kexin_test_support::fresh_postgres_database().await;
+        let log = AuditLog::new(Database::connect(&url).await.unwrap());
+        log.append_unflushed(event("sso.login")).await.unwrap();
+        log.append(event("cert.revoke")).await.unwrap();
+        assert!(matches!(
+            log.verify().await.unwrap(),
+            ChainStatus::Intact { entries: 2, .. }
+        ));
+    }
 }

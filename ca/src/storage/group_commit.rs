@@ -62,6 +62,11 @@ impl<W: BatchWriter> GroupCommit<W> {
     }
 
     /// Writes `item`, together with whatever other writers queued meanwhile.
+    #[cfg(test)]
+    pub(crate) fn writer(&self) -> &W {
+        &self.writer
+    }
+
     pub async fn submit(&self, item: W::Item) -> Result<W::Output, Error> {
         let (done, mut outcome) = oneshot::channel();
         lock(&self.queue).push((item, done));
