@@ -649,19 +649,27 @@ fn kexin_verify_reports_on_our_and_other_tools_signatures() {
 /// POSTs `data` (curl's `--data-binary`: `@file` or the bytes themselves)
 /// as `application/pdf` to `url` with the client certificate `officer`.
 fn post_pdf(ca: &Ca, officer: &str, data: &str, url: &str) -> (u16, Vec<u8>) {
-    curl(&[
+    post_pdf_with(ca, officer, data, url, &[])
+}
+
+/// [`post_pdf`] with more curl options before the URL.
+fn post_pdf_with(ca: &Ca, officer: &str, data: &str, url: &str, extra: &[&str]) -> (u16, Vec<u8>) {
+    let (root, cert) = (ca.ca_pem("root"), format!("{officer}:{P12_PASSWORD}"));
+    let mut args = vec![
         "--cacert",
-        &ca.ca_pem("root"),
+        &root,
         "--cert-type",
         "P12",
         "--cert",
-        &format!("{officer}:{P12_PASSWORD}"),
+        &cert,
         "-H",
         "Content-Type: application/pdf",
         "--data-binary",
         data,
-        url,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    curl(&args)
 }
 
 /// A problem document (RFC 9457) with `status`, as the HTTP status too.
@@ -786,21 +794,13 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
         seal_path("sign-pdf")
     );
     let headers = ca.file("update-headers.txt");
-    let (code, update) = curl(&[
-        "-D",
-        &headers,
-        "--cacert",
-        &ca.ca_pem("root"),
-        "--cert-type",
-        "P12",
-        "--cert",
-        &format!("{sys}:{P12_PASSWORD}"),
-        "-H",
-        "Content-Type: application/pdf",
-        "--data-binary",
+    let (code, update) = post_pdf_with(
+        &ca,
+        &sys,
         &format!("@{plain}"),
         &update_url,
-    ]);
+        &["-D", &headers],
+    );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&update));
     let mut joined = std::fs::read(&plain).unwrap();
     let headers = std::fs::read_to_string(&headers)
@@ -871,20 +871,7 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     assert_problem(code, &body, 401);
     let oversized = ca.file("oversized.pdf");
     std::fs::write(&oversized, vec![b' '; (64 << 20) + 1]).unwrap();
-    let (code, body) = curl(&[
-        "--http1.1",
-        "--cacert",
-        &ca.ca_pem("root"),
-        "--cert-type",
-        "P12",
-        "--cert",
-        &format!("{sys}:{P12_PASSWORD}"),
-        "-H",
-        "Content-Type: application/pdf",
-        "--data-binary",
-        &format!("@{oversized}"),
-        &url,
-    ]);
+    let (code, body) = post_pdf_with(&ca, &sys, &format!("@{oversized}"), &url, &["--http1.1"]);
     assert_problem(code, &body, 413);
 
     // The citizen portal in Chromium at phone size, no certificate.

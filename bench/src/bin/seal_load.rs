@@ -8,16 +8,9 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use kexin_sdk::client::{Pkcs12Identity, TrustServices};
+use kexin_bench::server_cpu_seconds;
 
-/// CPU seconds the server process has used so far (utime + stime).
-fn server_cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
+use kexin_sdk::client::{Pkcs12Identity, TrustServices};
 
 struct Job {
     seal: String,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use kexin_bench::server_cpu_seconds;
 
 struct Setup {
     issuer: String,
@@ -145,18 +146,6 @@ async fn login(s: &Setup, http: &reqwest::Client, carry_cookie: bool) -> serde_j
         .json()
         .await
         .unwrap()
-}
-
-/// CPU seconds the server process has used so far (utime + stime), read
-/// from /proc so that rates can be stated per server core.
-fn server_cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // /proc counts in USER_HZ, which Linux fixes at 100 for user space.
-    Some(ticks / 100.0)
 }
 
 async fn run<F, Fut>(name: &str, seconds: u64, concurrency: usize, server: Option<u32>, f: F)
