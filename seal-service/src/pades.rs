@@ -367,14 +367,12 @@ fn cover(
     digest: DigestAlgorithm,
 ) -> Result<Covered, Error> {
     let base = original.len();
-    let at = find(&tail, BYTE_RANGE_PLACEHOLDER)
+    let at = memchr::memmem::find(&tail, BYTE_RANGE_PLACEHOLDER)
         .ok_or_else(|| Error::Encoding("signature placeholder not found".into()))?;
     // Positions in the tail; the ByteRange counts from the document's start.
     let contents_start = at + BYTE_RANGE_PLACEHOLDER.len() + b"/Contents ".len();
     let contents_end = contents_start
-        + tail[contents_start..]
-            .iter()
-            .position(|b| *b == b'>')
+        + memchr::memchr(b'>', &tail[contents_start..])
             .ok_or_else(|| Error::Encoding("unterminated Contents".into()))?
         + 1;
     let byte_range = format!(
@@ -433,10 +431,6 @@ where
     }
     tail[contents_start + 1..contents_start + 1 + hex.len()].copy_from_slice(hex.as_bytes());
     Ok((tail, digest))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Adds a signature field (a merged field and widget) pointing at
