@@ -13,7 +13,10 @@ use sqlx::Row;
 
 use crate::storage::direct;
 use crate::storage::group_commit::{BatchWriter, GroupCommit};
-use crate::storage::{insert_rows_sql, storage, Backend, Database, ROWS_PER_STATEMENT};
+use crate::storage::{
+    insert_rows_sql, leave_flush_to_later, storage, Backend, Database, Durability,
+    ROWS_PER_STATEMENT,
+};
 use crate::Error;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -98,16 +101,15 @@ impl AuditLog {
         self.appends.submit(NewEntry::from(event)).await
     }
 
-    /// Appends `event`; returns once it is committed, leaving the flush to
-    /// the next flushing commit to the same database (a batch with any
-    /// flushed entry flushes whole). Both backends write their log in
-    /// commit order, so that later flush carries this entry. For an event
-    /// whose effect reaches the outside world only through such a commit,
-    /// made after this one returns: a crash before it loses the record
-    /// and the effect together.
+    /// Appends `event`; returns once it is committed, its flush left to
+    /// the caller's next flushing commit ([`Durability::WithCallersNextCommit`];
+    /// a batch with any flushed entry flushes whole). For an event whose
+    /// effect reaches the outside world only through such a commit, made
+    /// after this one returns: a crash before it loses the record and the
+    /// effect together.
     pub async fn append_unflushed(&self, event: AuditEvent<'_>) -> Result<AuditEntry, Error> {
         let mut entry = NewEntry::from(event);
-        entry.flush = false;
+        entry.durability = Durability::WithCallersNextCommit;
         self.appends.submit(entry).await
     }
     /// Entries in order, `limit` at most, starting after `after_seq`.
@@ -319,8 +321,7 @@ pub(crate) struct NewEntry {
     target: String,
     source: String,
     detail: String,
-    /// Whether its batch's commit must flush (see [`AuditLog::append_unflushed`]).
-    flush: bool,
+    durability: Durability,
 }
 
 impl From<AuditEvent<'_>> for NewEntry {
@@ -331,7 +332,7 @@ impl From<AuditEvent<'_>> for NewEntry {
             target: e.target.to_owned(),
             source: e.source.to_owned(),
             detail: e.detail.to_string(),
-            flush: true,
+            durability: Durability::Flushed,
         }
     }
 }
@@ -366,7 +367,7 @@ impl BatchWriter for ChainWriter {
 
 impl ChainWriter {
     async fn try_write(&self, events: &[NewEntry]) -> Result<Vec<AuditEntry>, Error> {
-        let flush = events.iter().any(|e| e.flush);
+        let flush = events.iter().any(|e| e.durability == Durability::Flushed);
         if let Some(direct) = &self.direct {
             let events = events.to_vec();
             return direct
@@ -380,10 +381,7 @@ impl ChainWriter {
         }
         let mut tx = self.db.pool().begin().await.map_err(storage)?;
         if !flush && self.db.backend() == Backend::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                .execute(&mut *tx)
-                .await
-                .map_err(storage)?;
+            leave_flush_to_later(&mut tx).await?;
         }
         let entries = extend_chain(&mut tx, events).await?;
         tx.commit().await.map_err(storage)?;
@@ -577,7 +575,7 @@ mod tests {
         log.append_unflushed(event("sso.login")).await.unwrap();
         assert_eq!(synchronous(&log).await, 1);
         let mut unflushed = NewEntry::from(event("sso.login"));
-        unflushed.flush = false;
+        unflushed.durability = Durability::WithCallersNextCommit;
         let mixed = [unflushed, NewEntry::from(event("cert.issue"))];
         let written = log.appends.writer().write(&mixed).await.unwrap();
         assert!(written.iter().all(Result::is_ok));

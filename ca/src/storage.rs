@@ -758,6 +758,28 @@ fn sqlite_file(rest: &str) -> Result<Arc<Path>, Error> {
     Ok(Arc::from(Path::new(&*path)))
 }
 
+/// When a record is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Before the call that records it returns.
+    Flushed,
+    /// With the caller's next flushing commit to the same database, which
+    /// the caller must make before what the record is about leaves the
+    /// process. Both backends write their log in commit order, so that
+    /// later flush carries this record.
+    WithCallersNextCommit,
+}
+
+/// Commits the PostgreSQL transaction `tx` without waiting for its flush
+/// (`synchronous_commit` off for this transaction alone).
+pub(crate) async fn leave_flush_to_later(tx: &mut sqlx::AnyConnection) -> Result<(), Error> {
+    sqlx::query("SET LOCAL synchronous_commit TO OFF")
+        .execute(tx)
+        .await
+        .map(drop)
+        .map_err(storage)
+}
+
 pub(crate) fn storage(e: sqlx::Error) -> Error {
     Error::Storage(e.to_string())
 }

@@ -33,15 +33,9 @@ pub struct LogEntry {
     pub requester: String,
 }
 
-/// When a token's log entry is on disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Before the token is returned.
-    Flushed,
-    /// With the caller's next flushing commit to the same database, which
-    /// the caller must make before the token leaves the process.
-    WithCallersNextCommit,
-}
+/// When a token's log entry is on disk: `WithCallersNextCommit` for a
+/// token that leaves the process only after such a commit.
+pub use kexin_ca::storage::Durability;
 
 #[derive(Clone, Debug)]
 pub struct TokenLog {

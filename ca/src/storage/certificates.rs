@@ -260,10 +260,7 @@ mod postgres {
         rows: &[PendingCertificate],
     ) -> Result<(), Error> {
         let mut tx = sqlx::Connection::begin(connection).await.map_err(storage)?;
-        sqlx::query("SET LOCAL synchronous_commit TO OFF")
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
+        crate::storage::leave_flush_to_later(&mut tx).await?;
         let status = CertificateStatus::Pending.as_str();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = insert_pending_sql(Backend::Postgres, chunk.len());
