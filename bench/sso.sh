@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Single sign-on load: certificate logins per second (signed challenge with
 # the revocation check, SSO session, code, PKCE token exchange, ES256 ID
-# token), each on a new TLS connection (a full handshake, as a desktop
+# token; the authorization request rides on the challenge's answer, three
+# requests a login, or SSO_AUTHORIZE=separate for four), each on a new TLS connection (a full handshake, as a desktop
 # client's first request) and then over kept-alive connections (as a
 # gateway or an integrating system holds them), refresh grants per second, ID-token verifications per second in
 # the SDK, p50/p99, and the server's resident memory afterwards. For scale,

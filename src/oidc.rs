@@ -163,14 +163,18 @@ fn origin_of(url: &str) -> Option<String> {
     ok.then(|| format!("{scheme}://{host}"))
 }
 
-fn redirect_with(uri: &str, params: &[(&str, &str)]) -> Response {
+fn location_with(uri: &str, params: &[(&str, &str)]) -> String {
     let query: String = params
         .iter()
         .map(|(k, v)| format!("{k}={}", percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
     let sep = if uri.contains('?') { '&' } else { '?' };
-    Redirect::to(&format!("{uri}{sep}{query}")).into_response()
+    format!("{uri}{sep}{query}")
+}
+
+fn redirect_with(uri: &str, params: &[(&str, &str)]) -> Response {
+    Redirect::to(&location_with(uri, params)).into_response()
 }
 
 async fn checked(state: &AppState, r: &AuthorizationRequest) -> Result<(), Response> {
@@ -205,13 +209,25 @@ async fn code_redirect(
     session: &str,
     who: &Official,
 ) -> Response {
+    Redirect::to(&code_location(state, r, session, who).await).into_response()
+}
+
+/// Where a checked authorization request continues once `who` is signed
+/// in: its redirect URI with a code, or with the error that kept it from
+/// getting one.
+async fn code_location(
+    state: &AppState,
+    r: &AuthorizationRequest,
+    session: &str,
+    who: &Official,
+) -> String {
     match state.oidc.issue_code(r, session, who).await {
         Ok(code) => {
             let mut params = vec![("code", code.as_str())];
             if let Some(s) = &r.state {
                 params.push(("state", s));
             }
-            redirect_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
+            location_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
         }
         // The redirect URI is checked by now: the client learns of the
         // failure (RFC 6749 §4.1.2.1), and the details stay in the log.
@@ -230,7 +246,7 @@ async fn code_redirect(
             if let Some(s) = &r.state {
                 params.push(("state", s));
             }
-            redirect_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
+            location_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
         }
     }
 }
@@ -439,6 +455,11 @@ struct Answer {
     certificate: String,
     /// Base64 signature (DER for ECDSA and SM2) with the key's default scheme.
     signature: String,
+    /// An authorization request (the parameters of `/oidc/authorize`, for
+    /// the challenge's client) to continue once signed in: the answer then
+    /// carries its redirect with the code, as the sign-in page's form
+    /// would, and the caller need not come back to `/oidc/authorize`.
+    authorization: Option<AuthorizationRequest>,
 }
 
 /// The signed answer: the challenge is spent, the certificate must chain
@@ -450,13 +471,30 @@ async fn answer(
     Json(a): Json<Answer>,
 ) -> Response {
     let refuse = |m: &str| oauth_error(kexin_identity::Error::OAuth("access_denied", m.to_owned()));
-    let message = match state.oidc.take_challenge(&a.challenge_id) {
-        Ok(m) => m,
+    if let Some(r) = &a.authorization {
+        if let Err(e) = state.oidc.check_authorization(r).await {
+            return oauth_error(match e {
+                AuthorizationError::Show(m) => kexin_identity::Error::OAuth("invalid_request", m),
+                AuthorizationError::Redirect {
+                    error, description, ..
+                } => kexin_identity::Error::OAuth(error, description),
+            });
+        }
+    }
+    let spent = match state.oidc.take_challenge(&a.challenge_id) {
+        Ok(c) => c,
         Err(e) => return oauth_error(e),
     };
-    let Some(cert) = x509_cert::Certificate::load_pem_chain(a.certificate.as_bytes())
-        .ok()
-        .and_then(|c| c.into_iter().next())
+    if let Some(r) = &a.authorization {
+        if r.client_id.as_deref() != Some(spent.client_id.as_str()) {
+            return oauth_error(kexin_identity::Error::OAuth(
+                "invalid_request",
+                "the authorization request is for another client than the challenge".to_owned(),
+            ));
+        }
+    }
+    let message = spent.message;
+    let Some(cert) = kexin_ca::certificate::first_certificate_from_pem(a.certificate.as_bytes())
     else {
         return refuse("the certificate is not PEM");
     };
@@ -494,14 +532,16 @@ async fn answer(
     ) {
         return refuse(&format!("the challenge signature does not verify: {e}"));
     }
-    let cookie = match start_sso(&state, &who, "signed-challenge", peer.ip()).await {
-        Ok((_, cookie)) => cookie,
+    let (session, cookie) = match start_sso(&state, &who, "signed-challenge", peer.ip()).await {
+        Ok(started) => started,
         Err(e) => return oauth_error(e),
     };
-    let mut res = Json(
-        serde_json::json!({ "signed_in": true, "sub": who.subject, "name": who.claims["name"] }),
-    )
-    .into_response();
+    let mut signed_in =
+        serde_json::json!({ "signed_in": true, "sub": who.subject, "name": who.claims["name"] });
+    if let Some(r) = &a.authorization {
+        signed_in["location"] = code_location(&state, r, &session, &who).await.into();
+    }
+    let mut res = Json(signed_in).into_response();
     if let Some(v) = cookie {
         res.headers_mut().append(header::SET_COOKIE, v);
     }

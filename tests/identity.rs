@@ -332,13 +332,16 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(&sig).unwrap())
     };
     let jar = ca.file("cookies.txt");
-    let answer = |id: &str, signature: &str| {
-        let body = serde_json::json!({
+    let answer_with = |id: &str, signature: &str, authorization: Option<Value>| {
+        let mut body = serde_json::json!({
             "challenge_id": id,
             "certificate": std::fs::read_to_string(&cert).unwrap(),
             "signature": signature,
-        })
-        .to_string();
+        });
+        if let Some(a) = authorization {
+            body["authorization"] = a;
+        }
+        let body = body.to_string();
         let (code, out) = curl(&[
             "--cacert",
             &root,
@@ -357,6 +360,7 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
             serde_json::from_slice::<Value>(&out).unwrap_or(Value::Null),
         )
     };
+    let answer = |id: &str, signature: &str| answer_with(id, signature, None);
 
     let c = challenge();
     let message = format!(
@@ -438,6 +442,82 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     ]);
     assert_eq!(status, 200, "{tokens}");
     let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // An answer may carry the authorization request and get its redirect,
+    // with a code, back at once.
+    let authorization = |client: &str, redirect: &str| {
+        serde_json::json!({
+            "response_type": "code", "client_id": client, "redirect_uri": redirect,
+            "scope": "openid", "state": "s2",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
+        })
+    };
+    let answer_for = |a: Value| {
+        let c = challenge();
+        let message = format!(
+            "kexin-sso-challenge\n{}\n{client_id}",
+            c["nonce"].as_str().unwrap()
+        );
+        answer_with(
+            c["challenge_id"].as_str().unwrap(),
+            &sign(&message),
+            Some(a),
+        )
+    };
+    let (code, v) = answer_for(authorization(
+        &client_id,
+        "https://gateway.example.gov.cn/cb",
+    ));
+    assert_eq!(code, 200, "{v}");
+    let location = v["location"].as_str().unwrap();
+    assert!(
+        location.starts_with("https://gateway.example.gov.cn/cb?code=")
+            && location.ends_with("&state=s2"),
+        "{v}"
+    );
+    let code_value = location
+        .split("code=")
+        .nth(1)
+        .and_then(|r| r.split('&').next())
+        .unwrap();
+    let (status, tokens) = token(&[
+        "grant_type=authorization_code",
+        &format!("code={code_value}"),
+        "redirect_uri=https://gateway.example.gov.cn/cb",
+        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+    ]);
+    assert_eq!(
+        (status, tokens["id_token"].is_string()),
+        (200, true),
+        "{tokens}"
+    );
+    // Not to a redirect URI the client did not register, nor for another
+    // client than the challenge's; neither signs in.
+    let jar_before = std::fs::read_to_string(&jar).unwrap();
+    let (code, v) = answer_for(authorization(&client_id, "https://evil.example/cb"));
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    let other = client_add(&ca, "另一个系统", "https://other.example.gov.cn/cb");
+    let (code, v) = answer_for(authorization(
+        other["client_id"].as_str().unwrap(),
+        "https://other.example.gov.cn/cb",
+    ));
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("another client"),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_to_string(&jar).unwrap(), jar_before);
 
     // A signature over something else, and a nonce for another client, fail.
     let c = challenge();
@@ -721,7 +801,7 @@ fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
     let client_id = client["client_id"].as_str().unwrap().to_owned();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        use kexin_sdk::client::{challenge_login, timestamp, Pkcs12Identity, TrustServices};
+        use kexin_sdk::client::{challenge_authorize, challenge_login, timestamp, Pkcs12Identity, TrustServices};
         let identity = Pkcs12Identity::from_pkcs12(&std::fs::read(&official).unwrap(), P12_PASSWORD).unwrap();
         assert!(Pkcs12Identity::from_pkcs12(&std::fs::read(&official).unwrap(), "wrong").is_err());
         let session = challenge_login(&base, &client_id, &identity, Some(&root)).await.unwrap();
@@ -736,6 +816,16 @@ fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
             .unwrap();
         assert_eq!(r.status(), 303);
         assert!(r.headers()["location"].to_str().unwrap().contains("code="));
+        // The sign-in and the authorization in one answer.
+        let authorization_url = format!(
+            "{base}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fsys.example.gov.cn%2Fcb&scope=openid&state=%E7%8A%B6&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+        );
+        let session = challenge_authorize(&base, &authorization_url, &identity, Some(&root)).await.unwrap();
+        let location = session.location.unwrap();
+        assert!(location.starts_with("https://sys.example.gov.cn/cb?code="), "{location}");
+        assert!(location.ends_with("&state=%E7%8A%B6"), "{location}");
+        let elsewhere = authorization_url.replace("sys.example", "elsewhere.example");
+        assert!(challenge_authorize(&base, &elsewhere, &identity, Some(&root)).await.is_err());
 
         let reply = timestamp(&format!("http://127.0.0.1:{}", ca.http), b"minutes of the meeting").await.unwrap();
         std::fs::write(ca.file("reply.tsr"), reply).unwrap();

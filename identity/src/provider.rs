@@ -158,6 +158,13 @@ const MAX_OPEN_CHALLENGES: usize = 100_000;
 /// Live sessions above this many make every sign-in sweep for expired ones.
 const SESSIONS_SWEPT_ALWAYS_ABOVE: usize = 1_000_000;
 
+/// A challenge taken for answering: the message its answer must sign, and
+/// the client system it was issued for.
+pub struct SpentChallenge {
+    pub message: Vec<u8>,
+    pub client_id: String,
+}
+
 /// How long a challenge may be answered.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(120);
 
@@ -212,8 +219,8 @@ impl Provider {
     }
 
     /// Takes a challenge for answering: it is gone afterwards, so an
-    /// answer cannot be replayed. Returns the message to verify.
-    pub fn take_challenge(&self, id: &str) -> Result<Vec<u8>, Error> {
+    /// answer cannot be replayed.
+    pub fn take_challenge(&self, id: &str) -> Result<SpentChallenge, Error> {
         let c = self
             .challenges
             .lock()
@@ -223,7 +230,10 @@ impl Provider {
         if c.created.elapsed() >= CHALLENGE_TTL {
             return Err(oauth("invalid_grant", "the challenge expired"));
         }
-        Ok(challenge_message(&c.nonce, &c.client_id))
+        Ok(SpentChallenge {
+            message: challenge_message(&c.nonce, &c.client_id),
+            client_id: c.client_id,
+        })
     }
 
     pub fn issuer(&self) -> &str {

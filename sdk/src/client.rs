@@ -150,6 +150,10 @@ impl ChallengeSigner for Pkcs11Identity {
 pub struct ProviderSession {
     pub http: reqwest::Client,
     pub name: Option<String>,
+    /// From [`challenge_authorize`]: the authorization request's redirect
+    /// URI with its code (or with the error that kept it from one), where
+    /// the user agent goes next.
+    pub location: Option<String>,
 }
 
 /// Signs in to Kexin by signed challenge for `client_id`.
@@ -158,6 +162,47 @@ pub async fn challenge_login(
     client_id: &str,
     identity: &impl ChallengeSigner,
     root_pem: Option<&[u8]>,
+) -> Result<ProviderSession, Error> {
+    sign_in(issuer, client_id, identity, root_pem, None).await
+}
+
+/// Signs in by signed challenge and continues `authorization_url` (an
+/// `/oidc/authorize` URL, as [`crate::RelyingParty::login`] builds) in the
+/// same answer: the session's `location` is the client's redirect URI with
+/// its code, one request sooner than following the URL after
+/// [`challenge_login`].
+pub async fn challenge_authorize(
+    issuer: &str,
+    authorization_url: &str,
+    identity: &impl ChallengeSigner,
+    root_pem: Option<&[u8]>,
+) -> Result<ProviderSession, Error> {
+    let url = reqwest::Url::parse(authorization_url)
+        .map_err(|e| Error::Refused(format!("authorization URL: {e}")))?;
+    let authorization: serde_json::Map<String, serde_json::Value> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
+        .collect();
+    let client_id = authorization
+        .get("client_id")
+        .and_then(|c| c.as_str())
+        .ok_or_else(|| Error::Refused("the authorization URL names no client_id".into()))?
+        .to_owned();
+    let session = sign_in(issuer, &client_id, identity, root_pem, Some(authorization)).await?;
+    if session.location.is_none() {
+        return Err(Error::Refused(
+            "the provider did not continue the authorization".into(),
+        ));
+    }
+    Ok(session)
+}
+
+async fn sign_in(
+    issuer: &str,
+    client_id: &str,
+    identity: &impl ChallengeSigner,
+    root_pem: Option<&[u8]>,
+    authorization: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<ProviderSession, Error> {
     // HTTP/1.1: a sign-in is a few requests one after another on a new
     // connection, where HTTP/2 multiplexes nothing and its connection
@@ -184,13 +229,17 @@ pub async fn challenge_login(
         .ok_or_else(|| Error::Refused(challenge.to_string()))?;
     let message = format!("kexin-sso-challenge\n{nonce}\n{client_id}");
     let signature = identity.sign_challenge(message.as_bytes())?;
+    let mut body = serde_json::json!({
+        "challenge_id": challenge["challenge_id"],
+        "certificate": identity.certificate_pem(),
+        "signature": STANDARD.encode(&signature),
+    });
+    if let Some(a) = authorization {
+        body["authorization"] = a.into();
+    }
     let answer: serde_json::Value = http
         .post(format!("{issuer}/oidc/challenge/answer"))
-        .json(&serde_json::json!({
-            "challenge_id": challenge["challenge_id"],
-            "certificate": identity.certificate_pem(),
-            "signature": STANDARD.encode(&signature),
-        }))
+        .json(&body)
         .send()
         .await?
         .json()
@@ -206,6 +255,7 @@ pub async fn challenge_login(
     Ok(ProviderSession {
         http,
         name: answer["name"].as_str().map(str::to_owned),
+        location: answer["location"].as_str().map(str::to_owned),
     })
 }
 

@@ -41,6 +41,11 @@
 //! )?;
 //! let session = challenge_login("https://sso.example.gov.cn", "kx-client-id", &usb_key, Some(&root)).await?;
 //! // session.http now gets codes from /oidc/authorize without signing in again.
+//! // Or sign in and get a system's code in one answer, from the URL its
+//! // RelyingParty::login() built:
+//! let url = "https://sso.example.gov.cn/oidc/authorize?response_type=code&client_id=kx-client-id&…";
+//! let signed_in = kexin_sdk::client::challenge_authorize("https://sso.example.gov.cn", url, &usb_key, Some(&root)).await?;
+//! let callback = signed_in.location; // the system's redirect URI with ?code=…&state=…
 //!
 //! let p12 = Pkcs12Identity::from_pkcs12(&std::fs::read("clerk.p12")?, "secret")?;
 //! let services = TrustServices::new("https://sso.example.gov.cn", &p12, &root)?;

@@ -23,6 +23,11 @@ struct Setup {
     client_id: String,
     secret: String,
     redirect: String,
+    /// The authorization request rides on the challenge's answer (three
+    /// requests a login, as the SDK's `challenge_authorize`), unless
+    /// `SSO_AUTHORIZE=separate`: then the login follows `/oidc/authorize`
+    /// with the SSO cookie afterwards (four).
+    authorize_in_answer: bool,
 }
 
 fn tls_config(root_pem: &[u8]) -> rustls::ClientConfig {
@@ -80,10 +85,33 @@ async fn login(s: &Setup, http: &reqwest::Client, carry_cookie: bool) -> serde_j
         .key
         .sign(&aws_lc_rs::rand::SystemRandom::new(), message.as_bytes())
         .unwrap();
+    let verifier = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let authorization = [
+        ("response_type", "code"),
+        ("client_id", &s.client_id),
+        ("redirect_uri", &s.redirect),
+        ("scope", "openid"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    let mut body = serde_json::json!({ "challenge_id": c["challenge_id"], "certificate": s.cert_pem, "signature": STANDARD.encode(sig.as_ref()) });
+    if s.authorize_in_answer {
+        body["authorization"] = authorization
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     let answer = http
         .post(format!("{}/oidc/challenge/answer", s.issuer))
-        .json(&serde_json::json!({ "challenge_id": c["challenge_id"], "certificate": s.cert_pem, "signature": STANDARD.encode(sig.as_ref()) }))
-        .send().await.unwrap();
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let sso_cookie = answer
         .headers()
         .get(reqwest::header::SET_COOKIE)
@@ -91,39 +119,23 @@ async fn login(s: &Setup, http: &reqwest::Client, carry_cookie: bool) -> serde_j
         .and_then(|c| c.split(';').next())
         .filter(|_| carry_cookie)
         .map(str::to_owned);
-    assert!(
-        answer.status().is_success(),
-        "{}",
-        answer.text().await.unwrap()
-    );
-    let verifier = URL_SAFE_NO_PAD.encode([7u8; 32]);
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ));
-    let mut authorize = http.get(format!("{}/oidc/authorize", s.issuer));
-    if let Some(c) = &sso_cookie {
-        authorize = authorize.header(reqwest::header::COOKIE, c);
-    }
-    let r = authorize
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", &s.client_id),
-            ("redirect_uri", &s.redirect),
-            ("scope", "openid"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let location = r
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    assert!(answer.status().is_success());
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    let location = if s.authorize_in_answer {
+        answer["location"].as_str().expect("a location").to_owned()
+    } else {
+        let mut authorize = http.get(format!("{}/oidc/authorize", s.issuer));
+        if let Some(c) = &sso_cookie {
+            authorize = authorize.header(reqwest::header::COOKIE, c);
+        }
+        let r = authorize.query(&authorization).send().await.unwrap();
+        r.headers()
+            .get("location")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
     let code = location
         .split("code=")
         .nth(1)
@@ -210,6 +222,7 @@ async fn main() {
         client_id: a[5].clone(),
         secret: a[6].clone(),
         redirect: a[7].clone(),
+        authorize_in_answer: std::env::var("SSO_AUTHORIZE").as_deref() != Ok("separate"),
     });
     let (seconds, concurrency): (u64, usize) = (a[8].parse().unwrap(), a[9].parse().unwrap());
     let server: Option<u32> = a.get(10).and_then(|p| p.parse().ok());
