@@ -10,7 +10,7 @@ use x509_cert::Certificate;
 fn certificates(path: &Path) -> Vec<Certificate> {
     std::fs::read(path)
         .ok()
-        .and_then(|pem| Certificate::load_pem_chain(&pem).ok())
+        .and_then(|pem| kexin_ca::certificate::certificates_from_pem(&pem))
         .unwrap_or_default()
 }
 
@@ -19,7 +19,7 @@ fn as_certificate(bytes: &[u8]) -> Option<Certificate> {
     use der::Decode;
     Certificate::from_der(bytes)
         .ok()
-        .or_else(|| Certificate::load_pem_chain(bytes).ok()?.into_iter().next())
+        .or_else(|| kexin_ca::certificate::first_certificate_from_pem(bytes))
 }
 
 /// Chain to our root now, and the status Kexin's database records, when

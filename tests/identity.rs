@@ -361,6 +361,24 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         )
     };
     let answer = |id: &str, signature: &str| answer_with(id, signature, None);
+    // A certificate whose PEM body is shorter than it declares is refused
+    // at once (der's streaming PEM reader would loop on it forever).
+    let short = serde_json::json!({
+        "challenge_id": challenge()["challenge_id"],
+        "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "signature": "AA==",
+    });
+    let (code, out) = curl(&[
+        "--cacert",
+        &root,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &short.to_string(),
+        &format!("{base}/oidc/challenge/answer"),
+    ]);
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&out));
+    assert!(String::from_utf8_lossy(&out).contains("not PEM"));
 
     let c = challenge();
     let message = format!(
@@ -855,6 +873,10 @@ fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
         let bad = services.check_certificate(&std::fs::read_to_string(&revoked_pem).unwrap()).await.unwrap();
         assert_eq!((bad["status"].as_str(), bad["verdict"].as_str()), (Some("revoked"), Some("invalid")), "{bad}");
         assert_eq!(bad["revocation_reason"], "keyCompromise", "{bad}");
+        // A PEM body shorter than it declares is refused, not spun on.
+        let short = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(20), services.check_certificate(short)).await;
+        assert!(matches!(refused, Ok(Err(_))), "a short PEM body was not refused in time");
     });
     let out = ca.kexin(&[
         "verify",

@@ -489,9 +489,7 @@ async fn verify(
                 to_json(kexin_seal::verify::verify_license(&license, trust, &state.instance.db).await)?
             }
             VerifyBody::Certificate { certificate } => {
-                let cert = x509_cert::Certificate::load_pem_chain(certificate.as_bytes())
-                    .ok()
-                    .and_then(|chain| chain.into_iter().next())
+                let cert = kexin_ca::certificate::first_certificate_from_pem(certificate.as_bytes())
                     .ok_or_else(|| {
                         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "certificate is not PEM")
                     })?;
