@@ -470,22 +470,19 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
             "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
         })
     };
-    let answer_for = |a: Value| {
+    // A fresh challenge, answered with the official's key.
+    let answer_for = |a: Option<Value>| {
         let c = challenge();
         let message = format!(
             "kexin-sso-challenge\n{}\n{client_id}",
             c["nonce"].as_str().unwrap()
         );
-        answer_with(
-            c["challenge_id"].as_str().unwrap(),
-            &sign(&message),
-            Some(a),
-        )
+        answer_with(c["challenge_id"].as_str().unwrap(), &sign(&message), a)
     };
-    let (code, v) = answer_for(authorization(
+    let (code, v) = answer_for(Some(authorization(
         &client_id,
         "https://gateway.example.gov.cn/cb",
-    ));
+    )));
     assert_eq!(code, 200, "{v}");
     let location = v["location"].as_str().unwrap();
     assert!(
@@ -512,17 +509,17 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     // Not to a redirect URI the client did not register, nor for another
     // client than the challenge's; neither signs in.
     let jar_before = std::fs::read_to_string(&jar).unwrap();
-    let (code, v) = answer_for(authorization(&client_id, "https://evil.example/cb"));
+    let (code, v) = answer_for(Some(authorization(&client_id, "https://evil.example/cb")));
     assert_eq!(
         (code, v["error"].as_str()),
         (400, Some("invalid_request")),
         "{v}"
     );
     let other = client_add(&ca, "另一个系统", "https://other.example.gov.cn/cb");
-    let (code, v) = answer_for(authorization(
+    let (code, v) = answer_for(Some(authorization(
         other["client_id"].as_str().unwrap(),
         "https://other.example.gov.cn/cb",
-    ));
+    )));
     assert_eq!(
         (code, v["error"].as_str()),
         (400, Some("invalid_request")),
@@ -552,15 +549,7 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         "{v}"
     );
 
-    // A fresh challenge, answered with the official's key.
-    let answer_fresh = || {
-        let c = challenge();
-        let message = format!(
-            "kexin-sso-challenge\n{}\n{client_id}",
-            c["nonce"].as_str().unwrap()
-        );
-        answer(c["challenge_id"].as_str().unwrap(), &sign(&message))
-    };
+    let answer_fresh = || answer_for(None);
 
     // A sign-in the audit trail cannot record opens no session: with
     // every insert into the trail refused, a good answer gets a server
