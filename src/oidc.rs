@@ -435,7 +435,14 @@ struct ChallengeForm {
 
 /// A one-time nonce, bound to the client system, for a signed-challenge
 /// sign-in.
-async fn challenge(State(state): State<AppState>, Form(f): Form<ChallengeForm>) -> Response {
+async fn challenge(
+    State(state): State<AppState>,
+    form: Result<Form<ChallengeForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return malformed(e.body_text()),
+    };
     match state.oidc.challenge(&f.client_id).await {
         Ok((id, nonce)) => Json(serde_json::json!({
             "challenge_id": id,
@@ -468,8 +475,12 @@ struct Answer {
 async fn answer(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Json(a): Json<Answer>,
+    body: Result<Json<Answer>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let a = match body {
+        Ok(Json(a)) => a,
+        Err(e) => return malformed(e.body_text()),
+    };
     let refuse = |m: &str| oauth_error(kexin_identity::Error::OAuth("access_denied", m.to_owned()));
     if let Some(r) = &a.authorization {
         if let Err(e) = state.oidc.check_authorization(r).await {
@@ -558,6 +569,11 @@ struct TokenForm {
     token: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+}
+
+/// A request body that does not parse, refused as OAuth refuses.
+fn malformed(why: String) -> Response {
+    oauth_error(kexin_identity::Error::OAuth("invalid_request", why))
 }
 
 fn oauth_error(e: kexin_identity::Error) -> Response {

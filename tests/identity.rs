@@ -363,22 +363,52 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     let answer = |id: &str, signature: &str| answer_with(id, signature, None);
     // A certificate whose PEM body is shorter than it declares is refused
     // at once (der's streaming PEM reader would loop on it forever).
-    let short = serde_json::json!({
+    let post_answer = |body: &Value| {
+        let (code, out) = curl(&[
+            "--cacert",
+            &root,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body.to_string(),
+            &format!("{base}/oidc/challenge/answer"),
+        ]);
+        (
+            code,
+            serde_json::from_slice::<Value>(&out).unwrap_or(Value::Null),
+        )
+    };
+    let (code, v) = post_answer(&serde_json::json!({
         "challenge_id": challenge()["challenge_id"],
         "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
         "signature": "AA==",
-    });
+    }));
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("not PEM"),
+        "{v}"
+    );
+    // A malformed challenge request or answer gets an OAuth error
+    // document, as every refusal here.
     let (code, out) = curl(&[
         "--cacert",
         &root,
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        &short.to_string(),
-        &format!("{base}/oidc/challenge/answer"),
+        "-d",
+        "client=x",
+        &format!("{base}/oidc/challenge"),
     ]);
-    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&out));
-    assert!(String::from_utf8_lossy(&out).contains("not PEM"));
+    let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    let (code, v) = post_answer(&serde_json::json!({ "challenge_id": 1, "authorization": "nope" }));
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
 
     let c = challenge();
     let message = format!(
