@@ -348,8 +348,12 @@ pub fn certificate_pem(der: &[u8]) -> String {
     out
 }
 
-/// The first certificate of a PEM text (text outside the armour is
-/// ignored), or `None` if it has none or it does not decode.
+/// The first certificate of a PEM text, or `None` if it has none or it
+/// does not decode. Text outside the armour is ignored (RFC 7468 §2:
+/// parsers must not malfunction on it): `openssl pkcs12 -nokeys` puts
+/// "Bag Attributes" lines before each certificate, `openssl x509 -text`
+/// its dump; the strict `der::pem::decode_vec` of the CSR path refuses
+/// both.
 ///
 /// Outside PEM must not reach der 0.7's streaming PEM reader (under
 /// x509-cert's `load_pem_chain` and `DecodePem`): it loops forever on a

@@ -61,12 +61,13 @@ impl<W: BatchWriter> GroupCommit<W> {
         }
     }
 
-    /// Writes `item`, together with whatever other writers queued meanwhile.
+    /// The writer, for tests that look at what it holds.
     #[cfg(test)]
     pub(crate) fn writer(&self) -> &W {
         &self.writer
     }
 
+    /// Writes `item`, together with whatever other writers queued meanwhile.
     pub async fn submit(&self, item: W::Item) -> Result<W::Output, Error> {
         let (done, mut outcome) = oneshot::channel();
         lock(&self.queue).push((item, done));
