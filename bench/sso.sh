@@ -14,6 +14,8 @@ KEXIN=${KEXIN:-target/release/kexin}
 SECONDS_EACH=${SECONDS_EACH:-10}
 # The clients speak HTTP/1.1, as the SDK's challenge_login does;
 # SSO_HTTP=2 makes them offer h2 first, as browsers do.
+# SSO_ONLY=certificate-login-keepalive,refresh-grant (bench names, comma
+# separated) runs only those, for quick A/B comparisons of two builds.
 # Clients at once: each level is a run of its own, on the same server.
 CONCURRENCY=${CONCURRENCY:-16 64}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin

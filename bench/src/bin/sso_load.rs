@@ -160,11 +160,19 @@ async fn login(s: &Setup, http: &reqwest::Client, carry_cookie: bool) -> serde_j
         .unwrap()
 }
 
+/// Whether the bench `name` is to run: all are, unless SSO_ONLY names some.
+fn wanted(name: &str) -> bool {
+    std::env::var("SSO_ONLY").map_or(true, |only| only.split(',').any(|n| n == name))
+}
+
 async fn run<F, Fut>(name: &str, seconds: u64, concurrency: usize, server: Option<u32>, f: F)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    if !wanted(name) {
+        return;
+    }
     let f = Arc::new(f);
     let cpu_before = server_cpu_seconds(server);
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -267,6 +275,9 @@ async fn main() {
     .await;
 
     // Refresh grants: each worker rotates its own refresh token.
+    if !wanted("refresh-grant") && !wanted("sdk-id-token-verify") {
+        return;
+    }
     let http = client(&setup.tls, true);
     let mut chains = Vec::new();
     for _ in 0..concurrency {
@@ -299,6 +310,9 @@ async fn main() {
     .await;
 
     // ID-token verification in the SDK (JWKS cached), one core.
+    if !wanted("sdk-id-token-verify") {
+        return;
+    }
     let rp = kexin_sdk::RelyingParty::discover(
         &setup.issuer,
         &setup.client_id,
