@@ -15,6 +15,7 @@ mod init;
 mod instance;
 mod metrics;
 mod officer;
+mod official_certificates;
 mod oidc;
 mod plain_http;
 mod portal;

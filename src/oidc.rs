@@ -8,6 +8,8 @@
 //! a cookie bound to the account; after it ends (idle, absolute, logout),
 //! the official confirms the sign-in again.
 
+use std::sync::Arc;
+
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -19,6 +21,7 @@ use kexin_identity::provider::{AuthorizationError, AuthorizationRequest, Officia
 use maud::html;
 use serde::Deserialize;
 
+use crate::official_certificates::OfficialCertificate;
 use crate::serve::AppState;
 use crate::tls::PeerCertificates;
 use crate::web::{cookie, percent_encode};
@@ -95,60 +98,46 @@ async fn official(state: &AppState, peers: Option<&PeerCertificates>) -> Result<
     let der = peers.and_then(|p| p.0.first()).ok_or(
         "present the certificate of your USB key or soft certificate (请出示您的数字证书)",
     )?;
-    let cert =
-        x509_cert::Certificate::from_der(der).map_err(|_| "unreadable certificate".to_owned())?;
-    official_from_certificate(state, &cert).await
+    Ok(official_certificate(state, der).await?.official.clone())
 }
 
-/// The official a certificate of the `officials` CA signs in, checked
-/// against the database (revoked, held, unknown) and its validity.
-async fn official_from_certificate(
+/// The official a certificate of the `officials` CA signs in: chained to
+/// our root and valid now, and good in the database (not revoked, held or
+/// unknown), which is read at every sign-in.
+async fn official_certificate(
     state: &AppState,
-    cert: &x509_cert::Certificate,
-) -> Result<Official, String> {
+    der: &[u8],
+) -> Result<Arc<OfficialCertificate>, String> {
     let officials = state.ca_certificate("officials").ok_or("no officials CA")?;
-    if cert.tbs_certificate.issuer != officials.tbs_certificate.subject {
-        return Err("this certificate is not from the officials CA".into());
-    }
-    let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
-    let record = state
-        .instance
-        .db
-        .certificate(&serial)
-        .await
-        .map_err(|e| e.to_string())?;
-    match record.map(|r| r.status) {
-        Some(s) if s == "issued" => {}
-        Some(s) => {
-            return Err(format!(
-                "this certificate is {s} (证书已{})",
-                if s == "hold" { "挂起" } else { "撤销" }
-            ))
-        }
-        None => return Err("this certificate is unknown to Kexin".into()),
-    }
-    let v = &cert.tbs_certificate.validity;
+    let trust = state.trust();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    if now > v.not_after.to_unix_duration().as_secs() {
-        return Err("this certificate has expired (证书已过期)".into());
+    let checked = state.official_certificates.check(
+        der,
+        &crate::official_certificates::Trust {
+            officials,
+            intermediates: &trust.intermediates,
+            roots: &trust.roots,
+            signatures: &state.verified_signatures,
+        },
+        now,
+    )?;
+    let record = state
+        .instance
+        .db
+        .certificate(&checked.serial)
+        .await
+        .map_err(|e| e.to_string())?;
+    match record.map(|r| r.status) {
+        Some(s) if s == "issued" => Ok(checked),
+        Some(s) => Err(format!(
+            "this certificate is {s} (证书已{})",
+            if s == "hold" { "挂起" } else { "撤销" }
+        )),
+        None => Err("this certificate is unknown to Kexin".into()),
     }
-    let attributes =
-        kexin_ca::csr::name_attributes(&cert.tbs_certificate.subject).unwrap_or_default();
-    let find = |oid| {
-        attributes
-            .iter()
-            .find(|(o, _)| *o == oid)
-            .map(|(_, v)| v.as_str())
-    };
-    Ok(Official::from_certificate(
-        &cert.tbs_certificate.subject.to_string(),
-        find(const_oid::db::rfc4519::CN),
-        find(const_oid::db::rfc4519::O),
-        &serial,
-    ))
 }
 
 /// scheme://host[:port] of a URL, if it has a plain one (CSP source syntax).
@@ -505,32 +494,19 @@ async fn answer(
         }
     }
     let message = spent.message;
-    let Some(cert) = kexin_ca::certificate::first_certificate_from_pem(a.certificate.as_bytes())
+    let Some(der) = kexin_ca::certificate::first_certificate_der_from_pem(a.certificate.as_bytes())
     else {
         return refuse("the certificate is not PEM");
     };
-    let trust = state.trust();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if let Err(e) =
-        state
-            .verified_signatures
-            .check_chain(&cert, &trust.intermediates, &trust.roots, now)
-    {
-        return refuse(&format!(
-            "the certificate does not chain to the trusted root: {e}"
-        ));
-    }
-    let who = match official_from_certificate(&state, &cert).await {
-        Ok(o) => o,
+    let checked = match official_certificate(&state, &der).await {
+        Ok(c) => c,
         Err(m) => return refuse(&m),
     };
+    let who = &checked.official;
     let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(a.signature.trim()) else {
         return refuse("the signature is not base64");
     };
-    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let spki = &checked.public_key;
     let Ok(key) = kexin_hsm::KeyAlgorithm::from_spki(spki) else {
         return refuse("unsupported key");
     };
@@ -543,14 +519,14 @@ async fn answer(
     ) {
         return refuse(&format!("the challenge signature does not verify: {e}"));
     }
-    let (session, cookie) = match start_sso(&state, &who, "signed-challenge", peer.ip()).await {
+    let (session, cookie) = match start_sso(&state, who, "signed-challenge", peer.ip()).await {
         Ok(started) => started,
         Err(e) => return oauth_error(e),
     };
     let mut signed_in =
         serde_json::json!({ "signed_in": true, "sub": who.subject, "name": who.claims["name"] });
     if let Some(r) = &a.authorization {
-        signed_in["location"] = code_location(&state, r, &session, &who).await.into();
+        signed_in["location"] = code_location(&state, r, &session, who).await.into();
     }
     let mut res = Json(signed_in).into_response();
     if let Some(v) = cookie {

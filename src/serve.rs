@@ -68,6 +68,9 @@ pub struct Services {
     /// Certificate signatures checked before: a returning official's chain
     /// is not verified again at every sign-in.
     pub verified_signatures: kexin_ca::verify::VerifiedSignatures,
+    /// Officials' certificates found good before: a returning official's
+    /// certificate is recognised by its bytes (its status is still read).
+    pub official_certificates: crate::official_certificates::OfficialCertificates,
     metrics: Arc<Metrics>,
 }
 
@@ -176,6 +179,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         ca_parsed,
         trust,
         verified_signatures: Default::default(),
+        official_certificates: Default::default(),
         metrics: Metrics::new(),
     }));
 

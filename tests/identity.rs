@@ -385,7 +385,10 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     }));
     assert_eq!(code, 400, "{v}");
     assert!(
-        v["error_description"].as_str().unwrap().contains("not PEM"),
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable certificate"),
         "{v}"
     );
     // A malformed challenge request or answer gets an OAuth error

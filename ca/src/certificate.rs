@@ -364,23 +364,30 @@ pub fn certificate_pem(der: &[u8]) -> String {
 /// through the streaming reader and ~3.2% this way, nearly all of it the
 /// DER parse.
 pub fn first_certificate_from_pem(text: &[u8]) -> Option<Certificate> {
-    next_pem_certificate(text)?.0
+    Certificate::from_der(&first_certificate_der_from_pem(text)?).ok()
+}
+
+/// The DER of the first certificate of a PEM text, not parsed: for a
+/// caller that looks its certificates up by their bytes first. `None` if
+/// the text has no certificate block or its base64 does not decode.
+pub fn first_certificate_der_from_pem(text: &[u8]) -> Option<Vec<u8>> {
+    next_pem_block(text)?.0
 }
 
 /// Every certificate of a PEM text, in order; `None` if one of them does
 /// not decode. Safe on outside bytes, as [`first_certificate_from_pem`].
 pub fn certificates_from_pem(mut text: &[u8]) -> Option<Vec<Certificate>> {
     let mut out = Vec::new();
-    while let Some((certificate, rest)) = next_pem_certificate(text) {
-        out.push(certificate?);
+    while let Some((der, rest)) = next_pem_block(text) {
+        out.push(Certificate::from_der(&der?).ok()?);
         text = rest;
     }
     Some(out)
 }
 
-/// The next `CERTIFICATE` block of `text`, decoded if it decodes, and the
-/// text after it; `None` when no whole block is left.
-fn next_pem_certificate(text: &[u8]) -> Option<(Option<Certificate>, &[u8])> {
+/// The bytes of the next `CERTIFICATE` block of `text`, if its base64
+/// decodes, and the text after it; `None` when no whole block is left.
+fn next_pem_block(text: &[u8]) -> Option<(Option<Vec<u8>>, &[u8])> {
     use base64::Engine;
     const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
     const END: &[u8] = b"-----END CERTIFICATE-----";
@@ -391,11 +398,8 @@ fn next_pem_certificate(text: &[u8]) -> Option<(Option<Certificate>, &[u8])> {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    let certificate = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .ok()
-        .and_then(|der| Certificate::from_der(&der).ok());
-    Some((certificate, &text[start + len + END.len()..]))
+    let der = base64::engine::general_purpose::STANDARD.decode(body).ok();
+    Some((der, &text[start + len + END.len()..]))
 }
 
 #[cfg(test)]
@@ -412,6 +416,10 @@ mod tests {
         let ours = first_certificate_from_pem(chain.as_bytes()).unwrap();
         let theirs = Certificate::load_pem_chain(pem.as_bytes()).unwrap();
         assert_eq!(ours, theirs[0]);
+        assert_eq!(
+            first_certificate_der_from_pem(chain.as_bytes()),
+            ours.to_der().ok()
+        );
         assert_eq!(
             certificates_from_pem(chain.as_bytes()).unwrap(),
             [ours.clone(), ours]

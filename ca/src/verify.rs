@@ -147,6 +147,20 @@ fn verify_sm2(
     Err(VerifyError::BadSignature)
 }
 
+/// Unix seconds, both ends included, in which a chain's certificates
+/// are all valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidityWindow {
+    pub not_before: u64,
+    pub not_after: u64,
+}
+
+impl ValidityWindow {
+    pub fn contains(&self, at: u64) -> bool {
+        self.not_before <= at && at <= self.not_after
+    }
+}
+
 /// Certificate signatures already found good, so that a certificate
 /// presented again (an official's next sign-in) costs a hash, not a
 /// signature verification.
@@ -187,15 +201,29 @@ impl VerifiedSignatures {
     }
 
     /// [`build_chain`], with every signature on the way remembered, for a
-    /// caller that needs only the verdict.
+    /// caller that needs only the verdict and the span of time in which
+    /// every certificate of the chain is valid (it holds `at`).
     pub fn check_chain(
         &self,
         leaf: &x509_cert::Certificate,
         pool: &[x509_cert::Certificate],
         roots: &[x509_cert::Certificate],
         at: u64,
-    ) -> Result<(), String> {
-        chain(leaf, pool, roots, at, Some(self)).map(|_| ())
+    ) -> Result<ValidityWindow, String> {
+        let chain = chain(leaf, pool, roots, at, Some(self))?;
+        Ok(chain.iter().fold(
+            ValidityWindow {
+                not_before: 0,
+                not_after: u64::MAX,
+            },
+            |w, c| {
+                let v = &c.tbs_certificate.validity;
+                ValidityWindow {
+                    not_before: w.not_before.max(v.not_before.to_unix_duration().as_secs()),
+                    not_after: w.not_after.min(v.not_after.to_unix_duration().as_secs()),
+                }
+            },
+        ))
     }
 
     fn remembered(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
