@@ -205,7 +205,7 @@ where
     println!(
         "{}",
         serde_json::json!({
-            "bench": name, "per_s": (all.len() as f64 / seconds as f64).round(),
+            "bench": name, "count": all.len(), "per_s": (all.len() as f64 / seconds as f64).round(),
             "p50_ms": (p(0.5) * 10.0).round() / 10.0, "p99_ms": (p(0.99) * 10.0).round() / 10.0,
             "concurrency": concurrency,
             "server_cores_busy": cpu.map(|c| (c / seconds as f64 * 100.0).round() / 100.0),
