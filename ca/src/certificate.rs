@@ -391,13 +391,10 @@ fn next_pem_block(text: &[u8]) -> Option<(Option<Vec<u8>>, &[u8])> {
     use base64::Engine;
     const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
     const END: &[u8] = b"-----END CERTIFICATE-----";
-    let start = text.windows(BEGIN.len()).position(|w| w == BEGIN)? + BEGIN.len();
-    let len = text[start..].windows(END.len()).position(|w| w == END)?;
-    let body: Vec<u8> = text[start..start + len]
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let start = memchr::memmem::find(text, BEGIN)? + BEGIN.len();
+    let len = memchr::memmem::find(&text[start..], END)?;
+    let mut body = text[start..start + len].to_vec();
+    body.retain(|b| !b.is_ascii_whitespace());
     let der = base64::engine::general_purpose::STANDARD.decode(body).ok();
     Some((der, &text[start + len + END.len()..]))
 }
