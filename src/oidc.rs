@@ -259,19 +259,34 @@ async fn authorize(
     // challenge) gives a code at once, unless another certificate is
     // presented now.
     if let Some(session) = cookie(&headers, SSO_COOKIE) {
-        if let Some(signed_in) = state.oidc.session(session) {
+        if let Some(signed_in) = signed_in(&state, session).await {
             let same = match &presented {
                 Some(Ok(o)) => o.subject == signed_in.subject,
                 _ => true,
             };
             if same {
                 if certificate_still_issued(&state, &signed_in).await {
-                    return code_redirect(&state, &r, session, &signed_in).await;
-                }
-                // Revoked or held since sign-in: the session ends for every
-                // system, and the official must sign in again.
-                if let Ok(notices) = state.oidc.logout(session).await {
-                    deliver_logout(&state, notices).await;
+                    // A system logout would not tell gets no code; a
+                    // session that ended meanwhile gives none either.
+                    let client_id = r.client_id.as_deref().unwrap_or_default();
+                    match state.oidc.join_session(session, client_id).await {
+                        Ok(true) => return code_redirect(&state, &r, session, &signed_in).await,
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "a system could not join an SSO session");
+                            return page(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "Sign-in unavailable 暂时无法登录",
+                                html! { p class="error" { "The sign-in could not be recorded; try again later." } },
+                            );
+                        }
+                    }
+                } else {
+                    // Revoked or held since sign-in: the session ends for
+                    // every system, and the official must sign in again.
+                    if let Ok(notices) = state.oidc.logout(session).await {
+                        deliver_logout(&state, notices).await;
+                    }
                 }
             }
         }
@@ -310,6 +325,15 @@ async fn authorize(
         },
         r.redirect_uri.as_deref(),
     )
+}
+
+/// The official of a live SSO session, or none when it ended or could not
+/// be read (the official is then asked to sign in).
+async fn signed_in(state: &AppState, session: &str) -> Option<Official> {
+    state.oidc.session(session).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "an SSO session could not be read");
+        None
+    })
 }
 
 /// Whether the certificate a session was opened with is still issued (not
@@ -363,6 +387,7 @@ async fn sign_in(
         &state,
         &who,
         r.client_id.as_deref().unwrap_or_default(),
+        r.client_id.as_deref(),
         peer.ip(),
     )
     .await
@@ -385,30 +410,35 @@ async fn sign_in(
 }
 
 /// Starts an SSO session for `who` (audited as `sso.login`, `via` the
-/// client or the challenge) and returns its id with the cookie that carries it.
+/// client or the challenge), with `client` taking part from the start when
+/// the sign-in is for one, and returns its id with the cookie that carries it.
 async fn start_sso(
     state: &AppState,
     who: &Official,
     via: &str,
+    client: Option<&str>,
     source: std::net::IpAddr,
 ) -> Result<(String, Option<HeaderValue>), kexin_identity::Error> {
-    // Audited first: a sign-in the trail cannot record opens no session.
-    // Its flush waits for the next flushing commit: the session lives in
-    // memory only, and what a sign-in lets out (an ID token, at the token
+    // The session is stored in its record's transaction: a sign-in the
+    // trail cannot record opens no session. Its flush waits for the next
+    // flushing commit: what a sign-in lets out (an ID token, at the token
     // endpoint) goes out after its refresh token's flushing commit to the
     // same database. A crash in between loses the record with the session.
+    let (session, row) = state.oidc.new_session(who, client)?;
     state
         .instance
         .audit
-        .append_unflushed(kexin_ca::audit::AuditEvent {
-            actor: &format!("official:{}", who.subject),
-            action: "sso.login",
-            target: via,
-            source: &source.to_string(),
-            detail: serde_json::json!({ "certificate": who.claims["x5t_serial"], "name": who.claims["name"] }),
-        })
+        .append_unflushed_with(
+            kexin_ca::audit::AuditEvent {
+                actor: &format!("official:{}", who.subject),
+                action: "sso.login",
+                target: via,
+                source: &source.to_string(),
+                detail: serde_json::json!({ "certificate": who.claims["x5t_serial"], "name": who.claims["name"] }),
+            },
+            row,
+        )
         .await?;
-    let session = state.oidc.start_session(who.clone())?;
     let cookie = HeaderValue::from_str(&format!(
         "{SSO_COOKIE}={session}; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
         kexin_identity::provider::SESSION_ABSOLUTE.as_secs()
@@ -519,10 +549,12 @@ async fn answer(
     ) {
         return refuse(&format!("the challenge signature does not verify: {e}"));
     }
-    let (session, cookie) = match start_sso(&state, who, "signed-challenge", peer.ip()).await {
-        Ok(started) => started,
-        Err(e) => return oauth_error(e),
-    };
+    let client = a.authorization.as_ref().and(Some(spent.client_id.as_str()));
+    let (session, cookie) =
+        match start_sso(&state, who, "signed-challenge", client, peer.ip()).await {
+            Ok(started) => started,
+            Err(e) => return oauth_error(e),
+        };
     let mut signed_in =
         serde_json::json!({ "signed_in": true, "sub": who.subject, "name": who.claims["name"] });
     if let Some(r) = &a.authorization {

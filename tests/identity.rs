@@ -494,6 +494,17 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     assert_eq!(status, 200, "{tokens}");
     let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
 
+    // The session outlives a restart of the server: it is stored, not
+    // held in memory.
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+    let server = ca.serve();
+    let text = authorize_with_session();
+    assert!(
+        text.starts_with("303 https://gateway.example.gov.cn/cb?code="),
+        "after a restart: {text}"
+    );
+
     // An answer may carry the authorization request and get its redirect,
     // with a code, back at once.
     let authorization = |client: &str, redirect: &str| {

@@ -13,6 +13,7 @@ use sqlx::Row;
 
 use crate::storage::direct;
 use crate::storage::group_commit::{BatchWriter, GroupCommit};
+use crate::storage::rows::{self, NewRow};
 use crate::storage::{
     insert_rows_sql, leave_flush_to_later, storage, Backend, Database, Durability,
     ROWS_PER_STATEMENT,
@@ -112,6 +113,21 @@ impl AuditLog {
         entry.durability = Durability::WithCallersNextCommit;
         self.appends.submit(entry).await
     }
+
+    /// As [`Self::append_unflushed`], with `row` inserted in the same
+    /// transaction: the change the event records exists exactly when its
+    /// record does, and needs no commit of its own.
+    pub async fn append_unflushed_with(
+        &self,
+        event: AuditEvent<'_>,
+        row: NewRow,
+    ) -> Result<AuditEntry, Error> {
+        let mut entry = NewEntry::from(event);
+        entry.durability = Durability::WithCallersNextCommit;
+        entry.rider = Some(row);
+        self.appends.submit(entry).await
+    }
+
     /// Entries in order, `limit` at most, starting after `after_seq`.
     pub async fn entries(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, Error> {
         let rows = sqlx::query(
@@ -322,6 +338,8 @@ pub(crate) struct NewEntry {
     source: String,
     detail: String,
     durability: Durability,
+    /// Written in the entry's transaction: the change the entry records.
+    rider: Option<NewRow>,
 }
 
 impl From<AuditEvent<'_>> for NewEntry {
@@ -333,6 +351,7 @@ impl From<AuditEvent<'_>> for NewEntry {
             source: e.source.to_owned(),
             detail: e.detail.to_string(),
             durability: Durability::Flushed,
+            rider: None,
         }
     }
 }
@@ -374,6 +393,7 @@ impl ChainWriter {
                 .run(move |connection| {
                     let tx = direct::begin(connection, if flush { "FULL" } else { "NORMAL" })?;
                     let entries = extend_chain_sqlite(&tx, &events)?;
+                    rows::insert_sqlite(&tx, &riders(&events))?;
                     tx.commit().map_err(direct::failed)?;
                     Ok(entries)
                 })
@@ -384,9 +404,14 @@ impl ChainWriter {
             leave_flush_to_later(&mut tx).await?;
         }
         let entries = extend_chain(&mut tx, events).await?;
+        rows::insert(&mut tx, &riders(events)).await?;
         tx.commit().await.map_err(storage)?;
         Ok(entries)
     }
+}
+
+fn riders(events: &[NewEntry]) -> Vec<&NewRow> {
+    events.iter().filter_map(|e| e.rider.as_ref()).collect()
 }
 
 const LOCK_CHAIN: &str = "UPDATE audit_lock SET appends = appends + 1 WHERE id = 1";

@@ -18,6 +18,7 @@ pub mod direct;
 pub mod group_commit;
 mod licenses;
 mod requests;
+pub mod rows;
 mod seals;
 pub use certificates::{IssuanceJournal, JournalSession, PendingCertificate, SignedCertificate};
 pub use licenses::LicenseRow;
@@ -302,7 +303,7 @@ impl Database {
     /// A lookup of at most one row by key (`keys` bound to `$1`, `$2`, …),
     /// mapped by `in_place` or `pooled`: on SQLite read in place on the
     /// caller's thread, through the pool if that fails or elsewhere.
-    async fn look_up<T>(
+    pub async fn look_up<T>(
         &self,
         sql: &str,
         keys: &[&str],

@@ -15,6 +15,7 @@ mod expiry;
 pub mod jwt;
 pub mod provider;
 pub mod refresh;
+pub mod sessions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
+use kexin_ca::storage::rows::NewRow;
 use kexin_ca::storage::Database;
 use serde::Deserialize;
 use sqlx::Row;
@@ -16,12 +17,11 @@ use crate::codes::{CodeStore, PendingCode};
 use crate::expiry::ExpiringMap;
 use crate::jwt::KeySet;
 use crate::refresh::{NewGrant, RefreshJournal, REFRESH_TTL};
+use crate::sessions::Sessions;
 use crate::{now, oauth, random_token, sha256_hex, storage, Error};
 
 const ACCESS_TTL: i64 = 300;
-/// An SSO session unused this long ends; and this long after sign-in in any case.
-pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
-pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(10 * 3600);
+pub use crate::sessions::{SESSION_ABSOLUTE, SESSION_IDLE};
 
 /// A signed-in official: the account (`sub`) a certificate subject maps to,
 /// and the claims shown to client systems.
@@ -50,52 +50,6 @@ impl Official {
                 "subject_dn": subject_dn,
             }),
         }
-    }
-}
-
-/// A live SSO session, held in memory for as long as it lives (30 minutes
-/// idle, 10 hours at most): a province's officials signing in over a
-/// morning are this many entries, so an entry keeps its official as text
-/// rather than as a JSON tree (~1.5 KB less each, measured).
-struct Session {
-    subject: Box<str>,
-    /// The official's claims, as JSON.
-    claims: Box<str>,
-    created: Instant,
-    last_seen: Instant,
-    /// Systems that received a code in this session, each once: told at
-    /// logout.
-    clients: Vec<Box<str>>,
-}
-
-impl Session {
-    fn new(official: &Official, now: Instant) -> Self {
-        Self {
-            subject: official.subject.as_str().into(),
-            claims: official.claims.to_string().into(),
-            created: now,
-            last_seen: now,
-            clients: Vec::new(),
-        }
-    }
-
-    fn official(&self) -> Official {
-        Official {
-            subject: self.subject.to_string(),
-            claims: serde_json::from_str(&self.claims).unwrap_or_default(),
-        }
-    }
-
-    fn took_part(&mut self, client_id: &str) {
-        if !self.clients.iter().any(|c| &**c == client_id) {
-            self.clients.push(client_id.into());
-        }
-    }
-
-    /// Neither idle nor past its absolute lifetime.
-    fn live(&self, now: Instant) -> bool {
-        now.duration_since(self.last_seen) < SESSION_IDLE
-            && now.duration_since(self.created) < SESSION_ABSOLUTE
     }
 }
 
@@ -134,10 +88,7 @@ pub struct Provider {
     db: Database,
     keys: KeySet,
     issuer: String,
-    /// Keyed by [`sid`] of the session id: lookups by cookie hash it once,
-    /// lookups by a token's `sid` need no hashing, and the cookie values
-    /// themselves are never kept.
-    sessions: Mutex<ExpiringMap<Session>>,
+    sessions: Sessions,
     challenges: Mutex<ExpiringMap<Challenge>>,
     clients: Directory,
     codes: CodeStore,
@@ -154,9 +105,6 @@ struct Challenge {
 
 /// Open challenges above this many are refused rather than held.
 const MAX_OPEN_CHALLENGES: usize = 100_000;
-
-/// Live sessions above this many make every sign-in sweep for expired ones.
-const SESSIONS_SWEPT_ALWAYS_ABOVE: usize = 1_000_000;
 
 /// A challenge taken for answering: the message its answer must sign, and
 /// the client system it was issued for.
@@ -180,10 +128,10 @@ impl Provider {
             clients: Directory::new(db.clone()),
             refresh_tokens: RefreshJournal::new(&db),
             codes: CodeStore::default(),
+            sessions: Sessions::new(db.clone()),
             db,
             keys,
             issuer,
-            sessions: Mutex::default(),
             challenges: Mutex::default(),
         }
     }
@@ -327,26 +275,33 @@ impl Provider {
     }
 
     /// The official of a live SSO session; marks it used.
-    pub fn session(&self, id: &str) -> Option<Official> {
-        let now = Instant::now();
+    pub async fn session(&self, id: &str) -> Result<Option<Official>, Error> {
         let key = sid(id);
-        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map.get_mut(&key)?;
-        if !s.live(now) {
-            map.remove(&key);
-            return None;
-        }
-        s.last_seen = now;
-        Some(s.official())
+        let Some(live) = self.sessions.find(&key).await? else {
+            return Ok(None);
+        };
+        self.sessions.touch(&key, &live).await?;
+        Ok(Some(live.official))
     }
 
-    pub fn start_session(&self, official: Official) -> Result<String, Error> {
-        let id = random_token()?;
-        let now = Instant::now();
-        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        map.sweep(now, SESSIONS_SWEPT_ALWAYS_ABOVE, |s| s.live(now));
-        map.insert(sid(&id), Session::new(&official, now));
-        Ok(id)
+    /// A new SSO session for `official`, for `client` (a system that takes
+    /// part from the start) if known: its id (the cookie's value), and its
+    /// row, which the caller inserts in the transaction of the sign-in's
+    /// audit entry ([`kexin_ca::audit::AuditLog::append_unflushed_with`]).
+    pub fn new_session(
+        &self,
+        official: &Official,
+        client: Option<&str>,
+    ) -> Result<(String, NewRow), Error> {
+        let id = session_id(std::time::SystemTime::now(), &random_token()?);
+        let row = self.sessions.start(sid(&id), official, client);
+        Ok((id, row))
+    }
+
+    /// Counts `client_id` among the systems of a session, which logout
+    /// tells; false if the session is gone.
+    pub async fn join_session(&self, session_id: &str, client_id: &str) -> Result<bool, Error> {
+        self.sessions.join(&sid(session_id), client_id).await
     }
 
     /// Ends the SSO session everywhere: no system gets a code from it again,
@@ -354,12 +309,7 @@ impl Provider {
     /// registered a back-channel logout URI gets a signed logout token
     /// (returned here for delivery).
     pub async fn logout(&self, session_id: &str) -> Result<Vec<LogoutNotice>, Error> {
-        let removed = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&sid(session_id));
-        let Some(session) = removed else {
+        let Some(session) = self.sessions.end(&sid(session_id)).await? else {
             return Ok(Vec::new());
         };
         self.codes.end_session(&sid(session_id));
@@ -370,7 +320,6 @@ impl Provider {
             .map_err(storage)?;
         let mut notices = Vec::new();
         for client_id in &session.clients {
-            let client_id = &**client_id;
             let Some((client, _)) = self.clients.find(client_id).await? else {
                 continue;
             };
@@ -396,6 +345,9 @@ impl Provider {
         Ok(notices)
     }
 
+    /// A code for `r`'s client from the session `session_id`, which the
+    /// client must already take part in ([`Self::start_session`],
+    /// [`Self::join_session`]) for logout to tell it.
     pub async fn issue_code(
         &self,
         r: &AuthorizationRequest,
@@ -403,14 +355,6 @@ impl Provider {
         official: &Official,
     ) -> Result<String, Error> {
         let code = random_token()?;
-        if let Some(s) = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&sid(session_id))
-        {
-            s.took_part(r.client_id.as_deref().unwrap_or_default());
-        }
         self.codes.insert(
             &code,
             PendingCode {
@@ -637,9 +581,10 @@ impl Provider {
             .await
             .map_err(storage)?
             .is_some();
-        let session_live = claims["sid"]
-            .as_str()
-            .is_some_and(|s| self.session_by_sid(s));
+        let session_live = match claims["sid"].as_str() {
+            Some(s) => self.sessions.find(s).await?.is_some(),
+            None => false,
+        };
         if revoked || !session_live {
             return Err(oauth(
                 "invalid_token",
@@ -647,14 +592,6 @@ impl Provider {
             ));
         }
         Ok(claims)
-    }
-
-    fn session_by_sid(&self, wanted: &str) -> bool {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(wanted)
-            .is_some_and(|s| s.live(Instant::now()))
     }
 
     /// The official's claims, for the holder of a live access token; a
@@ -752,50 +689,20 @@ impl Provider {
     }
 }
 
-/// What tokens carry of a session: a hash, never the cookie value.
-pub fn sid(session_id: &str) -> String {
-    sha256_hex(session_id)[..32].to_owned()
+/// A session's id (its cookie's value): its start in milliseconds as 12
+/// hex digits, then `random`.
+fn session_id(started: std::time::SystemTime, random: &str) -> String {
+    let ms = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{ms:012x}{random}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session(at: Instant) -> Session {
-        Session::new(
-            &Official::from_certificate("CN=张三", Some("张三"), None, "01"),
-            at,
-        )
-    }
-
-    #[test]
-    fn a_session_gives_back_its_official_and_each_client_once() {
-        let official =
-            Official::from_certificate("CN=张三,O=省政府", Some("张三"), Some("省政府"), "0a1b");
-        let mut s = Session::new(&official, Instant::now());
-        let back = s.official();
-        assert_eq!(back.subject, official.subject);
-        assert_eq!(back.claims, official.claims);
-        for client in ["a", "b", "a"] {
-            s.took_part(client);
-        }
-        assert_eq!(s.clients, vec![Box::from("a"), Box::from("b")]);
-    }
-
-    #[test]
-    fn a_session_ends_when_idle() {
-        let start = Instant::now();
-        let s = session(start);
-        assert!(s.live(start + SESSION_IDLE - Duration::from_secs(1)));
-        assert!(!s.live(start + SESSION_IDLE));
-    }
-
-    #[test]
-    fn a_session_in_use_ends_at_its_absolute_lifetime() {
-        let start = Instant::now();
-        let mut s = session(start);
-        s.last_seen = start + SESSION_ABSOLUTE - Duration::from_secs(1);
-        assert!(s.live(start + SESSION_ABSOLUTE - Duration::from_millis(500)));
-        assert!(!s.live(start + SESSION_ABSOLUTE));
-    }
+/// What tokens carry of a session, and its key in storage, never the
+/// cookie value: the start time the id begins with (so that sessions are
+/// stored in the order they start), then 80 bits of the id's hash.
+pub fn sid(session_id: &str) -> String {
+    let started = session_id.get(..12).unwrap_or_default();
+    format!("{started}{}", &sha256_hex(session_id)[..20])
 }

@@ -1,0 +1,75 @@
+//! Rows to insert, held as data, so that a writer of another component can
+//! insert them in its own transaction with either backend: a state change
+//! written in the same transaction as its audit entry
+//! ([`AuditLog::append_unflushed_with`](crate::audit::AuditLog::append_unflushed_with))
+//! exists exactly when its record does, and costs no commit of its own.
+
+use rusqlite::types::ToSqlOutput;
+use rusqlite::ToSql;
+
+use super::{direct, insert_rows_sql, storage, Backend};
+use crate::Error;
+
+/// One row: `insert` is `INSERT INTO t (a, b, …)` and `values` holds its
+/// values in column order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRow {
+    pub insert: &'static str,
+    pub values: Vec<SqlValue>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SqlValue {
+    Text(String),
+    Integer(i64),
+}
+
+impl ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Self::Text(t) => t.to_sql(),
+            Self::Integer(i) => i.to_sql(),
+        }
+    }
+}
+
+/// The rows in order, in runs that share one multi-row INSERT.
+fn runs<'r, 'a>(rows: &'r [&'a NewRow]) -> impl Iterator<Item = &'r [&'a NewRow]> {
+    rows.chunk_by(|a, b| a.insert == b.insert && a.values.len() == b.values.len())
+        .flat_map(|run| run.chunks(super::ROWS_PER_STATEMENT))
+}
+
+/// Inserts `rows` in the caller's SQLite transaction.
+pub(crate) fn insert_sqlite(tx: &rusqlite::Transaction<'_>, rows: &[&NewRow]) -> Result<(), Error> {
+    for run in runs(rows) {
+        let sql = insert_rows_sql(
+            Backend::Sqlite,
+            run[0].insert,
+            run.len(),
+            run[0].values.len(),
+        );
+        let values: Vec<&dyn ToSql> = run
+            .iter()
+            .flat_map(|row| row.values.iter().map(|v| v as &dyn ToSql))
+            .collect();
+        direct::execute(tx, &sql, &values).map_err(direct::failed)?;
+    }
+    Ok(())
+}
+
+/// Inserts `rows` in the caller's transaction on a pool connection.
+pub(crate) async fn insert(tx: &mut sqlx::AnyConnection, rows: &[&NewRow]) -> Result<(), Error> {
+    let backend = Backend::of(tx);
+    for run in runs(rows) {
+        let sql = insert_rows_sql(backend, run[0].insert, run.len(), run[0].values.len());
+        let mut query = sqlx::query(&sql);
+        for value in run.iter().flat_map(|row| &row.values) {
+            query = match value {
+                SqlValue::Text(t) => query.bind(t.as_str()),
+                SqlValue::Integer(i) => query.bind(*i),
+            };
+        }
+        query.execute(&mut *tx).await.map_err(storage)?;
+    }
+    Ok(())
+}
