@@ -274,11 +274,7 @@ async fn authorize(
                         Ok(false) => {}
                         Err(e) => {
                             tracing::error!(error = %e, "a system could not join an SSO session");
-                            return page(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "Sign-in unavailable 暂时无法登录",
-                                html! { p class="error" { "The sign-in could not be recorded; try again later." } },
-                            );
+                            return unrecorded_sign_in();
                         }
                     }
                 } else {
@@ -324,6 +320,15 @@ async fn authorize(
             }
         },
         r.redirect_uri.as_deref(),
+    )
+}
+
+/// The page for a sign-in that could not be stored (the details are logged).
+fn unrecorded_sign_in() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in unavailable 暂时无法登录",
+        html! { p class="error" { "The sign-in could not be recorded; try again later." } },
     )
 }
 
@@ -395,11 +400,7 @@ async fn sign_in(
         Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in unavailable 暂时无法登录",
-                html! { p class="error" { "The sign-in could not be recorded; try again later." } },
-            );
+            return unrecorded_sign_in();
         }
     };
     let mut res = code_redirect(&state, &r, &session, &who).await;

@@ -1,9 +1,11 @@
 //! Authorization codes between the sign-in and the token request.
 //!
-//! A code lives 60 seconds and belongs to an SSO session, which lives in
-//! this process's memory; so do its codes. Keeping them beside the
-//! session costs no database write on the sign-in path, and a code dies
-//! with its session: at logout, or at a restart, which ends every session.
+//! A code lives 60 seconds and belongs to an SSO session. Sessions are
+//! stored (the sessions module); codes live in this process's memory, which
+//! costs no database write on the sign-in path. A code dies with its
+//! session at logout, and with the process at a restart: a code issued just
+//! before one cannot be redeemed, and on several nodes a code is redeemed
+//! at the node that issued it.
 //! Codes are kept only as SHA-256 hashes and are removed on first
 //! redemption, whatever the outcome, so a replayed code finds nothing.
 

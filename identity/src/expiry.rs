@@ -1,4 +1,4 @@
-//! In-memory maps whose entries expire (SSO sessions, challenges), swept
+//! In-memory maps whose entries expire (sign-in challenges), swept
 //! for expired entries now and then rather than on every insertion: a
 //! sweep walks the whole map, and at thousands of sign-ins a second a
 //! sweep per sign-in would cost more than the sign-in itself. Lookups
