@@ -1251,3 +1251,121 @@ fn a_system_may_ask_for_sm2_id_tokens_that_gmssl_verifies() {
     });
     server.stop();
 }
+
+/// Two nodes on one PostgreSQL database (one data directory, two servers):
+/// an official who signs in by challenge at one gets a code at the other
+/// without signing in again, redeems it there, and logging out at the
+/// second ends the session at the first too.
+#[test]
+fn two_nodes_on_postgresql_share_sso_sessions() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(kexin_test_support::fresh_postgres_database());
+    let ca = Ca::init(&["--db", &url]);
+    let official = ca.officer("zhao-liu", "auditor");
+    let client = client_add(&ca, "两个节点后的系统", "https://rp.example.gov.cn/cb");
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let (cert, key) = pem_pair(&ca, &official, "zhao");
+    let first = ca.serve();
+    let (http, https) = (free_port(), free_port());
+    let mut cmd = kexin(&ca.dir);
+    cmd.args(["serve", "--data", "data"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--https", &format!("127.0.0.1:{https}")]);
+    let second = Server::start(cmd, http, https);
+    let (root, jar) = (ca.ca_pem("root"), ca.file("cookies.txt"));
+    let node = |port: u16, path: &str| format!("https://localhost:{port}{path}");
+
+    let (code, body) = curl(&[
+        "--cacert",
+        &root,
+        "-d",
+        &format!("client_id={client_id}"),
+        &node(ca.https, "/oidc/challenge"),
+    ]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let c: Value = serde_json::from_slice(&body).unwrap();
+    let (msg, sig) = (ca.file("msg.bin"), ca.file("sig.der"));
+    let message = format!(
+        "kexin-sso-challenge\n{}\n{client_id}",
+        c["nonce"].as_str().unwrap()
+    );
+    std::fs::write(&msg, message).unwrap();
+    assert!(openssl(&["dgst", "-sha256", "-sign", &key, "-out", &sig, &msg]).0);
+    use base64::Engine;
+    let answer = serde_json::json!({
+        "challenge_id": c["challenge_id"],
+        "certificate": std::fs::read_to_string(&cert).unwrap(),
+        "signature": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&sig).unwrap()),
+    });
+    let (code, body) = curl(&[
+        "--cacert",
+        &root,
+        "-c",
+        &jar,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &answer.to_string(),
+        &node(ca.https, "/oidc/challenge/answer"),
+    ]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+
+    let authorize = |port: u16| {
+        let url = node(
+            port,
+            &format!("/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Frp.example.gov.cn%2Fcb&scope=openid&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"),
+        );
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert", &root, "-b", &jar, "-o", "/dev/null"])
+            .args(["-w", "%{http_code} %{redirect_url}", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = authorize(https);
+    assert!(
+        text.starts_with("303 https://rp.example.gov.cn/cb?code="),
+        "the second node: {text}"
+    );
+    let code_value = text
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let (status, body) = curl(&[
+        "--cacert",
+        &root,
+        "-u",
+        &format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
+        "-d",
+        "grant_type=authorization_code",
+        "-d",
+        &format!("code={code_value}"),
+        "-d",
+        "redirect_uri=https://rp.example.gov.cn/cb",
+        "-d",
+        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        &node(https, "/oidc/token"),
+    ]);
+    let tokens: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (status, tokens["id_token"].is_string()),
+        (200, true),
+        "{tokens}"
+    );
+
+    let (status, _) = curl(&["--cacert", &root, "-b", &jar, &node(https, "/oidc/logout")]);
+    assert_eq!(status, 200);
+    let text = authorize(ca.https);
+    assert!(
+        text.starts_with("403"),
+        "the first node after logout at the second: {text}"
+    );
+    for server in [first, second] {
+        let (status, output) = server.stop();
+        assert!(status.success() && !output.contains("panicked"), "{output}");
+    }
+}

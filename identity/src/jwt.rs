@@ -38,7 +38,12 @@ impl SigningKey {
             return Err(oauth("server_error", "a token key is P-256 or SM2"));
         }
         let public = match store.public_key(label) {
-            Err(kexin_hsm::Error::KeyNotFound(_)) => store.generate(label, algorithm)?,
+            Err(kexin_hsm::Error::KeyNotFound(_)) => match store.generate(label, algorithm) {
+                // Another node starting on the same key store made it
+                // meanwhile: every node signs with that one.
+                Err(kexin_hsm::Error::KeyExists(_)) => store.public_key(label)?,
+                generated => generated?,
+            },
             other => other?,
         };
         if public.algorithm != algorithm {
@@ -218,5 +223,38 @@ impl KeySet {
             .find(|k| k.kid == kid && k.algorithm == KeyAlgorithm::EcdsaP256)
             .ok_or_else(|| oauth("invalid_token", "unknown key id"))?
             .verify(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kexin_hsm::{KdfParams, SoftKeyStore};
+
+    /// Nodes started at once on one key store each find the token key
+    /// missing; one generates it, and every one signs with that key.
+    #[test]
+    fn nodes_starting_at_once_share_one_token_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cheap = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        SoftKeyStore::create(dir.path(), b"correct horse battery", cheap).unwrap();
+        let nodes: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    let store = SoftKeyStore::open(&dir, b"correct horse battery").unwrap();
+                    KeySet::open(Arc::new(store), "kx-oidc-es256").map(|k| k.current().kid.clone())
+                })
+            })
+            .collect();
+        let kids: Vec<String> = nodes
+            .into_iter()
+            .map(|n| n.join().unwrap().unwrap())
+            .collect();
+        assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
     }
 }
