@@ -280,7 +280,11 @@ impl Provider {
         let Some(live) = self.sessions.find(&key).await? else {
             return Ok(None);
         };
-        self.sessions.touch(&key, &live).await?;
+        // A use that cannot be written ends the session no sooner than
+        // its last written use said: the session still counts.
+        if let Err(e) = self.sessions.touch(&key, &live).await {
+            tracing::warn!(error = %e, "an SSO session's use could not be recorded");
+        }
         Ok(Some(live.official))
     }
 
