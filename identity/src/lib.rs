@@ -4,9 +4,11 @@
 //! and access tokens and a rotating refresh token.
 //!
 //! Invariants: codes, refresh tokens and client secrets are kept only as
-//! SHA-256 hashes; a code is redeemed at most once (taken out on first use);
-//! a refresh token is redeemed at most once, and presenting a rotated one
-//! revokes its whole family; redirect URIs match exactly.
+//! SHA-256 hashes, SSO sessions only under a hash of their cookie; a
+//! session is stored in the transaction of its sign-in's audit entry; a
+//! code is redeemed at most once (taken out on first use); a refresh token
+//! is redeemed at most once, and presenting a rotated one revokes its
+//! whole family; redirect URIs match exactly.
 #![forbid(unsafe_code)]
 
 pub mod clients;
