@@ -211,25 +211,13 @@ async fn code_location(
     who: &Official,
 ) -> String {
     match state.oidc.issue_code(r, session, who).await {
-        Ok(code) => {
-            let mut params = vec![("code", code.as_str())];
-            if let Some(s) = &r.state {
-                params.push(("state", s));
-            }
-            location_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
-        }
+        Ok(code) => location_with_code(r, &code),
         // The redirect URI is checked by now: the client learns of the
         // failure (RFC 6749 §4.1.2.1), and the details stay in the log.
         Err(e) => {
-            let error = match &e {
-                kexin_identity::Error::OAuth("temporarily_unavailable", _) => {
-                    "temporarily_unavailable"
-                }
-                _ => "server_error",
-            };
             tracing::warn!(error = %e, "no authorization code issued");
             let mut params = vec![
-                ("error", error),
+                ("error", "server_error"),
                 ("error_description", "no code could be issued; try again"),
             ];
             if let Some(s) = &r.state {
@@ -238,6 +226,15 @@ async fn code_location(
             location_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
         }
     }
+}
+
+/// A checked authorization request's redirect URI with `code`.
+fn location_with_code(r: &AuthorizationRequest, code: &str) -> String {
+    let mut params = vec![("code", code)];
+    if let Some(s) = &r.state {
+        params.push(("state", s));
+    }
+    location_with(r.redirect_uri.as_deref().unwrap_or_default(), &params)
 }
 
 /// GET: with a live SSO session for this certificate's account, a code at
@@ -388,22 +385,23 @@ async fn sign_in(
             )
         }
     };
-    let (session, cookie) = match start_sso(
+    let started = start_sso(
         &state,
         &who,
         r.client_id.as_deref().unwrap_or_default(),
-        r.client_id.as_deref(),
+        Some(&r),
         peer.ip(),
     )
-    .await
-    {
-        Ok(started) => started,
+    .await;
+    let (code, cookie) = match started {
+        Ok((_, cookie, Some(code))) => (code, cookie),
+        Ok((_, _, None)) => return unrecorded_sign_in(),
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
             return unrecorded_sign_in();
         }
     };
-    let mut res = code_redirect(&state, &r, &session, &who).await;
+    let mut res = Redirect::to(&location_with_code(&r, &code)).into_response();
     if let Some(v) = cookie {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -411,21 +409,34 @@ async fn sign_in(
 }
 
 /// Starts an SSO session for `who` (audited as `sso.login`, `via` the
-/// client or the challenge), with `client` taking part from the start when
-/// the sign-in is for one, and returns its id with the cookie that carries it.
+/// client or the challenge) and, for a sign-in that continues an
+/// authorization request, issues its code (its client takes part in the
+/// session from the start). Returns the session's id, the cookie that
+/// carries it, and the code.
 async fn start_sso(
     state: &AppState,
     who: &Official,
     via: &str,
-    client: Option<&str>,
+    authorization: Option<&AuthorizationRequest>,
     source: std::net::IpAddr,
-) -> Result<(String, Option<HeaderValue>), kexin_identity::Error> {
-    // The session is stored in its record's transaction: a sign-in the
-    // trail cannot record opens no session. Its flush waits for the next
-    // flushing commit: what a sign-in lets out (an ID token, at the token
-    // endpoint) goes out after its refresh token's flushing commit to the
-    // same database. A crash in between loses the record with the session.
-    let (session, row) = state.oidc.new_session(who, client)?;
+) -> Result<(String, Option<HeaderValue>, Option<String>), kexin_identity::Error> {
+    // The session and its code are stored in the record's transaction: a
+    // sign-in the trail cannot record opens no session. Its flush waits
+    // for the next flushing commit: what a sign-in lets out (an ID token,
+    // at the token endpoint) goes out after its refresh token's flushing
+    // commit to the same database. A crash in between loses the record
+    // with the session.
+    let client = authorization.and_then(|r| r.client_id.as_deref());
+    let (session, session_row) = state.oidc.new_session(who, client)?;
+    let mut rows = vec![session_row];
+    let code = match authorization {
+        Some(r) => {
+            let (code, code_row) = state.oidc.new_code(r, &session, who)?;
+            rows.push(code_row);
+            Some(code)
+        }
+        None => None,
+    };
     state
         .instance
         .audit
@@ -437,7 +448,7 @@ async fn start_sso(
                 source: &source.to_string(),
                 detail: serde_json::json!({ "certificate": who.claims["x5t_serial"], "name": who.claims["name"] }),
             },
-            row,
+            rows,
         )
         .await?;
     let cookie = HeaderValue::from_str(&format!(
@@ -445,7 +456,7 @@ async fn start_sso(
         kexin_identity::provider::SESSION_ABSOLUTE.as_secs()
     ))
     .ok();
-    Ok((session, cookie))
+    Ok((session, cookie, code))
 }
 
 #[derive(Deserialize)]
@@ -550,16 +561,22 @@ async fn answer(
     ) {
         return refuse(&format!("the challenge signature does not verify: {e}"));
     }
-    let client = a.authorization.as_ref().and(Some(spent.client_id.as_str()));
-    let (session, cookie) =
-        match start_sso(&state, who, "signed-challenge", client, peer.ip()).await {
-            Ok(started) => started,
-            Err(e) => return oauth_error(e),
-        };
+    let started = start_sso(
+        &state,
+        who,
+        "signed-challenge",
+        a.authorization.as_ref(),
+        peer.ip(),
+    )
+    .await;
+    let (_, cookie, code) = match started {
+        Ok(started) => started,
+        Err(e) => return oauth_error(e),
+    };
     let mut signed_in =
         serde_json::json!({ "signed_in": true, "sub": who.subject, "name": who.claims["name"] });
-    if let Some(r) = &a.authorization {
-        signed_in["location"] = code_location(&state, r, &session, who).await.into();
+    if let (Some(r), Some(code)) = (&a.authorization, code) {
+        signed_in["location"] = location_with_code(r, &code).into();
     }
     let mut res = Json(signed_in).into_response();
     if let Some(v) = cookie {

@@ -1254,8 +1254,9 @@ fn a_system_may_ask_for_sm2_id_tokens_that_gmssl_verifies() {
 
 /// Two nodes on one PostgreSQL database (one data directory, two servers):
 /// an official who signs in by challenge at one gets a code at the other
-/// without signing in again, redeems it there, and logging out at the
-/// second ends the session at the first too.
+/// without signing in again; the system redeems it at the first (as a load
+/// balancer may send it), once; logging out at the second ends the session
+/// at the first too, and voids the session's code not yet redeemed.
 #[test]
 fn two_nodes_on_postgresql_share_sso_sessions() {
     let url = tokio::runtime::Runtime::new()
@@ -1323,42 +1324,64 @@ fn two_nodes_on_postgresql_share_sso_sessions() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let text = authorize(https);
-    assert!(
-        text.starts_with("303 https://rp.example.gov.cn/cb?code="),
-        "the second node: {text}"
-    );
-    let code_value = text
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let (status, body) = curl(&[
-        "--cacert",
-        &root,
-        "-u",
-        &format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
-        "-d",
-        "grant_type=authorization_code",
-        "-d",
-        &format!("code={code_value}"),
-        "-d",
-        "redirect_uri=https://rp.example.gov.cn/cb",
-        "-d",
-        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-        &node(https, "/oidc/token"),
-    ]);
-    let tokens: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let code_from = |text: &str| -> String {
+        assert!(
+            text.starts_with("303 https://rp.example.gov.cn/cb?code="),
+            "{text}"
+        );
+        text.split("code=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let redeem_at = |port: u16, code: &str| {
+        let (status, body) = curl(&[
+            "--cacert",
+            &root,
+            "-u",
+            &format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
+            "-d",
+            "grant_type=authorization_code",
+            "-d",
+            &format!("code={code}"),
+            "-d",
+            "redirect_uri=https://rp.example.gov.cn/cb",
+            "-d",
+            "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            &node(port, "/oidc/token"),
+        ]);
+        (
+            status,
+            serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    let code = code_from(&authorize(https));
+    let (status, tokens) = redeem_at(ca.https, &code);
     assert_eq!(
         (status, tokens["id_token"].is_string()),
         (200, true),
         "{tokens}"
     );
+    let (status, again) = redeem_at(https, &code);
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{again}"
+    );
 
+    // A code not yet redeemed when its session logs out gives nothing.
+    let unredeemed = code_from(&authorize(https));
     let (status, _) = curl(&["--cacert", &root, "-b", &jar, &node(https, "/oidc/logout")]);
     assert_eq!(status, 200);
+    let (status, after) = redeem_at(ca.https, &unredeemed);
+    assert_eq!(
+        (status, after["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{after}"
+    );
     let text = authorize(ca.https);
     assert!(
         text.starts_with("403"),

@@ -114,17 +114,17 @@ impl AuditLog {
         self.appends.submit(entry).await
     }
 
-    /// As [`Self::append_unflushed`], with `row` inserted in the same
+    /// As [`Self::append_unflushed`], with `rows` inserted in the same
     /// transaction: the change the event records exists exactly when its
     /// record does, and needs no commit of its own.
     pub async fn append_unflushed_with(
         &self,
         event: AuditEvent<'_>,
-        row: NewRow,
+        rows: Vec<NewRow>,
     ) -> Result<AuditEntry, Error> {
         let mut entry = NewEntry::from(event);
         entry.durability = Durability::WithCallersNextCommit;
-        entry.rider = Some(row);
+        entry.riders = rows;
         self.appends.submit(entry).await
     }
 
@@ -339,7 +339,7 @@ pub(crate) struct NewEntry {
     detail: String,
     durability: Durability,
     /// Written in the entry's transaction: the change the entry records.
-    rider: Option<NewRow>,
+    riders: Vec<NewRow>,
 }
 
 impl From<AuditEvent<'_>> for NewEntry {
@@ -351,7 +351,7 @@ impl From<AuditEvent<'_>> for NewEntry {
             source: e.source.to_owned(),
             detail: e.detail.to_string(),
             durability: Durability::Flushed,
-            rider: None,
+            riders: Vec::new(),
         }
     }
 }
@@ -411,7 +411,7 @@ impl ChainWriter {
 }
 
 fn riders(events: &[NewEntry]) -> Vec<&NewRow> {
-    events.iter().filter_map(|e| e.rider.as_ref()).collect()
+    events.iter().flat_map(|e| &e.riders).collect()
 }
 
 const LOCK_CHAIN: &str = "UPDATE audit_lock SET appends = appends + 1 WHERE id = 1";

@@ -1,29 +1,26 @@
 //! Authorization codes between the sign-in and the token request.
 //!
-//! A code lives 60 seconds and belongs to an SSO session. Sessions are
-//! stored (the sessions module); codes live in this process's memory, which
-//! costs no database write on the sign-in path. A code dies with its
-//! session at logout, and with the process at a restart: a code issued just
-//! before one cannot be redeemed, and on several nodes a code is redeemed
-//! at the node that issued it.
-//! Codes are kept only as SHA-256 hashes and are removed on first
-//! redemption, whatever the outcome, so a replayed code finds nothing.
+//! A code lives 60 seconds. It is stored under a key made of its issue
+//! time and its hash ([`crate::time_ordered_key`]), never the code itself:
+//! any node redeems a code any node issued, and a restart loses none. A
+//! code issued at a sign-in is inserted in the transaction of the
+//! sign-in's audit entry, beside its session; one issued from a live
+//! session is inserted on its own. Redemption deletes the code in the
+//! transaction that stores the refresh token it gives ([`crate::refresh`]),
+//! whatever the outcome, so a replayed code finds nothing; logout deletes
+//! the codes of its session.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{oauth, sha256_hex, Error};
+use kexin_ca::storage::rows::{NewRow, SqlValue};
+
+use crate::{now, time_ordered_key, time_ordered_token, Error};
 
 /// How long a code may be redeemed.
 pub const CODE_TTL: Duration = Duration::from_secs(60);
 
-/// Open codes above this many are refused rather than held (a flood of
-/// sign-ins that never redeem their codes must not exhaust memory).
-const MAX_OPEN: usize = 200_000;
-
 /// What a code was issued for: checked and used when it is redeemed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PendingCode {
     pub client_id: String,
     pub redirect_uri: String,
@@ -37,107 +34,67 @@ pub struct PendingCode {
     pub session: String,
 }
 
-#[derive(Default)]
-pub struct CodeStore {
-    open: Mutex<HashMap<String, (PendingCode, Instant)>>,
+const INSERT_CODE: &str = "INSERT INTO oidc_codes \
+     (code_key, client_id, redirect_uri, code_challenge, nonce, scope, subject, claims, sid, expires_at)";
+
+/// The columns a redemption reads back, in [`pending_from`]'s order.
+pub(crate) const CODE_COLUMNS: &str =
+    "code_key, client_id, redirect_uri, code_challenge, nonce, scope, subject, claims, sid, expires_at";
+
+/// A new code for `pending`: the code, and the row that stores it.
+pub fn new_code(pending: &PendingCode) -> Result<(String, NewRow), Error> {
+    let code = time_ordered_token()?;
+    let text = |s: &str| SqlValue::Text(s.to_owned());
+    let row = NewRow {
+        insert: INSERT_CODE,
+        values: vec![
+            SqlValue::Text(code_key(&code)),
+            text(&pending.client_id),
+            text(&pending.redirect_uri),
+            text(&pending.code_challenge),
+            pending.nonce.as_deref().map_or(SqlValue::Null, text),
+            text(&pending.scope),
+            text(&pending.subject),
+            SqlValue::Text(pending.claims.to_string()),
+            text(&pending.session),
+            SqlValue::Integer(now() + CODE_TTL.as_secs() as i64),
+        ],
+    };
+    Ok((code, row))
 }
 
-impl CodeStore {
-    /// Keeps `pending` under `code` (stored as its hash).
-    pub fn insert(&self, code: &str, pending: PendingCode) -> Result<(), Error> {
-        let now = Instant::now();
-        let mut open = self.lock();
-        if open.len() >= MAX_OPEN {
-            open.retain(|_, (_, issued)| now.duration_since(*issued) < CODE_TTL);
-            if open.len() >= MAX_OPEN {
-                return Err(oauth("temporarily_unavailable", "too many open codes"));
-            }
-        }
-        open.insert(sha256_hex(code), (pending, now));
-        Ok(())
-    }
-
-    /// Takes `code` out: it cannot be redeemed again, whether or not this
-    /// redemption succeeds. `None` for an unknown, used or expired code.
-    pub fn redeem(&self, code: &str) -> Option<PendingCode> {
-        let (pending, issued) = self.lock().remove(&sha256_hex(code))?;
-        (issued.elapsed() < CODE_TTL).then_some(pending)
-    }
-
-    /// Drops the open codes of an ended session.
-    pub fn end_session(&self, session: &str) {
-        self.lock().retain(|_, (p, _)| p.session != session);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (PendingCode, Instant)>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// Where a code is stored.
+pub fn code_key(code: &str) -> String {
+    time_ordered_key(code)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A stored code's row as read back: its key, what it was issued for,
+/// and when it expires.
+pub(crate) struct StoredCode {
+    pub key: String,
+    pub pending: PendingCode,
+    pub expires_at: i64,
+}
 
-    fn pending(session: &str) -> PendingCode {
-        PendingCode {
-            client_id: "kx-1".into(),
-            redirect_uri: "https://rp.example/cb".into(),
-            code_challenge: "c".repeat(43),
-            nonce: None,
-            scope: "openid".into(),
-            subject: "s".into(),
-            claims: serde_json::json!({}),
-            session: session.into(),
-        }
-    }
-
-    #[test]
-    fn a_code_is_redeemed_once() {
-        let store = CodeStore::default();
-        store.insert("code-1", pending("a")).unwrap();
-        assert!(store.redeem("code-2").is_none());
-        assert_eq!(store.redeem("code-1").unwrap().client_id, "kx-1");
-        assert!(
-            store.redeem("code-1").is_none(),
-            "a replayed code is refused"
-        );
-    }
-
-    #[test]
-    fn logout_drops_the_sessions_codes_only() {
-        let store = CodeStore::default();
-        store.insert("mine", pending("a")).unwrap();
-        store.insert("theirs", pending("b")).unwrap();
-        store.end_session("a");
-        assert!(store.redeem("mine").is_none());
-        assert!(store.redeem("theirs").is_some());
-    }
-
-    #[test]
-    fn an_expired_code_is_refused() {
-        let store = CodeStore::default();
-        store.insert("old", pending("a")).unwrap();
-        if let Some((_, issued)) = store.lock().values_mut().next() {
-            *issued = issued
-                .checked_sub(CODE_TTL)
-                .expect("booted over a minute ago");
-        }
-        assert!(store.redeem("old").is_none());
-    }
-
-    #[test]
-    fn a_full_store_refuses_new_codes_and_keeps_the_open_ones() {
-        let store = CodeStore::default();
-        let p = pending("s");
-        for i in 0..MAX_OPEN {
-            store.insert(&i.to_string(), p.clone()).unwrap();
-        }
-        assert!(matches!(
-            store.insert("one more", p.clone()),
-            Err(Error::OAuth("temporarily_unavailable", _))
-        ));
-        assert!(store.redeem("7").is_some(), "open codes stay redeemable");
-        store.insert("one more", p).unwrap();
-        assert!(store.redeem("one more").is_some());
-    }
+/// Builds a [`StoredCode`] from the [`CODE_COLUMNS`] of a row, each read
+/// by `text`, `optional` or `integer` at its index.
+pub(crate) fn pending_from<E>(
+    text: impl Fn(usize) -> Result<String, E>,
+    optional: impl Fn(usize) -> Result<Option<String>, E>,
+    integer: impl Fn(usize) -> Result<i64, E>,
+) -> Result<StoredCode, E> {
+    Ok(StoredCode {
+        key: text(0)?,
+        pending: PendingCode {
+            client_id: text(1)?,
+            redirect_uri: text(2)?,
+            code_challenge: text(3)?,
+            nonce: optional(4)?,
+            scope: text(5)?,
+            subject: text(6)?,
+            claims: serde_json::from_str(&text(7)?).unwrap_or_default(),
+            session: text(8)?,
+        },
+        expires_at: integer(9)?,
+    })
 }

@@ -3,12 +3,13 @@
 //! authorization code (PKCE S256 required) to exchange for ES256-signed ID
 //! and access tokens and a rotating refresh token.
 //!
-//! Invariants: codes, refresh tokens and client secrets are kept only as
-//! SHA-256 hashes, SSO sessions only under a hash of their cookie; a
-//! session is stored in the transaction of its sign-in's audit entry; a
-//! code is redeemed at most once (taken out on first use); a refresh token
-//! is redeemed at most once, and presenting a rotated one revokes its
-//! whole family; redirect URIs match exactly.
+//! Invariants: refresh tokens and client secrets are kept only as SHA-256
+//! hashes, codes and SSO sessions only under their issue time and a hash;
+//! a session, and the code of its sign-in, are stored in the transaction
+//! of the sign-in's audit entry; a code is redeemed at most once (deleted
+//! on first use, in the transaction that stores its refresh token); a
+//! refresh token is redeemed at most once, and presenting a rotated one
+//! revokes its whole family; redirect URIs match exactly.
 #![forbid(unsafe_code)]
 
 pub mod clients;
@@ -48,6 +49,25 @@ pub fn random_token() -> Result<String, Error> {
     let mut b = [0u8; 32];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Storage("no randomness".into()))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// A token that begins with its issue time (milliseconds, 12 hex digits)
+/// before 32 random bytes: stored under [`time_ordered_key`], tokens of
+/// one moment go to one end of their index rather than each to a random
+/// page.
+pub(crate) fn time_ordered_token() -> Result<String, Error> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Ok(format!("{ms:012x}{}", random_token()?))
+}
+
+/// Where a [`time_ordered_token`] is stored, never the token itself: the
+/// issue time it begins with, then 80 bits of its hash.
+pub(crate) fn time_ordered_key(token: &str) -> String {
+    let issued = token.get(..12).unwrap_or_default();
+    format!("{issued}{}", &sha256_hex(token)[..20])
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {

@@ -13,10 +13,10 @@ use serde::Deserialize;
 use sqlx::Row;
 
 use crate::clients::{Client, Directory};
-use crate::codes::{CodeStore, PendingCode};
+use crate::codes::{code_key, new_code, PendingCode};
 use crate::expiry::ExpiringMap;
 use crate::jwt::KeySet;
-use crate::refresh::{NewGrant, RefreshJournal, REFRESH_TTL};
+use crate::refresh::{Redemption, RefreshJournal};
 use crate::sessions::Sessions;
 use crate::{now, oauth, random_token, sha256_hex, storage, Error};
 
@@ -91,7 +91,6 @@ pub struct Provider {
     sessions: Sessions,
     challenges: Mutex<ExpiringMap<Challenge>>,
     clients: Directory,
-    codes: CodeStore,
     refresh_tokens: RefreshJournal,
 }
 
@@ -127,7 +126,6 @@ impl Provider {
         Self {
             clients: Directory::new(db.clone()),
             refresh_tokens: RefreshJournal::new(&db),
-            codes: CodeStore::default(),
             sessions: Sessions::new(db.clone()),
             db,
             keys,
@@ -297,7 +295,7 @@ impl Provider {
         official: &Official,
         client: Option<&str>,
     ) -> Result<(String, NewRow), Error> {
-        let id = session_id(std::time::SystemTime::now(), &random_token()?);
+        let id = crate::time_ordered_token()?;
         let row = self.sessions.start(sid(&id), official, client);
         Ok((id, row))
     }
@@ -316,7 +314,11 @@ impl Provider {
         let Some(session) = self.sessions.end(&sid(session_id)).await? else {
             return Ok(Vec::new());
         };
-        self.codes.end_session(&sid(session_id));
+        sqlx::query("DELETE FROM oidc_codes WHERE sid = $1")
+            .bind(sid(session_id))
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?;
         sqlx::query("UPDATE oidc_refresh_tokens SET state = 'revoked' WHERE family LIKE $1")
             .bind(format!("{}:%", sid(session_id)))
             .execute(self.db.pool())
@@ -349,34 +351,45 @@ impl Provider {
         Ok(notices)
     }
 
-    /// A code for `r`'s client from the session `session_id`, which the
-    /// client must already take part in ([`Self::start_session`],
-    /// [`Self::join_session`]) for logout to tell it.
+    /// A new code for `r`'s client from the session `session_id`, and the
+    /// row that stores it, for the caller to insert (in a sign-in's audit
+    /// transaction, beside the session's row).
+    pub fn new_code(
+        &self,
+        r: &AuthorizationRequest,
+        session_id: &str,
+        official: &Official,
+    ) -> Result<(String, NewRow), Error> {
+        new_code(&PendingCode {
+            client_id: r.client_id.clone().unwrap_or_default(),
+            redirect_uri: r.redirect_uri.clone().unwrap_or_default(),
+            code_challenge: r.code_challenge.clone().unwrap_or_default(),
+            nonce: r.nonce.clone(),
+            scope: r.scope.clone().unwrap_or_else(|| "openid".into()),
+            subject: official.subject.clone(),
+            claims: official.claims.clone(),
+            session: sid(session_id),
+        })
+    }
+
+    /// A code for `r`'s client from the live session `session_id`, stored
+    /// now. The client must already take part in the session
+    /// ([`Self::join_session`]) for logout to tell it.
     pub async fn issue_code(
         &self,
         r: &AuthorizationRequest,
         session_id: &str,
         official: &Official,
     ) -> Result<String, Error> {
-        let code = random_token()?;
-        self.codes.insert(
-            &code,
-            PendingCode {
-                client_id: r.client_id.clone().unwrap_or_default(),
-                redirect_uri: r.redirect_uri.clone().unwrap_or_default(),
-                code_challenge: r.code_challenge.clone().unwrap_or_default(),
-                nonce: r.nonce.clone(),
-                scope: r.scope.clone().unwrap_or_else(|| "openid".into()),
-                subject: official.subject.clone(),
-                claims: official.claims.clone(),
-                session: sid(session_id),
-            },
-        )?;
+        let (code, row) = self.new_code(r, session_id, official)?;
+        let mut connection = self.db.pool().acquire().await.map_err(storage)?;
+        kexin_ca::storage::rows::insert(&mut connection, &[&row]).await?;
         Ok(code)
     }
 
     /// Redeems a code once, for the client it was issued to, with the PKCE
-    /// verifier that matches its challenge.
+    /// verifier that matches its challenge; the code is spent whatever the
+    /// outcome, in the transaction that stores the refresh token it gives.
     pub async fn exchange_code(
         &self,
         client: &Client,
@@ -384,50 +397,33 @@ impl Provider {
         redirect_uri: &str,
         verifier: &str,
     ) -> Result<serde_json::Value, Error> {
-        let grant = || {
-            oauth(
-                "invalid_grant",
-                "the code is unknown, used, expired or not for this client",
-            )
-        };
-        // Taken out whatever happens next: a replayed code finds nothing.
-        let pending = self.codes.redeem(code).ok_or_else(grant)?;
-        if pending.client_id != client.client_id || pending.redirect_uri != redirect_uri {
-            return Err(grant());
-        }
-        let challenge = B64URL.encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            verifier.as_bytes(),
-        ));
         let verifier_ok = (43..=128).contains(&verifier.len())
             && verifier
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-        if !verifier_ok
-            || aws_lc_rs::constant_time::verify_slices_are_equal(
-                challenge.as_bytes(),
-                pending.code_challenge.as_bytes(),
-            )
-            .is_err()
-        {
-            return Err(oauth(
-                "invalid_grant",
-                "the PKCE code_verifier does not match",
-            ));
-        }
-        let family = format!("{}:{}", pending.session, random_token()?);
+        let verifier_challenge = if verifier_ok {
+            B64URL.encode(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                verifier.as_bytes(),
+            ))
+        } else {
+            String::new()
+        };
         let refresh = random_token()?;
-        self.refresh_tokens
-            .issue(NewGrant {
-                token_sha256: sha256_hex(&refresh),
-                family: family.clone(),
+        let family_suffix = random_token()?;
+        let redeemed = self
+            .refresh_tokens
+            .redeem(Redemption {
+                code_key: code_key(code),
                 client_id: client.client_id.clone(),
-                subject: pending.subject.clone(),
-                claims: pending.claims.to_string(),
-                scope: pending.scope.clone(),
-                expires_at: now() + REFRESH_TTL,
+                redirect_uri: redirect_uri.to_owned(),
+                verifier_challenge,
+                refresh_sha256: sha256_hex(&refresh),
+                family_suffix: family_suffix.clone(),
             })
             .await?;
+        let pending = redeemed.map_err(|why| oauth("invalid_grant", why))?;
+        let family = format!("{}:{family_suffix}", pending.session);
         self.tokens(
             client,
             &pending.subject,
@@ -693,20 +689,9 @@ impl Provider {
     }
 }
 
-/// A session's id (its cookie's value): its start in milliseconds as 12
-/// hex digits, then `random`.
-fn session_id(started: std::time::SystemTime, random: &str) -> String {
-    let ms = started
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    format!("{ms:012x}{random}")
-}
-
 /// What tokens carry of a session, and its key in storage, never the
 /// cookie value: the start time the id begins with (so that sessions are
 /// stored in the order they start), then 80 bits of the id's hash.
 pub fn sid(session_id: &str) -> String {
-    let started = session_id.get(..12).unwrap_or_default();
-    format!("{started}{}", &sha256_hex(session_id)[..20])
+    crate::time_ordered_key(session_id)
 }

@@ -1,7 +1,11 @@
 //! Refresh tokens, stored durably as hashes and written through one group
 //! commit: the token requests that arrive together share one transaction
-//! (one fsync), whether they issue a first refresh token after a code
-//! exchange or rotate one.
+//! (one fsync), whether they redeem a code for a first refresh token or
+//! rotate one.
+//!
+//! A code is redeemed in the transaction that stores its refresh token:
+//! it is deleted whatever the outcome, and gives a token only to its
+//! client, with its redirect URI and PKCE verifier, before it expires.
 //!
 //! Invariant: a refresh token is rotated at most once. The rotation is a
 //! conditional update (`state = 'active'`) in the same transaction as the
@@ -18,6 +22,7 @@ use kexin_ca::storage::{
 };
 use sqlx::{AnyConnection, Row};
 
+use crate::codes::{pending_from, PendingCode, StoredCode, CODE_COLUMNS};
 use crate::{now, Error};
 
 /// How long a refresh token may be used.
@@ -49,6 +54,9 @@ pub struct Grant {
 #[derive(Clone)]
 pub enum RefreshWrite {
     Issue(NewGrant),
+    /// Redeem the code stored under `code_key` for `client_id`, and store
+    /// the refresh token `refresh_sha256` in its session's family.
+    Redeem(Redemption),
     /// Spend `presented_sha256` (if it is active, unexpired and `client_id`'s)
     /// and store `successor_sha256` with the same grant.
     Rotate {
@@ -58,11 +66,31 @@ pub enum RefreshWrite {
     },
 }
 
+/// A code presented at the token endpoint, and the refresh token it is to
+/// give.
+#[derive(Clone, Debug)]
+pub struct Redemption {
+    pub code_key: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// base64url(SHA-256(code_verifier)), or empty for a malformed verifier.
+    pub verifier_challenge: String,
+    pub refresh_sha256: String,
+    /// The family is `{sid}:{family_suffix}`.
+    pub family_suffix: String,
+}
+
 enum RefreshWritten {
     Issued,
     Rotated(Grant),
     NotRotated,
+    Redeemed(PendingCode),
+    NotRedeemed(&'static str),
 }
+
+/// Why a code gave no token.
+pub const CODE_REFUSED: &str = "the code is unknown, used, expired or not for this client";
+pub const VERIFIER_REFUSED: &str = "the PKCE code_verifier does not match";
 
 pub struct RefreshJournal(GroupCommit<RefreshWriter>);
 
@@ -78,6 +106,21 @@ impl RefreshJournal {
     pub async fn issue(&self, grant: NewGrant) -> Result<(), Error> {
         self.0.submit(RefreshWrite::Issue(grant)).await?;
         Ok(())
+    }
+
+    /// Redeems a code once: what it was issued for, with its refresh token
+    /// committed, or why it gives none (its description for the client).
+    pub async fn redeem(
+        &self,
+        redemption: Redemption,
+    ) -> Result<Result<PendingCode, &'static str>, Error> {
+        Ok(
+            match self.0.submit(RefreshWrite::Redeem(redemption)).await? {
+                RefreshWritten::Redeemed(pending) => Ok(pending),
+                RefreshWritten::NotRedeemed(why) => Err(why),
+                _ => Err(CODE_REFUSED),
+            },
+        )
     }
 
     /// Rotates `presented_sha256` to `successor_sha256`: the grant it
@@ -99,7 +142,7 @@ impl RefreshJournal {
             .await?;
         Ok(match written {
             RefreshWritten::Rotated(grant) => Some(grant),
-            RefreshWritten::Issued | RefreshWritten::NotRotated => None,
+            _ => None,
         })
     }
 }
@@ -166,9 +209,63 @@ fn presented(items: &[RefreshWrite]) -> Vec<(&str, &str)> {
                 client_id,
                 ..
             } => Some((presented_sha256.as_str(), client_id.as_str())),
-            RefreshWrite::Issue(_) => None,
+            RefreshWrite::Issue(_) | RefreshWrite::Redeem(_) => None,
         })
         .collect()
+}
+
+/// The keys of the codes presented.
+fn presented_codes(items: &[RefreshWrite]) -> Vec<&str> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            RefreshWrite::Redeem(r) => Some(r.code_key.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Deletes the codes under `keys`, returning them.
+fn redeem_sql(keys: usize) -> String {
+    format!(
+        "DELETE FROM oidc_codes WHERE code_key IN ({}) RETURNING {CODE_COLUMNS}",
+        (1..=keys)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// What a redemption gives: the refresh token to store, or why none.
+fn redeemed(
+    r: &Redemption,
+    stored: Option<StoredCode>,
+    now: i64,
+) -> Result<(PendingCode, NewGrant), &'static str> {
+    let stored = stored.ok_or(CODE_REFUSED)?;
+    let p = stored.pending;
+    if stored.expires_at <= now || p.client_id != r.client_id || p.redirect_uri != r.redirect_uri {
+        return Err(CODE_REFUSED);
+    }
+    let verified = !r.verifier_challenge.is_empty()
+        && aws_lc_rs::constant_time::verify_slices_are_equal(
+            r.verifier_challenge.as_bytes(),
+            p.code_challenge.as_bytes(),
+        )
+        .is_ok();
+    if !verified {
+        return Err(VERIFIER_REFUSED);
+    }
+    let grant = NewGrant {
+        token_sha256: r.refresh_sha256.clone(),
+        family: format!("{}:{}", p.session, r.family_suffix),
+        client_id: r.client_id.clone(),
+        subject: p.subject.clone(),
+        claims: p.claims.to_string(),
+        scope: p.scope.clone(),
+        expires_at: now + REFRESH_TTL,
+    };
+    Ok((p, grant))
 }
 
 /// Each item's outcome, given the tokens that were spent, and the tokens
@@ -176,6 +273,7 @@ fn presented(items: &[RefreshWrite]) -> Vec<(&str, &str)> {
 fn outcomes(
     items: &[RefreshWrite],
     mut spent: HashMap<String, Grant>,
+    mut codes: HashMap<String, StoredCode>,
     now: i64,
 ) -> (Vec<RefreshWritten>, Vec<NewGrant>) {
     let mut written = Vec::with_capacity(items.len());
@@ -186,6 +284,15 @@ fn outcomes(
                 new_rows.push(grant.clone());
                 written.push(RefreshWritten::Issued);
             }
+            // A code presented twice in one batch was deleted once: the
+            // first presentation takes it.
+            RefreshWrite::Redeem(r) => match redeemed(r, codes.remove(&r.code_key), now) {
+                Ok((pending, grant)) => {
+                    new_rows.push(grant);
+                    written.push(RefreshWritten::Redeemed(pending));
+                }
+                Err(why) => written.push(RefreshWritten::NotRedeemed(why)),
+            },
             RefreshWrite::Rotate {
                 presented_sha256,
                 client_id,
@@ -218,6 +325,22 @@ async fn write_batch(
 ) -> Result<Vec<RefreshWritten>, sqlx::Error> {
     let now = now();
     let mut tx = sqlx::Connection::begin(connection).await?;
+    let mut codes: HashMap<String, StoredCode> = HashMap::new();
+    for chunk in presented_codes(items).chunks(ROWS_PER_STATEMENT) {
+        let sql = redeem_sql(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for key in chunk {
+            q = q.bind(*key);
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            let code = pending_from(
+                |i| row.try_get::<String, _>(i),
+                |i| row.try_get::<Option<String>, _>(i),
+                |i| row.try_get::<i64, _>(i),
+            )?;
+            codes.insert(code.key.clone(), code);
+        }
+    }
     let mut spent: HashMap<String, Grant> = HashMap::new();
     for chunk in presented(items).chunks(ROWS_PER_STATEMENT) {
         let sql = rotate_sql(chunk.len());
@@ -237,7 +360,7 @@ async fn write_batch(
             );
         }
     }
-    let (written, new_rows) = outcomes(items, spent, now);
+    let (written, new_rows) = outcomes(items, spent, codes, now);
     for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
         let sql = insert_rows_sql(Backend::of(&tx), INSERT_TOKENS, chunk.len(), 8);
         let mut q = sqlx::query(&sql);
@@ -267,6 +390,19 @@ fn write_batch_sqlite(
     let failed = direct::failed;
     let now = now();
     let tx = direct::begin(connection, "FULL")?;
+    let mut codes: HashMap<String, StoredCode> = HashMap::new();
+    for chunk in presented_codes(items).chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<&dyn ToSql> = chunk.iter().map(|k| k as &dyn ToSql).collect();
+        let mut statement = tx
+            .prepare_cached(&redeem_sql(chunk.len()).replace('$', "?"))
+            .map_err(failed)?;
+        let mut rows = statement.query(&values[..]).map_err(failed)?;
+        while let Some(row) = rows.next().map_err(failed)? {
+            let code =
+                pending_from(|i| row.get(i), |i| row.get(i), |i| row.get(i)).map_err(failed)?;
+            codes.insert(code.key.clone(), code);
+        }
+    }
     let mut spent: HashMap<String, Grant> = HashMap::new();
     for chunk in presented(items).chunks(ROWS_PER_STATEMENT) {
         let mut values: Vec<&dyn ToSql> = vec![&now];
@@ -289,7 +425,7 @@ fn write_batch_sqlite(
             );
         }
     }
-    let (written, new_rows) = outcomes(items, spent, now);
+    let (written, new_rows) = outcomes(items, spent, codes, now);
     direct::insert_rows(&tx, INSERT_TOKENS, &new_rows, |g| {
         [
             &g.token_sha256 as &dyn ToSql,

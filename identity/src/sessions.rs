@@ -34,6 +34,7 @@ use kexin_ca::storage::rows::{NewRow, SqlValue};
 use kexin_ca::storage::Database;
 use sqlx::Row;
 
+use crate::codes::CODE_TTL;
 use crate::provider::Official;
 use crate::{now, storage, Error};
 
@@ -45,8 +46,9 @@ pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(10 * 3600);
 /// by more than this.
 pub const TOUCH_GRANULARITY: Duration = Duration::from_secs(60);
 
-/// How often ended sessions are deleted, and how many at most at a time,
-/// so that the delete never holds the database's write lock for long.
+/// How often ended sessions (and expired codes) are deleted, and how many
+/// at most at a time, so that the delete never holds the database's write
+/// lock for long.
 const SWEEP_EVERY_SECONDS: i64 = 5;
 const SWEEP_AT_MOST: i64 = 25_000;
 
@@ -106,10 +108,18 @@ impl Sessions {
         }
     }
 
-    /// Deletes up to [`SWEEP_AT_MOST`] ended sessions: how many it deleted.
+    /// Deletes up to [`SWEEP_AT_MOST`] ended sessions, and as many expired
+    /// codes: how many sessions it deleted.
     pub async fn sweep(&self) -> Result<u64, Error> {
         let swept = sqlx::query(SWEEP)
             .bind(now())
+            .bind(SWEEP_AT_MOST)
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?;
+        let issued_before = (now() - CODE_TTL.as_secs() as i64) * 1000;
+        sqlx::query(SWEEP_CODES)
+            .bind(format!("{issued_before:012x}"))
             .bind(SWEEP_AT_MOST)
             .execute(self.db.pool())
             .await
@@ -261,9 +271,13 @@ fn ends(created: i64, used: i64) -> i64 {
 const INSERT_SESSION: &str =
     "INSERT INTO oidc_sessions (sid, subject, claims, clients, created, expires_at)";
 
-/// Up to [`SWEEP_AT_MOST`] ended sessions.
+/// Up to [`SWEEP_AT_MOST`] ended sessions; as many expired codes.
 const SWEEP: &str = "DELETE FROM oidc_sessions WHERE sid IN \
      (SELECT sid FROM oidc_sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)";
+/// Codes issued before a time (12 hex digits of milliseconds, which
+/// their keys begin with) by the key's order.
+const SWEEP_CODES: &str = "DELETE FROM oidc_codes WHERE code_key IN \
+     (SELECT code_key FROM oidc_codes WHERE code_key < $1 ORDER BY code_key LIMIT $2)";
 
 #[cfg(test)]
 mod tests {

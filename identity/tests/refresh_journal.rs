@@ -1,17 +1,21 @@
 //! The refresh-token journal on SQLite and on PostgreSQL (a fresh database
 //! on 127.0.0.1:5432 per test): concurrent requests share transactions, and
-//! still a token rotates at most once.
+//! still a token rotates at most once and a code gives at most one token.
 
 use std::sync::Arc;
 
 use kexin_ca::storage::Database;
 use kexin_identity::clients;
-use kexin_identity::refresh::{NewGrant, RefreshJournal, REFRESH_TTL};
+use kexin_identity::codes::{code_key, new_code, PendingCode};
+use kexin_identity::refresh::{
+    NewGrant, Redemption, RefreshJournal, CODE_REFUSED, REFRESH_TTL, VERIFIER_REFUSED,
+};
 use kexin_test_support::{on_both_backends, BackendFixture};
 
 on_both_backends!(
     concurrent_presentations_rotate_each_token_once,
     a_token_rotates_only_for_its_client_and_before_it_expires,
+    a_code_gives_one_token_to_its_client_with_its_verifier_before_it_expires,
 );
 
 async fn client(db: &Database, name: &str) -> String {
@@ -143,4 +147,120 @@ async fn a_token_rotates_only_for_its_client_and_before_it_expires(f: BackendFix
         .await
         .unwrap()
         .is_some());
+}
+
+/// RFC 7636's example verifier and its S256 challenge.
+const VERIFIER_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// A stored code for `client_id` in the session `sid-1`.
+async fn code(db: &Database, client_id: &str) -> (String, PendingCode) {
+    let pending = PendingCode {
+        client_id: client_id.into(),
+        redirect_uri: "https://rp.example/cb".into(),
+        code_challenge: VERIFIER_CHALLENGE.into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        scope: "openid".into(),
+        subject: "subject-1".into(),
+        claims: serde_json::json!({ "name": "张三" }),
+        session: "sid-1".into(),
+    };
+    let (code, row) = new_code(&pending).unwrap();
+    let mut connection = db.pool().acquire().await.unwrap();
+    kexin_ca::storage::rows::insert(&mut connection, &[&row])
+        .await
+        .unwrap();
+    (code, pending)
+}
+
+fn redemption(code: &str, client_id: &str, n: usize) -> Redemption {
+    Redemption {
+        code_key: code_key(code),
+        client_id: client_id.into(),
+        redirect_uri: "https://rp.example/cb".into(),
+        verifier_challenge: VERIFIER_CHALLENGE.into(),
+        refresh_sha256: format!("r-{n}"),
+        family_suffix: format!("f{n}"),
+    }
+}
+
+async fn codes_left(db: &Database) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM oidc_codes")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn a_code_gives_one_token_to_its_client_with_its_verifier_before_it_expires(
+    f: BackendFixture,
+) {
+    let mine = client(&f.db, "档案系统").await;
+    let theirs = client(&f.db, "审批系统").await;
+    let journal = Arc::new(RefreshJournal::new(&f.db));
+
+    // Ten presentations of one code at once: one token.
+    let (good, pending) = code(&f.db, &mine).await;
+    let presented: Vec<_> = (0..10)
+        .map(|n| {
+            let (journal, r) = (journal.clone(), redemption(&good, &mine, n));
+            tokio::spawn(async move { journal.redeem(r).await.unwrap() })
+        })
+        .collect();
+    let mut given = Vec::new();
+    for (n, p) in presented.into_iter().enumerate() {
+        match p.await.unwrap() {
+            Ok(p) => {
+                assert_eq!(p, pending);
+                given.push(n);
+            }
+            Err(why) => assert_eq!(why, CODE_REFUSED),
+        }
+    }
+    assert_eq!(given.len(), 1, "{given:?}");
+    assert_eq!(
+        state(&f.db, &format!("r-{}", given[0])).await.as_deref(),
+        Some("active")
+    );
+    let family: String =
+        sqlx::query_scalar("SELECT family FROM oidc_refresh_tokens WHERE token_sha256 = $1")
+            .bind(format!("r-{}", given[0]))
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(family, format!("sid-1:f{}", given[0]));
+
+    // Another client's code, a wrong redirect URI or verifier, an expired
+    // code: no token, and the code is spent all the same.
+    let (stolen, _) = code(&f.db, &mine).await;
+    let refused = journal
+        .redeem(redemption(&stolen, &theirs, 20))
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(CODE_REFUSED));
+    let (elsewhere, _) = code(&f.db, &mine).await;
+    let mut r = redemption(&elsewhere, &mine, 21);
+    r.redirect_uri = "https://evil.example/cb".into();
+    assert_eq!(journal.redeem(r).await.unwrap(), Err(CODE_REFUSED));
+    let (guessed, _) = code(&f.db, &mine).await;
+    let mut r = redemption(&guessed, &mine, 22);
+    r.verifier_challenge = "x".repeat(43);
+    assert_eq!(journal.redeem(r).await.unwrap(), Err(VERIFIER_REFUSED));
+    let (old, _) = code(&f.db, &mine).await;
+    sqlx::query("UPDATE oidc_codes SET expires_at = $1 WHERE code_key = $2")
+        .bind(kexin_ca::issuance::now())
+        .bind(code_key(&old))
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let expired = journal.redeem(redemption(&old, &mine, 23)).await.unwrap();
+    assert_eq!(expired, Err(CODE_REFUSED));
+    assert_eq!(codes_left(&f.db).await, 0);
+    for n in 20..24 {
+        assert_eq!(state(&f.db, &format!("r-{n}")).await, None);
+    }
+    // Each spent code stays spent, even for its own client.
+    let replayed = journal
+        .redeem(redemption(&stolen, &mine, 24))
+        .await
+        .unwrap();
+    assert_eq!(replayed, Err(CODE_REFUSED));
 }

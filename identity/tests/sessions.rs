@@ -1,7 +1,8 @@
 //! SSO sessions in the database, on SQLite and on PostgreSQL (a fresh
 //! database on 127.0.0.1:5432 per test): a session starts in its audit
 //! entry's transaction, is found while live, collects the systems that
-//! take part (concurrently too), ends once, and ended sessions are swept.
+//! take part (concurrently too), ends once, and ended sessions and expired
+//! codes are swept.
 
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ async fn start(db: &Database, sessions: &Sessions, sid: &str, client: Option<&st
                 source: "127.0.0.1",
                 detail: serde_json::json!({}),
             },
-            row,
+            vec![row],
         )
         .await
         .unwrap();
@@ -144,7 +145,36 @@ async fn ended_sessions_are_not_found_and_are_swept(f: BackendFixture) {
         Some(t - 1),
         "not revived"
     );
+    // Codes: one issued two minutes ago (its key begins with its issue
+    // time) is swept, a fresh one is not.
+    for n in 0..2 {
+        let (_, row) = kexin_identity::codes::new_code(&kexin_identity::codes::PendingCode {
+            client_id: "kx-a".into(),
+            redirect_uri: "https://rp.example/cb".into(),
+            code_challenge: "c".repeat(43),
+            nonce: None,
+            scope: "openid".into(),
+            subject: official().subject,
+            claims: official().claims,
+            session: format!("code-session-{n}"),
+        })
+        .unwrap();
+        let mut connection = f.db.pool().acquire().await.unwrap();
+        kexin_ca::storage::rows::insert(&mut connection, &[&row])
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE oidc_codes SET code_key = $1 WHERE sid = 'code-session-0'")
+        .bind(format!("{:012x}{}", (t - 120) * 1000, "0".repeat(20)))
+        .execute(f.db.pool())
+        .await
+        .unwrap();
     assert_eq!(sessions.sweep().await.unwrap(), 2);
+    let codes: Vec<String> = sqlx::query_scalar("SELECT sid FROM oidc_codes")
+        .fetch_all(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(codes, vec!["code-session-1".to_owned()]);
     assert_eq!(expires_at(&f.db, "ended-1").await, None);
     assert!(sessions.find("live").await.unwrap().is_some());
     assert!(sessions.end("ended-2").await.unwrap().is_none());

@@ -22,6 +22,7 @@ pub struct NewRow {
 pub enum SqlValue {
     Text(String),
     Integer(i64),
+    Null,
 }
 
 impl ToSql for SqlValue {
@@ -29,14 +30,20 @@ impl ToSql for SqlValue {
         match self {
             Self::Text(t) => t.to_sql(),
             Self::Integer(i) => i.to_sql(),
+            Self::Null => rusqlite::types::Null.to_sql(),
         }
     }
 }
 
-/// The rows in order, in runs that share one multi-row INSERT.
-fn runs<'r, 'a>(rows: &'r [&'a NewRow]) -> impl Iterator<Item = &'r [&'a NewRow]> {
+/// The rows grouped by statement (a batch's rows alternate between
+/// tables), each group in its order, in runs of one multi-row INSERT.
+fn runs<'a>(rows: &[&'a NewRow]) -> Vec<Vec<&'a NewRow>> {
+    let mut rows = rows.to_vec();
+    rows.sort_by_key(|r| (r.insert, r.values.len()));
     rows.chunk_by(|a, b| a.insert == b.insert && a.values.len() == b.values.len())
         .flat_map(|run| run.chunks(super::ROWS_PER_STATEMENT))
+        .map(<[&NewRow]>::to_vec)
+        .collect()
 }
 
 /// Inserts `rows` in the caller's SQLite transaction.
@@ -57,16 +64,18 @@ pub(crate) fn insert_sqlite(tx: &rusqlite::Transaction<'_>, rows: &[&NewRow]) ->
     Ok(())
 }
 
-/// Inserts `rows` in the caller's transaction on a pool connection.
-pub(crate) async fn insert(tx: &mut sqlx::AnyConnection, rows: &[&NewRow]) -> Result<(), Error> {
+/// Inserts `rows` in the caller's transaction, or alone on a pool
+/// connection.
+pub async fn insert(tx: &mut sqlx::AnyConnection, rows: &[&NewRow]) -> Result<(), Error> {
     let backend = Backend::of(tx);
-    for run in runs(rows) {
+    for run in &runs(rows) {
         let sql = insert_rows_sql(backend, run[0].insert, run.len(), run[0].values.len());
         let mut query = sqlx::query(&sql);
         for value in run.iter().flat_map(|row| &row.values) {
             query = match value {
                 SqlValue::Text(t) => query.bind(t.as_str()),
                 SqlValue::Integer(i) => query.bind(*i),
+                SqlValue::Null => query.bind(None::<String>),
             };
         }
         query.execute(&mut *tx).await.map_err(storage)?;
