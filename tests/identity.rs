@@ -30,6 +30,37 @@ fn client_add(ca: &Ca, name: &str, redirect: &str) -> Value {
     v
 }
 
+/// Redeems `code` at `token_url` as `client` (client_secret_basic) with
+/// RFC 7636's example verifier: the status and the JSON answer.
+fn redeem_code(
+    root: &str,
+    client: &Value,
+    code: &str,
+    redirect: &str,
+    token_url: &str,
+) -> (u16, Value) {
+    let (status, body) = curl(&[
+        "--cacert",
+        root,
+        "-u",
+        &format!(
+            "{}:{}",
+            client["client_id"].as_str().unwrap(),
+            client["client_secret"].as_str().unwrap()
+        ),
+        "-d",
+        "grant_type=authorization_code",
+        "-d",
+        &format!("code={code}"),
+        "-d",
+        &format!("redirect_uri={redirect}"),
+        "-d",
+        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        token_url,
+    ]);
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 /// The PEM certificate and key inside an officer's PKCS#12.
 fn pem_pair(ca: &Ca, p12: &str, name: &str) -> (String, String) {
     let (cert, key) = (
@@ -768,23 +799,14 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
     let client_id = client["client_id"].as_str().unwrap();
     let code_value =
         code_by_certificate(&ca, &cert, &key, client_id, "https://sys.example.gov.cn/cb");
-    let (status, body) = curl(&[
-        "--cacert",
+    let (status, tokens) = redeem_code(
         &root,
-        "-u",
-        &format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
-        "-d",
-        "grant_type=authorization_code",
-        "-d",
-        &format!("code={code_value}"),
-        "-d",
-        "redirect_uri=https://sys.example.gov.cn/cb",
-        "-d",
-        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        &client,
+        &code_value,
+        "https://sys.example.gov.cn/cb",
         &format!("{base}/oidc/token"),
-    ]);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let tokens: Value = serde_json::from_slice(&body).unwrap();
+    );
+    assert_eq!(status, 200, "{tokens}");
     let header = tokens["id_token"]
         .as_str()
         .unwrap()
@@ -1163,26 +1185,15 @@ fn a_system_may_ask_for_sm2_id_tokens_that_gmssl_verifies() {
         serde_json::json!(["ES256", "SM2"])
     );
     let code = code_by_certificate(&ca, &cert, &key, client_id, "https://sm.example.gov.cn/cb");
-    let (status, body) = curl(&[
-        "--cacert",
+    let (status, tokens) = redeem_code(
         &ca.ca_pem("root"),
-        "-u",
-        &format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
-        "-d",
-        "grant_type=authorization_code",
-        "-d",
-        &format!("code={code}"),
-        "-d",
-        "redirect_uri=https://sm.example.gov.cn/cb",
-        "-d",
-        "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        &client,
+        &code,
+        "https://sm.example.gov.cn/cb",
         &format!("{base}/oidc/token"),
-    ]);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let id_token = serde_json::from_slice::<Value>(&body).unwrap()["id_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    );
+    assert_eq!(status, 200, "{tokens}");
+    let id_token = tokens["id_token"].as_str().unwrap().to_owned();
     let parts: Vec<&str> = id_token.split('.').collect();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1338,24 +1349,12 @@ fn two_nodes_on_postgresql_share_sso_sessions() {
             .to_owned()
     };
     let redeem_at = |port: u16, code: &str| {
-        let (status, body) = curl(&[
-            "--cacert",
+        redeem_code(
             &root,
-            "-u",
-            &format!("{client_id}:{}", client["client_secret"].as_str().unwrap()),
-            "-d",
-            "grant_type=authorization_code",
-            "-d",
-            &format!("code={code}"),
-            "-d",
-            "redirect_uri=https://rp.example.gov.cn/cb",
-            "-d",
-            "code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            &client,
+            code,
+            "https://rp.example.gov.cn/cb",
             &node(port, "/oidc/token"),
-        ]);
-        (
-            status,
-            serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
         )
     };
     let code = code_from(&authorize(https));
