@@ -77,7 +77,7 @@ impl Sessions {
     pub fn new(db: Database) -> Self {
         Self {
             db,
-            next_sweep: AtomicI64::new(0),
+            next_sweep: AtomicI64::new(now() + SWEEP_EVERY_SECONDS),
         }
     }
 
