@@ -1,14 +1,13 @@
 //! Authorization codes between the sign-in and the token request.
 //!
 //! A code lives 60 seconds. It is stored under a key made of its issue
-//! time and its hash ([`crate::time_ordered_key`]), never the code itself:
-//! any node redeems a code any node issued, and a restart loses none. A
-//! code issued at a sign-in is inserted in the transaction of the
-//! sign-in's audit entry, beside its session; one issued from a live
-//! session is inserted on its own. Redemption deletes the code in the
-//! transaction that stores the refresh token it gives ([`crate::refresh`]),
-//! whatever the outcome, so a replayed code finds nothing; logout deletes
-//! the codes of its session.
+//! time and its hash, never the code itself: any node redeems a code any
+//! node issued, and a restart loses none. A code issued at a sign-in is
+//! inserted in the transaction of the sign-in's audit entry, beside its
+//! session; one issued from a live session is inserted on its own.
+//! Redemption deletes the code in the transaction that stores the refresh
+//! token it gives ([`crate::refresh`]), whatever the outcome, so a
+//! replayed code finds nothing; logout deletes the codes of its session.
 
 use std::time::Duration;
 

@@ -10,15 +10,16 @@
 //! batch of them into one or two pages, rather than each to a random page
 //! (whose write, and its checkpoint, cost a sign-in more than the rest of
 //! its storage). The row holds the systems that took part in the session.
-//! It ends at `expires_at`: the earlier of its
-//! last use plus [`SESSION_IDLE`] and its start plus [`SESSION_ABSOLUTE`].
-//! A use moves `expires_at` on only when that gains more than
+//! It ends at `expires_at`: the earlier of its last use plus
+//! [`SESSION_IDLE`] and its start plus [`SESSION_ABSOLUTE`]. A use moves
+//! `expires_at` on only when that gains more than
 //! [`TOUCH_GRANULARITY`], so a session in steady use costs a write a
 //! minute rather than one a request, and its idle end is exact to within
 //! that.
 //!
-//! Starting a session is the write of every sign-in: its row is inserted
-//! in the transaction of the sign-in's audit entry
+//! Starting a session is the write of every sign-in: its row (and the
+//! sign-in's code, [`crate::codes`]) is inserted in the transaction of the
+//! sign-in's audit entry
 //! ([`AuditLog::append_unflushed_with`](kexin_ca::audit::AuditLog::append_unflushed_with)),
 //! so a session exists exactly when its record does and costs no commit of
 //! its own. That commit does not flush the log: the sign-in's tokens go out
@@ -108,8 +109,7 @@ impl Sessions {
         }
     }
 
-    /// Deletes up to [`SWEEP_AT_MOST`] ended sessions, and as many expired
-    /// codes.
+    /// Deletes up to 25,000 ended sessions, and as many expired codes.
     pub async fn sweep(&self) -> Result<(), Error> {
         sqlx::query(SWEEP)
             .bind(now())
