@@ -109,9 +109,7 @@ impl AuditLog {
     /// after this one returns: a crash before it loses the record and the
     /// effect together.
     pub async fn append_unflushed(&self, event: AuditEvent<'_>) -> Result<AuditEntry, Error> {
-        let mut entry = NewEntry::from(event);
-        entry.durability = Durability::WithCallersNextCommit;
-        self.appends.submit(entry).await
+        self.append_unflushed_with(event, Vec::new()).await
     }
 
     /// As [`Self::append_unflushed`], with `rows` inserted in the same

@@ -228,11 +228,8 @@ fn presented_codes(items: &[RefreshWrite]) -> Vec<&str> {
 /// Deletes the codes under `keys`, returning them.
 fn redeem_sql(keys: usize) -> String {
     format!(
-        "DELETE FROM oidc_codes WHERE code_key IN ({}) RETURNING {CODE_COLUMNS}",
-        (1..=keys)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "DELETE FROM oidc_codes WHERE code_key IN (VALUES {}) RETURNING {CODE_COLUMNS}",
+        rows_of_placeholders(keys, 1, 1)
     )
 }
 
