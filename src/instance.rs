@@ -132,6 +132,19 @@ impl Instance {
         Ok(format!("{}-oidc-es256", self.key_prefix().await?))
     }
 
+    /// The key of signed-challenge ids, from a secret every node of the
+    /// instance shares, sealed under the instance's `-secrets` wrapping key.
+    pub async fn challenge_key(&self) -> anyhow::Result<kexin_identity::challenges::ChallengeKey> {
+        let secret = kexin_ca::secrets::shared_secret(
+            &self.db,
+            self.store.as_ref(),
+            "oidc-challenges",
+            &format!("{}-secrets", self.key_prefix().await?),
+        )
+        .await?;
+        Ok(kexin_identity::challenges::ChallengeKey::new(&secret))
+    }
+
     pub async fn seal_registry(&self) -> anyhow::Result<kexin_seal::SealRegistry> {
         Ok(kexin_seal::SealRegistry::new(
             self.db.clone(),

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine;
 use der::Decode;
+use kexin_ca::storage::rows::NewRow;
 use kexin_identity::provider::{AuthorizationError, AuthorizationRequest, Official};
 use maud::html;
 use serde::Deserialize;
@@ -390,6 +391,7 @@ async fn sign_in(
         &who,
         r.client_id.as_deref().unwrap_or_default(),
         Some(&r),
+        None,
         peer.ip(),
     )
     .await;
@@ -411,13 +413,16 @@ async fn sign_in(
 /// Starts an SSO session for `who` (audited as `sso.login`, `via` the
 /// client or the challenge) and, for a sign-in that continues an
 /// authorization request, issues its code (its client takes part in the
-/// session from the start). Returns the session's id, the cookie that
-/// carries it, and the code.
+/// session from the start). A sign-in by challenge claims the challenge
+/// with `claim`; if another answer claimed it first, nothing is stored and
+/// the error is `kexin_ca::Error::Conflict`. Returns the session's id, the
+/// cookie that carries it, and the code.
 async fn start_sso(
     state: &AppState,
     who: &Official,
     via: &str,
     authorization: Option<&AuthorizationRequest>,
+    claim: Option<NewRow>,
     source: std::net::IpAddr,
 ) -> Result<(String, Option<HeaderValue>, Option<String>), kexin_identity::Error> {
     // The session and its code are stored in the record's transaction: a
@@ -429,6 +434,7 @@ async fn start_sso(
     let client = authorization.and_then(|r| r.client_id.as_deref());
     let (session, session_row) = state.oidc.new_session(who, client)?;
     let mut rows = vec![session_row];
+    rows.extend(claim);
     let code = match authorization {
         Some(r) => {
             let (code, code_row) = state.oidc.new_code(r, &session, who)?;
@@ -475,10 +481,10 @@ async fn challenge(
         Err(e) => return malformed(e.body_text()),
     };
     match state.oidc.challenge(&f.client_id).await {
-        Ok((id, nonce)) => Json(serde_json::json!({
-            "challenge_id": id,
-            "nonce": nonce,
-            "expires_in": kexin_identity::provider::CHALLENGE_TTL.as_secs(),
+        Ok(c) => Json(serde_json::json!({
+            "challenge_id": c.id,
+            "nonce": c.nonce,
+            "expires_in": kexin_identity::challenges::CHALLENGE_TTL.as_secs(),
             "sign": "the bytes \"kexin-sso-challenge\\n{nonce}\\n{client_id}\" with the certificate's key",
         }))
         .into_response(),
@@ -523,19 +529,18 @@ async fn answer(
             });
         }
     }
-    let spent = match state.oidc.take_challenge(&a.challenge_id) {
+    let challenge = match state.oidc.check_challenge(&a.challenge_id) {
         Ok(c) => c,
         Err(e) => return oauth_error(e),
     };
     if let Some(r) = &a.authorization {
-        if r.client_id.as_deref() != Some(spent.client_id.as_str()) {
+        if r.client_id.as_deref() != Some(challenge.client_id.as_str()) {
             return oauth_error(kexin_identity::Error::OAuth(
                 "invalid_request",
                 "the authorization request is for another client than the challenge".to_owned(),
             ));
         }
     }
-    let message = spent.message;
     let Some(der) = kexin_ca::certificate::first_certificate_der_from_pem(a.certificate.as_bytes())
     else {
         return refuse("the certificate is not PEM");
@@ -555,7 +560,7 @@ async fn answer(
     if let Err(e) = kexin_ca::verify::verify_signature(
         spki,
         &key.default_signature().algorithm_identifier(),
-        &message,
+        &challenge.message,
         &signature,
         &[kexin_hsm::SM2_DEFAULT_ID, ""],
     ) {
@@ -566,11 +571,20 @@ async fn answer(
         who,
         "signed-challenge",
         a.authorization.as_ref(),
+        Some(challenge.claim()),
         peer.ip(),
     )
     .await;
     let (_, cookie, code) = match started {
         Ok(started) => started,
+        // Another answer to this challenge, at this node or another,
+        // claimed it first.
+        Err(kexin_identity::Error::Ca(kexin_ca::Error::Conflict(_))) => {
+            return oauth_error(kexin_identity::Error::OAuth(
+                "invalid_grant",
+                "unknown, used or expired challenge".to_owned(),
+            ))
+        }
         Err(e) => return oauth_error(e),
     };
     let mut signed_in =

@@ -152,6 +152,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             instance.store.clone(),
             &instance.oidc_key_base().await?,
         )?,
+        instance.challenge_key().await?,
         instance.config.https.public_base(),
     ));
     let instance = Arc::new(instance);

@@ -460,6 +460,35 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
         (400, Some("invalid_grant")),
         "{v}"
     );
+    // Six answers to one challenge at once: one signs in.
+    let c = challenge();
+    let body = serde_json::json!({
+        "challenge_id": c["challenge_id"],
+        "certificate": std::fs::read_to_string(&cert).unwrap(),
+        "signature": sign(&format!(
+            "kexin-sso-challenge\n{}\n{client_id}",
+            c["nonce"].as_str().unwrap()
+        )),
+    });
+    let mut outcomes: Vec<(u16, Option<String>)> = std::thread::scope(|s| {
+        let answers: Vec<_> = (0..6).map(|_| s.spawn(|| post_answer(&body))).collect();
+        answers
+            .into_iter()
+            .map(|a| {
+                let (code, v) = a.join().unwrap();
+                (code, v["error"].as_str().map(str::to_owned))
+            })
+            .collect()
+    });
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            vec![(200, None)],
+            vec![(400, Some("invalid_grant".to_owned())); 5]
+        ]
+        .concat()
+    );
 
     // The session the challenge started gives a code without a client certificate.
     let authorize = format!(
@@ -1293,7 +1322,7 @@ fn two_nodes_on_postgresql_share_sso_sessions() {
         &root,
         "-d",
         &format!("client_id={client_id}"),
-        &node(ca.https, "/oidc/challenge"),
+        &node(https, "/oidc/challenge"),
     ]);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let c: Value = serde_json::from_slice(&body).unwrap();
@@ -1321,7 +1350,24 @@ fn two_nodes_on_postgresql_share_sso_sessions() {
         &answer.to_string(),
         &node(ca.https, "/oidc/challenge/answer"),
     ]);
+    // The challenge came from the second node and is answered at the
+    // first; the same answer at the second is a replay.
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = curl(&[
+        "--cacert",
+        &root,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &answer.to_string(),
+        &node(https, "/oidc/challenge/answer"),
+    ]);
+    let replayed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        (code, replayed["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{replayed}"
+    );
 
     let authorize = |port: u16| {
         let url = node(

@@ -18,6 +18,7 @@ pub mod profile;
 pub mod registration;
 pub mod request;
 pub mod revocation;
+pub mod secrets;
 pub mod storage;
 pub mod verify;
 

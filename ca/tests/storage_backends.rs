@@ -24,6 +24,8 @@ on_both_backends!(
     concurrent_issuances_are_all_recorded_and_audited,
     signed_checkpoints_catch_a_rewritten_or_truncated_chain,
     default_hierarchy_verifies_with_openssl,
+    nodes_share_one_sealed_secret,
+    a_row_claimed_twice_fails_the_second_audit_entry,
 );
 
 fn pending(serial: &str, tbs: &[u8]) -> PendingCertificate {
@@ -375,6 +377,78 @@ async fn signed_checkpoints_catch_a_rewritten_or_truncated_chain(f: BackendFixtu
         matches!(&status, ChainStatus::Broken { reason, .. } if reason.contains("signature")),
         "{status:?}"
     );
+}
+
+async fn nodes_share_one_sealed_secret(f: BackendFixture) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = soft_store(dir.path());
+    // Four nodes starting at once on one database and key store.
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let (db, store) = (f.db.clone(), store.clone());
+            tokio::spawn(async move {
+                kexin_ca::secrets::shared_secret(&db, store.as_ref(), "mac", "t-secrets").await
+            })
+        })
+        .collect();
+    let mut secrets = Vec::new();
+    for node in nodes {
+        secrets.push(node.await.unwrap().unwrap().to_vec());
+    }
+    assert_eq!(secrets[0].len(), 32);
+    assert!(
+        secrets.iter().all(|s| *s == secrets[0]),
+        "one secret for all"
+    );
+    let later = kexin_ca::secrets::shared_secret(&f.db, store.as_ref(), "mac", "t-secrets")
+        .await
+        .unwrap();
+    assert_eq!(*later, secrets[0]);
+    let other = kexin_ca::secrets::shared_secret(&f.db, store.as_ref(), "other", "t-secrets")
+        .await
+        .unwrap();
+    assert_ne!(*other, secrets[0]);
+    // Stored sealed: the row does not hold the secret.
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT sealed FROM service_secrets WHERE name = 'mac'")
+            .fetch_one(f.db.pool())
+            .await
+            .unwrap();
+    assert!(!sealed.windows(32).any(|w| w == secrets[0].as_slice()));
+    // Another key store cannot open it.
+    let foreign = tempfile::tempdir().unwrap();
+    assert!(kexin_ca::secrets::shared_secret(
+        &f.db,
+        soft_store(foreign.path()).as_ref(),
+        "mac",
+        "t-secrets"
+    )
+    .await
+    .is_err());
+}
+
+async fn a_row_claimed_twice_fails_the_second_audit_entry(f: BackendFixture) {
+    use kexin_ca::storage::rows::{NewRow, SqlValue};
+    let log = AuditLog::new(f.db.clone());
+    let claim = || NewRow {
+        insert: "INSERT INTO oidc_spent_challenges (challenge_key)",
+        values: vec![SqlValue::Text("0190000000000abc".into())],
+    };
+    log.append_unflushed_with(event(1), vec![claim()])
+        .await
+        .unwrap();
+    // Twice at once, and once more: the row is taken each time.
+    let (a, b) = tokio::join!(
+        log.append_unflushed_with(event(2), vec![claim()]),
+        log.append_unflushed_with(event(3), vec![claim()]),
+    );
+    for outcome in [a, b] {
+        assert!(matches!(outcome, Err(Error::Conflict(_))), "{outcome:?}");
+    }
+    assert!(matches!(
+        log.verify().await.unwrap(),
+        ChainStatus::Intact { entries: 1, .. }
+    ));
 }
 
 async fn concurrent_audit_appends_keep_the_chain(f: BackendFixture) {

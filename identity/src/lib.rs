@@ -6,15 +6,17 @@
 //! Invariants: refresh tokens and client secrets are kept only as SHA-256
 //! hashes, codes and SSO sessions only under their issue time and a hash;
 //! a session, and the code of its sign-in, are stored in the transaction
-//! of the sign-in's audit entry; a code is redeemed at most once (deleted
-//! on first use, in the transaction that stores its refresh token); a
-//! refresh token is redeemed at most once, and presenting a rotated one
-//! revokes its whole family; redirect URIs match exactly.
+//! of the sign-in's audit entry, with the claim of the challenge it
+//! answered, so a challenge signs in at most once, at whichever node; a
+//! code is redeemed at most once (deleted on first use, in the
+//! transaction that stores its refresh token); a refresh token is
+//! redeemed at most once, and presenting a rotated one revokes its whole
+//! family; redirect URIs match exactly.
 #![forbid(unsafe_code)]
 
+pub mod challenges;
 pub mod clients;
 pub mod codes;
-mod expiry;
 pub mod jwt;
 pub mod provider;
 pub mod refresh;

@@ -2,9 +2,6 @@
 //! single sign-on sessions, codes, tokens, refresh with rotation,
 //! userinfo, introspection (RFC 7662), revocation (RFC 7009), logout.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use kexin_ca::storage::rows::NewRow;
@@ -12,9 +9,9 @@ use kexin_ca::storage::Database;
 use serde::Deserialize;
 use sqlx::Row;
 
+use crate::challenges::{Challenge, ChallengeKey, FreshChallenge};
 use crate::clients::{Client, Directory};
 use crate::codes::{code_key, new_code, PendingCode};
-use crate::expiry::ExpiringMap;
 use crate::jwt::KeySet;
 use crate::refresh::{Redemption, RefreshJournal};
 use crate::sessions::Sessions;
@@ -89,40 +86,15 @@ pub struct Provider {
     keys: KeySet,
     issuer: String,
     sessions: Sessions,
-    challenges: Mutex<ExpiringMap<Challenge>>,
+    challenges: ChallengeKey,
     clients: Directory,
     refresh_tokens: RefreshJournal,
 }
 
-/// A one-time sign-in challenge for a client that cannot do TLS client
-/// authentication end to end (a USB key behind a gateway).
-struct Challenge {
-    nonce: String,
-    client_id: String,
-    created: Instant,
-}
-
-/// Open challenges above this many are refused rather than held.
-const MAX_OPEN_CHALLENGES: usize = 100_000;
-
-/// A challenge taken for answering: the message its answer must sign, and
-/// the client system it was issued for.
-pub struct SpentChallenge {
-    pub message: Vec<u8>,
-    pub client_id: String,
-}
-
-/// How long a challenge may be answered.
-pub const CHALLENGE_TTL: Duration = Duration::from_secs(120);
-
-/// The bytes a client signs for a challenge: bound to the nonce and to
-/// the client system it was issued for.
-pub fn challenge_message(nonce: &str, client_id: &str) -> Vec<u8> {
-    format!("kexin-sso-challenge\n{nonce}\n{client_id}").into_bytes()
-}
-
 impl Provider {
-    pub fn new(db: Database, keys: KeySet, issuer: String) -> Self {
+    /// `challenges` must be made from a secret every node of the instance
+    /// shares (`kexin_ca::secrets::shared_secret`).
+    pub fn new(db: Database, keys: KeySet, challenges: ChallengeKey, issuer: String) -> Self {
         Self {
             clients: Directory::new(db.clone()),
             refresh_tokens: RefreshJournal::new(&db),
@@ -130,7 +102,7 @@ impl Provider {
             db,
             keys,
             issuer,
-            challenges: Mutex::default(),
+            challenges,
         }
     }
 
@@ -139,47 +111,19 @@ impl Provider {
         &self.clients
     }
 
-    /// A new challenge for `client_id`: (challenge id, nonce).
-    pub async fn challenge(&self, client_id: &str) -> Result<(String, String), Error> {
+    /// A new challenge for `client_id`, which must be registered.
+    pub async fn challenge(&self, client_id: &str) -> Result<Challenge, Error> {
         if self.clients.find(client_id).await?.is_none() {
             return Err(oauth("invalid_client", "unknown client"));
         }
-        let (id, nonce) = (random_token()?, random_token()?);
-        let now = Instant::now();
-        let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        map.sweep(now, MAX_OPEN_CHALLENGES, |c| {
-            now.duration_since(c.created) < CHALLENGE_TTL
-        });
-        if map.len() >= MAX_OPEN_CHALLENGES {
-            return Err(oauth("temporarily_unavailable", "too many open challenges"));
-        }
-        map.insert(
-            id.clone(),
-            Challenge {
-                nonce: nonce.clone(),
-                client_id: client_id.to_owned(),
-                created: now,
-            },
-        );
-        Ok((id, nonce))
+        self.challenges.issue(client_id)
     }
 
-    /// Takes a challenge for answering: it is gone afterwards, so an
-    /// answer cannot be replayed.
-    pub fn take_challenge(&self, id: &str) -> Result<SpentChallenge, Error> {
-        let c = self
-            .challenges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
-            .ok_or_else(|| oauth("invalid_grant", "unknown, used or expired challenge"))?;
-        if c.created.elapsed() >= CHALLENGE_TTL {
-            return Err(oauth("invalid_grant", "the challenge expired"));
-        }
-        Ok(SpentChallenge {
-            message: challenge_message(&c.nonce, &c.client_id),
-            client_id: c.client_id,
-        })
+    /// The challenge under `id` if it is genuine and fresh; the answer
+    /// claims it with [`FreshChallenge::claim`] in its sign-in's
+    /// transaction, which a replayed answer's claim fails.
+    pub fn check_challenge(&self, id: &str) -> Result<FreshChallenge, Error> {
+        self.challenges.check(id)
     }
 
     pub fn issuer(&self) -> &str {

@@ -35,6 +35,7 @@ use kexin_ca::storage::rows::{NewRow, SqlValue};
 use kexin_ca::storage::Database;
 use sqlx::Row;
 
+use crate::challenges::claims_expired_before;
 use crate::codes::CODE_TTL;
 use crate::provider::Official;
 use crate::{now, storage, Error};
@@ -109,7 +110,8 @@ impl Sessions {
         }
     }
 
-    /// Deletes up to 25,000 ended sessions, and as many expired codes.
+    /// Deletes up to 25,000 ended sessions, and as many expired codes and
+    /// claims of expired challenges.
     pub async fn sweep(&self) -> Result<(), Error> {
         sqlx::query(SWEEP)
             .bind(now())
@@ -120,6 +122,12 @@ impl Sessions {
         let issued_before = (now() - CODE_TTL.as_secs() as i64) * 1000;
         sqlx::query(SWEEP_CODES)
             .bind(format!("{issued_before:012x}"))
+            .bind(SWEEP_AT_MOST)
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?;
+        sqlx::query(SWEEP_CLAIMS)
+            .bind(claims_expired_before())
             .bind(SWEEP_AT_MOST)
             .execute(self.db.pool())
             .await
@@ -278,6 +286,11 @@ const SWEEP: &str = "DELETE FROM oidc_sessions WHERE sid IN \
 /// their keys begin with) by the key's order.
 const SWEEP_CODES: &str = "DELETE FROM oidc_codes WHERE code_key IN \
      (SELECT code_key FROM oidc_codes WHERE code_key < $1 ORDER BY code_key LIMIT $2)";
+
+/// Claims of challenges issued before a time, by the key's order, as codes.
+const SWEEP_CLAIMS: &str = "DELETE FROM oidc_spent_challenges WHERE challenge_key IN \
+     (SELECT challenge_key FROM oidc_spent_challenges WHERE challenge_key < $1 \
+     ORDER BY challenge_key LIMIT $2)";
 
 #[cfg(test)]
 mod tests {

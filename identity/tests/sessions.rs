@@ -169,8 +169,25 @@ async fn ended_sessions_are_not_found_and_are_swept(f: BackendFixture) {
         .execute(f.db.pool())
         .await
         .unwrap();
+    // Claims of answered challenges: kept for 3 minutes after the
+    // challenge's issue (its 2 minutes and the nodes' clock skew).
+    for age in [240, 150] {
+        sqlx::query("INSERT INTO oidc_spent_challenges (challenge_key) VALUES ($1)")
+            .bind(format!("{:012x}{}", (t - age) * 1000, "0".repeat(32)))
+            .execute(f.db.pool())
+            .await
+            .unwrap();
+    }
     // (A sweep the starts began in the background may have been first.)
     sessions.sweep().await.unwrap();
+    let claims: Vec<String> = sqlx::query_scalar("SELECT challenge_key FROM oidc_spent_challenges")
+        .fetch_all(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        claims,
+        vec![format!("{:012x}{}", (t - 150) * 1000, "0".repeat(32))]
+    );
     assert_eq!(expires_at(&f.db, "ended-2").await, None);
     let codes: Vec<String> = sqlx::query_scalar("SELECT sid FROM oidc_codes")
         .fetch_all(f.db.pool())

@@ -11,7 +11,8 @@ use super::{direct, insert_rows_sql, storage, Backend};
 use crate::Error;
 
 /// One row: `insert` is `INSERT INTO t (a, b, …)` and `values` holds its
-/// values in column order.
+/// values in column order. A row whose key is taken fails its whole
+/// transaction with [`Error::Conflict`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewRow {
     pub insert: &'static str,
@@ -59,7 +60,15 @@ pub(crate) fn insert_sqlite(tx: &rusqlite::Transaction<'_>, rows: &[&NewRow]) ->
             .iter()
             .flat_map(|row| row.values.iter().map(|v| v as &dyn ToSql))
             .collect();
-        direct::execute(tx, &sql, &values).map_err(direct::failed)?;
+        match direct::execute(tx, &sql, &values) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                return Err(taken(run[0].insert))
+            }
+            other => other.map_err(direct::failed)?,
+        };
     }
     Ok(())
 }
@@ -78,7 +87,23 @@ pub async fn insert(tx: &mut sqlx::AnyConnection, rows: &[&NewRow]) -> Result<()
                 SqlValue::Null => query.bind(None::<String>),
             };
         }
-        query.execute(&mut *tx).await.map_err(storage)?;
+        match query.execute(&mut *tx).await {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(taken(run[0].insert))
+            }
+            other => other.map_err(storage)?,
+        };
     }
     Ok(())
+}
+
+/// A row whose key another row has: [`Error::Conflict`], which a caller
+/// that inserts a row to claim something once (an answered challenge)
+/// reads as "already claimed".
+fn taken(insert: &str) -> Error {
+    let table = insert
+        .strip_prefix("INSERT INTO ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("a table");
+    Error::Conflict(format!("{table} already holds a row with that key"))
 }
