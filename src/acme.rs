@@ -14,15 +14,14 @@ mod account;
 mod certificate;
 mod http01;
 mod jws;
+mod nonce;
 mod order;
 mod store;
 
 pub use account::{issue_external_account, list_external_accounts};
+pub use nonce::Nonces;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -35,11 +34,6 @@ use crate::serve::AppState;
 use jws::AccountKey;
 use kexin_ca::issuance::now;
 use store::Account;
-
-const NONCE_LIFETIME: Duration = Duration::from_secs(3600);
-/// Nonces held at most; past it, expired ones are dropped, and if all are
-/// live the oldest generation goes (its holders get `badNonce` and retry).
-const MAX_NONCES: usize = 100_000;
 
 /// The ACME resources; every response they give carries what RFC 8555
 /// asks of all (`finish`).
@@ -169,38 +163,6 @@ impl From<jws::JwsError> for AcmeError {
     }
 }
 
-/// Nonces handed out and not yet spent.
-#[derive(Default)]
-pub struct Nonces {
-    issued: Mutex<HashMap<String, Instant>>,
-}
-
-impl Nonces {
-    /// A fresh nonce; empty (which no request can spend) if the system
-    /// has no randomness to give.
-    fn issue(&self) -> String {
-        let Ok(nonce) = kexin_identity::random_token() else {
-            return String::new();
-        };
-        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
-        if issued.len() >= MAX_NONCES {
-            issued.retain(|_, at| at.elapsed() < NONCE_LIFETIME);
-            if issued.len() >= MAX_NONCES {
-                let cutoff = Instant::now() - NONCE_LIFETIME / 2;
-                issued.retain(|_, at| *at > cutoff);
-            }
-        }
-        issued.insert(nonce.clone(), Instant::now());
-        nonce
-    }
-
-    /// Spends `nonce`: true once, for a nonce this server issued.
-    fn spend(&self, nonce: &str) -> bool {
-        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
-        matches!(issued.remove(nonce), Some(at) if at.elapsed() < NONCE_LIFETIME)
-    }
-}
-
 /// An account's URL: its `kid`.
 fn account_url(state: &AppState, id: &str) -> String {
     format!("{}/account/{id}", base(state))
@@ -214,8 +176,7 @@ fn base(state: &AppState) -> String {
 /// link, and no caching.
 fn finish(state: &AppState, mut res: Response) -> Response {
     let headers = res.headers_mut();
-    let nonce = state.acme_nonces.issue();
-    if !nonce.is_empty() {
+    if let Some(nonce) = state.acme_nonces.issue() {
         if let Ok(v) = HeaderValue::from_str(&nonce) {
             headers.insert("replay-nonce", v);
         }
@@ -348,10 +309,13 @@ async fn authenticate(
             "the protected header's url is not the URL this request was sent to",
         ));
     }
-    let nonce_ok = header
-        .nonce
-        .as_deref()
-        .is_some_and(|n| state.acme_nonces.spend(n));
+    let nonce_ok = match header.nonce.as_deref() {
+        Some(n) => state.acme_nonces.spend(n).await.map_err(|e| {
+            tracing::error!(error = %e, "spending an ACME nonce");
+            AcmeError::server_internal()
+        })?,
+        None => false,
+    };
     if !nonce_ok {
         return Err(AcmeError::new(
             "badNonce",
@@ -421,18 +385,4 @@ async fn audit(
             tracing::error!(error = %e, "audit append for ACME");
             AcmeError::server_internal()
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_nonce_is_spent_once() {
-        let nonces = Nonces::default();
-        let n = nonces.issue();
-        assert!(nonces.spend(&n));
-        assert!(!nonces.spend(&n));
-        assert!(!nonces.spend("never-issued"));
-    }
 }

@@ -132,17 +132,17 @@ impl Instance {
         Ok(format!("{}-oidc-es256", self.key_prefix().await?))
     }
 
-    /// The key of signed-challenge ids, from a secret every node of the
-    /// instance shares, sealed under the instance's `-secrets` wrapping key.
-    pub async fn challenge_key(&self) -> anyhow::Result<kexin_identity::challenges::ChallengeKey> {
-        let secret = kexin_ca::secrets::shared_secret(
+    /// The secret that authenticates the tokens every node issues and
+    /// checks without storing them (sign-in challenges, ACME nonces),
+    /// sealed under the instance's `-secrets` wrapping key.
+    pub async fn stamp_secret(&self) -> anyhow::Result<kexin_hsm::Zeroizing<Vec<u8>>> {
+        Ok(kexin_ca::secrets::shared_secret(
             &self.db,
             self.store.as_ref(),
-            "oidc-challenges",
+            "stamps",
             &format!("{}-secrets", self.key_prefix().await?),
         )
-        .await?;
-        Ok(kexin_identity::challenges::ChallengeKey::new(&secret))
+        .await?)
     }
 
     pub async fn seal_registry(&self) -> anyhow::Result<kexin_seal::SealRegistry> {

@@ -582,7 +582,7 @@ async fn answer(
         Err(kexin_identity::Error::Ca(kexin_ca::Error::Conflict(_))) => {
             return oauth_error(kexin_identity::Error::OAuth(
                 "invalid_grant",
-                "unknown, used or expired challenge".to_owned(),
+                kexin_identity::challenges::UNKNOWN_CHALLENGE.to_owned(),
             ))
         }
         Err(e) => return oauth_error(e),

@@ -146,13 +146,14 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         tsa.clone(),
         ocsp.clone(),
     ));
+    let stamp_secret = instance.stamp_secret().await?;
     let oidc = Arc::new(kexin_identity::provider::Provider::new(
         instance.db.clone(),
         kexin_identity::jwt::KeySet::open(
             instance.store.clone(),
             &instance.oidc_key_base().await?,
         )?,
-        instance.challenge_key().await?,
+        kexin_identity::challenges::ChallengeKey::new(&stamp_secret),
         instance.config.https.public_base(),
     ));
     let instance = Arc::new(instance);
@@ -175,7 +176,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         portal_limit: Default::default(),
         callers: Default::default(),
         oidc,
-        acme_nonces: Default::default(),
+        acme_nonces: crate::acme::Nonces::new(&stamp_secret, instance.db.clone()),
         ca_certificates,
         ca_parsed,
         trust,

@@ -35,7 +35,7 @@ use kexin_ca::storage::rows::{NewRow, SqlValue};
 use kexin_ca::storage::Database;
 use sqlx::Row;
 
-use crate::challenges::claims_expired_before;
+use crate::challenges::CHALLENGE_TTL;
 use crate::codes::CODE_TTL;
 use crate::provider::Official;
 use crate::{now, storage, Error};
@@ -127,7 +127,7 @@ impl Sessions {
             .await
             .map_err(storage)?;
         sqlx::query(SWEEP_CLAIMS)
-            .bind(claims_expired_before())
+            .bind(kexin_ca::secrets::claims_expired_before(CHALLENGE_TTL))
             .bind(SWEEP_AT_MOST)
             .execute(self.db.pool())
             .await

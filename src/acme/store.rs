@@ -1,6 +1,5 @@
 //! ACME's records: accounts, orders and authorizations, in the instance's
-//! database (SQLite or PostgreSQL). Nonces are not here: they live in
-//! memory, and a restart only makes clients retry with a fresh one.
+//! database (SQLite or PostgreSQL). Spent nonces are claimed by `super::nonce`.
 
 use kexin_ca::storage::Database;
 use sqlx::Row;

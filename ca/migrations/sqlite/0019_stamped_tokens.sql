@@ -19,3 +19,9 @@ CREATE TABLE service_secrets (
 CREATE TABLE oidc_spent_challenges (
     challenge_key TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+
+-- ACME nonces, issued and checked the same way (the binary's acme::nonce
+-- module): a request claims its nonce here before it is handled.
+CREATE TABLE acme_spent_nonces (
+    nonce_key TEXT PRIMARY KEY
+) WITHOUT ROWID;
