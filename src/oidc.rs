@@ -506,9 +506,10 @@ struct Answer {
     authorization: Option<AuthorizationRequest>,
 }
 
-/// The signed answer: the challenge is spent, the certificate must chain
-/// to our root through `officials` and be good now, the signature must
-/// verify; then an SSO session starts (the cookie is set).
+/// The signed answer: the challenge must be fresh and one this instance
+/// issued, at any node; the certificate must chain to our root through
+/// `officials` and be good now; the signature must verify. Then an SSO
+/// session starts (the cookie is set) and the challenge is spent with it.
 async fn answer(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
