@@ -119,7 +119,8 @@ impl StampKey {
     }
 
     /// A new token carrying `payload`, issued at `issued_ms` (Unix
-    /// milliseconds), and its nonce.
+    /// milliseconds), and its nonce. A payload that would make the token
+    /// longer than [`Self::check`] reads is refused.
     pub fn issue(
         &self,
         payload: &[u8],
@@ -133,7 +134,13 @@ impl StampKey {
         token.extend_from_slice(&nonce);
         token.extend_from_slice(tag.as_ref());
         token.extend_from_slice(payload);
-        Ok((B64URL.encode(token), nonce))
+        let token = B64URL.encode(token);
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Error::InvalidRequest(
+                "the payload is too long for a token".into(),
+            ));
+        }
+        Ok((token, nonce))
     }
 
     /// The token's contents if this key issued it and, by a clock that
@@ -267,6 +274,15 @@ mod tests {
         for junk in ["", "not base64!", "AAAA", &"A".repeat(MAX_TOKEN_LEN + 4)] {
             assert!(unknown(&key(), junk));
         }
+    }
+
+    #[test]
+    fn no_token_is_issued_that_check_would_refuse() {
+        // Found by the stamped_token fuzz target.
+        let longest = (MAX_TOKEN_LEN * 3 / 4) - TIME_LEN - NONCE_LEN - TAG_LEN;
+        let (token, _) = key().issue(&vec![b'c'; longest], T).unwrap();
+        assert!(key().check(&token, T, LIFE).is_ok());
+        assert!(key().issue(&vec![b'c'; longest + 1], T).is_err());
     }
 
     #[test]
