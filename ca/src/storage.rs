@@ -20,6 +20,7 @@ mod licenses;
 mod requests;
 pub mod rows;
 mod seals;
+pub mod sweep;
 pub use certificates::{IssuanceJournal, JournalSession, PendingCertificate, SignedCertificate};
 pub use licenses::LicenseRow;
 pub use requests::{DecisionRow, NewRequest, RequestRow};

@@ -77,12 +77,13 @@ impl ChallengeKey {
                 StampRefused::Expired => oauth("invalid_grant", "the challenge expired"),
                 StampRefused::Unknown => oauth("invalid_grant", UNKNOWN_CHALLENGE),
             })?;
-        let client_id = String::from_utf8(token.payload.clone())
+        let claim_key = token.claim_key();
+        let client_id = String::from_utf8(token.payload)
             .map_err(|_| oauth("invalid_grant", UNKNOWN_CHALLENGE))?;
         Ok(FreshChallenge {
             message: challenge_message(&B64URL.encode(token.nonce), &client_id),
             client_id,
-            claim_key: token.claim_key(),
+            claim_key,
         })
     }
 }

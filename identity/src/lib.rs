@@ -58,10 +58,7 @@ pub fn random_token() -> Result<String, Error> {
 /// one moment go to one end of their index rather than each to a random
 /// page.
 pub(crate) fn time_ordered_token() -> Result<String, Error> {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let ms = kexin_ca::secrets::now_ms();
     Ok(format!("{ms:012x}{}", random_token()?))
 }
 

@@ -27,11 +27,11 @@
 //! lost to a power cut before then is a sign-in to repeat; nothing it let
 //! out outlives it.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use kexin_ca::storage::direct;
 use kexin_ca::storage::rows::{NewRow, SqlValue};
+use kexin_ca::storage::sweep::{delete_keys_before, SweepSchedule};
 use kexin_ca::storage::Database;
 use sqlx::Row;
 
@@ -51,7 +51,7 @@ pub const TOUCH_GRANULARITY: Duration = Duration::from_secs(60);
 /// How often ended sessions (and expired codes) are deleted, and how many
 /// at most at a time, so that the delete never holds the database's write
 /// lock for long.
-const SWEEP_EVERY_SECONDS: i64 = 5;
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const SWEEP_AT_MOST: i64 = 25_000;
 
 /// A live session: its official, and when it ends as stored.
@@ -72,14 +72,14 @@ pub struct EndedSession {
 pub struct Sessions {
     db: Database,
     /// When ended sessions are next deleted (Unix seconds).
-    next_sweep: AtomicI64,
+    next_sweep: SweepSchedule,
 }
 
 impl Sessions {
     pub fn new(db: Database) -> Self {
         Self {
             db,
-            next_sweep: AtomicI64::new(now() + SWEEP_EVERY_SECONDS),
+            next_sweep: SweepSchedule::new(SWEEP_EVERY),
         }
     }
 
@@ -89,7 +89,7 @@ impl Sessions {
     pub fn start(&self, sid: String, official: &Official, client: Option<&str>) -> NewRow {
         let created = now();
         let runtime = tokio::runtime::Handle::try_current();
-        if let (Ok(runtime), true) = (runtime, self.sweep_due(created)) {
+        if let (Ok(runtime), true) = (runtime, self.next_sweep.due()) {
             let sessions = Self::new(self.db.clone());
             runtime.spawn(async move {
                 if let Err(e) = sessions.sweep().await {
@@ -120,35 +120,14 @@ impl Sessions {
             .await
             .map_err(storage)?;
         let issued_before = (now() - CODE_TTL.as_secs() as i64) * 1000;
-        sqlx::query(SWEEP_CODES)
-            .bind(format!("{issued_before:012x}"))
-            .bind(SWEEP_AT_MOST)
-            .execute(self.db.pool())
-            .await
-            .map_err(storage)?;
-        sqlx::query(SWEEP_CLAIMS)
-            .bind(kexin_ca::secrets::claims_expired_before(CHALLENGE_TTL))
-            .bind(SWEEP_AT_MOST)
-            .execute(self.db.pool())
-            .await
-            .map_err(storage)?;
+        let claims_before = kexin_ca::secrets::claims_expired_before(CHALLENGE_TTL);
+        for (table, key, before) in [
+            ("oidc_codes", "code_key", format!("{issued_before:012x}")),
+            ("oidc_spent_challenges", "challenge_key", claims_before),
+        ] {
+            delete_keys_before(&self.db, table, key, &before, SWEEP_AT_MOST).await?;
+        }
         Ok(())
-    }
-
-    /// Whether ended sessions are to be deleted now: once in
-    /// [`SWEEP_EVERY_SECONDS`] at most.
-    fn sweep_due(&self, now: i64) -> bool {
-        let due = self.next_sweep.load(Ordering::Relaxed);
-        now >= due
-            && self
-                .next_sweep
-                .compare_exchange(
-                    due,
-                    now + SWEEP_EVERY_SECONDS,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
     }
 
     /// The session under `sid` if it is live now.
@@ -279,18 +258,9 @@ fn ends(created: i64, used: i64) -> i64 {
 const INSERT_SESSION: &str =
     "INSERT INTO oidc_sessions (sid, subject, claims, clients, created, expires_at)";
 
-/// Up to [`SWEEP_AT_MOST`] ended sessions; as many expired codes.
+/// Up to [`SWEEP_AT_MOST`] ended sessions.
 const SWEEP: &str = "DELETE FROM oidc_sessions WHERE sid IN \
      (SELECT sid FROM oidc_sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)";
-/// Codes issued before a time (12 hex digits of milliseconds, which
-/// their keys begin with) by the key's order.
-const SWEEP_CODES: &str = "DELETE FROM oidc_codes WHERE code_key IN \
-     (SELECT code_key FROM oidc_codes WHERE code_key < $1 ORDER BY code_key LIMIT $2)";
-
-/// Claims of challenges issued before a time, by the key's order, as codes.
-const SWEEP_CLAIMS: &str = "DELETE FROM oidc_spent_challenges WHERE challenge_key IN \
-     (SELECT challenge_key FROM oidc_spent_challenges WHERE challenge_key < $1 \
-     ORDER BY challenge_key LIMIT $2)";
 
 #[cfg(test)]
 mod tests {

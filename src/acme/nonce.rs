@@ -7,11 +7,11 @@
 //! use, at any node, conflicts with the claim and gets `badNonce`. Claims
 //! are deleted in the background once their nonces have expired.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kexin_ca::secrets::{claims_expired_before, now_ms, StampKey};
 use kexin_ca::storage::rows::{NewRow, SqlValue};
+use kexin_ca::storage::sweep::{delete_keys_before, SweepSchedule};
 use kexin_ca::storage::Database;
 
 /// How long a nonce may be spent.
@@ -24,8 +24,8 @@ const SWEEP_AT_MOST: i64 = 25_000;
 pub struct Nonces {
     key: StampKey,
     db: Database,
-    /// When expired claims are next deleted (Unix milliseconds).
-    next_sweep: AtomicU64,
+    /// When expired claims are next deleted.
+    next_sweep: SweepSchedule,
 }
 
 impl Nonces {
@@ -34,7 +34,7 @@ impl Nonces {
         Self {
             key: StampKey::new(secret, "acme-nonce"),
             db,
-            next_sweep: AtomicU64::new(now_ms() + SWEEP_EVERY.as_millis() as u64),
+            next_sweep: SweepSchedule::new(SWEEP_EVERY),
         }
     }
 
@@ -69,14 +69,7 @@ impl Nonces {
     /// Deletes claims of expired nonces in the background, once in
     /// [`SWEEP_EVERY`] at most.
     fn sweep_if_due(&self) {
-        let (now, due) = (now_ms(), self.next_sweep.load(Ordering::Relaxed));
-        let next = now + SWEEP_EVERY.as_millis() as u64;
-        if now < due
-            || self
-                .next_sweep
-                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        if !self.next_sweep.due() {
             return;
         }
         let db = self.db.clone();
@@ -90,17 +83,9 @@ impl Nonces {
 
 /// Deletes claims of expired nonces, by the key's order, as many as
 /// [`SWEEP_AT_MOST`].
-pub async fn sweep(db: &Database) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM acme_spent_nonces WHERE nonce_key IN \
-         (SELECT nonce_key FROM acme_spent_nonces WHERE nonce_key < $1 \
-         ORDER BY nonce_key LIMIT $2)",
-    )
-    .bind(claims_expired_before(NONCE_LIFETIME))
-    .bind(SWEEP_AT_MOST)
-    .execute(db.pool())
-    .await
-    .map(|_| ())
+pub async fn sweep(db: &Database) -> Result<(), kexin_ca::Error> {
+    let before = claims_expired_before(NONCE_LIFETIME);
+    delete_keys_before(db, "acme_spent_nonces", "nonce_key", &before, SWEEP_AT_MOST).await
 }
 
 #[cfg(test)]
