@@ -171,7 +171,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         ocsp,
         registration,
         requests,
-        console_sessions: Default::default(),
+        console_sessions: crate::console::Sessions::new(instance.db.clone()),
         seals,
         portal_limit: Default::default(),
         callers: Default::default(),

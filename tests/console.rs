@@ -197,3 +197,102 @@ fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Two nodes on one PostgreSQL database, as behind a load balancer: an
+/// officer who signs in to the console at one is signed in at the other;
+/// another officer's certificate cannot use the session's cookie; signing
+/// out at the second node ends the session at the first.
+#[test]
+fn two_nodes_on_postgresql_share_console_sessions() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(kexin_test_support::fresh_postgres_database());
+    let ca = Ca::init(&["--db", &url]);
+    let alice = ca.officer("alice", "ra-officer");
+    let bob = ca.officer("bob", "ra-officer");
+    let first = ca.serve();
+    let (http, https) = (free_port(), free_port());
+    let mut cmd = kexin(&ca.dir);
+    cmd.args(["serve", "--data", "data"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--https", &format!("127.0.0.1:{https}")]);
+    let second = Server::start(cmd, http, https);
+    let (root, jar) = (ca.ca_pem("root"), ca.file("alice.jar"));
+    let console = |p12: &str, port: u16, extra: &[&str], path: &str| {
+        let cert = format!("{p12}:{P12_PASSWORD}");
+        let origin = format!("Origin: https://localhost:{port}");
+        let url = format!("https://localhost:{port}{path}");
+        let mut args = vec![
+            "--cacert",
+            &root,
+            "--cert-type",
+            "P12",
+            "--cert",
+            &cert,
+            "-b",
+            &jar,
+            "-c",
+            &jar,
+            "-H",
+            &origin,
+        ];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let (code, body) = curl(&args);
+        (code, String::from_utf8_lossy(&body).into_owned())
+    };
+
+    let (code, _) = console(&alice, ca.https, &["-d", "next=/console"], "/console/login");
+    assert_eq!(code, 303);
+    let (code, page) = console(&alice, https, &[], "/console/requests");
+    assert_eq!(
+        code, 200,
+        "the second node did not know the session: {page}"
+    );
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a form with a CSRF token")
+        .to_owned();
+    let (code, _) = console(&bob, https, &[], "/console/requests");
+    assert_eq!(code, 303, "another certificate used alice's session");
+
+    // The cookie as it was: logging out clears it from the jar, and a
+    // session must end for whoever still holds its cookie.
+    let jar_text = std::fs::read_to_string(&jar).unwrap();
+    let session = jar_text
+        .lines()
+        .find_map(|l| l.split('\t').skip_while(|f| *f != "kexin_console").nth(1))
+        .expect("a session cookie")
+        .to_owned();
+    let (code, _) = console(
+        &alice,
+        https,
+        &["-d", &format!("csrf={csrf}")],
+        "/console/logout",
+    );
+    assert_eq!(code, 303);
+    let cookie = format!("Cookie: kexin_console={session}");
+    let (code, page) = console(&alice, ca.https, &["-H", &cookie], "/console/requests");
+    assert_eq!(
+        code, 303,
+        "the session outlived its logout at the other node: {page}"
+    );
+
+    let actions: Vec<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT action FROM audit_log WHERE action LIKE 'console.%' ORDER BY seq",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap()
+    });
+    assert_eq!(actions, ["console.login", "console.logout"]);
+
+    for server in [first, second] {
+        let (status, output) = server.stop();
+        assert!(status.success() && !output.contains("panicked"), "{output}");
+    }
+}

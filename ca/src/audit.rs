@@ -102,6 +102,18 @@ impl AuditLog {
         self.appends.submit(NewEntry::from(event)).await
     }
 
+    /// As [`Self::append`], with `rows` inserted in the same transaction:
+    /// the change the event records exists exactly when its record does.
+    pub async fn append_with(
+        &self,
+        event: AuditEvent<'_>,
+        rows: Vec<NewRow>,
+    ) -> Result<AuditEntry, Error> {
+        let mut entry = NewEntry::from(event);
+        entry.riders = rows;
+        self.appends.submit(entry).await
+    }
+
     /// Appends `event`; returns once it is committed, its flush left to
     /// the caller's next flushing commit ([`Durability::WithCallersNextCommit`];
     /// a batch with any flushed entry flushes whole). For an event whose

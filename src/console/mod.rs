@@ -6,8 +6,8 @@
 //! nothing). A session on top of it gives the console an idle and an
 //! absolute expiry and carries the CSRF token of its forms; the session is
 //! bound to the certificate serial, so a stolen cookie without the same
-//! certificate is worthless. Sessions live in memory: a restart signs
-//! everyone out, which is the safe direction.
+//! certificate is worthless. Sessions are stored in the database, so
+//! every node of an instance honours them (see [`session`]).
 
 mod acme;
 mod audit;
@@ -257,8 +257,14 @@ impl FromRequestParts<AppState> for Officer {
         let caller = authenticate(parts, state)
             .await
             .map_err(|p| ConsoleError::from(p).render(lang))?;
-        let session = cookie(&parts.headers, SESSION_COOKIE)
-            .and_then(|id| state.console_sessions.touch(id, &caller.serial));
+        let session = match cookie(&parts.headers, SESSION_COOKIE) {
+            Some(id) => state
+                .console_sessions
+                .touch(id, &caller.serial)
+                .await
+                .map_err(|e| ConsoleError::from(e).render(lang))?,
+            None => None,
+        };
         match session {
             Some(csrf) => Ok(Self { caller, lang, csrf }),
             None => {
@@ -332,25 +338,28 @@ async fn login(
         Ok(c) => c,
         Err(p) => return ConsoleError::from(p).render(lang),
     };
-    let id = match state.console_sessions.create(&caller.serial) {
-        Ok(id) => id,
+    let session = match state.console_sessions.start(&caller.serial) {
+        Ok(session) => session,
         Err(e) => return ConsoleError::from(e).render(lang),
     };
     let audit = state
         .instance
         .audit
-        .append(kexin_ca::audit::AuditEvent {
-            actor: &caller.actor(),
-            action: "console.login",
-            target: &caller.serial,
-            source: &caller.source,
-            detail: serde_json::json!({ "role": caller.role.as_str() }),
-        })
+        .append_with(
+            kexin_ca::audit::AuditEvent {
+                actor: &caller.actor(),
+                action: "console.login",
+                target: &caller.serial,
+                source: &caller.source,
+                detail: serde_json::json!({ "role": caller.role.as_str() }),
+            },
+            vec![session.row],
+        )
         .await;
     if let Err(e) = audit {
-        state.console_sessions.end(&id);
         return ConsoleError::from(e).render(lang);
     }
+    let id = session.id;
     let mut res = Redirect::to(safe_next(form.next.as_deref())).into_response();
     set_cookie(
         &mut res,
@@ -370,8 +379,26 @@ async fn logout(
 ) -> PageResult {
     officer.check_csrf(&form.csrf)?;
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        state.console_sessions.end(id);
+        state
+            .console_sessions
+            .end(id)
+            .await
+            .map_err(|e| officer.err(e))?;
     }
+    // After the session ended: were this record lost, the officer would be
+    // signed out unrecorded, never recorded as out while still signed in.
+    state
+        .instance
+        .audit
+        .append(kexin_ca::audit::AuditEvent {
+            actor: &officer.caller.actor(),
+            action: "console.logout",
+            target: &officer.caller.serial,
+            source: &officer.caller.source,
+            detail: serde_json::json!({}),
+        })
+        .await
+        .map_err(|e| officer.err(e))?;
     let mut res = Redirect::to("/console/login").into_response();
     set_cookie(
         &mut res,

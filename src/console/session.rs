@@ -1,73 +1,169 @@
 //! Console sessions: random identifiers bound to a client certificate,
 //! with idle and absolute expiry. The CSRF token is per session.
+//!
+//! Sessions are rows of the database (`console_sessions`), not one node's
+//! memory: behind a load balancer an officer's requests reach any node of
+//! the instance and every node honours the session, and signing out at one
+//! ends it at all. A row is keyed by the SHA-256 of its cookie, so whoever
+//! reads the database cannot present a session (nor could they without the
+//! officer's certificate). A sign-in's row is inserted in the transaction
+//! of its `console.login` audit entry: a session exists exactly when its
+//! record does. A use moves the session's end on only when that gains more
+//! than [`TOUCH_GRANULARITY`], so its idle end is exact to within that.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use kexin_ca::storage::rows::{NewRow, SqlValue};
+use kexin_ca::storage::sweep::SweepSchedule;
+use kexin_ca::storage::Database;
+use kexin_ca::Error;
+use sqlx::Row;
 
 /// A session unused this long ends.
 pub const IDLE: Duration = Duration::from_secs(15 * 60);
 /// A session ends this long after sign-in however busy it is.
 pub const ABSOLUTE: Duration = Duration::from_secs(8 * 3600);
+/// A use of a session is written only when it moves the session's end on
+/// by more than this.
+const TOUCH_GRANULARITY: Duration = Duration::from_secs(60);
+/// How often ended sessions are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-struct Session {
-    serial: String,
-    csrf: String,
-    created: Instant,
-    last_seen: Instant,
+pub struct Sessions {
+    db: Database,
+    next_sweep: SweepSchedule,
 }
 
-#[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, Session>>);
+/// A session about to start: the id its cookie carries, and the row that
+/// starts it when inserted.
+pub struct NewSession {
+    pub id: String,
+    pub row: NewRow,
+}
 
 impl Sessions {
-    /// Starts a session for the certificate `serial`; returns its id.
-    pub fn create(&self, serial: &str) -> Result<String, kexin_ca::Error> {
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            next_sweep: SweepSchedule::new(SWEEP_EVERY),
+        }
+    }
+
+    /// A session for the certificate `serial`. Now and then this also
+    /// starts deleting ended sessions in the background.
+    pub fn start(&self, serial: &str) -> Result<NewSession, Error> {
         let (id, csrf) = (random_token()?, random_token()?);
-        let now = Instant::now();
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| live(s, now));
-        map.insert(
-            id.clone(),
-            Session {
-                serial: serial.to_owned(),
-                csrf,
-                created: now,
-                last_seen: now,
-            },
-        );
-        Ok(id)
+        let now = now();
+        if let (Ok(runtime), true) = (tokio::runtime::Handle::try_current(), self.next_sweep.due())
+        {
+            let db = self.db.clone();
+            runtime.spawn(async move {
+                if let Err(e) = sweep(&db, now).await {
+                    tracing::warn!(error = %e, "ended console sessions could not be deleted");
+                }
+            });
+        }
+        let row = NewRow {
+            insert: "INSERT INTO console_sessions (session_key, serial, csrf, created, expires_at)",
+            values: vec![
+                SqlValue::Text(key(&id)),
+                SqlValue::Text(serial.to_owned()),
+                SqlValue::Text(csrf),
+                SqlValue::Integer(now),
+                SqlValue::Integer(ends(now, now)),
+            ],
+        };
+        Ok(NewSession { id, row })
     }
 
     /// The CSRF token of session `id` if it is live and belongs to the
     /// certificate `serial`; marks it used.
-    pub fn touch(&self, id: &str, serial: &str) -> Option<String> {
-        let now = Instant::now();
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map.get_mut(id)?;
-        if !live(s, now) {
-            map.remove(id);
-            return None;
+    pub async fn touch(&self, id: &str, serial: &str) -> Result<Option<String>, Error> {
+        let session_key = key(id);
+        let row = sqlx::query(
+            "SELECT serial, csrf, created, expires_at FROM console_sessions WHERE session_key = $1",
+        )
+        .bind(&session_key)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(storage)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (owner, csrf, created, expires_at): (String, String, i64, i64) = (
+            row.try_get(0).map_err(storage)?,
+            row.try_get(1).map_err(storage)?,
+            row.try_get(2).map_err(storage)?,
+            row.try_get(3).map_err(storage)?,
+        );
+        let now = now();
+        if expires_at <= now || owner != serial {
+            return Ok(None);
         }
-        if s.serial != serial {
-            return None;
+        let moved = ends(created, now);
+        if moved - expires_at > TOUCH_GRANULARITY.as_secs() as i64 {
+            // Only a live session: one that ended meanwhile stays ended.
+            sqlx::query(
+                "UPDATE console_sessions SET expires_at = $1 \
+                 WHERE session_key = $2 AND expires_at > $3 AND expires_at < $4",
+            )
+            .bind(moved)
+            .bind(&session_key)
+            .bind(now)
+            .bind(moved)
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?;
         }
-        s.last_seen = now;
-        Some(s.csrf.clone())
+        Ok(Some(csrf))
     }
 
-    pub fn end(&self, id: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    /// Ends session `id`, at every node.
+    pub async fn end(&self, id: &str) -> Result<(), Error> {
+        sqlx::query("DELETE FROM console_sessions WHERE session_key = $1")
+            .bind(key(id))
+            .execute(self.db.pool())
+            .await
+            .map_err(storage)?;
+        Ok(())
     }
 }
 
-fn live(s: &Session, now: Instant) -> bool {
-    now.duration_since(s.last_seen) < IDLE && now.duration_since(s.created) < ABSOLUTE
+/// Deletes the sessions ended by `now`: officers' sessions are few, so
+/// all at once.
+async fn sweep(db: &Database, now: i64) -> Result<(), Error> {
+    sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(db.pool())
+        .await
+        .map_err(storage)?;
+    Ok(())
 }
 
-fn random_token() -> Result<String, kexin_ca::Error> {
+/// When a session started at `created` and last used at `used` ends.
+fn ends(created: i64, used: i64) -> i64 {
+    (used + IDLE.as_secs() as i64).min(created + ABSOLUTE.as_secs() as i64)
+}
+
+/// Where the session of cookie `id` is stored.
+fn key(id: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        id.as_bytes(),
+    ))
+}
+
+fn now() -> i64 {
+    (kexin_ca::secrets::now_ms() / 1000) as i64
+}
+
+fn storage(e: sqlx::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+fn random_token() -> Result<String, Error> {
     let mut b = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| kexin_ca::Error::Crypto("no randomness".into()))?;
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Crypto("no randomness".into()))?;
     Ok(hex::encode(b))
 }
 
@@ -76,17 +172,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_session_belongs_to_one_certificate_and_ends() {
-        let sessions = Sessions::default();
-        let id = sessions.create("aa").unwrap();
-        assert!(sessions.touch(&id, "bb").is_none());
-        assert!(sessions.touch(&id, "aa").is_some());
-        sessions.end(&id);
-        assert!(sessions.touch(&id, "aa").is_none());
-        let id = sessions.create("aa").unwrap();
-        if let Some(long_ago) = Instant::now().checked_sub(IDLE) {
-            sessions.0.lock().unwrap().get_mut(&id).unwrap().last_seen = long_ago;
-            assert!(sessions.touch(&id, "aa").is_none(), "idle session lived on");
-        }
+    fn a_session_ends_idle_or_at_its_absolute_lifetime() {
+        let idle = IDLE.as_secs() as i64;
+        let absolute = ABSOLUTE.as_secs() as i64;
+        assert_eq!(ends(1000, 1000), 1000 + idle);
+        assert_eq!(ends(1000, 5000), 5000 + idle);
+        assert_eq!(ends(1000, 1000 + absolute - 60), 1000 + absolute);
+    }
+
+    async fn started(sessions: &Sessions, serial: &str) -> NewSession {
+        let new = sessions.start(serial).unwrap();
+        let mut db = sessions.db.pool().acquire().await.unwrap();
+        kexin_ca::storage::rows::insert(&mut db, &[&new.row])
+            .await
+            .unwrap();
+        new
+    }
+
+    #[tokio::test]
+    async fn a_session_belongs_to_one_certificate_is_shared_and_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Database::sqlite_url(&dir.path().join("k.db"));
+        let (node_a, node_b) = (
+            Sessions::new(Database::connect(&url).await.unwrap()),
+            Sessions::new(Database::connect(&url).await.unwrap()),
+        );
+        let new = started(&node_a, "aa").await;
+        let stored: String = sqlx::query_scalar("SELECT session_key FROM console_sessions")
+            .fetch_one(node_a.db.pool())
+            .await
+            .unwrap();
+        assert_ne!(stored, new.id, "the cookie itself was stored");
+        assert!(node_b.touch(&new.id, "bb").await.unwrap().is_none());
+        let csrf = node_b.touch(&new.id, "aa").await.unwrap();
+        assert_eq!(csrf, node_a.touch(&new.id, "aa").await.unwrap());
+        assert!(csrf.is_some());
+
+        // Idle past its end: refused, and then swept.
+        sqlx::query("UPDATE console_sessions SET expires_at = $1")
+            .bind(now() - 1)
+            .execute(node_a.db.pool())
+            .await
+            .unwrap();
+        assert!(node_b.touch(&new.id, "aa").await.unwrap().is_none());
+        sweep(&node_a.db, now()).await.unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM console_sessions")
+            .fetch_one(node_a.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+
+        let new = started(&node_a, "aa").await;
+        assert!(node_b.touch(&new.id, "aa").await.unwrap().is_some());
+        node_a.end(&new.id).await.unwrap();
+        assert!(node_b.touch(&new.id, "aa").await.unwrap().is_none());
     }
 }
