@@ -13,7 +13,8 @@ N=${N:-20000}
 PARALLEL=${PARALLEL:-16}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Wait for the servers to exit before removing what they may still write.
+trap 'kill $(jobs -p) 2>/dev/null || true; wait; rm -rf "$WORK"' EXIT
 HTTP=$((20000 + RANDOM % 10000)); HTTPS=$((HTTP + 1)); CF=$((HTTP + 2)); CFDB=$((HTTP + 3))
 
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/leaf.key" \

@@ -12,7 +12,8 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Wait for the servers to exit before removing what they may still write.
+trap 'kill $(jobs -p) 2>/dev/null || true; wait; rm -rf "$WORK"' EXIT
 HTTP=$((20000 + RANDOM % 10000)); HTTPS=$((HTTP + 1)); OSSL=$((HTTP + 2))
 
 # Kexin: a fresh instance with one issued certificate.

@@ -21,7 +21,8 @@ CONCURRENCY=${CONCURRENCY:-16 64}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin
 cargo build --release -p kexin-bench --bin sso_load 2>/dev/null
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Wait for the servers to exit before removing what they may still write.
+trap 'kill $(jobs -p) 2>/dev/null || true; wait; rm -rf "$WORK"' EXIT
 export KEXIN_KEYSTORE_PASSPHRASE="bench passphrase" KEXIN_P12_PASSWORD="bench-p12-secret"
 HTTP=$((20000 + RANDOM % 10000)); HTTPS=$((HTTP + 1))
 D="$WORK/data"

@@ -10,7 +10,8 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 [ -x "$KEXIN" ] || cargo build --release --bin kexin
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Wait for the servers to exit before removing what they may still write.
+trap 'kill $(jobs -p) 2>/dev/null || true; wait; rm -rf "$WORK"' EXIT
 echo "benchmark document" > "$WORK/doc.txt"
 openssl ts -query -data "$WORK/doc.txt" -sha256 -no_nonce -out "$WORK/req.tsq" 2>/dev/null
 # Every request stamps another document: the request's last 32 bytes (its

@@ -36,12 +36,39 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// A port free now, for a server a test starts. Not one the kernel hands
+/// out (binding port 0 does): those are the ephemeral ports of outgoing
+/// connections, and the tests' own clients (curl, browsers, relying
+/// systems) opened in parallel could take it before the server binds it,
+/// which made the server exit and the test wait 30 s and fail.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    let below = ephemeral_ports_start();
+    if below <= 20_000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    // Above the well-known and registered ports most services use.
+    loop {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 10_000 + (random % u64::from(below - 10_000)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The first of the kernel's ports for outgoing connections.
+fn ephemeral_ports_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A running `kexin serve`, stopped with SIGTERM when dropped.
@@ -60,13 +87,17 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("kexin serve starts");
-        let server = Self {
+        let mut server = Self {
             child,
             http: format!("http://127.0.0.1:{http_port}"),
             https: format!("https://localhost:{https_port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", https_port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let output = server.output();
+                panic!("kexin serve exited ({status}) before listening: {output}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "kexin serve did not start listening"
@@ -82,19 +113,24 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut text = String::new();
-                use std::io::Read;
-                if let Some(mut o) = self.child.stdout.take() {
-                    o.read_to_string(&mut text).unwrap();
-                }
-                if let Some(mut e) = self.child.stderr.take() {
-                    e.read_to_string(&mut text).unwrap();
-                }
-                return (status, text);
+                return (status, self.output());
             }
             assert!(Instant::now() < deadline, "kexin serve ignored SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Everything the exited server printed, stdout then stderr.
+    fn output(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_string(&mut text).unwrap();
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut text).unwrap();
+        }
+        text
     }
 }
 
