@@ -132,11 +132,7 @@ fn certificates_crls_and_ocsp_responses_pass_pkilint() {
         run_ok(kexin(dir).args(["crl", "--data", "data", "--ca", "systems", "--out", &crl]));
         pkilint("lint_crl", &["-t", "CRL", "-p", "PKIX"], &crl);
 
-        let mut cmd = kexin(dir);
-        cmd.args(["serve", "--data", "data"])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .args(["--https", &format!("127.0.0.1:{https}")]);
-        let server = Server::start(cmd, http, https);
+        let server = serve_data(dir, http, https);
         for (name, cert) in [("revoked", f("tls.pem")), ("good", f("client.pem"))] {
             let resp = f(&format!("{name}.ocsp"));
             let issuer = f("data/ca/systems.pem");

@@ -211,12 +211,7 @@ fn two_nodes_on_postgresql_share_console_sessions() {
     let alice = ca.officer("alice", "ra-officer");
     let bob = ca.officer("bob", "ra-officer");
     let first = ca.serve();
-    let (http, https) = (free_port(), free_port());
-    let mut cmd = kexin(&ca.dir);
-    cmd.args(["serve", "--data", "data"])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--https", &format!("127.0.0.1:{https}")]);
-    let second = Server::start(cmd, http, https);
+    let (second, https) = ca.serve_another_node();
     let (root, jar) = (ca.ca_pem("root"), ca.file("alice.jar"));
     let console = |p12: &str, port: u16, extra: &[&str], path: &str| {
         let cert = format!("{p12}:{P12_PASSWORD}");

@@ -1308,12 +1308,7 @@ fn two_nodes_on_postgresql_share_sso_sessions() {
     let client_id = client["client_id"].as_str().unwrap().to_owned();
     let (cert, key) = pem_pair(&ca, &official, "zhao");
     let first = ca.serve();
-    let (http, https) = (free_port(), free_port());
-    let mut cmd = kexin(&ca.dir);
-    cmd.args(["serve", "--data", "data"])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--https", &format!("127.0.0.1:{https}")]);
-    let second = Server::start(cmd, http, https);
+    let (second, https) = ca.serve_another_node();
     let (root, jar) = (ca.ca_pem("root"), ca.file("cookies.txt"));
     let node = |port: u16, path: &str| format!("https://localhost:{port}{path}");
 

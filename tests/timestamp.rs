@@ -27,11 +27,7 @@ impl Tsa {
                 .args(extra)
                 .env("KEXIN_HTTP__LISTEN", format!("127.0.0.1:{http}")),
         );
-        let mut cmd = kexin(tmp.path());
-        cmd.args(["serve", "--data", "data"])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .args(["--https", &format!("127.0.0.1:{https}")]);
-        let server = Server::start(cmd, http, https);
+        let server = serve_data(tmp.path(), http, https);
         Self {
             dir: tmp.path().to_owned(),
             _tmp: tmp,

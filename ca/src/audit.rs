@@ -99,7 +99,7 @@ impl AuditLog {
 
     /// Appends `event`; returns once it is committed and flushed.
     pub async fn append(&self, event: AuditEvent<'_>) -> Result<AuditEntry, Error> {
-        self.appends.submit(NewEntry::from(event)).await
+        self.append_with(event, Vec::new()).await
     }
 
     /// As [`Self::append`], with `rows` inserted in the same transaction:
@@ -109,9 +109,7 @@ impl AuditLog {
         event: AuditEvent<'_>,
         rows: Vec<NewRow>,
     ) -> Result<AuditEntry, Error> {
-        let mut entry = NewEntry::from(event);
-        entry.riders = rows;
-        self.appends.submit(entry).await
+        self.submit(event, rows, Durability::Flushed).await
     }
 
     /// Appends `event`; returns once it is committed, its flush left to
@@ -132,9 +130,19 @@ impl AuditLog {
         event: AuditEvent<'_>,
         rows: Vec<NewRow>,
     ) -> Result<AuditEntry, Error> {
+        self.submit(event, rows, Durability::WithCallersNextCommit)
+            .await
+    }
+
+    async fn submit(
+        &self,
+        event: AuditEvent<'_>,
+        riders: Vec<NewRow>,
+        durability: Durability,
+    ) -> Result<AuditEntry, Error> {
         let mut entry = NewEntry::from(event);
-        entry.durability = Durability::WithCallersNextCommit;
-        entry.riders = rows;
+        entry.durability = durability;
+        entry.riders = riders;
         self.appends.submit(entry).await
     }
 

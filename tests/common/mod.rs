@@ -71,6 +71,15 @@ fn ephemeral_ports_start() -> u16 {
         .unwrap_or(32_768)
 }
 
+/// `kexin serve` of the data directory `data` under `dir`, on these ports.
+pub fn serve_data(dir: &Path, http: u16, https: u16) -> Server {
+    let mut cmd = kexin(dir);
+    cmd.args(["serve", "--data", "data"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--https", &format!("127.0.0.1:{https}")]);
+    Server::start(cmd, http, https)
+}
+
 /// A running `kexin serve`, stopped with SIGTERM when dropped.
 pub struct Server {
     pub child: Child,
@@ -284,11 +293,14 @@ impl Ca {
     }
 
     pub fn serve(&self) -> Server {
-        let mut cmd = kexin(&self.dir);
-        cmd.args(["serve", "--data", "data"])
-            .args(["--http", &format!("127.0.0.1:{}", self.http)])
-            .args(["--https", &format!("127.0.0.1:{}", self.https)]);
-        Server::start(cmd, self.http, self.https)
+        serve_data(&self.dir, self.http, self.https)
+    }
+
+    /// A second node of the same instance (same data directory and
+    /// database), on ports of its own; and its HTTPS port.
+    pub fn serve_another_node(&self) -> (Server, u16) {
+        let (http, https) = (free_port(), free_port());
+        (serve_data(&self.dir, http, https), https)
     }
 
     /// A CSR from `openssl req` with a key of `key_args`.
