@@ -4,9 +4,10 @@
 //! Sessions are rows of the database (`console_sessions`), not one node's
 //! memory: behind a load balancer an officer's requests reach any node of
 //! the instance and every node honours the session, and signing out at one
-//! ends it at all. A row is keyed by the SHA-256 of its cookie, so whoever
-//! reads the database cannot present a session (nor could they without the
-//! officer's certificate). A sign-in's row is inserted in the transaction
+//! ends it at all. A row is keyed by a SHA-256 of its cookie, and the
+//! CSRF token is another hash of the cookie, stored nowhere: whoever reads
+//! the database can neither present a session (nor could they without the
+//! officer's certificate) nor forge its forms. A sign-in's row is inserted in the transaction
 //! of its `console.login` audit entry: a session exists exactly when its
 //! record does. A use moves the session's end on only when that gains more
 //! than [`TOUCH_GRANULARITY`], so its idle end is exact to within that.
@@ -52,7 +53,7 @@ impl Sessions {
     /// A session for the certificate `serial`. Now and then this also
     /// starts deleting ended sessions in the background.
     pub fn start(&self, serial: &str) -> Result<NewSession, Error> {
-        let (id, csrf) = (random_token()?, random_token()?);
+        let id = random_token()?;
         let now = now();
         if let (Ok(runtime), true) = (tokio::runtime::Handle::try_current(), self.next_sweep.due())
         {
@@ -64,11 +65,10 @@ impl Sessions {
             });
         }
         let row = NewRow {
-            insert: "INSERT INTO console_sessions (session_key, serial, csrf, created, expires_at)",
+            insert: "INSERT INTO console_sessions (session_key, serial, created, expires_at)",
             values: vec![
                 SqlValue::Text(key(&id)),
                 SqlValue::Text(serial.to_owned()),
-                SqlValue::Text(csrf),
                 SqlValue::Integer(now),
                 SqlValue::Integer(ends(now, now)),
             ],
@@ -81,7 +81,7 @@ impl Sessions {
     pub async fn touch(&self, id: &str, serial: &str) -> Result<Option<String>, Error> {
         let session_key = key(id);
         let row = sqlx::query(
-            "SELECT serial, csrf, created, expires_at FROM console_sessions WHERE session_key = $1",
+            "SELECT serial, created, expires_at FROM console_sessions WHERE session_key = $1",
         )
         .bind(&session_key)
         .fetch_optional(self.db.pool())
@@ -90,11 +90,10 @@ impl Sessions {
         let Some(row) = row else {
             return Ok(None);
         };
-        let (owner, csrf, created, expires_at): (String, String, i64, i64) = (
+        let (owner, created, expires_at): (String, i64, i64) = (
             row.try_get(0).map_err(storage)?,
             row.try_get(1).map_err(storage)?,
             row.try_get(2).map_err(storage)?,
-            row.try_get(3).map_err(storage)?,
         );
         let now = now();
         if expires_at <= now || owner != serial {
@@ -115,7 +114,7 @@ impl Sessions {
             .await
             .map_err(storage)?;
         }
-        Ok(Some(csrf))
+        Ok(Some(hash("kexin-console-csrf", id)))
     }
 
     /// Ends session `id`, at every node.
@@ -147,10 +146,17 @@ fn ends(created: i64, used: i64) -> i64 {
 
 /// Where the session of cookie `id` is stored.
 fn key(id: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        id.as_bytes(),
-    ))
+    hash("kexin-console-session", id)
+}
+
+/// SHA-256 of `id` under a label, so that the key and the CSRF token of
+/// one cookie tell nothing of each other.
+fn hash(label: &str, id: &str) -> String {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(label.as_bytes());
+    context.update(b"\n");
+    context.update(id.as_bytes());
+    hex::encode(context.finish())
 }
 
 fn now() -> i64 {
@@ -203,10 +209,20 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(stored, new.id, "the cookie itself was stored");
+        let columns: String = sqlx::query_scalar(
+            "SELECT serial || ' ' || created || ' ' || expires_at FROM console_sessions",
+        )
+        .fetch_one(node_a.db.pool())
+        .await
+        .unwrap();
         assert!(node_b.touch(&new.id, "bb").await.unwrap().is_none());
         let csrf = node_b.touch(&new.id, "aa").await.unwrap();
         assert_eq!(csrf, node_a.touch(&new.id, "aa").await.unwrap());
-        assert!(csrf.is_some());
+        let csrf = csrf.expect("a live session");
+        assert!(
+            !columns.contains(&csrf) && stored != csrf,
+            "the CSRF token was stored"
+        );
 
         // Idle past its end: refused, and then swept.
         sqlx::query("UPDATE console_sessions SET expires_at = $1")
