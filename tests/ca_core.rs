@@ -656,18 +656,8 @@ fn api_authenticates_by_client_certificate_and_authorizes_by_role() {
     // Metrics: anonymous callers and roles without the permission are
     // refused; an auditor reads them, this request's own route counted.
     let metrics = |p12: Option<&str>| {
-        let mut args = vec!["--cacert".to_owned(), ca.ca_pem("root")];
-        if let Some(p12) = p12 {
-            args.extend([
-                "--cert-type".into(),
-                "P12".into(),
-                "--cert".into(),
-                format!("{p12}:{P12_PASSWORD}"),
-            ]);
-        }
-        args.push(format!("https://localhost:{}/metrics", ca.https));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, body) = curl(&refs);
+        let url = format!("https://localhost:{}/metrics", ca.https);
+        let (code, body) = curl_as(&ca, p12, &[], &url);
         (code, String::from_utf8_lossy(&body).into_owned())
     };
     assert_eq!(metrics(None).0, 401);

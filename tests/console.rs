@@ -176,15 +176,12 @@ fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
         Some(r#"{"reason":"affiliationChanged"}"#),
     );
     assert_eq!(code, 200);
-    let (code, body) = curl(&[
-        "--cacert",
-        &ca.ca_pem("root"),
-        "--cert-type",
-        "P12",
-        "--cert",
-        &format!("{bob}:{P12_PASSWORD}"),
+    let (code, body) = curl_as(
+        &ca,
+        Some(&bob),
+        &[],
         &format!("https://localhost:{}/console", ca.https),
-    ]);
+    );
     assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("revoked"));
 
@@ -212,29 +209,9 @@ fn two_nodes_on_postgresql_share_console_sessions() {
     let bob = ca.officer("bob", "ra-officer");
     let first = ca.serve();
     let (second, https) = ca.serve_another_node();
-    let (root, jar) = (ca.ca_pem("root"), ca.file("alice.jar"));
+    let jar = ca.file("alice.jar");
     let console = |p12: &str, port: u16, extra: &[&str], path: &str| {
-        let cert = format!("{p12}:{P12_PASSWORD}");
-        let origin = format!("Origin: https://localhost:{port}");
-        let url = format!("https://localhost:{port}{path}");
-        let mut args = vec![
-            "--cacert",
-            &root,
-            "--cert-type",
-            "P12",
-            "--cert",
-            &cert,
-            "-b",
-            &jar,
-            "-c",
-            &jar,
-            "-H",
-            &origin,
-        ];
-        args.extend_from_slice(extra);
-        args.push(&url);
-        let (code, body) = curl(&args);
-        (code, String::from_utf8_lossy(&body).into_owned())
+        console_at(&ca, port, p12, &jar, extra, path)
     };
 
     let (code, _) = console(&alice, ca.https, &["-d", "next=/console"], "/console/login");

@@ -654,22 +654,9 @@ fn post_pdf(ca: &Ca, officer: &str, data: &str, url: &str) -> (u16, Vec<u8>) {
 
 /// [`post_pdf`] with more curl options before the URL.
 fn post_pdf_with(ca: &Ca, officer: &str, data: &str, url: &str, extra: &[&str]) -> (u16, Vec<u8>) {
-    let (root, cert) = (ca.ca_pem("root"), format!("{officer}:{P12_PASSWORD}"));
-    let mut args = vec![
-        "--cacert",
-        &root,
-        "--cert-type",
-        "P12",
-        "--cert",
-        &cert,
-        "-H",
-        "Content-Type: application/pdf",
-        "--data-binary",
-        data,
-    ];
+    let mut args = vec!["-H", "Content-Type: application/pdf", "--data-binary", data];
     args.extend_from_slice(extra);
-    args.push(url);
-    curl(&args)
+    curl_as(ca, Some(officer), &args, url)
 }
 
 /// A problem document (RFC 9457) with `status`, as the HTTP status too.
@@ -917,25 +904,7 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
 
     // The console's seal page: the seal-admin sees the seal and grants it.
     let console = |p12: &str, jar: &str, extra: &[&str], path: &str| {
-        let mut args = vec![
-            "--cacert".to_owned(),
-            ca.ca_pem("root"),
-            "--cert-type".into(),
-            "P12".into(),
-            "--cert".into(),
-            format!("{p12}:{P12_PASSWORD}"),
-            "-b".into(),
-            jar.to_owned(),
-            "-c".into(),
-            jar.to_owned(),
-            "-H".into(),
-            format!("Origin: https://localhost:{}", ca.https),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(format!("https://localhost:{}{path}", ca.https));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, body) = curl(&refs);
-        (code, String::from_utf8_lossy(&body).into_owned())
+        console_at(&ca, ca.https, p12, jar, extra, path)
     };
     let jar = ca.file("sam.jar");
     console(&sam, &jar, &["-d", "next=/console/seals"], "/console/login");

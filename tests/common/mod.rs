@@ -370,6 +370,39 @@ pub fn serial_of(pem: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// [`curl`] to `url` trusting our root, as the officer of `p12` if given,
+/// with `extra` options before the URL.
+pub fn curl_as(ca: &Ca, p12: Option<&str>, extra: &[&str], url: &str) -> (u16, Vec<u8>) {
+    let root = ca.ca_pem("root");
+    let cert = p12.map(|p| format!("{p}:{P12_PASSWORD}"));
+    let mut args = vec!["--cacert", root.as_str()];
+    if let Some(cert) = &cert {
+        args.extend(["--cert-type", "P12", "--cert", cert]);
+    }
+    args.extend_from_slice(extra);
+    args.push(url);
+    curl(&args)
+}
+
+/// A console request to the node listening on `port`, as the officer of
+/// `p12`, keeping cookies in `jar` and sending the console's own origin,
+/// as a browser does with its forms; the status and the page.
+pub fn console_at(
+    ca: &Ca,
+    port: u16,
+    p12: &str,
+    jar: &str,
+    extra: &[&str],
+    path: &str,
+) -> (u16, String) {
+    let origin = format!("Origin: https://localhost:{port}");
+    let mut args = vec!["-b", jar, "-c", jar, "-H", &origin];
+    args.extend_from_slice(extra);
+    let url = format!("https://localhost:{port}{path}");
+    let (code, body) = curl_as(ca, Some(p12), &args, &url);
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Calls the HTTPS API with curl, as the officer of `p12` if given.
 pub fn api(
     ca: &Ca,
@@ -378,29 +411,12 @@ pub fn api(
     path: &str,
     body: Option<&str>,
 ) -> (u16, serde_json::Value) {
-    let url = format!("https://localhost:{}{path}", ca.https);
-    let cert_arg = p12.map(|p| format!("{p}:{P12_PASSWORD}"));
-    let mut args: Vec<String> = vec!["--cacert".into(), ca.ca_pem("root")];
-    if let Some(c) = &cert_arg {
-        args.extend([
-            "--cert-type".into(),
-            "P12".into(),
-            "--cert".into(),
-            c.clone(),
-        ]);
-    }
-    args.extend(["-X".into(), method.into()]);
+    let mut args = vec!["-X", method];
     if let Some(b) = body {
-        args.extend([
-            "-H".into(),
-            "Content-Type: application/json".into(),
-            "--data-binary".into(),
-            b.into(),
-        ]);
+        args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
     }
-    args.push(url);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, body) = curl(&refs);
+    let url = format!("https://localhost:{}{path}", ca.https);
+    let (code, body) = curl_as(ca, p12, &args, &url);
     let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     (code, json)
 }
