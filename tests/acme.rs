@@ -134,9 +134,7 @@ fn certbot_gets_renews_and_revokes_a_certificate_on_sqlite() {
 
 #[test]
 fn certbot_gets_renews_and_revokes_a_certificate_on_postgres() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(kexin_test_support::fresh_postgres_database());
+    let url = fresh_postgres_url();
     certbot_gets_renews_and_revokes_a_certificate(&Ca::init(&["--db", &url]));
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kexin_test_support::{fresh_postgres_database, openssl};
+use kexin_test_support::openssl;
 
 /// `openssl ocsp` against the running server; returns its output.
 fn ocsp(ca: &Ca, issuer: &str, cert_args: &[&str]) -> String {
@@ -458,9 +458,7 @@ fn revocation_crl_and_ocsp_agree_on_sqlite() {
 
 #[test]
 fn revocation_crl_and_ocsp_agree_on_postgres() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(fresh_postgres_database());
+    let url = fresh_postgres_url();
     revocation_crl_and_ocsp_agree(Ca::init(&["--db", &url, "--alg", "ecdsa-p384"]));
 }
 

@@ -201,9 +201,7 @@ fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
 /// out at the second node ends the session at the first.
 #[test]
 fn two_nodes_on_postgresql_share_console_sessions() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(kexin_test_support::fresh_postgres_database());
+    let url = fresh_postgres_url();
     let ca = Ca::init(&["--db", &url]);
     let alice = ca.officer("alice", "ra-officer");
     let bob = ca.officer("bob", "ra-officer");

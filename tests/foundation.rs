@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::*;
 use der::{DecodePem, Encode};
-use kexin_test_support::{fresh_postgres_database, openssl, SoftHsm, TOKEN_PIN};
+use kexin_test_support::{openssl, SoftHsm, TOKEN_PIN};
 use x509_cert::Certificate;
 
 fn init(dir: &Path, extra: &[&str]) -> String {
@@ -495,9 +495,7 @@ fn pkcs11_keys_stay_on_the_token_and_serve_tls() {
 
 #[test]
 fn postgres_backend_end_to_end() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(fresh_postgres_database());
+    let url = fresh_postgres_url();
     let tmp = tempfile::tempdir().unwrap();
     let (http, https) = (free_port(), free_port());
     let stdout = String::from_utf8(

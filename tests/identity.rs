@@ -1299,9 +1299,7 @@ fn a_system_may_ask_for_sm2_id_tokens_that_gmssl_verifies() {
 /// at the first too, and voids the session's code not yet redeemed.
 #[test]
 fn two_nodes_on_postgresql_share_sso_sessions() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(kexin_test_support::fresh_postgres_database());
+    let url = fresh_postgres_url();
     let ca = Ca::init(&["--db", &url]);
     let official = ca.officer("zhao-liu", "auditor");
     let client = client_add(&ca, "两个节点后的系统", "https://rp.example.gov.cn/cb");

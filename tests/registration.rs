@@ -263,9 +263,7 @@ fn seal_certificates_take_two_officers_to_issue_and_to_revoke_on_sqlite() {
 
 #[test]
 fn seal_certificates_take_two_officers_to_issue_and_to_revoke_on_postgres() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(kexin_test_support::fresh_postgres_database());
+    let url = fresh_postgres_url();
     seal_certificates_take_two_officers_to_issue_and_to_revoke(Ca::init(&["--db", &url]));
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use kexin_test_support::{fresh_postgres_database, openssl};
+use kexin_test_support::openssl;
 
 struct Tsa {
     _tmp: tempfile::TempDir,
@@ -379,9 +379,7 @@ fn tokens_follow_the_request() {
 
 #[test]
 fn serials_are_unique_under_concurrency_on_postgres() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(fresh_postgres_database());
+    let url = fresh_postgres_url();
     let tsa = Tsa::start(&["--db", &url]);
     let req = tsa.query("many", &["-sha256", "-no_nonce"]);
     let cfg = tsa.file("many.cfg");

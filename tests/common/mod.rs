@@ -36,6 +36,13 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// The URL of a fresh PostgreSQL database of its own, for one test.
+pub fn fresh_postgres_url() -> String {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(kexin_test_support::fresh_postgres_database())
+}
+
 /// A port free now, for a server a test starts. Not one the kernel hands
 /// out (binding port 0 does): those are the ephemeral ports of outgoing
 /// connections, and the tests' own clients (curl, browsers, relying
