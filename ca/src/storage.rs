@@ -782,7 +782,8 @@ pub(crate) async fn leave_flush_to_later(tx: &mut sqlx::AnyConnection) -> Result
         .map_err(storage)
 }
 
-pub(crate) fn storage(e: sqlx::Error) -> Error {
+/// A database driver's error as this crate's.
+pub fn storage(e: sqlx::Error) -> Error {
     Error::Storage(e.to_string())
 }
 

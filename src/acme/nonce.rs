@@ -58,7 +58,7 @@ impl Nonces {
             .pool()
             .acquire()
             .await
-            .map_err(|e| kexin_ca::Error::Storage(e.to_string()))?;
+            .map_err(kexin_ca::storage::storage)?;
         match kexin_ca::storage::rows::insert(&mut connection, &[&claim]).await {
             Ok(()) => Ok(true),
             Err(kexin_ca::Error::Conflict(_)) => Ok(false),

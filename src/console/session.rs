@@ -14,9 +14,10 @@
 
 use std::time::Duration;
 
+use kexin_ca::issuance::now;
 use kexin_ca::storage::rows::{NewRow, SqlValue};
 use kexin_ca::storage::sweep::SweepSchedule;
-use kexin_ca::storage::Database;
+use kexin_ca::storage::{storage, Database};
 use kexin_ca::Error;
 use sqlx::Row;
 
@@ -157,14 +158,6 @@ fn hash(label: &str, id: &str) -> String {
     context.update(b"\n");
     context.update(id.as_bytes());
     hex::encode(context.finish())
-}
-
-fn now() -> i64 {
-    (kexin_ca::secrets::now_ms() / 1000) as i64
-}
-
-fn storage(e: sqlx::Error) -> Error {
-    Error::Storage(e.to_string())
 }
 
 fn random_token() -> Result<String, Error> {
