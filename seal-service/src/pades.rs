@@ -23,6 +23,7 @@ use crate::registry::{now, Seal};
 use crate::signer::{Level, SealSigner, SignOptions};
 use crate::validation::ValidationData;
 use crate::Error;
+use kexin_ca::storage::SealRow;
 
 /// Where the visible seal goes.
 #[derive(Clone, Debug)]
@@ -144,7 +145,7 @@ pub async fn seal_pdf(
         lay_out_signature(
             pdf,
             received,
-            seal,
+            &seal.row,
             image,
             placement,
             certify,
@@ -202,7 +203,7 @@ pub async fn seal_pdf(
 fn lay_out_signature(
     pdf: &[u8],
     received: Option<ReceivedDigest>,
-    seal: &Seal,
+    seal: &SealRow,
     image: &SealImage,
     placement: &Placement,
     certify: bool,
@@ -243,10 +244,10 @@ fn lay_out_signature(
         "M",
         Object::String(pdf_date(signed_at).into_bytes(), StringFormat::Literal),
     );
-    sig.set("Name", text_string(&seal.row.name));
+    sig.set("Name", text_string(&seal.name));
     sig.set(
         "Reason",
-        text_string(&format!("{} ({})", seal.row.organization, seal.row.kind)),
+        text_string(&format!("{} ({})", seal.organization, seal.kind)),
     );
     if certify {
         let mut params = Dictionary::new();
@@ -553,7 +554,7 @@ const CAPTION_HEIGHT: f64 = 22.0;
 /// organization and the time and certificate serial, as a form XObject.
 fn seal_appearance(
     update: &mut IncrementalUpdate,
-    seal: &Seal,
+    seal: &SealRow,
     image: &SealImage,
     placement: &Placement,
     signed_at: u64,
@@ -578,7 +579,7 @@ fn seal_appearance(
     update.put_stream(image_id, dict, &image.rgb);
 
     let size = placement.size;
-    let serial = &seal.row.certificate_serial;
+    let serial = &seal.certificate_serial;
     let when = crate::pdf::pdf_date(signed_at);
     let text = format!(
         "Sealed {}-{}-{} {}:{} UTC  cert {}",
@@ -591,7 +592,7 @@ fn seal_appearance(
     );
     // The organization's name, at most 7 points and smaller if it must be
     // to fit the seal's width.
-    let organization = &seal.row.organization;
+    let organization = &seal.organization;
     let signer_size = match fonts::width_in_ems(organization) {
         ems if ems > 0.0 => ((size - 2.0) / ems).min(7.0),
         _ => 7.0,
@@ -750,6 +751,60 @@ fn lay_out_document_timestamp(
     cover(pdf, None, update.appended_to(pdf), digest_algorithm)
 }
 
+/// A seal's row and its (default) image, for tests and the fuzz target.
+#[cfg(any(test, fuzzing))]
+fn sample_seal() -> (SealRow, &'static SealImage) {
+    static IMAGE: std::sync::OnceLock<SealImage> = std::sync::OnceLock::new();
+    let image = IMAGE.get_or_init(|| {
+        let png = crate::image::default_seal_png().expect("the default image renders");
+        SealImage::encode(&png).expect("the default image encodes")
+    });
+    let row = SealRow {
+        name: "sample".into(),
+        organization: "某某市市场监督管理局".into(),
+        uscc: None,
+        kind: "official".into(),
+        image: Vec::new(),
+        key_label: "sample".into(),
+        certificate_serial: "0123456789abcdef".into(),
+        status: "active".into(),
+        created_at: 0,
+    };
+    (row, image)
+}
+
+/// Everything sealing does with a document before it is signed, on
+/// arbitrary bytes, for the `pdf_seal` fuzz target: returns the document
+/// with the prepared update appended, or the error a caller would get.
+#[cfg(fuzzing)]
+pub fn lay_out_for_fuzzing(pdf: &[u8], page: Option<u32>, certify: bool) -> Result<Vec<u8>, Error> {
+    let (row, image) = sample_seal();
+    let placement = Placement {
+        page,
+        x: 36.0,
+        y: 36.0,
+        size: 120.0,
+    };
+    let covered = lay_out_signature(
+        pdf,
+        None,
+        &row,
+        image,
+        &placement,
+        certify,
+        Level::BB,
+        DigestAlgorithm::Sha256,
+    )?;
+    Ok([pdf, &covered.tail].concat())
+}
+
+/// The number of signature fields `pdf` has, for the `pdf_seal` fuzz
+/// target's check that a prepared update adds exactly one.
+#[cfg(fuzzing)]
+pub fn signature_fields_for_fuzzing(pdf: &[u8]) -> Result<usize, Error> {
+    PdfFile::parse(pdf).map(|file| signature_fields(&file))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,5 +872,66 @@ mod tests {
         let cut_short = received(&[head], DigestAlgorithm::Sha256);
         let covered = cover(original, Some(cut_short), tail(), DigestAlgorithm::Sha256);
         assert_eq!(covered.unwrap().digest, sha256);
+    }
+
+    /// The page and the catalog the seal changes are replaced under the
+    /// generation the document gave them, so a reader finds the field.
+    #[test]
+    fn objects_of_a_later_generation_are_replaced_under_their_own() {
+        let (row, image) = sample_seal();
+        let placement = Placement {
+            page: None,
+            x: 36.0,
+            y: 36.0,
+            size: 120.0,
+        };
+        for xref_stream in [false, true] {
+            let original = crate::pdf::tests::document(
+                &[
+                    (1, 1, "<< /Type /Catalog /Pages 2 1 R >>"),
+                    (2, 1, "<< /Type /Pages /Kids [3 1 R] /Count 1 >>"),
+                    (
+                        3,
+                        1,
+                        "<< /Type /Page /Parent 2 1 R /MediaBox [0 0 595 842] >>",
+                    ),
+                ],
+                "/Size 4 /Root 1 1 R",
+                xref_stream,
+            );
+            assert_eq!(PdfFile::parse(&original).unwrap().xref_stream, xref_stream);
+            let covered = lay_out_signature(
+                &original,
+                None,
+                &row,
+                image,
+                &placement,
+                false,
+                Level::BB,
+                DigestAlgorithm::Sha256,
+            )
+            .unwrap();
+            let sealed = [&original[..], &covered.tail].concat();
+            let file = PdfFile::parse(&sealed).unwrap();
+            assert_eq!(signature_fields(&file), 1, "xref stream: {xref_stream}");
+            let annots = file.dict((3, 1)).unwrap().get(b"Annots").unwrap();
+            assert_eq!(file.resolve(annots).as_array().unwrap().len(), 1);
+            // lopdf reads past a row whose generation is not its object's;
+            // qpdf does not, and warns (exit status 3) that it rebuilt the
+            // cross-reference table.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("sealed.pdf");
+            std::fs::write(&path, &sealed).unwrap();
+            let check = std::process::Command::new("qpdf")
+                .arg("--check")
+                .arg(&path)
+                .output()
+                .expect("qpdf runs");
+            assert!(
+                check.status.success(),
+                "xref stream: {xref_stream}: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use lopdf::xref::XrefEntry;
 use lopdf::{Dictionary, Object, ObjectId, StringFormat};
 
 use crate::Error;
@@ -41,13 +42,13 @@ impl PdfFile {
             .get(startxref..)
             .map(|rest| rest.trim_ascii_start().starts_with(b"xref"))
             .unwrap_or(false);
-        let trailer_size = doc
-            .trailer
-            .get(b"Size")
-            .and_then(Object::as_i64)
-            .unwrap_or(0)
-            .max(0) as u32;
-        let size = trailer_size.max(doc.max_id + 1);
+        if let Some((number, generation)) = misplaced_object(&doc, bytes) {
+            return Err(Error::UnsupportedPdf(format!(
+                "the cross-reference table is damaged (object {number} {generation} is not where it says); \
+                 repair the file, e.g. with qpdf, and seal the repaired file"
+            )));
+        }
+        let size = next_object_number(&doc)?;
         doc.catalog()
             .map_err(|_| Error::UnsupportedPdf("the trailer has no document catalog".into()))?;
         Ok(Self {
@@ -97,6 +98,71 @@ impl PdfFile {
     }
 }
 
+/// The first cross-reference row that does not point at its own object.
+/// lopdf files each object under the number written at its offset, not
+/// the row's, so in a damaged table an object can take the place of
+/// another (a stale catalog, say): an update built on that view would
+/// drop what the document really holds, such as earlier signatures.
+fn misplaced_object(doc: &lopdf::Document, bytes: &[u8]) -> Option<ObjectId> {
+    doc.reference_table
+        .entries
+        .iter()
+        .find_map(|(number, entry)| match *entry {
+            XrefEntry::Normal { offset, generation } => {
+                let at = bytes.get(offset as usize..).unwrap_or_default();
+                (object_header(at) != Some((*number, generation))).then_some((*number, generation))
+            }
+            _ => None,
+        })
+}
+
+/// The `N G obj` that opens an indirect object, after any white space.
+fn object_header(at: &[u8]) -> Option<ObjectId> {
+    fn integer<T: std::str::FromStr>(at: &[u8]) -> Option<(T, &[u8])> {
+        let end = at
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(at.len());
+        let value = std::str::from_utf8(&at[..end]).ok()?.parse().ok()?;
+        Some((value, &at[end..]))
+    }
+    let (number, rest) = integer(at.trim_ascii_start())?;
+    let (generation, rest) = integer(rest.trim_ascii_start())?;
+    rest.trim_ascii_start()
+        .starts_with(b"obj")
+        .then_some((number, generation))
+}
+
+/// ISO 32000-1's largest object number (Annex C), which readers may hold
+/// a document to.
+const MAX_OBJECT_NUMBER: i64 = 8_388_607;
+
+/// Object numbers kept free under that limit for what sealing adds: the
+/// seal's update, validation data, a document time-stamp, later seals.
+const ROOM_FOR_UPDATES: i64 = 1024;
+
+/// The first object number an update may use: past every object the
+/// document has, and past its trailer's /Size unless that is out of range
+/// (a /Size is sometimes wrong; the objects are not).
+fn next_object_number(doc: &lopdf::Document) -> Result<u32, Error> {
+    let last_usable = MAX_OBJECT_NUMBER - ROOM_FOR_UPDATES;
+    let trailer_size = doc
+        .trailer
+        .get(b"Size")
+        .and_then(Object::as_i64)
+        .ok()
+        .filter(|size| (0..=last_usable).contains(size))
+        .unwrap_or(0);
+    let next = (i64::from(doc.max_id) + 1).max(trailer_size);
+    if next > last_usable {
+        return Err(Error::UnsupportedPdf(format!(
+            "the document numbers its objects up to {}, too close to PDF's limit of {MAX_OBJECT_NUMBER}",
+            doc.max_id
+        )));
+    }
+    Ok(next as u32)
+}
+
 fn last_startxref(bytes: &[u8]) -> Option<usize> {
     let tail_from = bytes.len().saturating_sub(2048);
     let tail = &bytes[tail_from..];
@@ -117,7 +183,9 @@ pub struct IncrementalUpdate {
     xref_stream: bool,
     next: u32,
     trailer: Dictionary,
-    objects: BTreeMap<u32, Vec<u8>>,
+    /// Serialized objects by number, with their generation: a replaced
+    /// object keeps its own, which its cross-reference row must repeat.
+    objects: BTreeMap<u32, (u16, Vec<u8>)>,
 }
 
 impl IncrementalUpdate {
@@ -143,8 +211,8 @@ impl IncrementalUpdate {
         id
     }
 
-    /// Writes (or replaces) object `id`, which must have generation 0 or
-    /// keep its own generation when replaced.
+    /// Writes object `id`: a new one from `allocate`, or a replacement
+    /// that keeps the generation the document gave it.
     pub fn put(&mut self, id: ObjectId, object: &Object) {
         let mut body = Vec::new();
         write_object(object, &mut body);
@@ -166,7 +234,7 @@ impl IncrementalUpdate {
         let mut framed = format!("{} {} obj\n", id.0, id.1).into_bytes();
         framed.extend_from_slice(&body);
         framed.extend_from_slice(b"\nendobj\n");
-        self.objects.insert(id.0, framed);
+        self.objects.insert(id.0, (id.1, framed));
     }
 
     /// The bytes to append to `original`: the original itself is never
@@ -178,15 +246,15 @@ impl IncrementalUpdate {
             out.push(b'\n');
         }
         let mut offsets = BTreeMap::new();
-        for (num, body) in &self.objects {
-            offsets.insert(*num, base + out.len());
+        for (num, (generation, body)) in &self.objects {
+            offsets.insert(*num, (base + out.len(), *generation));
             out.extend_from_slice(body);
         }
         let mut trailer = self.trailer;
         trailer.set("Prev", Object::Integer(self.prev as i64));
         if self.xref_stream {
             let xref_id = self.next;
-            offsets.insert(xref_id, base + out.len());
+            offsets.insert(xref_id, (base + out.len(), 0));
             let size = xref_id + 1;
             let (index, rows) = xref_rows(&offsets, 4);
             trailer.set("Type", Object::Name(b"XRef".to_vec()));
@@ -209,8 +277,8 @@ impl IncrementalUpdate {
             out.extend_from_slice(b"xref\n");
             for (first, run) in runs(&offsets) {
                 out.extend_from_slice(format!("{first} {}\n", run.len()).as_bytes());
-                for offset in run {
-                    out.extend_from_slice(format!("{offset:010} 00000 n\r\n").as_bytes());
+                for (offset, generation) in run {
+                    out.extend_from_slice(format!("{offset:010} {generation:05} n\r\n").as_bytes());
                 }
             }
             trailer.set("Size", Object::Integer(self.next as i64));
@@ -222,9 +290,10 @@ impl IncrementalUpdate {
     }
 }
 
-/// Consecutive object numbers grouped, for the xref subsections.
-fn runs(offsets: &BTreeMap<u32, usize>) -> Vec<(u32, Vec<usize>)> {
-    let mut out: Vec<(u32, Vec<usize>)> = Vec::new();
+/// Consecutive object numbers grouped, for the xref subsections: each
+/// object's offset and generation.
+fn runs(offsets: &BTreeMap<u32, (usize, u16)>) -> Vec<(u32, Vec<(usize, u16)>)> {
+    let mut out: Vec<(u32, Vec<(usize, u16)>)> = Vec::new();
     for (num, offset) in offsets {
         match out.last_mut() {
             Some((first, run)) if *first + run.len() as u32 == *num => run.push(*offset),
@@ -235,16 +304,16 @@ fn runs(offsets: &BTreeMap<u32, usize>) -> Vec<(u32, Vec<usize>)> {
 }
 
 /// /Index pairs and binary rows (type 1, 4-byte offset, 2-byte generation).
-fn xref_rows(offsets: &BTreeMap<u32, usize>, offset_width: usize) -> (Vec<i64>, Vec<u8>) {
+fn xref_rows(offsets: &BTreeMap<u32, (usize, u16)>, offset_width: usize) -> (Vec<i64>, Vec<u8>) {
     let mut index = Vec::new();
     let mut rows = Vec::new();
     for (first, run) in runs(offsets) {
         index.push(first as i64);
         index.push(run.len() as i64);
-        for offset in run {
+        for (offset, generation) in run {
             rows.push(1);
             rows.extend_from_slice(&(offset as u64).to_be_bytes()[8 - offset_width..]);
-            rows.extend_from_slice(&[0, 0]);
+            rows.extend_from_slice(&generation.to_be_bytes());
         }
     }
     (index, rows)
@@ -396,8 +465,121 @@ pub(crate) fn off_the_executor<T>(size: usize, work: impl FnOnce() -> T) -> T {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A document of `objects` (number, generation, body), with a
+    /// cross-reference table or stream and `trailer` in its trailer.
+    pub(crate) fn document(
+        objects: &[(u32, u16, &str)],
+        trailer: &str,
+        xref_stream: bool,
+    ) -> Vec<u8> {
+        let mut pdf = b"%PDF-1.7\n".to_vec();
+        let mut rows = Vec::new();
+        for (number, generation, body) in objects {
+            rows.push((*number, *generation, pdf.len()));
+            pdf.extend_from_slice(
+                format!("{number} {generation} obj\n{body}\nendobj\n").as_bytes(),
+            );
+        }
+        let start = pdf.len();
+        if xref_stream {
+            let number = objects.iter().map(|o| o.0).max().unwrap_or(0) + 1;
+            rows.push((number, 0, start));
+            let mut data = Vec::new();
+            let mut index = String::new();
+            for (number, generation, offset) in &rows {
+                index.push_str(&format!("{number} 1 "));
+                data.push(1);
+                data.extend_from_slice(&(*offset as u32).to_be_bytes());
+                data.extend_from_slice(&generation.to_be_bytes());
+            }
+            pdf.extend_from_slice(
+                format!(
+                    "{number} 0 obj\n<< /Type /XRef {trailer} /W [1 4 2] /Index [{index}] /Length {} >>\nstream\n",
+                    data.len()
+                )
+                .as_bytes(),
+            );
+            pdf.extend_from_slice(&data);
+            pdf.extend_from_slice(b"\nendstream\nendobj\n");
+        } else {
+            pdf.extend_from_slice(b"xref\n");
+            for (number, generation, offset) in &rows {
+                pdf.extend_from_slice(
+                    format!("{number} 1\n{offset:010} {generation:05} n\r\n").as_bytes(),
+                );
+            }
+            pdf.extend_from_slice(format!("trailer\n<< {trailer} >>\n").as_bytes());
+        }
+        pdf.extend_from_slice(format!("startxref\n{start}\n%%EOF\n").as_bytes());
+        pdf
+    }
+
+    /// An update's objects are numbered past the document's and its
+    /// trailer's /Size, an absurd /Size is ignored, and a document that
+    /// leaves no room under PDF's object number limit is refused.
+    #[test]
+    fn updates_number_their_objects_within_the_limit() {
+        let objects = |last: u32| {
+            document(
+                &[
+                    (1, 0, "<< /Type /Catalog /Pages 2 0 R >>"),
+                    (2, 0, "<< /Type /Pages /Kids [] /Count 0 >>"),
+                    (last, 0, "null"),
+                ],
+                "/Size 40 /Root 1 0 R",
+                false,
+            )
+        };
+        assert_eq!(PdfFile::parse(&objects(7)).unwrap().size, 40);
+        assert_eq!(PdfFile::parse(&objects(70)).unwrap().size, 71);
+        let absurd = document(
+            &[
+                (1, 0, "<< /Type /Catalog /Pages 2 0 R >>"),
+                (2, 0, "<< /Type /Pages /Kids [] /Count 0 >>"),
+            ],
+            "/Size 100000000 /Root 1 0 R",
+            false,
+        );
+        assert_eq!(PdfFile::parse(&absurd).unwrap().size, 3);
+        match PdfFile::parse(&objects(8_388_000)) {
+            Err(Error::UnsupportedPdf(message)) => assert!(message.contains("limit"), "{message}"),
+            other => panic!("{:?}", other.map(|f| f.size)),
+        }
+        // lopdf itself refuses the last number there is.
+        assert!(matches!(
+            PdfFile::parse(&objects(u32::MAX)),
+            Err(Error::UnsupportedPdf(_))
+        ));
+    }
+
+    /// A table whose row sends a reader to another object than the one it
+    /// names is refused, rather than sealed on a wrong view of the file.
+    #[test]
+    fn a_damaged_cross_reference_table_is_refused() {
+        let good = document(
+            &[
+                (1, 0, "<< /Type /Catalog /Pages 2 0 R >>"),
+                (2, 0, "<< /Type /Pages /Kids [3 0 R] /Count 1 >>"),
+                (3, 0, "<< /Type /Page /Parent 2 0 R >>"),
+            ],
+            "/Size 4 /Root 1 0 R",
+            false,
+        );
+        assert!(PdfFile::parse(&good).is_ok());
+        // Object 3's row, pointed at object 1 (just after the header).
+        let row = memchr::memmem::find(&good, b"3 1\n").unwrap() + 4;
+        let mut damaged = good.clone();
+        damaged[row..row + 10].copy_from_slice(b"0000000009");
+        match PdfFile::parse(&damaged) {
+            Err(Error::UnsupportedPdf(message)) => {
+                assert!(message.contains("object 3 0"), "{message}")
+            }
+            other => panic!("{:?}", other.map(|f| f.size)),
+        }
+    }
 
     #[test]
     fn dates_and_numbers() {
