@@ -623,6 +623,27 @@ fn kexin_verify_reports_on_our_and_other_tools_signatures() {
     assert_eq!(r["verdict"], "valid", "{r}");
     assert_eq!(r["signatures"][0]["format"], "adbe.pkcs7.detached");
 
+    // Our seal after the other tool's signature keeps it valid, in
+    // pyHanko's eyes (which wrote it) and ours.
+    let countersigned = ca.file("pyhanko-then-sealed.pdf");
+    ok(&seal_pdf(&ca, &other, &countersigned, &[]));
+    let reports = pyhanko(&ca, &countersigned, false);
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(reports[0]["field"], "Sig1");
+    assert_eq!(reports[0]["intact"], true, "{reports:?}");
+    assert_eq!(reports[0]["valid"], true, "{reports:?}");
+    assert_eq!(
+        reports[0]["modification_level"], "ModificationLevel.FORM_FILLING",
+        "{reports:?}"
+    );
+    assert_valid(&reports[1], true);
+    let r = kexin_verify(&ca, &countersigned, None);
+    assert_eq!(r["verdict"], "valid", "{r}");
+    assert_eq!(
+        r["signatures"][0]["changes_after"],
+        serde_json::json!(["a later signature"])
+    );
+
     // Detached CAdES, then the seal is revoked: the time-stamp proves the
     // signature came first, so it stays valid; a new one is refused.
     let file = ca.file("minutes.txt");
