@@ -5,7 +5,9 @@
 # nothing), and set up as Kexin is (HTTPS with a client certificate, every
 # certificate stored in its SQLite certdb). Same machine, same run, same
 # client (curl --parallel, keep-alive), same P-256 CSR.
-set -euo pipefail
+set -Eeuo pipefail
+# Name the command that stopped a run, which would otherwise end silently.
+trap 'echo "$0: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
 # 20,000: 2,000 took half a second a side, too short to measure steadily.

@@ -5,7 +5,9 @@
 # load (ab, since openssl's responder closes every connection). Also the raw
 # ECDSA P-256 signing rate of `openssl speed` as a reference.
 # Needs: wrk, ab (apache2-utils), openssl, a release build.
-set -euo pipefail
+set -Eeuo pipefail
+# Name the command that stopped a run, which would otherwise end silently.
+trap 'echo "$0: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
 DURATION=${DURATION:-10}

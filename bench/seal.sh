@@ -14,7 +14,9 @@
 #  - resident memory of `kexin seal sign` (CAdES, streaming) on a 10 MB and
 #    a 500 MB file.
 # Prints one JSON line per measurement.
-set -euo pipefail
+set -Eeuo pipefail
+# Name the command that stopped a run, which would otherwise end silently.
+trap 'echo "$0: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
 PARALLEL=${PARALLEL:-1}

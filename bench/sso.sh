@@ -8,7 +8,9 @@
 # the SDK, p50/p99, and the server's resident memory afterwards. For scale,
 # Keycloak's sizing guide allots one vCPU per 15 password logins/s and per
 # 120 refresh grants/s, and 1,250 MB per node.
-set -euo pipefail
+set -Eeuo pipefail
+# Name the command that stopped a run, which would otherwise end silently.
+trap 'echo "$0: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
 SECONDS_EACH=${SECONDS_EACH:-10}

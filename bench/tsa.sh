@@ -3,7 +3,9 @@
 # RFC 3161 request), with the token log on, for ECDSA P-256 and RSA-3072 TSA
 # keys; reported beside the raw single-core signing rate `openssl speed`
 # measures for the same key type in the same run.
-set -euo pipefail
+set -Eeuo pipefail
+# Name the command that stopped a run, which would otherwise end silently.
+trap 'echo "$0: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 cd "$(dirname "$0")/.."
 KEXIN=${KEXIN:-target/release/kexin}
 DURATION=${DURATION:-10}
