@@ -17,7 +17,8 @@ use lopdf::{Dictionary, Object, ObjectId, StringFormat};
 
 use crate::fonts;
 use crate::pdf::{
-    off_the_executor, pdf_date, real, text_string, write_object, IncrementalUpdate, PdfFile,
+    off_the_executor, pdf_date, real, signature_fields, text_string, write_object,
+    IncrementalUpdate, PdfFile, SignatureField,
 };
 use crate::registry::{now, Seal};
 use crate::signer::{Level, SealSigner, SignOptions};
@@ -211,8 +212,8 @@ fn lay_out_signature(
     digest_algorithm: DigestAlgorithm,
 ) -> Result<Covered, Error> {
     let file = PdfFile::parse(pdf)?;
-    let existing = signature_fields(&file);
-    if certify && existing > 0 {
+    let existing = signature_fields(&file.doc);
+    if certify && !existing.is_empty() {
         return Err(Error::UnsupportedPdf(
             "a certification signature must be the document's first signature".into(),
         ));
@@ -275,7 +276,7 @@ fn lay_out_signature(
     } else {
         [0.0; 4]
     };
-    let field_name = format!("KexinSeal{}", existing + 1);
+    let field_name = unused_field_name("KexinSeal", &existing);
     let mut catalog_extra = Dictionary::new();
     if certify {
         let mut perms = Dictionary::new();
@@ -305,35 +306,14 @@ fn is_certified(file: &PdfFile) -> bool {
         .is_some_and(|p| p.has(b"DocMDP"))
 }
 
-/// Number of signature fields the document already has.
-fn signature_fields(file: &PdfFile) -> usize {
-    let Ok(catalog) = file.doc.catalog() else {
-        return 0;
-    };
-    let Ok(form) = catalog.get(b"AcroForm") else {
-        return 0;
-    };
-    let Ok(form) = file.resolve(form).as_dict() else {
-        return 0;
-    };
-    let Ok(fields) = form.get(b"Fields") else {
-        return 0;
-    };
-    file.resolve(fields)
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|f| {
-                    file.resolve(f)
-                        .as_dict()
-                        .ok()
-                        .and_then(|d| d.get(b"FT").ok())
-                        .and_then(|t| t.as_name().ok())
-                        == Some(b"Sig")
-                })
-                .count()
-        })
-        .unwrap_or(0)
+/// `prefix` numbered after the document's signature fields, skipping any
+/// name one of them already has (names must be unique in a form).
+fn unused_field_name(prefix: &str, existing: &[SignatureField]) -> String {
+    let taken = |name: &String| existing.iter().any(|field| field.name == *name);
+    (existing.len() + 1..)
+        .map(|n| format!("{prefix}{n}"))
+        .find(|name| !taken(name))
+        .unwrap_or_else(|| prefix.to_owned())
 }
 
 /// The signature dictionary with fixed-width placeholders for ByteRange
@@ -729,7 +709,7 @@ fn lay_out_document_timestamp(
     digest_algorithm: DigestAlgorithm,
 ) -> Result<Covered, Error> {
     let file = PdfFile::parse(pdf)?;
-    let existing = signature_fields(&file);
+    let existing = signature_fields(&file.doc);
     let mut update = IncrementalUpdate::new(&file);
     let (_, page_id) = file.page(Some(1))?;
     let sig_id = update.allocate();
@@ -741,7 +721,7 @@ fn lay_out_document_timestamp(
     add_field(
         &file,
         &mut update,
-        &format!("KexinDocTimeStamp{}", existing + 1),
+        &unused_field_name("KexinDocTimeStamp", &existing),
         sig_id,
         page_id,
         [0.0; 4],
@@ -802,7 +782,7 @@ pub fn lay_out_for_fuzzing(pdf: &[u8], page: Option<u32>, certify: bool) -> Resu
 /// target's check that a prepared update adds exactly one.
 #[cfg(fuzzing)]
 pub fn signature_fields_for_fuzzing(pdf: &[u8]) -> Result<usize, Error> {
-    PdfFile::parse(pdf).map(|file| signature_fields(&file))
+    PdfFile::parse(pdf).map(|file| signature_fields(&file.doc).len())
 }
 
 #[cfg(test)]
@@ -913,7 +893,11 @@ mod tests {
             .unwrap();
             let sealed = [&original[..], &covered.tail].concat();
             let file = PdfFile::parse(&sealed).unwrap();
-            assert_eq!(signature_fields(&file), 1, "xref stream: {xref_stream}");
+            assert_eq!(
+                signature_fields(&file.doc).len(),
+                1,
+                "xref stream: {xref_stream}"
+            );
             let annots = file.dict((3, 1)).unwrap().get(b"Annots").unwrap();
             assert_eq!(file.resolve(annots).as_array().unwrap().len(), 1);
             // lopdf reads past a row whose generation is not its object's;
@@ -933,5 +917,70 @@ mod tests {
                 String::from_utf8_lossy(&check.stderr)
             );
         }
+    }
+
+    /// Signature fields are found below parents, with the type inherited
+    /// and widgets not taken for fields; a new seal's name is one no
+    /// signature field has, and a certification is refused after any.
+    #[test]
+    fn nested_signature_fields_count_and_keep_their_names() {
+        let pdf = crate::pdf::tests::document(
+            &[
+                (
+                    1,
+                    0,
+                    "<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [4 0 R 6 0 R 8 0 R] >> >>",
+                ),
+                (2, 0, "<< /Type /Pages /Kids [3 0 R] /Count 1 >>"),
+                (
+                    3,
+                    0,
+                    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
+                ),
+                (4, 0, "<< /T (Signatures) /Kids [5 0 R] >>"),
+                (5, 0, "<< /T (Sig1) /FT /Sig /Parent 4 0 R >>"),
+                (6, 0, "<< /T (Approvals) /FT /Sig /Kids [7 0 R] >>"),
+                (7, 0, "<< /T (A1) /Parent 6 0 R >>"),
+                (8, 0, "<< /T (KexinSeal3) /FT /Sig /Kids [9 0 R] >>"),
+                (9, 0, "<< /Type /Annot /Subtype /Widget /Parent 8 0 R >>"),
+            ],
+            "/Size 10 /Root 1 0 R",
+            false,
+        );
+        let file = PdfFile::parse(&pdf).unwrap();
+        let existing = signature_fields(&file.doc);
+        let names: Vec<&str> = existing.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["Signatures.Sig1", "Approvals.A1", "KexinSeal3"]);
+        assert!(existing[2].dict.has(b"T"), "the field, not its widget");
+        assert_eq!(unused_field_name("KexinSeal", &existing[2..]), "KexinSeal2");
+        assert_eq!(unused_field_name("KexinSeal", &existing[1..]), "KexinSeal4");
+
+        let (row, image) = sample_seal();
+        let placement = Placement {
+            page: None,
+            x: 36.0,
+            y: 36.0,
+            size: 120.0,
+        };
+        let lay_out = |certify| {
+            lay_out_signature(
+                &pdf,
+                None,
+                &row,
+                image,
+                &placement,
+                certify,
+                Level::BB,
+                DigestAlgorithm::Sha256,
+            )
+        };
+        assert!(matches!(lay_out(true), Err(Error::UnsupportedPdf(_))));
+        let sealed = [&pdf[..], &lay_out(false).unwrap().tail].concat();
+        let sealed = PdfFile::parse(&sealed).unwrap();
+        let names: Vec<String> = signature_fields(&sealed.doc)
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names[3..], ["KexinSeal4"]);
     }
 }

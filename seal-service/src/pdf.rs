@@ -98,6 +98,98 @@ impl PdfFile {
     }
 }
 
+/// A signature field: a terminal field whose type, its own or inherited
+/// from a parent, is /Sig.
+pub struct SignatureField<'d> {
+    /// The fully qualified name: the parents' names and its own, joined
+    /// with dots.
+    pub name: String,
+    pub dict: &'d Dictionary,
+}
+
+/// The most fields a walk of the form visits: a bound for cyclic and
+/// absurd field trees.
+const MAX_FIELDS: usize = 10_000;
+
+/// The document's signature fields, in the form's order. A field whose
+/// kids carry names of their own is a parent, walked into; kids without a
+/// name are its widgets, and the field is terminal.
+pub fn signature_fields(doc: &lopdf::Document) -> Vec<SignatureField<'_>> {
+    let resolve = |o| doc.dereference(o).map(|(_, o)| o).unwrap_or(o);
+    let dict_of = |o| resolve(o).as_dict().ok();
+    let Some(fields) = doc
+        .catalog()
+        .ok()
+        .and_then(|c| c.get(b"AcroForm").ok())
+        .and_then(dict_of)
+        .and_then(|form| form.get(b"Fields").ok())
+        .and_then(|f| resolve(f).as_array().ok())
+    else {
+        return Vec::new();
+    };
+    let mut stack: Vec<(&Object, String, bool)> = fields
+        .iter()
+        .rev()
+        .map(|f| (f, String::new(), false))
+        .collect();
+    let mut found = Vec::new();
+    let mut visited = 0;
+    while let Some((field, parent, parent_is_signature)) = stack.pop() {
+        visited += 1;
+        if visited > MAX_FIELDS {
+            break;
+        }
+        let Some(dict) = dict_of(field) else {
+            continue;
+        };
+        let name = match dict.get(b"T").and_then(Object::as_str) {
+            Ok(own) if parent.is_empty() => decode_text(own),
+            Ok(own) => format!("{parent}.{}", decode_text(own)),
+            Err(_) => parent,
+        };
+        let is_signature = dict
+            .get(b"FT")
+            .and_then(Object::as_name)
+            .map_or(parent_is_signature, |t| t == b"Sig");
+        let named_kids: Vec<&Object> = dict
+            .get(b"Kids")
+            .and_then(|k| resolve(k).as_array())
+            .map(|kids| {
+                kids.iter()
+                    .filter(|k| dict_of(k).is_some_and(|d| d.has(b"T")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if named_kids.is_empty() {
+            if is_signature {
+                found.push(SignatureField { name, dict });
+            }
+        } else {
+            stack.extend(
+                named_kids
+                    .into_iter()
+                    .rev()
+                    .map(|k| (k, name.clone(), is_signature)),
+            );
+        }
+    }
+    found
+}
+
+/// A PDF text string: UTF-16BE after its byte order mark, or else read
+/// as UTF-8 (PDFDocEncoding agrees with it on ASCII).
+pub fn decode_text(bytes: &[u8]) -> String {
+    if bytes.starts_with(&[0xfe, 0xff]) {
+        let units: Vec<u16> = bytes[2..]
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        String::from_utf16_lossy(&units)
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
 /// The first cross-reference row that does not point at its own object.
 /// lopdf files each object under the number written at its offset, not
 /// the row's, so in a damaged table an object can take the place of

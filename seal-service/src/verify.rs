@@ -25,7 +25,7 @@ use kexin_ca::storage::Database;
 use serde::Serialize;
 use x509_cert::Certificate;
 
-use crate::pdf::off_the_executor;
+use crate::pdf::{off_the_executor, signature_fields};
 use crate::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -685,49 +685,11 @@ fn pdf_signatures(pdf: &[u8]) -> Result<Vec<PdfSignature>, Error> {
             .map(|(_, o)| o.clone())
             .unwrap_or_else(|_| o.clone())
     };
-    let catalog = doc
-        .catalog()
+    doc.catalog()
         .map_err(|_| Error::UnsupportedPdf("no catalog".into()))?;
-    let Ok(form) = catalog.get(b"AcroForm") else {
-        return Ok(vec![]);
-    };
-    let form = resolve(form);
-    let Ok(fields) = form.as_dict().and_then(|f| f.get(b"Fields")).map(&resolve) else {
-        return Ok(vec![]);
-    };
-    let mut stack: Vec<(Object, String)> = fields
-        .as_array()
-        .map(|a| a.iter().map(|f| (f.clone(), String::new())).collect())
-        .unwrap_or_default();
     let mut out = Vec::new();
-    let mut seen = 0;
-    while let Some((field, parent)) = stack.pop() {
-        seen += 1;
-        if seen > 10_000 {
-            break;
-        }
-        let Ok(dict) = resolve(&field).as_dict().cloned() else {
-            continue;
-        };
-        let name = dict
-            .get(b"T")
-            .ok()
-            .and_then(|t| t.as_str().ok())
-            .map(decode_text)
-            .unwrap_or_default();
-        let full = if parent.is_empty() {
-            name
-        } else {
-            format!("{parent}.{name}")
-        };
-        if let Ok(kids) = dict.get(b"Kids").map(&resolve) {
-            for k in kids.as_array().cloned().unwrap_or_default() {
-                stack.push((k, full.clone()));
-            }
-        }
-        if dict.get(b"FT").and_then(Object::as_name).ok() != Some(b"Sig") {
-            continue;
-        }
+    for field in signature_fields(&doc) {
+        let dict = field.dict;
         let Ok(v) = dict.get(b"V").map(&resolve) else {
             continue;
         };
@@ -763,7 +725,7 @@ fn pdf_signatures(pdf: &[u8]) -> Result<Vec<PdfSignature>, Error> {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
         out.push(PdfSignature {
-            field: full,
+            field: field.name,
             doc_timestamp: sub_filter == "ETSI.RFC3161",
             sub_filter,
             contents,
@@ -798,18 +760,6 @@ fn revision_ends(pdf: &[u8]) -> Vec<usize> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn decode_text(bytes: &[u8]) -> String {
-    if bytes.starts_with(&[0xfe, 0xff]) {
-        let units: Vec<u16> = bytes[2..]
-            .chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]))
-            .collect();
-        String::from_utf16_lossy(&units)
-    } else {
-        String::from_utf8_lossy(bytes).into_owned()
-    }
 }
 
 /// D:YYYYMMDDHHmmSS… → RFC 3339 (UTC offsets other than Z are ignored).
