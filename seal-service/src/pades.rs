@@ -12,6 +12,7 @@ use std::io::Write;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use kexin_ca::cms::{DigestAlgorithm, Hasher};
+use kexin_ca::storage::SealRow;
 use kexin_timestamp::log::Durability;
 use lopdf::{Dictionary, Object, ObjectId, StringFormat};
 
@@ -24,7 +25,6 @@ use crate::registry::{now, Seal};
 use crate::signer::{Level, SealSigner, SignOptions};
 use crate::validation::ValidationData;
 use crate::Error;
-use kexin_ca::storage::SealRow;
 
 /// Where the visible seal goes.
 #[derive(Clone, Debug)]
