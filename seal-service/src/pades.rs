@@ -731,9 +731,12 @@ fn lay_out_document_timestamp(
     cover(pdf, None, update.appended_to(pdf), digest_algorithm)
 }
 
-/// A seal's row and its (default) image, for tests and the fuzz target.
+/// Everything sealing does with a document before it is signed, with a
+/// sample seal (the default image) at a fixed place: the document with
+/// the prepared update appended, or the error a caller would get. For
+/// tests and the `pdf_seal` fuzz target.
 #[cfg(any(test, fuzzing))]
-fn sample_seal() -> (SealRow, &'static SealImage) {
+pub fn lay_out_sample_seal(pdf: &[u8], page: Option<u32>, certify: bool) -> Result<Vec<u8>, Error> {
     static IMAGE: std::sync::OnceLock<SealImage> = std::sync::OnceLock::new();
     let image = IMAGE.get_or_init(|| {
         let png = crate::image::default_seal_png().expect("the default image renders");
@@ -750,15 +753,6 @@ fn sample_seal() -> (SealRow, &'static SealImage) {
         status: "active".into(),
         created_at: 0,
     };
-    (row, image)
-}
-
-/// Everything sealing does with a document before it is signed, on
-/// arbitrary bytes, for the `pdf_seal` fuzz target: returns the document
-/// with the prepared update appended, or the error a caller would get.
-#[cfg(fuzzing)]
-pub fn lay_out_for_fuzzing(pdf: &[u8], page: Option<u32>, certify: bool) -> Result<Vec<u8>, Error> {
-    let (row, image) = sample_seal();
     let placement = Placement {
         page,
         x: 36.0,
@@ -858,13 +852,6 @@ mod tests {
     /// generation the document gave them, so a reader finds the field.
     #[test]
     fn objects_of_a_later_generation_are_replaced_under_their_own() {
-        let (row, image) = sample_seal();
-        let placement = Placement {
-            page: None,
-            x: 36.0,
-            y: 36.0,
-            size: 120.0,
-        };
         for xref_stream in [false, true] {
             let original = crate::pdf::tests::document(
                 &[
@@ -880,18 +867,7 @@ mod tests {
                 xref_stream,
             );
             assert_eq!(PdfFile::parse(&original).unwrap().xref_stream, xref_stream);
-            let covered = lay_out_signature(
-                &original,
-                None,
-                &row,
-                image,
-                &placement,
-                false,
-                Level::BB,
-                DigestAlgorithm::Sha256,
-            )
-            .unwrap();
-            let sealed = [&original[..], &covered.tail].concat();
+            let sealed = lay_out_sample_seal(&original, None, false).unwrap();
             let file = PdfFile::parse(&sealed).unwrap();
             assert_eq!(
                 signature_fields(&file.doc).len(),
@@ -955,27 +931,11 @@ mod tests {
         assert_eq!(unused_field_name("KexinSeal", &existing[2..]), "KexinSeal2");
         assert_eq!(unused_field_name("KexinSeal", &existing[1..]), "KexinSeal4");
 
-        let (row, image) = sample_seal();
-        let placement = Placement {
-            page: None,
-            x: 36.0,
-            y: 36.0,
-            size: 120.0,
-        };
-        let lay_out = |certify| {
-            lay_out_signature(
-                &pdf,
-                None,
-                &row,
-                image,
-                &placement,
-                certify,
-                Level::BB,
-                DigestAlgorithm::Sha256,
-            )
-        };
-        assert!(matches!(lay_out(true), Err(Error::UnsupportedPdf(_))));
-        let sealed = [&pdf[..], &lay_out(false).unwrap().tail].concat();
+        assert!(matches!(
+            lay_out_sample_seal(&pdf, None, true),
+            Err(Error::UnsupportedPdf(_))
+        ));
+        let sealed = lay_out_sample_seal(&pdf, None, false).unwrap();
         let sealed = PdfFile::parse(&sealed).unwrap();
         let names: Vec<String> = signature_fields(&sealed.doc)
             .into_iter()
