@@ -24,6 +24,12 @@ pub struct PdfFile {
 
 impl PdfFile {
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        // lopdf keeps offsets in 32 bits, and so do the update's rows.
+        if u32::try_from(bytes.len()).is_err() {
+            return Err(Error::UnsupportedPdf(
+                "the document is 4 GiB or larger, more than sealing can address".into(),
+            ));
+        }
         if !bytes.starts_with(b"%PDF-") {
             return Err(Error::UnsupportedPdf(
                 "the file does not start with %PDF-".into(),
@@ -669,6 +675,18 @@ pub(crate) mod tests {
             Err(Error::UnsupportedPdf(message)) => {
                 assert!(message.contains("object 3 0"), "{message}")
             }
+            other => panic!("{:?}", other.map(|f| f.size)),
+        }
+    }
+
+    /// A document past 32-bit offsets is refused before it is read.
+    #[test]
+    fn documents_of_4_gib_are_refused() {
+        // Zeroed pages are mapped lazily: this does not use 4 GiB of memory.
+        let mut huge = vec![0u8; 1 << 32];
+        huge[..9].copy_from_slice(b"%PDF-1.7\n");
+        match PdfFile::parse(&huge) {
+            Err(Error::UnsupportedPdf(message)) => assert!(message.contains("4 GiB"), "{message}"),
             other => panic!("{:?}", other.map(|f| f.size)),
         }
     }
