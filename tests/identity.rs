@@ -268,33 +268,39 @@ fn start_system(ca: &Ca, name: &str, port: u16, client: &Value) -> System {
     System(child)
 }
 
+/// Registers the example system that will listen on `port`: its
+/// callback, where it says goodbye and its back-channel logout endpoint.
+fn register_system(ca: &Ca, name: &str, port: u16) -> Value {
+    let out = ca.kexin(&[
+        "client",
+        "add",
+        "--name",
+        name,
+        "--json",
+        "--redirect-uri",
+        &format!("http://127.0.0.1:{port}/callback"),
+        "--redirect-uri",
+        &format!("http://127.0.0.1:{port}/bye"),
+        "--backchannel-logout-uri",
+        &format!("http://127.0.0.1:{port}/backchannel-logout"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()
+}
+
 #[test]
 fn single_sign_on_and_single_logout_across_two_systems_in_chromium() {
     let ca = Ca::init(&[]);
     let official = ca.officer("zhang-san", "auditor");
     let (pa, pb) = (free_port(), free_port());
-    let register = |name: &str, port: u16| {
-        let out = ca.kexin(&[
-            "client",
-            "add",
-            "--name",
-            name,
-            "--json",
-            "--redirect-uri",
-            &format!("http://127.0.0.1:{port}/callback"),
-            "--redirect-uri",
-            &format!("http://127.0.0.1:{port}/bye"),
-            "--backchannel-logout-uri",
-            &format!("http://127.0.0.1:{port}/backchannel-logout"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    };
-    let (ca_client, cb_client) = (register("档案系统", pa), register("审批系统", pb));
+    let (ca_client, cb_client) = (
+        register_system(&ca, "档案系统", pa),
+        register_system(&ca, "审批系统", pb),
+    );
     let server = ca.serve();
     let _a = start_system(&ca, "档案系统", pa, &ca_client);
     let _b = start_system(&ca, "审批系统", pb, &cb_client);
@@ -737,12 +743,26 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
 /// PEM certificate and key over mutual TLS (sign-in page, then confirm).
 /// The PKCE verifier is RFC 7636's example, `dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk`.
 fn code_by_certificate(ca: &Ca, cert: &str, key: &str, client_id: &str, redirect: &str) -> String {
-    let (root, base) = (ca.ca_pem("root"), format!("https://localhost:{}", ca.https));
-    let jar = ca.file("code-jar.txt");
     let query = format!(
         "response_type=code&client_id={client_id}&redirect_uri={}&scope=openid&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
         redirect.replace(':', "%3A").replace('/', "%2F")
     );
+    sign_in_by_certificate(ca, cert, key, &query)
+        .split("code=")
+        .nth(1)
+        .expect("a code")
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Where the provider sends the browser back to after the official signs
+/// in with the PEM certificate and key over mutual TLS (sign-in page, then
+/// confirm) for the authorization request `query`.
+fn sign_in_by_certificate(ca: &Ca, cert: &str, key: &str, query: &str) -> String {
+    let (root, base) = (ca.ca_pem("root"), format!("https://localhost:{}", ca.https));
+    let jar = ca.file("code-jar.txt");
     let (code, _) = curl(&[
         "--cacert",
         &root,
@@ -763,7 +783,7 @@ fn code_by_certificate(ca: &Ca, cert: &str, key: &str, client_id: &str, redirect
             "-H",
             &format!("Origin: {base}"),
             "-d",
-            &query,
+            query,
             "-o",
             "/dev/null",
             "-w",
@@ -772,15 +792,106 @@ fn code_by_certificate(ca: &Ca, cert: &str, key: &str, client_id: &str, redirect
         .arg(format!("{base}/oidc/authorize"))
         .output()
         .unwrap();
-    let location = String::from_utf8_lossy(&out.stdout).into_owned();
-    location
-        .split("code=")
-        .nth(1)
-        .expect("a code")
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A request to a relying system from the browser whose cookies are in
+/// `jar` (none: `None`): status, where it redirects and the body.
+fn browse(url: &str, jar: Option<&str>) -> (u16, String, String) {
+    let mut args = vec![
+        "-sS",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code} %{redirect_url}",
+    ];
+    if let Some(jar) = jar {
+        args.extend(["-b", jar, "-c", jar]);
+    }
+    let out = Command::new("curl").args(&args).arg(url).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, last) = out.rsplit_once('\n').unwrap();
+    let (code, location) = last.split_once(' ').unwrap();
+    (code.parse().unwrap(), location.to_owned(), body.to_owned())
+}
+
+/// The SDK finishes a sign-in only in the browser that started it, once,
+/// and keeps nothing for sign-ins started and never finished.
+#[test]
+fn a_relying_system_finishes_only_the_sign_in_its_browser_started() {
+    let ca = Ca::init(&[]);
+    let p12 = ca.officer("li-si", "auditor");
+    let (cert, key) = pem_pair(&ca, &p12, "li-si");
+    let port = free_port();
+    let system = register_system(&ca, "档案系统", port);
+    let server = ca.serve();
+    let _system = start_system(&ca, "档案系统", port, &system);
+    let base = format!("http://127.0.0.1:{port}");
+    let (browser, other) = (ca.file("browser-jar.txt"), ca.file("other-jar.txt"));
+
+    let (code, _, _) = browse(&format!("{base}/"), Some(&browser));
+    assert_eq!(code, 303, "not signed in yet");
+    let (code, authorize, _) = browse(&format!("{base}/login"), Some(&browser));
+    assert_eq!(code, 303);
+    let query = authorize.split_once('?').unwrap().1;
+    let callback = sign_in_by_certificate(&ca, &cert, &key, query);
+    assert!(
+        callback.starts_with(&format!("{base}/callback?code=")),
+        "{callback}"
+    );
+
+    // The callback URL, sent to someone else or opened by another browser
+    // that started a sign-in of its own, signs nobody in.
+    let (code, _, body) = browse(&callback, None);
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            400,
+            "this sign-in was not started in this browser: sign in again"
+        )
+    );
+    browse(&format!("{base}/login"), Some(&other));
+    let (code, _, _) = browse(&callback, Some(&other));
+    assert_eq!(code, 400);
+    let (code, _, _) = browse(&format!("{base}/"), Some(&other));
+    assert_eq!(code, 303);
+
+    // The browser that started it is signed in; the code was not spent by
+    // the refusals.
+    let (code, home, body) = browse(&callback, Some(&browser));
+    assert_eq!(
+        (code, home.as_str()),
+        (303, format!("{base}/").as_str()),
+        "{body}"
+    );
+    let (code, _, body) = browse(&format!("{base}/"), Some(&browser));
+    assert_eq!(code, 200);
+    assert!(body.contains("欢迎 li-si"), "{body}");
+
+    // Replayed, even by that browser, the callback is refused.
+    let (code, _, _) = browse(&callback, Some(&browser));
+    assert_eq!(code, 400);
+    // A state the system never stamped is refused before the provider is
+    // asked.
+    let forged = ca.file("forged-jar.txt");
+    std::fs::write(
+        &forged,
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tkexin_rp_login\tAAAA\n",
+    )
+    .unwrap();
+    let (code, _, body) = browse(&format!("{base}/callback?code=x&state=AAAA"), Some(&forged));
+    assert_eq!(
+        (code, body.as_str()),
+        (400, "unknown or expired sign-in: sign in again")
+    );
+
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
 }
 
 #[test]

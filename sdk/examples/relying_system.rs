@@ -42,8 +42,8 @@ async fn login(State(app): State<App>) -> Response {
     app.sso.begin()
 }
 
-async fn callback(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
-    app.sso.finish(&q.unwrap_or_default(), "/").await
+async fn callback(State(app): State<App>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    app.sso.finish(&headers, &q.unwrap_or_default(), "/").await
 }
 
 async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let app = App {
-        sso: Sso::new(rp),
+        sso: Sso::new(rp)?,
         name: std::env::var("SYSTEM_NAME").unwrap_or_else(|_| "System".into()),
     };
     let router = Router::new()

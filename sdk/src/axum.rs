@@ -1,24 +1,103 @@
 //! Protecting axum routes with Kexin single sign-on.
 //!
-//! [`Sso`] keeps sign-ins in progress and signed-in sessions (in memory,
-//! keyed by a random cookie). [`SignedIn`] is an extractor: a handler that
-//! takes it runs only for a signed-in official whose SSO session still
-//! stands (checked with the provider at most every few seconds); anyone
-//! else is redirected to `/login`.
+//! [`Sso`] keeps signed-in sessions in memory, keyed by a random cookie,
+//! and forgets one unused for [`SESSION_IDLE`]. A sign-in in progress is
+//! kept nowhere: its state is stamped with the time under a key of this
+//! process, its nonce and PKCE verifier are derived from the state, and
+//! the state is also set in a cookie of the browser that started it. So an
+//! anonymous `/login` costs no memory, and only the browser that started a
+//! sign-in can finish it (a callback URL sent to someone else signs them in
+//! as nobody). [`SignedIn`] is an extractor: a handler that takes it runs
+//! only for a signed-in official whose SSO session still stands (checked
+//! with the provider at most every few seconds); anyone else is redirected
+//! to `/login`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::hmac;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
 
-use crate::{LoginRequest, RelyingParty};
+use crate::{Error, LoginRequest, RelyingParty};
 
 const COOKIE: &str = "kexin_rp";
+const LOGIN_COOKIE: &str = "kexin_rp_login";
 const RECHECK: Duration = Duration::from_secs(5);
+
+/// How long a browser has to come back from the provider with its code.
+pub const LOGIN_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+/// A local session unused this long is forgotten, as the provider forgets
+/// an idle SSO session; the official's next request signs in again, without
+/// a prompt while the SSO session stands.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// How often idle sessions are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Sign-in states stamped by this process, and the secrets derived from
+/// them.
+struct StateStamp(hmac::Key);
+
+/// What a state is made of: issue time (seconds, 8 bytes) and 16 random
+/// bytes, then their HMAC-SHA256.
+const STATE_BODY: usize = 24;
+
+impl StateStamp {
+    fn new() -> Result<Self, Error> {
+        hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
+            .map(Self)
+            .map_err(|_| Error::Refused("no system randomness".into()))
+    }
+
+    fn mac(&self, label: &[u8], data: &[u8]) -> hmac::Tag {
+        hmac::sign(&self.0, &labelled(label, data))
+    }
+
+    fn issue(&self, now: u64) -> Result<String, Error> {
+        let mut body = [0u8; STATE_BODY];
+        body[..8].copy_from_slice(&now.to_be_bytes());
+        aws_lc_rs::rand::fill(&mut body[8..])
+            .map_err(|_| Error::Refused("no system randomness".into()))?;
+        let tag = self.mac(b"kexin-rp-state", &body);
+        Ok(B64URL.encode([&body[..], tag.as_ref()].concat()))
+    }
+
+    /// Whether this process stamped `state` less than [`LOGIN_LIFETIME`]
+    /// before `now` (or up to a minute after, if the clock was set back).
+    fn is_fresh(&self, state: &str, now: u64) -> bool {
+        let Ok(bytes) = B64URL.decode(state) else {
+            return false;
+        };
+        let Some((body, tag)) = bytes.split_at_checked(STATE_BODY) else {
+            return false;
+        };
+        if hmac::verify(&self.0, &labelled(b"kexin-rp-state", body), tag).is_err() {
+            return false;
+        }
+        let mut issued = [0u8; 8];
+        issued.copy_from_slice(&body[..8]);
+        let issued = u64::from_be_bytes(issued);
+        issued <= now.saturating_add(60) && now.saturating_sub(issued) < LOGIN_LIFETIME.as_secs()
+    }
+
+    /// The sign-in's nonce and PKCE verifier (43 characters).
+    fn secrets(&self, state: &str) -> (String, String) {
+        let derive = |label: &[u8]| B64URL.encode(self.mac(label, state.as_bytes()));
+        (derive(b"kexin-rp-nonce"), derive(b"kexin-rp-pkce"))
+    }
+}
+
+/// Labels end in a NUL so that no label is a prefix of another.
+fn labelled(label: &[u8], data: &[u8]) -> Vec<u8> {
+    [label, b"\0", data].concat()
+}
 
 struct Session {
     claims: serde_json::Value,
@@ -26,92 +105,152 @@ struct Session {
     checked: Instant,
 }
 
+struct Sessions {
+    by_cookie: HashMap<String, Session>,
+    swept: Instant,
+}
+
+impl Sessions {
+    fn insert(&mut self, id: String, session: Session) {
+        if self.swept.elapsed() >= SWEEP_INTERVAL {
+            self.by_cookie
+                .retain(|_, s| s.checked.elapsed() < SESSION_IDLE);
+            self.swept = Instant::now();
+        }
+        self.by_cookie.insert(id, session);
+    }
+}
+
 /// The SSO state of a relying system.
 pub struct Sso {
     pub rp: RelyingParty,
-    pending: Mutex<HashMap<String, LoginRequest>>,
-    sessions: Mutex<HashMap<String, Session>>,
+    stamp: StateStamp,
+    sessions: Mutex<Sessions>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Sso {
-    pub fn new(rp: RelyingParty) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(rp: RelyingParty) -> Result<Arc<Self>, Error> {
+        Ok(Arc::new(Self {
             rp,
-            pending: Mutex::default(),
-            sessions: Mutex::default(),
-        })
+            stamp: StateStamp::new()?,
+            sessions: Mutex::new(Sessions {
+                by_cookie: HashMap::new(),
+                swept: Instant::now(),
+            }),
+        }))
+    }
+
+    fn login_for(&self, state: &str) -> LoginRequest {
+        let (nonce, verifier) = self.stamp.secrets(state);
+        self.rp.login_for(state.to_owned(), nonce, verifier)
+    }
+
+    /// A `Set-Cookie` value; `Secure` when the system is served over HTTPS.
+    fn cookie(&self, name: &str, value: &str, max_age: Option<Duration>) -> Option<HeaderValue> {
+        let max_age = max_age
+            .map(|a| format!("; Max-Age={}", a.as_secs()))
+            .unwrap_or_default();
+        let secure = if self.rp.redirect_uri.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path=/; HttpOnly; SameSite=Lax{max_age}{secure}"
+        ))
+        .ok()
     }
 
     /// `/login`: redirect to Kexin.
     pub fn begin(&self) -> Response {
-        let login = match self.rp.login() {
-            Ok(l) => l,
-            Err(e) => {
-                return (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
-            }
+        let state = match self.stamp.issue(unix_now()) {
+            Ok(s) => s,
+            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
         };
-        let url = login.url.clone();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(login.state.clone(), login);
-        Redirect::to(&url).into_response()
+        let mut res = Redirect::to(&self.login_for(&state).url).into_response();
+        if let Some(v) = self.cookie(LOGIN_COOKIE, &state, Some(LOGIN_LIFETIME)) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+        res
     }
 
-    /// `/callback`: finish the sign-in, set the session cookie, go `home`.
-    pub async fn finish(&self, query: &str, home: &str) -> Response {
-        let state = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("state="))
-            .unwrap_or_default()
-            .to_owned();
-        let Some(login) = self
-            .pending
+    /// `/callback`: finish the sign-in that this browser started (its
+    /// request's `headers` carry the cookie `/login` set), set the session
+    /// cookie, go `home`.
+    pub async fn finish(&self, headers: &HeaderMap, query: &str, home: &str) -> Response {
+        let state = reqwest::Url::parse(&format!("https://x/?{query}"))
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_default();
+        let started_here = cookie_value(headers, LOGIN_COOKIE).is_some_and(|c| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), state.as_bytes())
+                .is_ok()
+        });
+        let outcome = if !started_here {
+            Err((
+                StatusCode::BAD_REQUEST,
+                "this sign-in was not started in this browser: sign in again".to_owned(),
+            ))
+        } else if !self.stamp.is_fresh(&state, unix_now()) {
+            Err((
+                StatusCode::BAD_REQUEST,
+                "unknown or expired sign-in: sign in again".to_owned(),
+            ))
+        } else {
+            self.signed_in(&self.login_for(&state), query, home).await
+        };
+        let mut res = outcome.unwrap_or_else(|e| e.into_response());
+        if let Some(v) = self.cookie(LOGIN_COOKIE, "", Some(Duration::ZERO)) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+        res
+    }
+
+    async fn signed_in(
+        &self,
+        login: &LoginRequest,
+        query: &str,
+        home: &str,
+    ) -> Result<Response, (StatusCode, String)> {
+        let signed_in = self
+            .rp
+            .complete(login, query)
+            .await
+            .map_err(|e| (StatusCode::FORBIDDEN, e.to_string()))?;
+        let id = crate::random().map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let cookie = self.cookie(COOKIE, &id, None);
+        self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&state)
-        else {
-            return (
-                axum::http::StatusCode::BAD_REQUEST,
-                "unknown or used sign-in",
-            )
-                .into_response();
-        };
-        match self.rp.complete(&login, query).await {
-            Ok(signed_in) => {
-                let Ok(id) = crate::random() else {
-                    return (
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "no system randomness",
-                    )
-                        .into_response();
-                };
-                self.sessions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        id.clone(),
-                        Session {
-                            claims: signed_in.claims,
-                            access_token: signed_in.access_token,
-                            checked: Instant::now(),
-                        },
-                    );
-                let mut res = Redirect::to(home).into_response();
-                if let Ok(v) =
-                    HeaderValue::from_str(&format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax"))
-                {
-                    res.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                res
-            }
-            Err(e) => (axum::http::StatusCode::FORBIDDEN, e.to_string()).into_response(),
+            .insert(
+                id,
+                Session {
+                    claims: signed_in.claims,
+                    access_token: signed_in.access_token,
+                    checked: Instant::now(),
+                },
+            );
+        let mut res = Redirect::to(home).into_response();
+        if let Some(v) = cookie {
+            res.headers_mut().append(header::SET_COOKIE, v);
         }
+        Ok(res)
     }
 
     /// `POST /backchannel-logout` (OpenID Connect Back-Channel Logout): the
     /// provider says a session ended; every local session of it ends now.
-    pub async fn backchannel_logout(&self, form_body: &str) -> axum::http::StatusCode {
+    pub async fn backchannel_logout(&self, form_body: &str) -> StatusCode {
         let token = form_body
             .split('&')
             .find_map(|kv| kv.strip_prefix("logout_token="))
@@ -121,10 +260,11 @@ impl Sso {
                 self.sessions
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
+                    .by_cookie
                     .retain(|_, s| s.claims["sid"] != sid.as_str());
-                axum::http::StatusCode::OK
+                StatusCode::OK
             }
-            Err(_) => axum::http::StatusCode::BAD_REQUEST,
+            Err(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -134,22 +274,27 @@ impl Sso {
             self.sessions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .by_cookie
                 .remove(id);
         }
         Redirect::to(&self.rp.logout_url(after)).into_response()
     }
 }
 
-/// The session cookie of a request, for [`Sso::logout`].
-pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+}
+
+/// The session cookie of a request, for [`Sso::logout`].
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE)
 }
 
 /// A signed-in official; handlers that take it are protected.
@@ -169,8 +314,12 @@ where
         let to_login = || Redirect::to("/login").into_response();
         let id = session_cookie(&parts.headers).ok_or_else(to_login)?;
         let (claims, token, stale) = {
-            let map = sso.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            let s = map.get(&id).ok_or_else(to_login)?;
+            let sessions = sso.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let s = sessions
+                .by_cookie
+                .get(&id)
+                .filter(|s| s.checked.elapsed() < SESSION_IDLE)
+                .ok_or_else(to_login)?;
             (
                 s.claims.clone(),
                 s.access_token.clone(),
@@ -182,6 +331,7 @@ where
                 sso.sessions
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
+                    .by_cookie
                     .remove(&id);
                 return Err(to_login());
             }
@@ -189,11 +339,64 @@ where
                 .sessions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .by_cookie
                 .get_mut(&id)
             {
                 s.checked = Instant::now();
             }
         }
         Ok(Self { claims })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_process_fresh_states_pass() {
+        let (stamp, other) = (StateStamp::new().unwrap(), StateStamp::new().unwrap());
+        let now = 1_800_000_000;
+        let state = stamp.issue(now).unwrap();
+        assert!(stamp.is_fresh(&state, now));
+        assert!(stamp.is_fresh(&state, now + LOGIN_LIFETIME.as_secs() - 1));
+        assert!(stamp.is_fresh(&state, now - 60), "clock set back a minute");
+        assert!(!stamp.is_fresh(&state, now + LOGIN_LIFETIME.as_secs()));
+        assert!(!stamp.is_fresh(&state, now - 61));
+        assert!(!other.is_fresh(&state, now), "another process's key");
+        let mut bytes = B64URL.decode(&state).unwrap();
+        bytes[0] ^= 1;
+        assert!(!stamp.is_fresh(&B64URL.encode(&bytes), now), "time edited");
+        for garbage in ["", "!!", "AAAA", &state[..state.len() - 1]] {
+            assert!(!stamp.is_fresh(garbage, now), "{garbage}");
+        }
+        let (nonce, verifier) = stamp.secrets(&state);
+        assert_eq!(stamp.secrets(&state), (nonce.clone(), verifier.clone()));
+        assert_ne!(nonce, verifier);
+        assert_ne!(other.secrets(&state).1, verifier);
+        assert_eq!(verifier.len(), 43, "RFC 7636's shortest verifier");
+        assert_ne!(stamp.secrets(&stamp.issue(now).unwrap()).1, verifier);
+    }
+
+    #[test]
+    fn sessions_unused_for_the_idle_time_are_swept() {
+        let ago = |d: Duration| Instant::now().checked_sub(d).unwrap();
+        let session = |checked| Session {
+            claims: serde_json::Value::Null,
+            access_token: String::new(),
+            checked,
+        };
+        let mut sessions = Sessions {
+            by_cookie: HashMap::new(),
+            swept: Instant::now(),
+        };
+        sessions.insert("idle".into(), session(ago(SESSION_IDLE)));
+        sessions.insert("used".into(), session(ago(SESSION_IDLE / 2)));
+        assert_eq!(sessions.by_cookie.len(), 2, "swept before the interval");
+        sessions.swept = ago(SWEEP_INTERVAL);
+        sessions.insert("new".into(), session(Instant::now()));
+        let mut left: Vec<_> = sessions.by_cookie.keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, ["new", "used"]);
     }
 }

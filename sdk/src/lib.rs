@@ -58,9 +58,9 @@
 
 pub mod axum;
 pub mod client;
+mod jwks;
 
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -101,11 +101,8 @@ pub struct RelyingParty {
     redirect_uri: String,
     discovery: serde_json::Value,
     http: reqwest::Client,
-    /// When the JWKS was fetched (never: `None`), and the JWKS.
-    jwks: RwLock<(Option<Instant>, serde_json::Value)>,
+    jwks: jwks::JwksCache,
 }
-
-const JWKS_TTL: Duration = Duration::from_secs(300);
 
 fn random() -> Result<String, Error> {
     let mut b = [0u8; 32];
@@ -149,7 +146,7 @@ impl RelyingParty {
             redirect_uri: redirect_uri.to_owned(),
             discovery,
             http,
-            jwks: RwLock::new((None, serde_json::Value::Null)),
+            jwks: jwks::JwksCache::default(),
         })
     }
 
@@ -159,7 +156,12 @@ impl RelyingParty {
 
     /// A new sign-in: state, nonce and a PKCE verifier, and the URL.
     pub fn login(&self) -> Result<LoginRequest, Error> {
-        let (state, nonce, verifier) = (random()?, random()?, random()?);
+        Ok(self.login_for(random()?, random()?, random()?))
+    }
+
+    /// The sign-in with these secrets. The verifier is 43 to 128 URL-safe
+    /// characters (RFC 7636 §4.1).
+    pub(crate) fn login_for(&self, state: String, nonce: String, verifier: String) -> LoginRequest {
         let challenge = B64URL.encode(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
             verifier.as_bytes(),
@@ -179,12 +181,12 @@ impl RelyingParty {
         )
         .map(|u| u.to_string())
         .unwrap_or_default();
-        Ok(LoginRequest {
+        LoginRequest {
             url,
             state,
             nonce,
             verifier,
-        })
+        }
     }
 
     /// Finishes a sign-in from the callback's query string: checks state,
@@ -245,28 +247,10 @@ impl RelyingParty {
         })
     }
 
-    async fn keys(&self) -> Result<serde_json::Value, Error> {
-        {
-            let cached = self.jwks.read().unwrap_or_else(|p| p.into_inner());
-            if cached.0.is_some_and(|at| at.elapsed() < JWKS_TTL) {
-                return Ok(cached.1.clone());
-            }
-        }
-        let fresh: serde_json::Value = self
-            .http
-            .get(self.endpoint("jwks_uri"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) =
-            (Some(Instant::now()), fresh.clone());
-        Ok(fresh)
-    }
-
     /// Verifies an ID token (ES256, our issuer, this client, not expired,
     /// the nonce if given) against the provider's JWKS, cached for five
-    /// minutes and refetched once for an unknown key id (rotation).
+    /// minutes and refetched for an unknown key id (rotation) when the
+    /// cached one is at least 30 seconds old.
     pub async fn verify_id_token(
         &self,
         token: &str,
@@ -288,7 +272,9 @@ impl RelyingParty {
     async fn verify_jwt(&self, token: &str) -> Result<serde_json::Value, Error> {
         let bad = |m: &str| Error::InvalidToken(m.to_owned());
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(bad("not a JWT"));
         };
         let header: serde_json::Value =
@@ -298,21 +284,11 @@ impl RelyingParty {
         if alg != "ES256" && alg != "SM2" {
             return Err(bad("only ES256 and SM2 are accepted"));
         }
-        let mut keys = self.keys().await?;
-        let find = |keys: &serde_json::Value| {
-            keys["keys"]
-                .as_array()
-                .and_then(|a| a.iter().find(|k| k["kid"] == header["kid"]).cloned())
-        };
-        let key = match find(&keys) {
-            Some(k) => k,
-            None => {
-                *self.jwks.write().unwrap_or_else(|p| p.into_inner()) =
-                    (None, serde_json::Value::Null);
-                keys = self.keys().await?;
-                find(&keys).ok_or_else(|| bad("unknown key id"))?
-            }
-        };
+        let key = self
+            .jwks
+            .key(&self.http, &self.endpoint("jwks_uri"), &header["kid"])
+            .await?
+            .ok_or_else(|| bad("unknown key id"))?;
         let coord = |n: &str| {
             B64URL
                 .decode(key[n].as_str().unwrap_or_default())
