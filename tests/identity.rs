@@ -166,6 +166,9 @@ fn officials_sign_in_once_with_their_certificate_and_authlib_validates_the_token
     assert_eq!(r["name"], "zhang-san");
     assert_eq!(r["id_token_alg"], "ES256");
     assert_eq!(r["userinfo"]["sub"], r["sub"]);
+    assert_eq!(r["token_types"], serde_json::json!(["at+jwt", "JWT"]));
+    assert_eq!(r["userinfo_with_id_token"], 401);
+    assert_eq!(r["id_token_active"], false);
     assert_eq!(r["reused_code"], "invalid_grant");
     assert_eq!(r["refresh_rotated"], true);
     assert_eq!(r["refresh_replayed"], "invalid_grant");
@@ -890,6 +893,108 @@ fn a_relying_system_finishes_only_the_sign_in_its_browser_started() {
         (400, "unknown or expired sign-in: sign in again")
     );
 
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}
+
+/// The SDK's `BearerToken` extractor on the example system's `/api/me`:
+/// its own access token passes; no token, an ID token, another system's
+/// access token and an altered one get 401 with RFC 6750's challenge.
+#[test]
+fn a_relying_system_api_takes_only_its_own_access_tokens() {
+    let ca = Ca::init(&[]);
+    let p12 = ca.officer("wang-wu", "auditor");
+    let (cert, key) = pem_pair(&ca, &p12, "wang-wu");
+    let port = free_port();
+    let mut system = register_system(&ca, "档案系统", port);
+    let other = client_add(&ca, "审批系统", "https://approval.example.gov.cn/cb");
+    let server = ca.serve();
+    let _system = start_system(&ca, "档案系统", port, &system);
+    let (root, base) = (ca.ca_pem("root"), format!("https://localhost:{}", ca.https));
+    let tokens = |client: &Value, redirect: &str| {
+        let client_id = client["client_id"].as_str().unwrap();
+        let code = code_by_certificate(&ca, &cert, &key, client_id, redirect);
+        let (status, tokens) = redeem_code(
+            &root,
+            client,
+            &code,
+            redirect,
+            &format!("{base}/oidc/token"),
+        );
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    };
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    system["redirect_uri"] = callback.as_str().into();
+    let ours = tokens(&system, &callback);
+    let theirs = tokens(&other, "https://approval.example.gov.cn/cb");
+    let api = |authorization: Option<String>| {
+        let mut args = vec![
+            "-sS".to_owned(),
+            "-w".to_owned(),
+            "\n%{http_code} %header{www-authenticate}".to_owned(),
+        ];
+        if let Some(a) = authorization {
+            args.extend(["-H".to_owned(), format!("Authorization: {a}")]);
+        }
+        let out = Command::new("curl")
+            .args(&args)
+            .arg(format!("http://127.0.0.1:{port}/api/me"))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, last) = out.rsplit_once('\n').unwrap();
+        let (code, challenge) = last.split_once(' ').unwrap();
+        (
+            code.parse::<u16>().unwrap(),
+            challenge.to_owned(),
+            body.to_owned(),
+        )
+    };
+    let bearer = |t: &Value| Some(format!("Bearer {}", t.as_str().unwrap()));
+
+    let (code, _, body) = api(bearer(&ours["access_token"]));
+    assert_eq!(code, 200, "{body}");
+    let payload = ours["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let payload = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)
+    };
+    let claims: Value = serde_json::from_slice(&payload.unwrap()).unwrap();
+    assert_eq!(body, claims["sub"].to_string());
+    let lower = format!("bearer {}", ours["access_token"].as_str().unwrap());
+    assert_eq!(api(Some(lower)).0, 200, "the scheme is case-insensitive");
+
+    assert_eq!(
+        api(None),
+        (401, r#"Bearer realm="kexin""#.to_owned(), String::new())
+    );
+    for (token, why) in [
+        (bearer(&ours["id_token"]), "another kind of token"),
+        (bearer(&theirs["access_token"]), "issued to another system"),
+        (
+            Some(format!(
+                "Bearer {}x",
+                ours["access_token"].as_str().unwrap()
+            )),
+            "signature",
+        ),
+        (Some("Bearer a.b.c.d".to_owned()), "not a JWT"),
+    ] {
+        let (code, challenge, _) = api(token);
+        assert_eq!(code, 401, "{why}");
+        assert!(
+            challenge.starts_with(
+                r#"Bearer realm="kexin", error="invalid_token", error_description="invalid token: "#
+            ) && challenge.contains(why),
+            "{challenge}"
+        );
+    }
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }

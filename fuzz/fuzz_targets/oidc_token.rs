@@ -1,13 +1,14 @@
 //! Bearer tokens on arbitrary text, as userinfo, introspection, revocation
 //! and a logout's `id_token_hint` parse them: anything the provider's key
-//! did not sign is refused, never a panic; and a token the key signs over
-//! the input verifies, with the input as its subject.
+//! did not sign is refused, never a panic; and an access token the key
+//! signs over the input verifies, with the input as its subject, as an
+//! access token only.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use kexin_hsm::{KdfParams, SoftKeyStore};
-use kexin_identity::jwt::KeySet;
+use kexin_identity::jwt::{KeySet, TokenType};
 
 struct Provider {
     keys: KeySet,
@@ -38,10 +39,12 @@ fn provider() -> &'static Provider {
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let provider = provider();
     if let Ok(text) = std::str::from_utf8(data) {
-        assert!(
-            provider.keys.verify(text).is_err(),
-            "accepted a token the key did not sign: {text}"
-        );
+        for typ in [TokenType::Access, TokenType::Jwt] {
+            assert!(
+                provider.keys.verify(text, typ).is_err(),
+                "accepted a token the key did not sign: {text}"
+            );
+        }
     }
     let claims = serde_json::json!({
         "sub": String::from_utf8_lossy(data),
@@ -49,7 +52,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     });
     let token = provider
         .runtime
-        .block_on(provider.keys.current().sign(&claims))
+        .block_on(provider.keys.current().sign(&claims, TokenType::Access))
         .expect("the key signs");
-    assert_eq!(provider.keys.verify(&token).expect("its own token"), claims);
+    let verified = provider.keys.verify(&token, TokenType::Access);
+    assert_eq!(verified.expect("its own token"), claims);
+    assert!(provider.keys.verify(&token, TokenType::Jwt).is_err());
 });

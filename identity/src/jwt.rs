@@ -9,6 +9,28 @@ use kexin_hsm::{KeyAlgorithm, KeyStore, SignatureAlgorithm};
 
 use crate::{oauth, Error};
 
+/// What a token is, as its JOSE header's `typ` says. Access tokens are
+/// `at+jwt` (RFC 9068 §2.1), ID and logout tokens `JWT`, and each is
+/// verified as the one kind it must be: an ID token (which a system may
+/// pass on, or send back in a URL) is not a bearer credential, and an
+/// access token is not an ID token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenType {
+    /// An ID token or a back-channel logout token.
+    Jwt,
+    /// An access token (RFC 9068).
+    Access,
+}
+
+impl TokenType {
+    pub fn typ(self) -> &'static str {
+        match self {
+            Self::Jwt => "JWT",
+            Self::Access => "at+jwt",
+        }
+    }
+}
+
 /// The signing key: its label in the key store, its key id and public key.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -84,8 +106,8 @@ impl SigningKey {
         }]})
     }
 
-    pub async fn sign(&self, claims: &serde_json::Value) -> Result<String, Error> {
-        let header = serde_json::json!({ "alg": self.alg(), "kid": self.kid, "typ": "JWT" });
+    pub async fn sign(&self, claims: &serde_json::Value, typ: TokenType) -> Result<String, Error> {
+        let header = serde_json::json!({ "alg": self.alg(), "kid": self.kid, "typ": typ.typ() });
         let input = format!(
             "{}.{}",
             B64URL.encode(header.to_string()),
@@ -103,9 +125,9 @@ impl SigningKey {
         Ok(format!("{input}.{}", B64URL.encode(raw)))
     }
 
-    /// The claims of a token this key signed, if its signature holds and it
-    /// has not expired.
-    pub fn verify(&self, token: &str) -> Result<serde_json::Value, Error> {
+    /// The claims of a token of type `typ` this key signed, if its
+    /// signature holds and it has not expired.
+    pub fn verify(&self, token: &str, typ: TokenType) -> Result<serde_json::Value, Error> {
         let invalid = |m: &str| oauth("invalid_token", m.to_owned());
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(s), None) =
@@ -118,6 +140,9 @@ impl SigningKey {
                 .map_err(|_| invalid("header"))?;
         if header["alg"] != "ES256" || header["kid"] != self.kid.as_str() {
             return Err(invalid("not signed with the current key"));
+        }
+        if header["typ"] != typ.typ() {
+            return Err(invalid("another kind of token"));
         }
         let sig = B64URL.decode(s).map_err(|_| invalid("signature"))?;
         let key = aws_lc_rs::signature::UnparsedPublicKey::new(
@@ -209,8 +234,8 @@ impl KeySet {
         serde_json::json!({ "keys": keys })
     }
 
-    /// Verifies with the key the token names.
-    pub fn verify(&self, token: &str) -> Result<serde_json::Value, Error> {
+    /// Verifies, as a token of type `typ`, with the key the token names.
+    pub fn verify(&self, token: &str, typ: TokenType) -> Result<serde_json::Value, Error> {
         let kid = token
             .split('.')
             .next()
@@ -222,7 +247,7 @@ impl KeySet {
             .iter()
             .find(|k| k.kid == kid && k.algorithm == KeyAlgorithm::EcdsaP256)
             .ok_or_else(|| oauth("invalid_token", "unknown key id"))?
-            .verify(token)
+            .verify(token, typ)
     }
 }
 

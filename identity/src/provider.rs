@@ -12,7 +12,7 @@ use sqlx::Row;
 use crate::challenges::{Challenge, ChallengeKey, FreshChallenge};
 use crate::clients::{Client, Directory};
 use crate::codes::{code_key, new_code, PendingCode};
-use crate::jwt::KeySet;
+use crate::jwt::{KeySet, TokenType};
 use crate::refresh::{Redemption, RefreshJournal};
 use crate::sessions::Sessions;
 use crate::{now, oauth, random_token, sha256_hex, storage, Error};
@@ -284,7 +284,7 @@ impl Provider {
                     "iss": self.issuer, "aud": client_id, "iat": t, "exp": t + 120, "jti": random_token()?,
                     "sub": session.subject, "sid": sid(session_id),
                     "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
-                }))
+                }), TokenType::Jwt)
                 .await?;
             notices.push(LogoutNotice {
                 uri,
@@ -403,7 +403,11 @@ impl Provider {
         if let Some(thumbprint) = &client.certificate_thumbprint {
             access_claims["cnf"] = serde_json::json!({ "x5t#S256": thumbprint });
         }
-        let access = self.keys.current().sign(&access_claims).await?;
+        let access = self
+            .keys
+            .current()
+            .sign(&access_claims, TokenType::Access)
+            .await?;
         let mut out = serde_json::json!({
             "access_token": access, "token_type": "Bearer", "expires_in": ACCESS_TTL,
             "refresh_token": refresh, "scope": scope,
@@ -429,7 +433,7 @@ impl Provider {
             } else {
                 self.keys.current()
             };
-            out["id_token"] = key.sign(&id).await?.into();
+            out["id_token"] = key.sign(&id, TokenType::Jwt).await?.into();
         }
         Ok(out)
     }
@@ -517,7 +521,7 @@ impl Provider {
 
     /// The claims of a live access token.
     pub async fn access(&self, token: &str) -> Result<serde_json::Value, Error> {
-        let claims = self.keys.verify(token)?;
+        let claims = self.keys.verify(token, TokenType::Access)?;
         let jti = claims["jti"].as_str().unwrap_or_default();
         let revoked = sqlx::query("SELECT 1 FROM oidc_revoked_access WHERE jti = $1")
             .bind(jti)
@@ -605,7 +609,7 @@ impl Provider {
     /// RFC 7009: revokes an access token (until it expires) or a refresh
     /// token's family; unknown tokens are not an error.
     pub async fn revoke(&self, client: &Client, token: &str) -> Result<(), Error> {
-        if let Ok(claims) = self.keys.verify(token) {
+        if let Ok(claims) = self.keys.verify(token, TokenType::Access) {
             if claims["client_id"] == client.client_id.as_str() {
                 sqlx::query("INSERT INTO oidc_revoked_access (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
                     .bind(claims["jti"].as_str().unwrap_or_default())

@@ -6,7 +6,7 @@
 //!
 //! Registered with `kexin client add --redirect-uri http://{LISTEN}/callback
 //! --redirect-uri http://{LISTEN}/bye --backchannel-logout-uri
-//! http://{LISTEN}/backchannel-logout`.
+//! http://{LISTEN}/backchannel-logout`. `/api/me` takes its access tokens.
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::{Html, Response};
 use axum::routing::get;
 use axum::Router;
-use kexin_sdk::axum::{session_cookie, SignedIn, Sso};
+use kexin_sdk::axum::{session_cookie, BearerToken, SignedIn, Sso};
 use kexin_sdk::RelyingParty;
 
 #[derive(Clone)]
@@ -38,6 +38,10 @@ async fn home(State(app): State<App>, who: SignedIn) -> Html<String> {
     ))
 }
 
+async fn api_me(token: BearerToken) -> String {
+    token.claims["sub"].to_string()
+}
+
 async fn login(State(app): State<App>) -> Response {
     app.sso.begin()
 }
@@ -55,10 +59,6 @@ async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
 
 async fn backchannel(State(app): State<App>, body: String) -> axum::http::StatusCode {
     app.sso.backchannel_logout(&body).await
-}
-
-async fn bye() -> Html<&'static str> {
-    Html("<!doctype html><meta charset=utf-8><p id=bye>已退出 Signed out</p>")
 }
 
 fn env(name: &str) -> String {
@@ -82,10 +82,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let router = Router::new()
         .route("/", get(home))
+        .route("/api/me", get(api_me))
         .route("/login", get(login))
         .route("/callback", get(callback))
         .route("/logout", get(logout))
-        .route("/bye", get(bye))
+        .route(
+            "/bye",
+            get(|| async { Html("<meta charset=utf-8><p id=bye>已退出 Signed out") }),
+        )
         .route("/backchannel-logout", axum::routing::post(backchannel))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(&listen).await?;

@@ -10,7 +10,10 @@
 //! as nobody). [`SignedIn`] is an extractor: a handler that takes it runs
 //! only for a signed-in official whose SSO session still stands (checked
 //! with the provider at most every few seconds); anyone else is redirected
-//! to `/login`.
+//! to `/login`. [`BearerToken`] protects API routes instead: it takes the
+//! caller's access token from `Authorization: Bearer` (RFC 6750) and
+//! verifies it here; anyone else gets 401 with a `WWW-Authenticate`
+//! challenge.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -349,6 +352,70 @@ where
     }
 }
 
+/// An API caller holding an access token the provider issued to this
+/// system, verified here (see [`RelyingParty::verify_access_token`]: a
+/// logout since the token was issued is not seen). Certificate-bound
+/// tokens are refused: the caller's certificate is not visible here.
+pub struct BearerToken {
+    pub claims: serde_json::Value,
+}
+
+/// 401 with RFC 6750's challenge: no error code when no token came.
+fn bearer_challenge(error: Option<&str>) -> Response {
+    let mut challenge = String::from("Bearer realm=\"kexin\"");
+    if let Some(description) = error {
+        // A quoted-string may not hold quotes, backslashes or controls.
+        let description: String = description
+            .chars()
+            .filter(|c| (' '..='~').contains(c) && !matches!(c, '"' | '\\'))
+            .collect();
+        challenge.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{description}\""
+        ));
+    }
+    let mut res = StatusCode::UNAUTHORIZED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+impl<S> FromRequestParts<S> for BearerToken
+where
+    Arc<Sso>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let sso = Arc::<Sso>::from_ref(state);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| bearer_challenge(None))?;
+        let claims = sso
+            .rp
+            .verify_access_token(token)
+            .await
+            .map_err(|e| match e {
+                // The provider's keys could not be fetched: not the
+                // caller's fault, and worth a retry.
+                Error::Http(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                e => bearer_challenge(Some(&e.to_string())),
+            })?;
+        if !claims["cnf"].is_null() {
+            return Err(bearer_challenge(Some(
+                "a certificate-bound token needs its certificate",
+            )));
+        }
+        Ok(Self { claims })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +443,23 @@ mod tests {
         assert_ne!(other.secrets(&state).1, verifier);
         assert_eq!(verifier.len(), 43, "RFC 7636's shortest verifier");
         assert_ne!(stamp.secrets(&stamp.issue(now).unwrap()).1, verifier);
+    }
+
+    #[test]
+    fn bearer_challenges_quote_only_what_a_quoted_string_may_hold() {
+        let challenge = |error| {
+            let res = bearer_challenge(error);
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            res.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(challenge(None), r#"Bearer realm="kexin""#);
+        assert_eq!(
+            challenge(Some("invalid token: a \"quote\" \\ and\r\nnewline 签")),
+            r#"Bearer realm="kexin", error="invalid_token", error_description="invalid token: a quote  andnewline ""#
+        );
     }
 
     #[test]

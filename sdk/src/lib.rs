@@ -22,9 +22,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`axum::SignedIn`](crate::axum::SignedIn) protects routes of an axum
-//! application; `examples/relying_system.rs` is a whole system in under
-//! 100 lines.
+//! [`axum::SignedIn`] protects the pages of an axum
+//! application and [`axum::BearerToken`] its API
+//! routes; `examples/relying_system.rs` is a whole system in under 100
+//! lines.
 //!
 //! An official's program signs in with the key on a USB key (any PKCS#11
 //! module) and uses the trust services:
@@ -256,7 +257,7 @@ impl RelyingParty {
         token: &str,
         nonce: Option<&str>,
     ) -> Result<serde_json::Value, Error> {
-        let claims = self.verify_jwt(token).await?;
+        let claims = self.verify_jwt(token, "JWT").await?;
         if let Some(n) = nonce {
             if claims["nonce"] != n {
                 return Err(Error::InvalidToken(
@@ -267,9 +268,22 @@ impl RelyingParty {
         Ok(claims)
     }
 
-    /// Signature (ES256, JWKS), issuer, audience and expiry of a JWT the
-    /// provider issued to this system.
-    async fn verify_jwt(&self, token: &str) -> Result<serde_json::Value, Error> {
+    /// Verifies, here and without asking the provider, an access token the
+    /// provider issued to this system: RFC 9068 (`typ` `at+jwt`, so an ID
+    /// token cannot stand in for one), signature against the cached JWKS,
+    /// issuer, audience and expiry. Access tokens live five minutes, and a
+    /// logout or a revocation since the token was issued cannot be seen
+    /// here: where that matters, ask [`Self::still_signed_in`]. A
+    /// certificate-bound token (a `cnf` claim, RFC 8705) is only good from
+    /// the holder of the certificate whose thumbprint it names, which the
+    /// caller must check.
+    pub async fn verify_access_token(&self, token: &str) -> Result<serde_json::Value, Error> {
+        self.verify_jwt(token, "at+jwt").await
+    }
+
+    /// Signature (ES256 or SM2, JWKS), type (`typ`), issuer, audience and
+    /// expiry of a JWT the provider issued to this system.
+    async fn verify_jwt(&self, token: &str, typ: &str) -> Result<serde_json::Value, Error> {
         let bad = |m: &str| Error::InvalidToken(m.to_owned());
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(s), None) =
@@ -283,6 +297,9 @@ impl RelyingParty {
         let alg = header["alg"].as_str().unwrap_or_default().to_owned();
         if alg != "ES256" && alg != "SM2" {
             return Err(bad("only ES256 and SM2 are accepted"));
+        }
+        if header["typ"] != typ {
+            return Err(bad("another kind of token"));
         }
         let key = self
             .jwks
@@ -342,7 +359,7 @@ impl RelyingParty {
     /// provider, for this system, carrying the logout event and a session
     /// id, no nonce. Returns the session id (`sid`) to end.
     pub async fn verify_logout_token(&self, token: &str) -> Result<String, Error> {
-        let claims = self.verify_jwt(token).await?;
+        let claims = self.verify_jwt(token, "JWT").await?;
         if !claims["nonce"].is_null() {
             return Err(Error::InvalidToken("a logout token has no nonce".into()));
         }

@@ -7,6 +7,7 @@ systems). The official's browser is a requests session presenting the
 certificate; authlib builds the requests, exchanges the code with PKCE and
 validates the ID token against the JWKS. Prints one JSON object of findings.
 """
+import base64
 import json
 import sys
 from urllib.parse import parse_qs, urlparse
@@ -76,6 +77,14 @@ out["sub"] = claims["sub"]
 out["name"] = claims.get("name")
 out["id_token_alg"] = json.loads(__import__("base64").urlsafe_b64decode(token["id_token"].split(".")[0] + "=="))["alg"]
 out["userinfo"] = session.get(conf["userinfo_endpoint"]).json()
+# The access token says it is one (RFC 9068 typ at+jwt); the ID token is
+# not a bearer credential, at userinfo or at introspection.
+typ = lambda jwt: json.loads(base64.urlsafe_b64decode(jwt.split(".")[0] + "=="))["typ"]
+out["token_types"] = [typ(token["access_token"]), typ(token["id_token"])]
+out["userinfo_with_id_token"] = requests.get(conf["userinfo_endpoint"], verify=root, headers={
+    "Authorization": "Bearer " + token["id_token"]}).status_code
+out["id_token_active"] = requests.post(conf["introspection_endpoint"], verify=root, auth=(a["client_id"], a["client_secret"]),
+                                       data={"token": token["id_token"]}).json()["active"]
 
 # The same code again: refused.
 code = parse_qs(urlparse(location).query)["code"][0]
