@@ -999,6 +999,45 @@ fn a_relying_system_api_takes_only_its_own_access_tokens() {
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
 
+/// A TSA on loopback that answers every request with `reply`.
+async fn canned_tsa(reply: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                // The whole request (headers and body) before answering.
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut chunk).await {
+                    request.extend_from_slice(&chunk[..n]);
+                    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = String::from_utf8_lossy(&request[..end])
+                        .to_lowercase()
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:").map(str::to_owned))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() - end - 4 >= length {
+                        break;
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/timestamp-reply\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    reply.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&reply).await;
+            });
+        }
+    });
+    base
+}
+
 #[test]
 fn token_keys_rotate_and_earlier_keys_stay_published() {
     let ca = Ca::init(&[]);
@@ -1146,7 +1185,19 @@ fn the_sdk_signs_in_by_challenge_from_a_pkcs12_and_uses_the_trust_services() {
         assert!(challenge_authorize(&base, &elsewhere, &identity, Some(&root)).await.is_err());
 
         let reply = timestamp(&format!("http://127.0.0.1:{}", ca.http), b"minutes of the meeting").await.unwrap();
-        std::fs::write(ca.file("reply.tsr"), reply).unwrap();
+        std::fs::write(ca.file("reply.tsr"), &reply).unwrap();
+        // A genuine reply replayed (by a man in the middle, say) answers
+        // neither the same data asked again (fresh nonce) nor other data;
+        // a rejection is an error, not a token.
+        let replaying = canned_tsa(reply).await;
+        let replayed = timestamp(&replaying, b"minutes of the meeting").await.unwrap_err();
+        assert!(replayed.to_string().contains("its nonce differs"), "{replayed}");
+        let other = timestamp(&replaying, b"other minutes").await.unwrap_err();
+        assert!(other.to_string().contains("for other data"), "{other}");
+        // PKIStatusInfo { rejection, failInfo badAlg }
+        let rejecting = canned_tsa(vec![0x30, 0x09, 0x30, 0x07, 0x02, 0x01, 0x02, 0x03, 0x02, 0x07, 0x80]).await;
+        let rejected = timestamp(&rejecting, b"minutes of the meeting").await.unwrap_err();
+        assert!(rejected.to_string().contains("Rejection"), "{rejected}");
         std::fs::write(ca.file("minutes.txt"), b"minutes of the meeting").unwrap();
 
         let services = TrustServices::new(&base, &identity, &root).unwrap();

@@ -7,6 +7,11 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use cms::signed_data::SignedData;
+use der::asn1::{Int, OctetString};
+use der::{Decode, Encode};
+use x509_cert::spki::AlgorithmIdentifier;
+use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
 
 use crate::Error;
 
@@ -259,31 +264,101 @@ async fn sign_in(
     })
 }
 
-/// An RFC 3161 time-stamp token (DER reply) for `data`, from Kexin's TSA
-/// (`{http_base}/tsa`).
+/// An RFC 3161 time-stamp of `data` from Kexin's TSA
+/// (`{http_base}/tsa`): the reply (TimeStampResp, DER), once it grants a
+/// token that stamps `data`'s SHA-256 and echoes this request's fresh
+/// random nonce, so that a rejection is an error and a token replayed
+/// from another request is refused. The token's signature and its chain to
+/// Kexin's root are not checked here: `kexin verify REPLY --content FILE`
+/// or `openssl ts -verify` does that.
 pub async fn timestamp(http_base: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    // TimeStampReq { version 1, messageImprint { sha256, digest }, certReq TRUE }
-    let mut imprint = vec![
-        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-        0x05, 0x00, 0x04, 0x20,
-    ];
-    imprint.extend_from_slice(digest.as_ref());
-    let mut body = vec![0x02, 0x01, 0x01];
-    body.extend_from_slice(&imprint);
-    body.extend_from_slice(&[0x01, 0x01, 0xff]);
-    let mut request = vec![0x30, body.len() as u8];
-    request.extend_from_slice(&body);
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::Refused("no system randomness".into()))?;
+    // A positive INTEGER in its minimal encoding: no leading zero or sign bit.
+    nonce[0] = (nonce[0] & 0x7f) | 0x01;
+    let request = time_stamp_request(digest.as_ref(), &nonce)?;
     let reply = reqwest::Client::new()
         .post(format!("{}/tsa", http_base.trim_end_matches('/')))
         .header("content-type", "application/timestamp-query")
-        .body(request)
+        .body(request.to_der().map_err(malformed_reply)?)
         .send()
         .await?
         .error_for_status()?
         .bytes()
         .await?;
+    check_time_stamp_reply(&reply, &request)?;
     Ok(reply.to_vec())
+}
+
+/// id-ct-TSTInfo (RFC 3161 §2.4.2).
+const ID_CT_TST_INFO: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+
+fn malformed_reply(e: impl std::fmt::Display) -> Error {
+    Error::InvalidToken(format!("not a time-stamp reply: {e}"))
+}
+
+fn time_stamp_request(digest: &[u8], nonce: &[u8]) -> Result<TimeStampReq, Error> {
+    Ok(TimeStampReq {
+        version: TspVersion::V1,
+        message_imprint: MessageImprint {
+            hash_algorithm: AlgorithmIdentifier {
+                oid: const_oid::db::rfc5912::ID_SHA_256,
+                parameters: None,
+            },
+            hashed_message: OctetString::new(digest).map_err(malformed_reply)?,
+        },
+        req_policy: None,
+        nonce: Some(Int::new(nonce).map_err(malformed_reply)?),
+        cert_req: true,
+        extensions: None,
+    })
+}
+
+/// That `reply` grants a token for `request`: its imprint and its nonce.
+fn check_time_stamp_reply(reply: &[u8], request: &TimeStampReq) -> Result<(), Error> {
+    let reply = TimeStampResp::from_der(reply).map_err(malformed_reply)?;
+    // PKIStatus: granted (0) or grantedWithMods (1).
+    let status = reply.status.status as u8;
+    let token = match reply.time_stamp_token {
+        Some(token) if status <= 1 => token,
+        _ => {
+            return Err(Error::Refused(format!(
+                "the time-stamp authority answered {:?}, failure {:?}",
+                reply.status.status, reply.status.fail_info
+            )))
+        }
+    };
+    let signed: SignedData = token.content.decode_as().map_err(malformed_reply)?;
+    if signed.encap_content_info.econtent_type != ID_CT_TST_INFO {
+        return Err(malformed_reply("the token holds no TSTInfo"));
+    }
+    let content = signed
+        .encap_content_info
+        .econtent
+        .ok_or_else(|| malformed_reply("the token holds no TSTInfo"))?;
+    let info = TstInfo::from_der(
+        content
+            .decode_as::<OctetString>()
+            .map_err(malformed_reply)?
+            .as_bytes(),
+    )
+    .map_err(malformed_reply)?;
+    let asked = &request.message_imprint;
+    if info.message_imprint.hash_algorithm.oid != asked.hash_algorithm.oid
+        || info.message_imprint.hashed_message != asked.hashed_message
+    {
+        return Err(Error::InvalidToken(
+            "the time-stamp is for other data".into(),
+        ));
+    }
+    if info.nonce != request.nonce {
+        return Err(Error::InvalidToken(
+            "the time-stamp answers another request (its nonce differs)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Kexin's seal and verification services, called over mutual TLS as the
