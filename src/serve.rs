@@ -147,15 +147,18 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         ocsp.clone(),
     ));
     let stamp_secret = instance.stamp_secret().await?;
-    let oidc = Arc::new(kexin_identity::provider::Provider::new(
-        instance.db.clone(),
-        kexin_identity::jwt::KeySet::open(
-            instance.store.clone(),
-            &instance.oidc_key_base().await?,
-        )?,
-        kexin_identity::challenges::ChallengeKey::new(&stamp_secret),
-        instance.config.https.public_base(),
-    ));
+    let oidc = Arc::new(
+        kexin_identity::provider::Provider::new(
+            instance.db.clone(),
+            kexin_identity::jwt::KeySet::open(
+                instance.store.clone(),
+                &instance.oidc_key_base().await?,
+            )?,
+            kexin_identity::challenges::ChallengeKey::new(&stamp_secret),
+            instance.config.https.public_base(),
+        )
+        .with_access_token_lifetime(instance.config.oidc.access_token_lifetime_secs),
+    );
     let instance = Arc::new(instance);
     let ca_certificates = instance
         .db

@@ -897,6 +897,106 @@ fn a_relying_system_finishes_only_the_sign_in_its_browser_started() {
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
 
+/// A value from the instance's SQLite database, through Python's sqlite3.
+fn sqlite_value(ca: &Ca, query: &str) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])",
+        ])
+        .arg(ca.data.join("kexin.db"))
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// An official who keeps using a system past the access token's lifetime
+/// stays signed in: the SDK renews the token with the refresh token before
+/// it expires, once however many requests arrive at once, and again with
+/// the rotated token; once the official's certificate is revoked, the
+/// renewal is refused and the official is sent to sign in.
+#[test]
+fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
+    let ca = Ca::init(&[]);
+    let config = ca.data.join("kexin.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("access_token_lifetime_secs = 300"), "{text}");
+    // 62 s: at the first check, 5 s after sign-in, less than the SDK's
+    // 60 s margin is left.
+    let text = text.replace(
+        "access_token_lifetime_secs = 300",
+        "access_token_lifetime_secs = 62",
+    );
+    std::fs::write(&config, text).unwrap();
+    let p12 = ca.officer("zhao-liu", "auditor");
+    let (cert, key) = pem_pair(&ca, &p12, "zhao-liu");
+    let port = free_port();
+    let system = register_system(&ca, "档案系统", port);
+    let server = ca.serve();
+    let _system = start_system(&ca, "档案系统", port, &system);
+    let base = format!("http://127.0.0.1:{port}");
+    let browser = ca.file("browser-jar.txt");
+    let (_, authorize, _) = browse(&format!("{base}/login"), Some(&browser));
+    let callback = sign_in_by_certificate(&ca, &cert, &key, authorize.split_once('?').unwrap().1);
+    assert_eq!(browse(&callback, Some(&browser)).0, 303);
+    let rotated = || {
+        sqlite_value(
+            &ca,
+            "select count(*) from oidc_refresh_tokens where state = 'rotated'",
+        )
+    };
+    assert_eq!(rotated(), "0");
+    let home_at_once = |n: usize| {
+        let requests: Vec<_> = (0..n)
+            .map(|_| {
+                let (jar, url) = (browser.clone(), format!("{base}/"));
+                std::thread::spawn(move || {
+                    let out = Command::new("curl")
+                        .args([
+                            "-sS",
+                            "-o",
+                            "/dev/null",
+                            "-w",
+                            "%{http_code}",
+                            "-b",
+                            &jar,
+                            &url,
+                        ])
+                        .output()
+                        .unwrap();
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                })
+            })
+            .collect();
+        requests
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .collect::<Vec<String>>()
+    };
+
+    for renewals in ["1", "2"] {
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        assert_eq!(home_at_once(8), vec!["200"; 8]);
+        assert_eq!(rotated(), renewals, "one renewal per check");
+    }
+
+    ca.revoke(&serial_of(&cert), "keyCompromise");
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let (code, location, _) = browse(&format!("{base}/"), Some(&browser));
+    assert_eq!(
+        (code, location.as_str()),
+        (303, format!("{base}/login").as_str())
+    );
+    let (status, output) = server.stop();
+    assert!(status.success() && !output.contains("panicked"), "{output}");
+}
+
 /// The SDK's `BearerToken` extractor on the example system's `/api/me`:
 /// its own access token passes; no token, an ID token, another system's
 /// access token and an altered one get 401 with RFC 6750's challenge.

@@ -44,7 +44,26 @@ pub struct Config {
     pub ca: CaConfig,
     pub tsa: TsaConfig,
     pub acme: AcmeConfig,
+    pub oidc: OidcConfig,
     pub log: LogConfig,
+}
+
+/// The OpenID Connect provider's tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// How long an access token (and an ID token) is good for, 30 to 3600
+    /// seconds. Shorter ends a revoked or logged-out session's tokens
+    /// sooner; relying systems renew theirs with the refresh token.
+    pub access_token_lifetime_secs: u32,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime_secs: 300,
+        }
+    }
 }
 
 /// The ACME server (RFC 8555) at `/acme/directory`, for systems that renew
@@ -306,10 +325,17 @@ impl Config {
         if file.exists() {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment
+        let config: Self = figment
             .merge(overrides)
             .extract()
-            .map_err(|e| ConfigError::Invalid(describe(e)))
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        if !(30..=3600).contains(&config.oidc.access_token_lifetime_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "key `oidc.access_token_lifetime_secs`: {} is not 30 to 3600 seconds",
+                config.oidc.access_token_lifetime_secs
+            )));
+        }
+        Ok(config)
     }
 
     /// Writes the configuration as `kexin.toml` in `data_dir`.
@@ -457,6 +483,23 @@ mod tests {
             .to_string();
         assert!(err.contains("http.listen"), "{err}");
         assert!(err.contains(CONFIG_FILE), "{err}");
+    }
+
+    #[test]
+    fn access_token_lifetimes_outside_30_to_3600_seconds_are_refused() {
+        for (secs, good) in [(29, false), (30, true), (3600, true), (3601, false)] {
+            let loaded = load(
+                &format!("[oidc]\naccess_token_lifetime_secs = {secs}\n"),
+                &[],
+            );
+            match loaded {
+                Ok(c) => assert!(good && c.oidc.access_token_lifetime_secs == secs),
+                Err(e) => assert!(
+                    !good && e.to_string().contains("oidc.access_token_lifetime_secs"),
+                    "{secs}: {e}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ use crate::refresh::{Redemption, RefreshJournal};
 use crate::sessions::Sessions;
 use crate::{now, oauth, random_token, sha256_hex, storage, Error};
 
-const ACCESS_TTL: i64 = 300;
+/// How long access and ID tokens are good for unless configured.
+pub const ACCESS_TOKEN_LIFETIME: i64 = 300;
 pub use crate::sessions::{SESSION_ABSOLUTE, SESSION_IDLE};
 
 /// A signed-in official: the account (`sub`) a certificate subject maps to,
@@ -89,6 +90,8 @@ pub struct Provider {
     challenges: ChallengeKey,
     clients: Directory,
     refresh_tokens: RefreshJournal,
+    /// Seconds an access or ID token is good for.
+    access_lifetime: i64,
 }
 
 impl Provider {
@@ -103,7 +106,15 @@ impl Provider {
             keys,
             issuer,
             challenges,
+            access_lifetime: ACCESS_TOKEN_LIFETIME,
         }
+    }
+
+    /// Access and ID tokens good for `seconds` rather than
+    /// [`ACCESS_TOKEN_LIFETIME`].
+    pub fn with_access_token_lifetime(mut self, seconds: u32) -> Self {
+        self.access_lifetime = i64::from(seconds);
+        self
     }
 
     /// The registered client systems.
@@ -397,7 +408,7 @@ impl Provider {
         let session = family.split(':').next().unwrap_or_default();
         let mut access_claims = serde_json::json!({
             "iss": self.issuer, "sub": subject, "aud": client.client_id, "client_id": client.client_id,
-            "scope": scope, "iat": t, "exp": t + ACCESS_TTL, "jti": random_token()?, "sid": session,
+            "scope": scope, "iat": t, "exp": t + self.access_lifetime, "jti": random_token()?, "sid": session,
             "profile": claims,
         });
         if let Some(thumbprint) = &client.certificate_thumbprint {
@@ -409,12 +420,12 @@ impl Provider {
             .sign(&access_claims, TokenType::Access)
             .await?;
         let mut out = serde_json::json!({
-            "access_token": access, "token_type": "Bearer", "expires_in": ACCESS_TTL,
+            "access_token": access, "token_type": "Bearer", "expires_in": self.access_lifetime,
             "refresh_token": refresh, "scope": scope,
         });
         if with_id_token {
             let mut id = serde_json::json!({
-                "iss": self.issuer, "sub": subject, "aud": client.client_id, "iat": t, "exp": t + ACCESS_TTL,
+                "iss": self.issuer, "sub": subject, "aud": client.client_id, "iat": t, "exp": t + self.access_lifetime,
                 "auth_time": t, "sid": session, "amr": ["mtls"],
             });
             if let Some(n) = nonce {

@@ -9,8 +9,9 @@
 //! sign-in can finish it (a callback URL sent to someone else signs them in
 //! as nobody). [`SignedIn`] is an extractor: a handler that takes it runs
 //! only for a signed-in official whose SSO session still stands (checked
-//! with the provider at most every few seconds); anyone else is redirected
-//! to `/login`. [`BearerToken`] protects API routes instead: it takes the
+//! with the provider at most every few seconds; an access token near its
+//! end is renewed by the check, with the refresh token); anyone else is
+//! redirected to `/login`. [`BearerToken`] protects API routes instead: it takes the
 //! caller's access token from `Authorization: Bearer` (RFC 6750) and
 //! verifies it here; anyone else gets 401 with a `WWW-Authenticate`
 //! challenge.
@@ -32,6 +33,11 @@ use crate::{Error, LoginRequest, RelyingParty};
 const COOKIE: &str = "kexin_rp";
 const LOGIN_COOKIE: &str = "kexin_rp_login";
 const RECHECK: Duration = Duration::from_secs(5);
+
+/// An access token with less than this left is renewed at the next check,
+/// so that a session in use never finds its token expired (which the
+/// provider would take for a session that ended).
+const RENEW_BEFORE: Duration = Duration::from_secs(60);
 
 /// How long a browser has to come back from the provider with its code.
 pub const LOGIN_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -105,7 +111,28 @@ fn labelled(label: &[u8], data: &[u8]) -> Vec<u8> {
 struct Session {
     claims: serde_json::Value,
     access_token: String,
+    refresh_token: Option<String>,
+    /// When the access token stops being good.
+    expires: Instant,
+    /// When the provider last said the SSO session stands.
     checked: Instant,
+    /// Held while the session is checked or renewed: a refresh token
+    /// presented twice would be taken for a stolen one and end its family.
+    renewal: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Session {
+    fn new(signed_in: crate::SignedIn) -> Self {
+        let now = Instant::now();
+        Self {
+            claims: signed_in.claims,
+            access_token: signed_in.access_token,
+            refresh_token: signed_in.refresh_token,
+            expires: now + Duration::from_secs(signed_in.expires_in),
+            checked: now,
+            renewal: Arc::default(),
+        }
+    }
 }
 
 struct Sessions {
@@ -121,6 +148,13 @@ impl Sessions {
             self.swept = Instant::now();
         }
         self.by_cookie.insert(id, session);
+    }
+
+    /// The session under `id`, unless it has been unused too long.
+    fn live(&self, id: &str) -> Option<&Session> {
+        self.by_cookie
+            .get(id)
+            .filter(|s| s.checked.elapsed() < SESSION_IDLE)
     }
 }
 
@@ -148,6 +182,10 @@ impl Sso {
                 swept: Instant::now(),
             }),
         }))
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn login_for(&self, state: &str) -> LoginRequest {
@@ -233,17 +271,7 @@ impl Sso {
             .map_err(|e| (StatusCode::FORBIDDEN, e.to_string()))?;
         let id = crate::random().map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         let cookie = self.cookie(COOKIE, &id, None);
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                id,
-                Session {
-                    claims: signed_in.claims,
-                    access_token: signed_in.access_token,
-                    checked: Instant::now(),
-                },
-            );
+        self.sessions().insert(id, Session::new(signed_in));
         let mut res = Redirect::to(home).into_response();
         if let Some(v) = cookie {
             res.headers_mut().append(header::SET_COOKIE, v);
@@ -260,9 +288,7 @@ impl Sso {
             .unwrap_or_default();
         match self.rp.verify_logout_token(token).await {
             Ok(sid) => {
-                self.sessions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                self.sessions()
                     .by_cookie
                     .retain(|_, s| s.claims["sid"] != sid.as_str());
                 StatusCode::OK
@@ -274,11 +300,7 @@ impl Sso {
     /// `/logout`: forget the local session and end the SSO session.
     pub fn logout(&self, parts_cookie: Option<&str>, after: &str) -> Response {
         if let Some(id) = parts_cookie {
-            self.sessions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .by_cookie
-                .remove(id);
+            self.sessions().by_cookie.remove(id);
         }
         Redirect::to(&self.rp.logout_url(after)).into_response()
     }
@@ -316,36 +338,50 @@ where
         let sso = Arc::<Sso>::from_ref(state);
         let to_login = || Redirect::to("/login").into_response();
         let id = session_cookie(&parts.headers).ok_or_else(to_login)?;
-        let (claims, token, stale) = {
-            let sessions = sso.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            let s = sessions
-                .by_cookie
-                .get(&id)
-                .filter(|s| s.checked.elapsed() < SESSION_IDLE)
-                .ok_or_else(to_login)?;
-            (
-                s.claims.clone(),
-                s.access_token.clone(),
-                s.checked.elapsed() >= RECHECK,
-            )
-        };
-        if stale {
-            if !sso.rp.still_signed_in(&token).await {
-                sso.sessions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .by_cookie
-                    .remove(&id);
-                return Err(to_login());
+        let (claims, renewal) = {
+            let sessions = sso.sessions();
+            let s = sessions.live(&id).ok_or_else(to_login)?;
+            if s.checked.elapsed() < RECHECK {
+                return Ok(Self {
+                    claims: s.claims.clone(),
+                });
             }
-            if let Some(s) = sso
-                .sessions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .by_cookie
-                .get_mut(&id)
-            {
-                s.checked = Instant::now();
+            (s.claims.clone(), s.renewal.clone())
+        };
+        let _renewing = renewal.lock().await;
+        let (token, refresh, expires) = {
+            let sessions = sso.sessions();
+            let s = sessions.live(&id).ok_or_else(to_login)?;
+            if s.checked.elapsed() < RECHECK {
+                // Checked by another request while this one waited.
+                return Ok(Self { claims });
+            }
+            (s.access_token.clone(), s.refresh_token.clone(), s.expires)
+        };
+        // An access token about to expire is renewed (which also says the
+        // SSO session stands); otherwise the provider is asked whether the
+        // session stands with the token as it is.
+        let renewed = match refresh {
+            Some(r) if expires.saturating_duration_since(Instant::now()) < RENEW_BEFORE => {
+                Some(sso.rp.refresh(&r).await)
+            }
+            _ => None,
+        };
+        let stands = match &renewed {
+            Some(r) => r.is_ok(),
+            None => sso.rp.still_signed_in(&token).await,
+        };
+        let mut sessions = sso.sessions();
+        if !stands {
+            sessions.by_cookie.remove(&id);
+            return Err(to_login());
+        }
+        if let Some(s) = sessions.by_cookie.get_mut(&id) {
+            s.checked = Instant::now();
+            if let Some(Ok(r)) = renewed {
+                s.expires = s.checked + Duration::from_secs(r.expires_in);
+                s.access_token = r.access_token;
+                s.refresh_token = Some(r.refresh_token);
             }
         }
         Ok(Self { claims })
@@ -466,9 +502,13 @@ mod tests {
     fn sessions_unused_for_the_idle_time_are_swept() {
         let ago = |d: Duration| Instant::now().checked_sub(d).unwrap();
         let session = |checked| Session {
-            claims: serde_json::Value::Null,
-            access_token: String::new(),
             checked,
+            ..Session::new(crate::SignedIn {
+                claims: serde_json::Value::Null,
+                access_token: String::new(),
+                refresh_token: None,
+                expires_in: 300,
+            })
         };
         let mut sessions = Sessions {
             by_cookie: HashMap::new(),
