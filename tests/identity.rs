@@ -327,20 +327,11 @@ fn single_sign_on_and_single_logout_across_two_systems_in_chromium() {
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
     // Both systems got a logout token and accepted it (HTTP 200).
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from audit_log where action='sso.backchannel-logout' and detail like '%\\\"status\\\":200%'\").fetchone()[0])",
-        ])
-        .arg(ca.data.join("kexin.db"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "2",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let accepted = sqlite_value(
+        &ca,
+        r#"select count(*) from audit_log where action='sso.backchannel-logout' and detail like '%"status":200%'"#,
     );
+    assert_eq!(accepted, "2");
 }
 
 #[test]
@@ -823,26 +814,64 @@ fn browse(url: &str, jar: Option<&str>) -> (u16, String, String) {
     (code.parse().unwrap(), location.to_owned(), body.to_owned())
 }
 
+/// The example system, registered and running on a port of its own, with
+/// the server and an official's PEM certificate and key.
+struct ExampleSystem {
+    cert: String,
+    key: String,
+    port: u16,
+    base: String,
+    client: Value,
+    server: Server,
+    _system: System,
+}
+
+impl ExampleSystem {
+    fn start(ca: &Ca, official: &str) -> Self {
+        let p12 = ca.officer(official, "auditor");
+        let (cert, key) = pem_pair(ca, &p12, official);
+        let port = free_port();
+        let client = register_system(ca, "档案系统", port);
+        let server = ca.serve();
+        let system = start_system(ca, "档案系统", port, &client);
+        Self {
+            cert,
+            key,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            client,
+            server,
+            _system: system,
+        }
+    }
+
+    /// The callback URL of a sign-in that the browser of `jar` starts at
+    /// the system and the official completes at the provider.
+    fn signed_in_callback(&self, ca: &Ca, jar: &str) -> String {
+        let (code, authorize, _) = browse(&format!("{}/login", self.base), Some(jar));
+        assert_eq!(code, 303);
+        let query = authorize.split_once('?').unwrap().1;
+        sign_in_by_certificate(ca, &self.cert, &self.key, query)
+    }
+
+    fn stop(self) {
+        let (status, output) = self.server.stop();
+        assert!(status.success() && !output.contains("panicked"), "{output}");
+    }
+}
+
 /// The SDK finishes a sign-in only in the browser that started it, once,
 /// and keeps nothing for sign-ins started and never finished.
 #[test]
 fn a_relying_system_finishes_only_the_sign_in_its_browser_started() {
     let ca = Ca::init(&[]);
-    let p12 = ca.officer("li-si", "auditor");
-    let (cert, key) = pem_pair(&ca, &p12, "li-si");
-    let port = free_port();
-    let system = register_system(&ca, "档案系统", port);
-    let server = ca.serve();
-    let _system = start_system(&ca, "档案系统", port, &system);
-    let base = format!("http://127.0.0.1:{port}");
+    let system = ExampleSystem::start(&ca, "li-si");
+    let base = system.base.clone();
     let (browser, other) = (ca.file("browser-jar.txt"), ca.file("other-jar.txt"));
 
     let (code, _, _) = browse(&format!("{base}/"), Some(&browser));
     assert_eq!(code, 303, "not signed in yet");
-    let (code, authorize, _) = browse(&format!("{base}/login"), Some(&browser));
-    assert_eq!(code, 303);
-    let query = authorize.split_once('?').unwrap().1;
-    let callback = sign_in_by_certificate(&ca, &cert, &key, query);
+    let callback = system.signed_in_callback(&ca, &browser);
     assert!(
         callback.starts_with(&format!("{base}/callback?code=")),
         "{callback}"
@@ -893,8 +922,7 @@ fn a_relying_system_finishes_only_the_sign_in_its_browser_started() {
         (400, "unknown or expired sign-in: sign in again")
     );
 
-    let (status, output) = server.stop();
-    assert!(status.success() && !output.contains("panicked"), "{output}");
+    system.stop();
 }
 
 /// A value from the instance's SQLite database, through Python's sqlite3.
@@ -934,16 +962,10 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
         "access_token_lifetime_secs = 62",
     );
     std::fs::write(&config, text).unwrap();
-    let p12 = ca.officer("zhao-liu", "auditor");
-    let (cert, key) = pem_pair(&ca, &p12, "zhao-liu");
-    let port = free_port();
-    let system = register_system(&ca, "档案系统", port);
-    let server = ca.serve();
-    let _system = start_system(&ca, "档案系统", port, &system);
-    let base = format!("http://127.0.0.1:{port}");
+    let system = ExampleSystem::start(&ca, "zhao-liu");
+    let base = system.base.clone();
     let browser = ca.file("browser-jar.txt");
-    let (_, authorize, _) = browse(&format!("{base}/login"), Some(&browser));
-    let callback = sign_in_by_certificate(&ca, &cert, &key, authorize.split_once('?').unwrap().1);
+    let callback = system.signed_in_callback(&ca, &browser);
     assert_eq!(browse(&callback, Some(&browser)).0, 303);
     let rotated = || {
         sqlite_value(
@@ -986,15 +1008,14 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
         assert_eq!(rotated(), renewals, "one renewal per check");
     }
 
-    ca.revoke(&serial_of(&cert), "keyCompromise");
+    ca.revoke(&serial_of(&system.cert), "keyCompromise");
     std::thread::sleep(std::time::Duration::from_secs(6));
     let (code, location, _) = browse(&format!("{base}/"), Some(&browser));
     assert_eq!(
         (code, location.as_str()),
         (303, format!("{base}/login").as_str())
     );
-    let (status, output) = server.stop();
-    assert!(status.success() && !output.contains("panicked"), "{output}");
+    system.stop();
 }
 
 /// The SDK's `BearerToken` extractor on the example system's `/api/me`:
@@ -1003,17 +1024,13 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
 #[test]
 fn a_relying_system_api_takes_only_its_own_access_tokens() {
     let ca = Ca::init(&[]);
-    let p12 = ca.officer("wang-wu", "auditor");
-    let (cert, key) = pem_pair(&ca, &p12, "wang-wu");
-    let port = free_port();
-    let mut system = register_system(&ca, "档案系统", port);
+    let system = ExampleSystem::start(&ca, "wang-wu");
+    let (cert, key, port) = (&system.cert, &system.key, system.port);
     let other = client_add(&ca, "审批系统", "https://approval.example.gov.cn/cb");
-    let server = ca.serve();
-    let _system = start_system(&ca, "档案系统", port, &system);
     let (root, base) = (ca.ca_pem("root"), format!("https://localhost:{}", ca.https));
     let tokens = |client: &Value, redirect: &str| {
         let client_id = client["client_id"].as_str().unwrap();
-        let code = code_by_certificate(&ca, &cert, &key, client_id, redirect);
+        let code = code_by_certificate(&ca, cert, key, client_id, redirect);
         let (status, tokens) = redeem_code(
             &root,
             client,
@@ -1025,8 +1042,9 @@ fn a_relying_system_api_takes_only_its_own_access_tokens() {
         tokens
     };
     let callback = format!("http://127.0.0.1:{port}/callback");
-    system["redirect_uri"] = callback.as_str().into();
-    let ours = tokens(&system, &callback);
+    let mut client = system.client.clone();
+    client["redirect_uri"] = callback.as_str().into();
+    let ours = tokens(&client, &callback);
     let theirs = tokens(&other, "https://approval.example.gov.cn/cb");
     let api = |authorization: Option<String>| {
         let mut args = vec![
@@ -1095,8 +1113,7 @@ fn a_relying_system_api_takes_only_its_own_access_tokens() {
             "{challenge}"
         );
     }
-    let (status, output) = server.stop();
-    assert!(status.success() && !output.contains("panicked"), "{output}");
+    system.stop();
 }
 
 /// A TSA on loopback that answers every request with `reply`.
