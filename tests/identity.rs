@@ -659,19 +659,7 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     // every insert into the trail refused, a good answer gets a server
     // error and no cookie; once the trail takes writes again, so do
     // sign-ins.
-    let db = path_str(&ca.data.join("kexin.db"));
-    let sql = |statement: &str| {
-        let status = Command::new("python3")
-            .args([
-                "-c",
-                "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(sys.argv[2])\nc.commit()",
-                &db,
-                statement,
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "{statement}");
-    };
+    let sql = |statement: &str| sqlite_execute(&ca, statement);
     sql("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END");
     let jar_before = std::fs::read_to_string(&jar).unwrap();
     let (code, v) = answer_fresh();
@@ -944,10 +932,26 @@ fn sqlite_value(ca: &Ca, query: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Runs `statement` on the instance's SQLite database, through Python's
+/// sqlite3, and commits it.
+fn sqlite_execute(ca: &Ca, statement: &str) {
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(sys.argv[2])\nc.commit()",
+        ])
+        .arg(ca.data.join("kexin.db"))
+        .arg(statement)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{statement}");
+}
+
 /// An official who keeps using a system past the access token's lifetime
 /// stays signed in: the SDK renews the token with the refresh token before
 /// it expires, once however many requests arrive at once, and again with
-/// the rotated token; once the official's certificate is revoked, the
+/// the rotated token; once the SSO session has ended (here as its idle
+/// timeout would end it), or the official's certificate is revoked, the
 /// renewal is refused and the official is sent to sign in.
 #[test]
 fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
@@ -1008,13 +1012,33 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
         assert_eq!(rotated(), renewals, "one renewal per check");
     }
 
-    ca.revoke(&serial_of(&system.cert), "keyCompromise");
-    std::thread::sleep(std::time::Duration::from_secs(6));
-    let (code, location, _) = browse(&format!("{base}/"), Some(&browser));
+    let to_sign_in = |jar: &str| {
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        let (code, location, _) = browse(&format!("{base}/"), Some(jar));
+        assert_eq!(
+            (code, location.as_str()),
+            (303, format!("{base}/login").as_str())
+        );
+    };
+    // The SSO session idles out (its end moved into the past).
+    let ended = "update oidc_sessions set expires_at = expires_at - 100000";
+    sqlite_execute(&ca, ended);
+    to_sign_in(&browser);
     assert_eq!(
-        (code, location.as_str()),
-        (303, format!("{base}/login").as_str())
+        sqlite_value(
+            &ca,
+            "select count(*) from oidc_refresh_tokens where state = 'active'"
+        ),
+        "0",
+        "the family of an ended session's token is revoked"
     );
+
+    // A new session, then the certificate revoked.
+    let again = ca.file("again-jar.txt");
+    let callback = system.signed_in_callback(&ca, &again);
+    assert_eq!(browse(&callback, Some(&again)).0, 303);
+    ca.revoke(&serial_of(&system.cert), "keyCompromise");
+    to_sign_in(&again);
     system.stop();
 }
 

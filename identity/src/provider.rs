@@ -480,6 +480,21 @@ impl Provider {
                 ));
             }
         }
+        // A grant lives no longer than its SSO session (idle and absolute
+        // timeouts), and is a use of it: an official at work in one system
+        // keeps the session from idling out, as a visit to another would.
+        let session_key = rotated.family.split(':').next().unwrap_or_default();
+        match self.sessions.find(session_key).await? {
+            Some(live) => {
+                if let Err(e) = self.sessions.touch(session_key, &live).await {
+                    tracing::warn!(error = %e, "an SSO session's use could not be recorded");
+                }
+            }
+            None => {
+                self.revoke_family(&rotated.family).await?;
+                return Err(grant("the single sign-on session has ended: sign in again"));
+            }
+        }
         self.tokens(
             client,
             &rotated.subject,
