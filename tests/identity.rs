@@ -327,7 +327,7 @@ fn single_sign_on_and_single_logout_across_two_systems_in_chromium() {
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
     // Both systems got a logout token and accepted it (HTTP 200).
-    let accepted = sqlite_value(
+    let accepted = sqlite(
         &ca,
         r#"select count(*) from audit_log where action='sso.backchannel-logout' and detail like '%"status":200%'"#,
     );
@@ -659,7 +659,9 @@ fn a_signed_challenge_signs_in_once_and_refuses_replays_and_revoked_certificates
     // every insert into the trail refused, a good answer gets a server
     // error and no cookie; once the trail takes writes again, so do
     // sign-ins.
-    let sql = |statement: &str| sqlite_execute(&ca, statement);
+    let sql = |statement: &str| {
+        sqlite(&ca, statement);
+    };
     sql("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END");
     let jar_before = std::fs::read_to_string(&jar).unwrap();
     let (code, v) = answer_fresh();
@@ -913,38 +915,24 @@ fn a_relying_system_finishes_only_the_sign_in_its_browser_started() {
     system.stop();
 }
 
-/// A value from the instance's SQLite database, through Python's sqlite3.
-fn sqlite_value(ca: &Ca, query: &str) -> String {
+/// Runs `statement` on the instance's SQLite database through Python's
+/// sqlite3 and commits it; the first column of its first row, if any.
+fn sqlite(ca: &Ca, statement: &str) -> String {
     let out = Command::new("python3")
         .args([
             "-c",
-            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])",
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nrow = c.execute(sys.argv[2]).fetchone()\nc.commit()\nprint(row[0] if row else '')",
         ])
         .arg(ca.data.join("kexin.db"))
-        .arg(query)
+        .arg(statement)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{statement}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Runs `statement` on the instance's SQLite database, through Python's
-/// sqlite3, and commits it.
-fn sqlite_execute(ca: &Ca, statement: &str) {
-    let status = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(sys.argv[2])\nc.commit()",
-        ])
-        .arg(ca.data.join("kexin.db"))
-        .arg(statement)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{statement}");
 }
 
 /// An official who keeps using a system past the access token's lifetime
@@ -972,7 +960,7 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
     let callback = system.signed_in_callback(&ca, &browser);
     assert_eq!(browse(&callback, Some(&browser)).0, 303);
     let rotated = || {
-        sqlite_value(
+        sqlite(
             &ca,
             "select count(*) from oidc_refresh_tokens where state = 'rotated'",
         )
@@ -1022,10 +1010,10 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
     };
     // The SSO session idles out (its end moved into the past).
     let ended = "update oidc_sessions set expires_at = expires_at - 100000";
-    sqlite_execute(&ca, ended);
+    sqlite(&ca, ended);
     to_sign_in(&browser);
     assert_eq!(
-        sqlite_value(
+        sqlite(
             &ca,
             "select count(*) from oidc_refresh_tokens where state = 'active'"
         ),
