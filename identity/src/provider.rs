@@ -229,16 +229,7 @@ impl Provider {
 
     /// The official of a live SSO session; marks it used.
     pub async fn session(&self, id: &str) -> Result<Option<Official>, Error> {
-        let key = sid(id);
-        let Some(live) = self.sessions.find(&key).await? else {
-            return Ok(None);
-        };
-        // A use that cannot be written ends the session no sooner than
-        // its last written use said: the session still counts.
-        if let Err(e) = self.sessions.touch(&key, &live).await {
-            tracing::warn!(error = %e, "an SSO session's use could not be recorded");
-        }
-        Ok(Some(live.official))
+        Ok(self.sessions.use_live(&sid(id)).await?.map(|l| l.official))
     }
 
     /// A new SSO session for `official`, for `client` (a system that takes
@@ -484,16 +475,9 @@ impl Provider {
         // timeouts), and is a use of it: an official at work in one system
         // keeps the session from idling out, as a visit to another would.
         let session_key = rotated.family.split(':').next().unwrap_or_default();
-        match self.sessions.find(session_key).await? {
-            Some(live) => {
-                if let Err(e) = self.sessions.touch(session_key, &live).await {
-                    tracing::warn!(error = %e, "an SSO session's use could not be recorded");
-                }
-            }
-            None => {
-                self.revoke_family(&rotated.family).await?;
-                return Err(grant("the single sign-on session has ended: sign in again"));
-            }
+        if self.sessions.use_live(session_key).await?.is_none() {
+            self.revoke_family(&rotated.family).await?;
+            return Err(grant("the single sign-on session has ended: sign in again"));
         }
         self.tokens(
             client,

@@ -171,6 +171,19 @@ impl Sessions {
             }))
     }
 
+    /// The session under `sid` if it is live now, marked used. A use that
+    /// cannot be written ends the session no sooner than its last written
+    /// use said: the session still counts.
+    pub async fn use_live(&self, sid: &str) -> Result<Option<LiveSession>, Error> {
+        let Some(live) = self.find(sid).await? else {
+            return Ok(None);
+        };
+        if let Err(e) = self.touch(sid, &live).await {
+            tracing::warn!(error = %e, "an SSO session's use could not be recorded");
+        }
+        Ok(Some(live))
+    }
+
     /// Marks `session` used now: its end moves on, if by more than
     /// [`TOUCH_GRANULARITY`].
     pub async fn touch(&self, sid: &str, session: &LiveSession) -> Result<(), Error> {
