@@ -223,26 +223,14 @@ impl RelyingParty {
             return Err(Error::Refused("state does not match this sign-in".into()));
         }
         let code = get("code").ok_or_else(|| Error::Refused("no code".into()))?;
-        let tokens: serde_json::Value = self
-            .http
-            .post(self.endpoint("token_endpoint"))
-            .basic_auth(&self.client_id, Some(&self.client_secret))
-            .form(&[
+        let tokens = self
+            .token_request(&[
                 ("grant_type", "authorization_code"),
                 ("code", &code),
                 ("redirect_uri", &self.redirect_uri),
                 ("code_verifier", &login.verifier),
             ])
-            .send()
-            .await?
-            .json()
             .await?;
-        if let Some(e) = tokens["error"].as_str() {
-            return Err(Error::Refused(format!(
-                "{e}: {}",
-                tokens["error_description"]
-            )));
-        }
         let claims = self
             .verify_id_token(
                 tokens["id_token"].as_str().unwrap_or_default(),
@@ -266,17 +254,11 @@ impl RelyingParty {
     /// that the session stands. Present each refresh token once: a second
     /// presentation is taken for a stolen token and ends its whole family.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Renewed, Error> {
-        let tokens: serde_json::Value = self
-            .http
-            .post(self.endpoint("token_endpoint"))
-            .basic_auth(&self.client_id, Some(&self.client_secret))
-            .form(&[
+        let tokens = self
+            .token_request(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh_token),
             ])
-            .send()
-            .await?
-            .json()
             .await?;
         let field = |name: &str| tokens[name].as_str().map(str::to_owned);
         match (field("access_token"), field("refresh_token")) {
@@ -285,12 +267,31 @@ impl RelyingParty {
                 refresh_token,
                 expires_in: tokens["expires_in"].as_u64().unwrap_or(0),
             }),
-            _ => Err(Error::Refused(format!(
-                "{}: {}",
-                tokens["error"].as_str().unwrap_or("no tokens"),
-                tokens["error_description"].as_str().unwrap_or_default()
-            ))),
+            _ => Err(Error::Refused(
+                "the token endpoint answered no tokens".into(),
+            )),
         }
+    }
+
+    /// A request to the token endpoint as this client (client_secret_basic):
+    /// its JSON answer, or the OAuth error it gave.
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<serde_json::Value, Error> {
+        let tokens: serde_json::Value = self
+            .http
+            .post(self.endpoint("token_endpoint"))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(form)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(e) = tokens["error"].as_str() {
+            return Err(Error::Refused(format!(
+                "{e}: {}",
+                tokens["error_description"].as_str().unwrap_or_default()
+            )));
+        }
+        Ok(tokens)
     }
 
     /// Verifies an ID token (ES256, our issuer, this client, not expired,
