@@ -70,7 +70,12 @@ ab_json() { awk '/Requests per second/ {r=$4} /Non-2xx/ {e=$3} $1=="99%" {p=$2} 
 ab_json_rate() { awk '/Requests per second/ {print $4}'; }
 # 4 at a time, and 16: with few clients the kernel may hand most new
 # connections to one of Kexin's HTTP threads while another sleeps.
-ab_run() { ab -n "$2" -c "${3:-4}" "$1" 2>&1; }
+# A failed run names ab's own complaint (a reset, a timeout) instead of
+# stopping the script silently.
+ab_run() {
+  ab -n "$2" -c "${3:-4}" "$1" > "$WORK/ab.out" 2>&1 || { echo "ab $*:" >&2; tail -3 "$WORK/ab.out" >&2; return 1; }
+  cat "$WORK/ab.out"
+}
 OT0=$(cpu_ticks $OPID); OS0=$(date +%s.%N)
 O=$(ab_run "http://127.0.0.1:$OSSL/$OREQ" 20000)
 OCORES=$(python3 -c "import sys; print(($(cpu_ticks $OPID) - $OT0) / $(getconf CLK_TCK) / ($(date +%s.%N) - $OS0))")
