@@ -21,6 +21,7 @@ mod plain_http;
 mod portal;
 mod private_files;
 mod problem;
+mod proxy_protocol;
 mod seal;
 mod serve;
 mod sso_client;

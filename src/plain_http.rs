@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, Bytes, BytesMut};
+use kexin_config::IpNetwork;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -131,6 +132,7 @@ pub async fn serve<R: Routes>(
     routes: R,
     metrics: Arc<Metrics>,
     max_body: usize,
+    proxies: Arc<[IpNetwork]>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Each connection holds a sender; `recv` returns None once all are gone.
@@ -139,8 +141,8 @@ pub async fn serve<R: Routes>(
     // register with it between every two requests, and a channel shared
     // with the other serving threads would bounce between their caches.
     let (stop_tx, stop_rx) = watch::channel(false);
-    while let Some((tcp, peer)) = accept(&listener, &mut shutdown).await {
-        let connection = Connection {
+    while let Some((mut tcp, peer)) = accept(&listener, &mut shutdown).await {
+        let mut connection = Connection {
             routes: routes.clone(),
             metrics: metrics.clone(),
             max_body,
@@ -150,8 +152,15 @@ pub async fn serve<R: Routes>(
             idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
         };
         let open = open_tx.clone();
+        let proxies = proxies.clone();
         tokio::spawn(async move {
-            connection.run(tcp).await;
+            match crate::proxy_protocol::client(&mut tcp, peer, &proxies).await {
+                Ok(client) => {
+                    connection.peer = client;
+                    connection.run(tcp).await;
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "connection closed"),
+            }
             drop(open);
         });
     }
@@ -509,16 +518,67 @@ mod tests {
                 request.content_type,
                 String::from_utf8_lossy(request.body)
             );
+            let body = match request.path {
+                "/peer" => request.peer.to_string(),
+                _ => body,
+            };
             ("/echo", Reply::new(StatusCode::OK, "text/plain", body))
         }
     }
 
     async fn server() -> (SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        server_behind(&[]).await
+    }
+
+    /// A server that takes PROXY protocol headers from `proxies`.
+    async fn server_behind(
+        proxies: &[&str],
+    ) -> (SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, Echo, Metrics::new(), MAX_BODY, rx));
+        let proxies: Arc<[IpNetwork]> = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        let task = tokio::spawn(serve(listener, Echo, Metrics::new(), MAX_BODY, proxies, rx));
         (addr, tx, task)
+    }
+
+    /// A trusted proxy's header names the client, in either version, and
+    /// only the header is taken from the connection; a trusted proxy's
+    /// connection without one is closed unanswered, and an untrusted
+    /// peer's header is no header (it is a bad request line).
+    #[tokio::test]
+    async fn trusted_proxies_name_the_client() {
+        let request = "GET /peer HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let (addr, _tx, _task) = server_behind(&["127.0.0.0/8"]).await;
+        let v1 = format!("PROXY TCP4 203.0.113.7 127.0.0.1 51234 80\r\n{request}");
+        let got = exchange(addr, v1.as_bytes()).await;
+        assert!(got.ends_with("\r\n\r\n203.0.113.7:51234"), "{got}");
+
+        let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+        v2.extend_from_slice(
+            &"2001:db8::7"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        v2.extend_from_slice(&[0; 16]);
+        v2.extend_from_slice(&[0x0f, 0xa0, 0, 80]);
+        v2.extend_from_slice(request.as_bytes());
+        let got = exchange(addr, &v2).await;
+        assert!(got.ends_with("\r\n\r\n[2001:db8::7]:4000"), "{got}");
+
+        assert_eq!(
+            exchange(addr, request.as_bytes()).await,
+            "",
+            "no header: closed"
+        );
+
+        let (addr, _tx, _task) = server_behind(&["192.0.2.0/24"]).await;
+        let got = exchange(addr, v1.as_bytes()).await;
+        assert!(
+            got.starts_with("HTTP/1.1 400") && !got.contains("203.0.113.7"),
+            "{got}"
+        );
     }
 
     /// Sends `raw` and reads until the server closes the connection.

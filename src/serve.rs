@@ -234,6 +234,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         https_listener,
         https_router(state.clone()),
         Arc::new(tls),
+        instance.config.https.proxy_protocol_from.clone().into(),
         shutdown_rx,
     ));
     println!("Kexin is serving {}", data_dir.display());
@@ -439,8 +440,18 @@ fn serve_http_on_threads(
                 let served = runtime.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
                     let metrics = state.metrics.clone();
-                    let max_body = state.instance.config.http.max_body_bytes;
-                    crate::plain_http::serve(listener, state, metrics, max_body, shutdown).await;
+                    let http = &state.instance.config.http;
+                    let (max_body, proxies) =
+                        (http.max_body_bytes, http.proxy_protocol_from.clone());
+                    crate::plain_http::serve(
+                        listener,
+                        state,
+                        metrics,
+                        max_body,
+                        proxies.into(),
+                        shutdown,
+                    )
+                    .await;
                     std::io::Result::Ok(())
                 });
                 if let Err(e) = served {
@@ -457,15 +468,24 @@ async fn serve_https(
     listener: TcpListener,
     router: Router,
     tls: Arc<rustls::ServerConfig>,
+    proxies: Arc<[kexin_config::IpNetwork]>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    while let Some((tcp, peer)) = crate::plain_http::accept(&listener, &mut shutdown).await {
+    while let Some((mut tcp, peer)) = crate::plain_http::accept(&listener, &mut shutdown).await {
         let acceptor = acceptor.clone();
         let router = router.clone();
         let watcher = graceful.watcher();
+        let proxies = proxies.clone();
         tokio::spawn(async move {
+            let peer = match crate::proxy_protocol::client(&mut tcp, peer, &proxies).await {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection closed");
+                    return;
+                }
+            };
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,

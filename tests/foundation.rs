@@ -551,3 +551,165 @@ fn audit_verify_detects_an_edited_entry() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN at entry 4"));
 }
+
+/// Runs tests/validators/proxied_client.py (see there) and returns what
+/// each connection got.
+fn proxied(ca: &Ca, args: &[&str], body: &[u8]) -> Vec<String> {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validators/proxied_client.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .env("PROXIED_CA", ca.ca_pem("root"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Behind a TCP load balancer that names each client in a PROXY protocol
+/// header (`proxy_protocol_from`), clients are told apart on both
+/// listeners: the verify portal limits each citizen, not the balancer, and
+/// the token log names the client that asked. A connection from the
+/// balancer without a header is closed unanswered.
+#[test]
+fn clients_behind_a_trusted_load_balancer_are_told_apart() {
+    let ca = Ca::init(&[]);
+    let config = ca.data.join("kexin.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        text.matches("proxy_protocol_from = []").count(),
+        2,
+        "{text}"
+    );
+    let text = text.replace(
+        "proxy_protocol_from = []",
+        r#"proxy_protocol_from = ["127.0.0.0/8"]"#,
+    );
+    std::fs::write(&config, text).unwrap();
+    let _server = ca.serve();
+    let (http, https) = (ca.http.to_string(), ca.https.to_string());
+    let license = "/verify/license?t=x";
+
+    let citizen = proxied(
+        &ca,
+        &[
+            "1",
+            "https",
+            &https,
+            "203.0.113.7",
+            "GET",
+            license,
+            "-",
+            "21",
+        ],
+        b"",
+    );
+    assert!(
+        citizen[..20].iter().all(|c| c != "429" && c != "closed"),
+        "{citizen:?}"
+    );
+    assert_eq!(
+        citizen[20], "429",
+        "the portal's per-minute limit counts this citizen"
+    );
+    let neighbour = proxied(
+        &ca,
+        &[
+            "2",
+            "https",
+            &https,
+            "2001:db8:7::1",
+            "GET",
+            license,
+            "-",
+            "1",
+        ],
+        b"",
+    );
+    assert!(
+        neighbour[0] != "429" && neighbour[0] != "closed",
+        "another citizen is not limited: {neighbour:?}"
+    );
+    let unannounced = proxied(
+        &ca,
+        &[
+            "none",
+            "https",
+            &https,
+            "127.0.0.1",
+            "GET",
+            license,
+            "-",
+            "1",
+        ],
+        b"",
+    );
+    assert_eq!(unannounced, ["closed"]);
+
+    let query = ca.file("req.tsq");
+    std::fs::write(ca.file("doc.txt"), b"behind a load balancer").unwrap();
+    let (ok, err) = openssl(&[
+        "ts",
+        "-query",
+        "-data",
+        &ca.file("doc.txt"),
+        "-sha256",
+        "-out",
+        &query,
+    ]);
+    assert!(ok, "{err}");
+    let query = std::fs::read(query).unwrap();
+    let stamped = proxied(
+        &ca,
+        &[
+            "2",
+            "http",
+            &http,
+            "198.51.100.20",
+            "POST",
+            "/tsa",
+            "application/timestamp-query",
+            "1",
+        ],
+        &query,
+    );
+    assert_eq!(stamped, ["200"]);
+    let unannounced = proxied(
+        &ca,
+        &[
+            "none",
+            "http",
+            &http,
+            "127.0.0.1",
+            "POST",
+            "/tsa",
+            "application/timestamp-query",
+            "1",
+        ],
+        &query,
+    );
+    assert_eq!(unannounced, ["closed"]);
+    let requesters = Command::new("python3")
+        .args(["-c", "import sqlite3,sys; print(*[r[0] for r in sqlite3.connect(sys.argv[1]).execute('select requester from timestamp_tokens')])"])
+        .arg(ca.data.join("kexin.db"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&requesters.stdout).trim(),
+        "198.51.100.20"
+    );
+}

@@ -8,6 +8,8 @@
 //! from the environment or from a file.
 #![forbid(unsafe_code)]
 
+mod network;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+pub use network::IpNetwork;
 
 /// Name of the configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "kexin.toml";
@@ -186,6 +190,10 @@ pub struct HttpConfig {
     /// Threads serving this listener, each with a socket of its own on
     /// the same address; default one per CPU.
     pub threads: Option<usize>,
+    /// Load balancers and proxies (CIDR) whose connections begin with a
+    /// PROXY protocol header (v1 or v2) naming the client; see
+    /// [`HttpsConfig::proxy_protocol_from`].
+    pub proxy_protocol_from: Vec<IpNetwork>,
 }
 
 impl Default for HttpConfig {
@@ -195,6 +203,7 @@ impl Default for HttpConfig {
             public_url: "http://127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             threads: None,
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -212,6 +221,15 @@ pub struct HttpsConfig {
     /// The HTTPS base URL as citizens reach it (the verify portal, the
     /// links in e-license QR codes); default `https://{names[0]}:{port}`.
     pub public_url: Option<String>,
+    /// Load balancers and proxies (CIDR, e.g. `10.0.0.0/8`) in front of
+    /// this listener that pass TCP through and announce each client with a
+    /// PROXY protocol header (v1 or v2, as HAProxy, nginx's stream module
+    /// and cloud network load balancers send it). A connection from one of
+    /// them must begin with the header, and the address it names is the
+    /// client's for everything (audit entries, rate limits, the token
+    /// log); a connection without one is closed. Connections from anywhere
+    /// else are served as they come. Empty by default.
+    pub proxy_protocol_from: Vec<IpNetwork>,
 }
 
 impl HttpsConfig {
@@ -238,6 +256,7 @@ impl Default for HttpsConfig {
             key_label: None,
             chain_file: "tls/server-chain.pem".into(),
             public_url: None,
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -483,6 +502,26 @@ mod tests {
             .to_string();
         assert!(err.contains("http.listen"), "{err}");
         assert!(err.contains(CONFIG_FILE), "{err}");
+    }
+
+    #[test]
+    fn proxy_networks_are_read_and_a_bad_one_names_its_key() {
+        let cfg = load(
+            "[https]\nproxy_protocol_from = [\"10.0.0.0/8\", \"2001:db8::1\"]\n",
+            &[],
+        )
+        .unwrap();
+        let proxies = &cfg.https.proxy_protocol_from;
+        assert!(proxies[0].contains("10.1.2.3".parse().unwrap()));
+        assert_eq!(proxies[1].to_string(), "2001:db8::1/128");
+        assert!(cfg.http.proxy_protocol_from.is_empty());
+        let err = load("[http]\nproxy_protocol_from = [\"10.0.0.1/8\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("http.proxy_protocol_from") && err.contains("host bits"),
+            "{err}"
+        );
     }
 
     #[test]
