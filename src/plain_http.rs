@@ -152,6 +152,13 @@ pub async fn serve<R: Routes>(
             idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
         };
         let open = open_tx.clone();
+        if !crate::proxy_protocol::is_trusted(&proxies, peer) {
+            tokio::spawn(async move {
+                connection.run(tcp).await;
+                drop(open);
+            });
+            continue;
+        }
         let proxies = proxies.clone();
         tokio::spawn(async move {
             match crate::proxy_protocol::client(&mut tcp, peer, &proxies).await {

@@ -45,6 +45,11 @@ impl std::fmt::Display for HeaderError {
     }
 }
 
+/// Whether `peer` is one of the `trusted` proxies.
+pub fn is_trusted(trusted: &[IpNetwork], peer: SocketAddr) -> bool {
+    trusted.iter().any(|n| n.contains(peer.ip()))
+}
+
 /// The client of a connection accepted from `peer`: `peer` itself unless
 /// it is one of the `trusted` proxies, whose header is then read (and
 /// consumed, so the connection goes on with the client's first byte).
@@ -53,7 +58,7 @@ pub async fn client(
     peer: SocketAddr,
     trusted: &[IpNetwork],
 ) -> Result<SocketAddr, HeaderError> {
-    if !trusted.iter().any(|n| n.contains(peer.ip())) {
+    if !is_trusted(trusted, peer) {
         return Ok(peer);
     }
     tokio::time::timeout(HEADER_TIMEOUT, read_header(tcp, peer))
