@@ -159,9 +159,8 @@ pub async fn serve<R: Routes>(
             });
             continue;
         }
-        let proxies = proxies.clone();
         tokio::spawn(async move {
-            match crate::proxy_protocol::client(&mut tcp, peer, &proxies).await {
+            match crate::proxy_protocol::announced_client(&mut tcp, peer).await {
                 Ok(client) => {
                     connection.peer = client;
                     connection.run(tcp).await;

@@ -61,6 +61,15 @@ pub async fn client(
     if !is_trusted(trusted, peer) {
         return Ok(peer);
     }
+    announced_client(tcp, peer).await
+}
+
+/// The client a trusted proxy's header names, read from the start of
+/// `tcp`; `peer` (the proxy) for a header that names none.
+pub async fn announced_client(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+) -> Result<SocketAddr, HeaderError> {
     tokio::time::timeout(HEADER_TIMEOUT, read_header(tcp, peer))
         .await
         .map_err(|_| HeaderError::TimedOut)?
