@@ -233,6 +233,12 @@ impl Drop for System {
 }
 
 fn start_system(ca: &Ca, name: &str, port: u16, client: &Value) -> System {
+    start_replica(ca, name, port, client, &[])
+}
+
+/// The example system on `port`, with more of its environment: a replica
+/// behind a balancer has its public URL, a session store and a state key.
+fn start_replica(ca: &Ca, name: &str, port: u16, client: &Value, env: &[(&str, &str)]) -> System {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // Beside this test binary: target/<profile>/deps/identity-… → target/<profile>/examples.
     let example = std::env::current_exe()
@@ -243,7 +249,8 @@ fn start_system(ca: &Ca, name: &str, port: u16, client: &Value) -> System {
         .join("examples/relying_system");
     if !example.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kexin-sdk", "--example", "relying_system"])
+            .args(["build", "-p", "kexin-sdk", "--features", "postgres"])
+            .args(["--example", "relying_system"])
             .current_dir(root)
             .status()
             .unwrap();
@@ -259,6 +266,7 @@ fn start_system(ca: &Ca, name: &str, port: u16, client: &Value) -> System {
         .env("KEXIN_ROOT", ca.ca_pem("root"))
         .env("LISTEN", format!("127.0.0.1:{port}"))
         .env("SYSTEM_NAME", name)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -935,6 +943,40 @@ fn sqlite(ca: &Ca, statement: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The HTTP statuses of GETs of `urls`, all sent at once by the browser
+/// of `jar`.
+fn statuses_at_once(jar: &str, urls: &[String]) -> Vec<String> {
+    let requests: Vec<_> = urls
+        .iter()
+        .map(|url| {
+            let (jar, url) = (jar.to_owned(), url.clone());
+            std::thread::spawn(move || {
+                let out = Command::new("curl")
+                    .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+                    .args(["-b", &jar, &url])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+        })
+        .collect();
+    requests.into_iter().map(|r| r.join().unwrap()).collect()
+}
+
+/// Sets the provider's access-token lifetime to 62 s: at a session's first
+/// check, 5 s after sign-in, less than the SDK's 60 s margin is left, so
+/// every check renews.
+fn short_access_tokens(ca: &Ca) {
+    let config = ca.data.join("kexin.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("access_token_lifetime_secs = 300"), "{text}");
+    let text = text.replace(
+        "access_token_lifetime_secs = 300",
+        "access_token_lifetime_secs = 62",
+    );
+    std::fs::write(&config, text).unwrap();
+}
+
 /// An official who keeps using a system past the access token's lifetime
 /// stays signed in: the SDK renews the token with the refresh token before
 /// it expires, once however many requests arrive at once, and again with
@@ -944,16 +986,7 @@ fn sqlite(ca: &Ca, statement: &str) -> String {
 #[test]
 fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
     let ca = Ca::init(&[]);
-    let config = ca.data.join("kexin.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("access_token_lifetime_secs = 300"), "{text}");
-    // 62 s: at the first check, 5 s after sign-in, less than the SDK's
-    // 60 s margin is left.
-    let text = text.replace(
-        "access_token_lifetime_secs = 300",
-        "access_token_lifetime_secs = 62",
-    );
-    std::fs::write(&config, text).unwrap();
+    short_access_tokens(&ca);
     let system = ExampleSystem::start(&ca, "zhao-liu");
     let base = system.base.clone();
     let browser = ca.file("browser-jar.txt");
@@ -966,37 +999,10 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
         )
     };
     assert_eq!(rotated(), "0");
-    let home_at_once = |n: usize| {
-        let requests: Vec<_> = (0..n)
-            .map(|_| {
-                let (jar, url) = (browser.clone(), format!("{base}/"));
-                std::thread::spawn(move || {
-                    let out = Command::new("curl")
-                        .args([
-                            "-sS",
-                            "-o",
-                            "/dev/null",
-                            "-w",
-                            "%{http_code}",
-                            "-b",
-                            &jar,
-                            &url,
-                        ])
-                        .output()
-                        .unwrap();
-                    String::from_utf8_lossy(&out.stdout).into_owned()
-                })
-            })
-            .collect();
-        requests
-            .into_iter()
-            .map(|r| r.join().unwrap())
-            .collect::<Vec<String>>()
-    };
-
+    let home = vec![format!("{base}/"); 8];
     for renewals in ["1", "2"] {
         std::thread::sleep(std::time::Duration::from_secs(6));
-        assert_eq!(home_at_once(8), vec!["200"; 8]);
+        assert_eq!(statuses_at_once(&browser, &home), vec!["200"; 8]);
         assert_eq!(rotated(), renewals, "one renewal per check");
     }
 
@@ -1028,6 +1034,142 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
     ca.revoke(&serial_of(&system.cert), "keyCompromise");
     to_sign_in(&again);
     system.stop();
+}
+
+/// Two replicas of the example system behind one public address (the
+/// first's), sharing a state key and a session store in PostgreSQL, as a
+/// balancer that sends each request anywhere needs: a sign-in started at
+/// the second finishes at the first; the session is good at both; when
+/// both check it at once, its refresh token is presented once (twice would
+/// end the official's sign-in, the provider taking the second for a
+/// theft); signing out at one ends it at both.
+#[test]
+fn replicas_of_a_relying_system_share_sign_ins_and_sessions() {
+    let ca = Ca::init(&[]);
+    short_access_tokens(&ca);
+    let p12 = ca.officer("qian-qi", "auditor");
+    let (cert, key) = pem_pair(&ca, &p12, "qian-qi");
+    let (first, second) = (free_port(), free_port());
+    let client = register_system(&ca, "档案系统", first);
+    let _server = ca.serve();
+    let db = fresh_postgres_url();
+    let state_key = ca.file("state-key.bin");
+    assert!(openssl(&["rand", "-out", &state_key, "32"]).0);
+    let public = format!("http://127.0.0.1:{first}");
+    let replica = |port| {
+        let env = [
+            ("PUBLIC_URL", public.as_str()),
+            ("SESSIONS_DB", db.as_str()),
+            ("STATE_KEY_FILE", state_key.as_str()),
+        ];
+        start_replica(&ca, "档案系统", port, &client, &env)
+    };
+    let (_a, _b) = (replica(first), replica(second));
+    let at = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    let browser = ca.file("browser-jar.txt");
+
+    let (code, authorize, _) = browse(&at(second, "/login"), Some(&browser));
+    assert_eq!(code, 303);
+    let query = authorize.split_once('?').unwrap().1;
+    let callback = sign_in_by_certificate(&ca, &cert, &key, query);
+    assert!(
+        callback.starts_with(&at(first, "/callback?code=")),
+        "{callback}"
+    );
+    let (code, home, body) = browse(&callback, Some(&browser));
+    assert_eq!((code, home), (303, at(first, "/")), "{body}");
+    for port in [first, second] {
+        let (code, _, body) = browse(&at(port, "/"), Some(&browser));
+        assert_eq!(code, 200, "replica on {port}");
+        assert!(body.contains("欢迎 qian-qi"), "{body}");
+    }
+
+    let rotated = || {
+        sqlite(
+            &ca,
+            "select count(*) from oidc_refresh_tokens where state = 'rotated'",
+        )
+    };
+    let homes: Vec<String> = [first, second]
+        .iter()
+        .flat_map(|&port| vec![at(port, "/"); 6])
+        .collect();
+    for renewals in ["1", "2"] {
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        assert_eq!(statuses_at_once(&browser, &homes), vec!["200"; 12]);
+        assert_eq!(rotated(), renewals, "one renewal per check, at either");
+    }
+
+    let (code, _, _) = browse(&at(second, "/logout"), Some(&browser));
+    assert_eq!(code, 303);
+    let (code, location, _) = browse(&at(first, "/"), Some(&browser));
+    assert_eq!((code, location), (303, at(first, "/login")));
+}
+
+/// The SDK's PostgreSQL session store keeps its invariants across
+/// replicas (two stores on one database, as two processes have them): one
+/// holder at a time may check a session, and saving gives the right up, as
+/// does time; a back-channel logout ends every session of its SSO session;
+/// idle sessions are swept; replicas starting together both find the table.
+#[test]
+fn sessions_in_postgresql_are_checked_by_one_replica_at_a_time() {
+    use kexin_sdk::sessions::{PgSessionStore, Session, SessionStore};
+    let db = fresh_postgres_url();
+    let session = |sid: &str, checked_at: u64| Session {
+        claims: serde_json::json!({ "sid": sid, "name": "孙八" }),
+        access_token: "at".into(),
+        refresh_token: Some("rt".into()),
+        expires_at: checked_at + 300,
+        checked_at,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (a, b) = tokio::join!(PgSessionStore::connect(&db), PgSessionStore::connect(&db));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        a.save("k", &session("s1", now)).await.unwrap();
+        assert_eq!(b.load("k").await.unwrap(), Some(session("s1", now)));
+        assert!(a.claim_check("k", now, now + 30).await.unwrap());
+        assert!(!b.claim_check("k", now + 29, now + 59).await.unwrap());
+        assert!(
+            b.claim_check("k", now + 30, now + 60).await.unwrap(),
+            "lapsed"
+        );
+        b.save("k", &session("s1", now + 31)).await.unwrap();
+        assert!(
+            a.claim_check("k", now + 31, now + 61).await.unwrap(),
+            "given up"
+        );
+        assert!(!a.claim_check("nothing", now, now + 30).await.unwrap());
+
+        a.save("many", &session("s1", now)).await.unwrap();
+        let claims = (0..16).map(|i| {
+            let store = if i % 2 == 0 { &a } else { &b };
+            store.claim_check("many", now, now + 30)
+        });
+        let taken = futures_util::future::join_all(claims).await;
+        let taken = taken.into_iter().filter(|t| *t.as_ref().unwrap()).count();
+        assert_eq!(taken, 1, "one of 16 claims at once");
+
+        b.save("other", &session("s2", now)).await.unwrap();
+        b.remove_sso_session("s1").await.unwrap();
+        assert_eq!(a.load("k").await.unwrap(), None);
+        assert_eq!(a.load("many").await.unwrap(), None);
+        a.remove("other").await.unwrap();
+        assert_eq!(b.load("other").await.unwrap(), None);
+
+        let idle = kexin_sdk::axum::SESSION_IDLE.as_secs();
+        a.save("idle", &session("s3", now - idle)).await.unwrap();
+        a.save("used", &session("s3", now - idle / 2))
+            .await
+            .unwrap();
+        let starting = PgSessionStore::connect(&db).await.unwrap();
+        starting.save("new", &session("s3", now)).await.unwrap();
+        assert_eq!(a.load("idle").await.unwrap(), None, "swept");
+        assert!(a.load("used").await.unwrap().is_some());
+    });
 }
 
 /// The SDK's `BearerToken` extractor on the example system's `/api/me`:

@@ -2,11 +2,12 @@
 //!
 //! KEXIN_ISSUER=https://localhost:8443 KEXIN_CLIENT_ID=… KEXIN_CLIENT_SECRET=… \
 //! KEXIN_ROOT=kexin-data/ca/root.pem LISTEN=127.0.0.1:3000 SYSTEM_NAME=档案系统 \
-//!   cargo run -p kexin-sdk --example relying_system
+//!   cargo run -p kexin-sdk --features postgres --example relying_system
 //!
-//! Registered with `kexin client add --redirect-uri http://{LISTEN}/callback
-//! --redirect-uri http://{LISTEN}/bye --backchannel-logout-uri
-//! http://{LISTEN}/backchannel-logout`. `/api/me` takes its access tokens.
+//! Registered with `kexin client add --redirect-uri {URL}/callback --redirect-uri
+//! {URL}/bye --backchannel-logout-uri {URL}/backchannel-logout`, URL being
+//! PUBLIC_URL (default http://{LISTEN}). `/api/me` takes its access tokens.
+//! Replicas share SESSIONS_DB (postgres://…) and STATE_KEY_FILE (32+ bytes).
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -14,13 +15,16 @@ use axum::http::HeaderMap;
 use axum::response::{Html, Response};
 use axum::routing::get;
 use axum::Router;
-use kexin_sdk::axum::{session_cookie, BearerToken, SignedIn, Sso};
-use kexin_sdk::RelyingParty;
+use kexin_sdk::axum::{BearerToken, SignedIn, Sso};
+use kexin_sdk::{sessions::PgSessionStore, RelyingParty};
+
+const BYE: &str = "<meta charset=utf-8><p id=bye>已退出 Signed out";
 
 #[derive(Clone)]
 struct App {
     sso: Arc<Sso>,
     name: String,
+    url: String,
 }
 
 impl axum::extract::FromRef<App> for Arc<Sso> {
@@ -51,10 +55,7 @@ async fn callback(State(app): State<App>, headers: HeaderMap, RawQuery(q): RawQu
 }
 
 async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
-    app.sso.logout(
-        session_cookie(&headers).as_deref(),
-        &format!("http://{}/bye", env("LISTEN")),
-    )
+    app.sso.logout(&headers, &format!("{}/bye", app.url)).await
 }
 
 async fn backchannel(State(app): State<App>, body: String) -> axum::http::StatusCode {
@@ -68,28 +69,27 @@ fn env(name: &str) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let listen = env("LISTEN");
-    let rp = RelyingParty::discover(
-        &env("KEXIN_ISSUER"),
-        &env("KEXIN_CLIENT_ID"),
-        &env("KEXIN_CLIENT_SECRET"),
-        &format!("http://{listen}/callback"),
-        Some(&std::fs::read(env("KEXIN_ROOT"))?),
-    )
-    .await?;
-    let app = App {
-        sso: Sso::new(rp)?,
-        name: std::env::var("SYSTEM_NAME").unwrap_or_else(|_| "System".into()),
+    let url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://{listen}"));
+    let (id, secret) = (env("KEXIN_CLIENT_ID"), env("KEXIN_CLIENT_SECRET"));
+    let (root, redirect) = (std::fs::read(env("KEXIN_ROOT"))?, format!("{url}/callback"));
+    let issuer = env("KEXIN_ISSUER");
+    let rp = RelyingParty::discover(&issuer, &id, &secret, &redirect, Some(&root)).await?;
+    let sso = match std::env::var("SESSIONS_DB") {
+        Ok(db) => {
+            let store = Arc::new(PgSessionStore::connect(&db).await?);
+            Sso::shared(rp, &std::fs::read(env("STATE_KEY_FILE"))?, store)?
+        }
+        Err(_) => Sso::new(rp)?,
     };
+    let name = std::env::var("SYSTEM_NAME").unwrap_or_else(|_| "System".into());
+    let app = App { sso, name, url };
     let router = Router::new()
         .route("/", get(home))
         .route("/api/me", get(api_me))
         .route("/login", get(login))
         .route("/callback", get(callback))
         .route("/logout", get(logout))
-        .route(
-            "/bye",
-            get(|| async { Html("<meta charset=utf-8><p id=bye>已退出 Signed out") }),
-        )
+        .route("/bye", get(|| async { Html(BYE) }))
         .route("/backchannel-logout", axum::routing::post(backchannel))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(&listen).await?;

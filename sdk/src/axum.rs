@@ -1,9 +1,9 @@
 //! Protecting axum routes with Kexin single sign-on.
 //!
-//! [`Sso`] keeps signed-in sessions in memory, keyed by a random cookie,
-//! and forgets one unused for [`SESSION_IDLE`]. A sign-in in progress is
-//! kept nowhere: its state is stamped with the time under a key of this
-//! process, its nonce and PKCE verifier are derived from the state, and
+//! [`Sso`] keeps signed-in sessions in a [`SessionStore`], keyed by a
+//! random cookie, and forgets one unused for [`SESSION_IDLE`]. A sign-in in
+//! progress is kept nowhere: its state is stamped with the time under a
+//! state key, its nonce and PKCE verifier are derived from the state, and
 //! the state is also set in a cookie of the browser that started it. So an
 //! anonymous `/login` costs no memory, and only the browser that started a
 //! sign-in can finish it (a callback URL sent to someone else signs them in
@@ -15,12 +15,17 @@
 //! caller's access token from `Authorization: Bearer` (RFC 6750) and
 //! verifies it here; anyone else gets 401 with a `WWW-Authenticate`
 //! challenge.
+//!
+//! [`Sso::new`] serves one process: a random state key, sessions in
+//! memory. Replicas behind a load balancer that sends a browser to any of
+//! them use [`Sso::shared`] with one state key and one store, so that a
+//! sign-in started at one replica finishes at another and a session made
+//! at one is good at all.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use aws_lc_rs::hmac;
+use aws_lc_rs::{digest, hmac};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -28,7 +33,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 
-use crate::{Error, LoginRequest, RelyingParty};
+use crate::sessions::{MemorySessionStore, Session, SessionStore, StoreError};
+use crate::{unix_now, Error, LoginRequest, RelyingParty};
 
 const COOKIE: &str = "kexin_rp";
 const LOGIN_COOKIE: &str = "kexin_rp_login";
@@ -39,6 +45,14 @@ const RECHECK: Duration = Duration::from_secs(5);
 /// provider would take for a session that ended).
 const RENEW_BEFORE: Duration = Duration::from_secs(60);
 
+/// How long the right to check a session lasts: longer than the provider
+/// may take to answer (the SDK's HTTP timeout is 10 s), so that it never
+/// lapses while its holder still waits for a refresh grant.
+const CHECK_CLAIM: Duration = Duration::from_secs(30);
+
+/// How often a request waits to see another's check of its session end.
+const CHECK_POLL: Duration = Duration::from_millis(100);
+
 /// How long a browser has to come back from the provider with its code.
 pub const LOGIN_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
@@ -47,10 +61,10 @@ pub const LOGIN_LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// a prompt while the SSO session stands.
 pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 
-/// How often idle sessions are looked for.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest state key [`Sso::shared`] takes.
+pub const STATE_KEY_MIN: usize = 32;
 
-/// Sign-in states stamped by this process, and the secrets derived from
+/// Sign-in states stamped under one key, and the secrets derived from
 /// them.
 struct StateStamp(hmac::Key);
 
@@ -63,6 +77,16 @@ impl StateStamp {
         hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
             .map(Self)
             .map_err(|_| Error::Refused("no system randomness".into()))
+    }
+
+    fn from_key(key: &[u8]) -> Result<Self, Error> {
+        if key.len() < STATE_KEY_MIN {
+            return Err(Error::Refused(format!(
+                "a state key has at least {STATE_KEY_MIN} bytes, this one {}",
+                key.len()
+            )));
+        }
+        Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, key)))
     }
 
     fn mac(&self, label: &[u8], data: &[u8]) -> hmac::Tag {
@@ -78,8 +102,9 @@ impl StateStamp {
         Ok(B64URL.encode([&body[..], tag.as_ref()].concat()))
     }
 
-    /// Whether this process stamped `state` less than [`LOGIN_LIFETIME`]
-    /// before `now` (or up to a minute after, if the clock was set back).
+    /// Whether `state` was stamped under this key less than
+    /// [`LOGIN_LIFETIME`] before `now` (or up to a minute after, if the
+    /// clock was set back or another replica's runs ahead).
     fn is_fresh(&self, state: &str, now: u64) -> bool {
         let Ok(bytes) = B64URL.decode(state) else {
             return false;
@@ -108,84 +133,51 @@ fn labelled(label: &[u8], data: &[u8]) -> Vec<u8> {
     [label, b"\0", data].concat()
 }
 
-struct Session {
-    claims: serde_json::Value,
-    access_token: String,
-    refresh_token: Option<String>,
-    /// When the access token stops being good.
-    expires: Instant,
-    /// When the provider last said the SSO session stands.
-    checked: Instant,
-    /// Held while the session is checked or renewed: a refresh token
-    /// presented twice would be taken for a stolen one and end its family.
-    renewal: Arc<tokio::sync::Mutex<()>>,
+/// Where a session is stored: the SHA-256 of its cookie, so that a reader
+/// of the store cannot present it.
+fn store_key(cookie: &str) -> String {
+    B64URL.encode(digest::digest(&digest::SHA256, cookie.as_bytes()))
 }
 
-impl Session {
-    fn new(signed_in: crate::SignedIn) -> Self {
-        let now = Instant::now();
-        Self {
-            claims: signed_in.claims,
-            access_token: signed_in.access_token,
-            refresh_token: signed_in.refresh_token,
-            expires: now + Duration::from_secs(signed_in.expires_in),
-            checked: now,
-            renewal: Arc::default(),
-        }
-    }
+fn unavailable(e: StoreError) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
 }
 
-struct Sessions {
-    by_cookie: HashMap<String, Session>,
-    swept: Instant,
-}
-
-impl Sessions {
-    fn insert(&mut self, id: String, session: Session) {
-        if self.swept.elapsed() >= SWEEP_INTERVAL {
-            self.by_cookie
-                .retain(|_, s| s.checked.elapsed() < SESSION_IDLE);
-            self.swept = Instant::now();
-        }
-        self.by_cookie.insert(id, session);
-    }
-
-    /// The session under `id`, unless it has been unused too long.
-    fn live(&self, id: &str) -> Option<&Session> {
-        self.by_cookie
-            .get(id)
-            .filter(|s| s.checked.elapsed() < SESSION_IDLE)
-    }
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
 }
 
 /// The SSO state of a relying system.
 pub struct Sso {
     pub rp: RelyingParty,
     stamp: StateStamp,
-    sessions: Mutex<Sessions>,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    sessions: Arc<dyn SessionStore>,
 }
 
 impl Sso {
+    /// One process: a random state key, sessions in memory.
     pub fn new(rp: RelyingParty) -> Result<Arc<Self>, Error> {
         Ok(Arc::new(Self {
             rp,
             stamp: StateStamp::new()?,
-            sessions: Mutex::new(Sessions {
-                by_cookie: HashMap::new(),
-                swept: Instant::now(),
-            }),
+            sessions: Arc::new(MemorySessionStore::default()),
         }))
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    /// One of several replicas: every replica has the same `state_key`
+    /// (at least [`STATE_KEY_MIN`] random bytes, kept as secret as the
+    /// client secret) and reaches the same `sessions`. Their clocks agree
+    /// within a minute.
+    pub fn shared(
+        rp: RelyingParty,
+        state_key: &[u8],
+        sessions: Arc<dyn SessionStore>,
+    ) -> Result<Arc<Self>, Error> {
+        Ok(Arc::new(Self {
+            rp,
+            stamp: StateStamp::from_key(state_key)?,
+            sessions,
+        }))
     }
 
     fn login_for(&self, state: &str) -> LoginRequest {
@@ -270,10 +262,20 @@ impl Sso {
             .await
             .map_err(|e| (StatusCode::FORBIDDEN, e.to_string()))?;
         let id = crate::random().map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        let cookie = self.cookie(COOKIE, &id, None);
-        self.sessions().insert(id, Session::new(signed_in));
+        let now = unix_now();
+        let session = Session {
+            claims: signed_in.claims,
+            access_token: signed_in.access_token,
+            refresh_token: signed_in.refresh_token,
+            expires_at: now.saturating_add(signed_in.expires_in),
+            checked_at: now,
+        };
+        self.sessions
+            .save(&store_key(&id), &session)
+            .await
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         let mut res = Redirect::to(home).into_response();
-        if let Some(v) = cookie {
+        if let Some(v) = self.cookie(COOKIE, &id, None) {
             res.headers_mut().append(header::SET_COOKIE, v);
         }
         Ok(res)
@@ -287,22 +289,108 @@ impl Sso {
             .find_map(|kv| kv.strip_prefix("logout_token="))
             .unwrap_or_default();
         match self.rp.verify_logout_token(token).await {
-            Ok(sid) => {
-                self.sessions()
-                    .by_cookie
-                    .retain(|_, s| s.claims["sid"] != sid.as_str());
-                StatusCode::OK
-            }
+            Ok(sid) => match self.sessions.remove_sso_session(&sid).await {
+                Ok(()) => StatusCode::OK,
+                Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
             Err(_) => StatusCode::BAD_REQUEST,
         }
     }
 
-    /// `/logout`: forget the local session and end the SSO session.
-    pub fn logout(&self, parts_cookie: Option<&str>, after: &str) -> Response {
-        if let Some(id) = parts_cookie {
-            self.sessions().by_cookie.remove(id);
+    /// `/logout`: forget the local session of the request with `headers`
+    /// and end the SSO session; the provider then sends the browser to
+    /// `after`.
+    pub async fn logout(&self, headers: &HeaderMap, after: &str) -> Response {
+        if let Some(id) = session_cookie(headers) {
+            if let Err(e) = self.sessions.remove(&store_key(&id)).await {
+                return unavailable(e);
+            }
         }
         Redirect::to(&self.rp.logout_url(after)).into_response()
+    }
+
+    /// The session under `key`, unless it has been unused too long.
+    async fn live(&self, key: &str, now: u64) -> Result<Option<Session>, Response> {
+        let session = self.sessions.load(key).await.map_err(unavailable)?;
+        Ok(session.filter(|s| now.saturating_sub(s.checked_at) < SESSION_IDLE.as_secs()))
+    }
+
+    /// The claims of the session under the cookie `id`, once the provider
+    /// has said, at most [`RECHECK`] ago, that its SSO session stands.
+    async fn claims(&self, id: &str) -> Result<serde_json::Value, Response> {
+        let key = store_key(id);
+        let now = unix_now();
+        let session = self.live(&key, now).await?.ok_or_else(to_login)?;
+        if now.saturating_sub(session.checked_at) < RECHECK.as_secs() {
+            return Ok(session.claims);
+        }
+        let claimed = self
+            .sessions
+            .claim_check(&key, now, now + CHECK_CLAIM.as_secs())
+            .await
+            .map_err(unavailable)?;
+        if !claimed {
+            return self.checked_elsewhere(&key, session).await;
+        }
+        // Read again: a check may have ended between the read and the claim.
+        let mut session = self.live(&key, now).await?.ok_or_else(to_login)?;
+        if now.saturating_sub(session.checked_at) >= RECHECK.as_secs() {
+            // An access token about to expire is renewed (which also says
+            // the SSO session stands); otherwise the provider is asked
+            // whether the session stands with the token as it is.
+            let stands = match session.refresh_token.clone() {
+                Some(r) if session.expires_at.saturating_sub(now) < RENEW_BEFORE.as_secs() => {
+                    match self.rp.refresh(&r).await {
+                        Ok(renewed) => {
+                            session.expires_at = unix_now().saturating_add(renewed.expires_in);
+                            session.access_token = renewed.access_token;
+                            session.refresh_token = Some(renewed.refresh_token);
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                }
+                _ => self.rp.still_signed_in(&session.access_token).await,
+            };
+            if !stands {
+                self.sessions.remove(&key).await.map_err(unavailable)?;
+                return Err(to_login());
+            }
+            session.checked_at = unix_now();
+        }
+        self.sessions
+            .save(&key, &session)
+            .await
+            .map_err(unavailable)?;
+        Ok(session.claims)
+    }
+
+    /// Another request, here or at another replica, is checking the
+    /// session: with its access token still good the request goes on as
+    /// the last check left it; otherwise it waits for the check's outcome.
+    async fn checked_elsewhere(
+        &self,
+        key: &str,
+        session: Session,
+    ) -> Result<serde_json::Value, Response> {
+        if session.expires_at > unix_now() {
+            return Ok(session.claims);
+        }
+        let polls = CHECK_CLAIM.as_millis() / CHECK_POLL.as_millis();
+        for _ in 0..polls {
+            tokio::time::sleep(CHECK_POLL).await;
+            let now = unix_now();
+            match self.live(key, now).await? {
+                Some(s) if s.checked_at > session.checked_at => return Ok(s.claims),
+                Some(_) => {}
+                None => return Err(to_login()),
+            }
+        }
+        Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the sign-in is being checked with the identity provider: try again",
+        )
+            .into_response())
     }
 }
 
@@ -317,8 +405,7 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// The session cookie of a request, for [`Sso::logout`].
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
     cookie_value(headers, COOKIE)
 }
 
@@ -336,55 +423,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
         let sso = Arc::<Sso>::from_ref(state);
-        let to_login = || Redirect::to("/login").into_response();
         let id = session_cookie(&parts.headers).ok_or_else(to_login)?;
-        let (claims, renewal) = {
-            let sessions = sso.sessions();
-            let s = sessions.live(&id).ok_or_else(to_login)?;
-            if s.checked.elapsed() < RECHECK {
-                return Ok(Self {
-                    claims: s.claims.clone(),
-                });
-            }
-            (s.claims.clone(), s.renewal.clone())
-        };
-        let _renewing = renewal.lock().await;
-        let (token, refresh, expires) = {
-            let sessions = sso.sessions();
-            let s = sessions.live(&id).ok_or_else(to_login)?;
-            if s.checked.elapsed() < RECHECK {
-                // Checked by another request while this one waited.
-                return Ok(Self { claims });
-            }
-            (s.access_token.clone(), s.refresh_token.clone(), s.expires)
-        };
-        // An access token about to expire is renewed (which also says the
-        // SSO session stands); otherwise the provider is asked whether the
-        // session stands with the token as it is.
-        let renewed = match refresh {
-            Some(r) if expires.saturating_duration_since(Instant::now()) < RENEW_BEFORE => {
-                Some(sso.rp.refresh(&r).await)
-            }
-            _ => None,
-        };
-        let stands = match &renewed {
-            Some(r) => r.is_ok(),
-            None => sso.rp.still_signed_in(&token).await,
-        };
-        let mut sessions = sso.sessions();
-        if !stands {
-            sessions.by_cookie.remove(&id);
-            return Err(to_login());
-        }
-        if let Some(s) = sessions.by_cookie.get_mut(&id) {
-            s.checked = Instant::now();
-            if let Some(Ok(r)) = renewed {
-                s.expires = s.checked + Duration::from_secs(r.expires_in);
-                s.access_token = r.access_token;
-                s.refresh_token = Some(r.refresh_token);
-            }
-        }
-        Ok(Self { claims })
+        Ok(Self {
+            claims: sso.claims(&id).await?,
+        })
     }
 }
 
@@ -499,28 +541,29 @@ mod tests {
     }
 
     #[test]
-    fn sessions_unused_for_the_idle_time_are_swept() {
-        let ago = |d: Duration| Instant::now().checked_sub(d).unwrap();
-        let session = |checked| Session {
-            checked,
-            ..Session::new(crate::SignedIn {
-                claims: serde_json::Value::Null,
-                access_token: String::new(),
-                refresh_token: None,
-                expires_in: 300,
-            })
-        };
-        let mut sessions = Sessions {
-            by_cookie: HashMap::new(),
-            swept: Instant::now(),
-        };
-        sessions.insert("idle".into(), session(ago(SESSION_IDLE)));
-        sessions.insert("used".into(), session(ago(SESSION_IDLE / 2)));
-        assert_eq!(sessions.by_cookie.len(), 2, "swept before the interval");
-        sessions.swept = ago(SWEEP_INTERVAL);
-        sessions.insert("new".into(), session(Instant::now()));
-        let mut left: Vec<_> = sessions.by_cookie.keys().cloned().collect();
-        left.sort();
-        assert_eq!(left, ["new", "used"]);
+    fn replicas_with_one_state_key_accept_each_others_states() {
+        let key = [7u8; STATE_KEY_MIN];
+        let (here, there) = (
+            StateStamp::from_key(&key).unwrap(),
+            StateStamp::from_key(&key).unwrap(),
+        );
+        let now = 1_800_000_000;
+        let state = here.issue(now).unwrap();
+        assert!(there.is_fresh(&state, now));
+        assert_eq!(there.secrets(&state), here.secrets(&state));
+        let mut other_key = key;
+        other_key[0] ^= 1;
+        assert!(!StateStamp::from_key(&other_key)
+            .unwrap()
+            .is_fresh(&state, now));
+        assert!(StateStamp::from_key(&key[1..]).is_err(), "a short key");
+    }
+
+    #[test]
+    fn stores_never_see_the_cookie() {
+        let key = store_key("cookie-value");
+        assert_ne!(key, "cookie-value");
+        assert_eq!(key, store_key("cookie-value"));
+        assert_ne!(key, store_key("cookie-valuf"));
     }
 }

@@ -60,6 +60,7 @@
 pub mod axum;
 pub mod client;
 mod jwks;
+pub mod sessions;
 
 use std::time::Duration;
 
@@ -114,6 +115,13 @@ pub struct RelyingParty {
     discovery: serde_json::Value,
     http: reqwest::Client,
     jwks: jwks::JwksCache,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn random() -> Result<String, Error> {
@@ -385,10 +393,7 @@ impl RelyingParty {
         let claims: serde_json::Value =
             serde_json::from_slice(&B64URL.decode(c).map_err(|_| bad("claims"))?)
                 .map_err(|_| bad("claims"))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
         if claims["iss"] != self.issuer.as_str() {
             return Err(bad("issued by someone else"));
         }
