@@ -5,12 +5,7 @@
 //! It shows only what the document's own signatures carry (seal,
 //! organization, time, status), escapes everything it echoes (maud), keeps
 //! nothing, limits uploads to 20 MiB and each client (IPv4 address,
-//! IPv6 /64) to 20 checks a minute.
-
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! IPv6 /64) to 20 checks a minute, across every node of the instance.
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -23,45 +18,10 @@ use maud::{html, Markup, DOCTYPE};
 use crate::console::i18n::Lang;
 use crate::serve::AppState;
 
+mod limit;
+pub use limit::RateLimit;
+
 pub const MAX_UPLOAD_BYTES: usize = 20 * 1024 * 1024;
-const PER_MINUTE: u32 = 20;
-
-/// Verifications per client in the current minute.
-#[derive(Default)]
-pub struct RateLimit(Mutex<HashMap<IpAddr, (Instant, u32)>>);
-
-impl RateLimit {
-    fn allow(&self, ip: IpAddr) -> bool {
-        let now = Instant::now();
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-        }
-        let entry = map.entry(client(ip)).or_insert((now, 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(60) {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= PER_MINUTE
-    }
-}
-
-/// Whom a request is counted against: an IPv4 address (also when it
-/// arrives IPv4-mapped), or an IPv6 /64, the network one subscriber gets:
-/// within it a client picks any address it likes, and counting addresses
-/// would give it 2^64 allowances.
-fn client(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let network = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(network.into())
-            }
-        },
-        v4 => v4,
-    }
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -134,7 +94,7 @@ async fn check(
     mut multipart: Multipart,
 ) -> Response {
     let lang = crate::console::lang_of(&headers);
-    if !state.portal_limit.allow(peer.ip()) {
+    if !state.portal_limit.allow(peer.ip()).await {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             page(
@@ -197,7 +157,7 @@ async fn license(
     Query(q): Query<LicenseParam>,
 ) -> Response {
     let lang = crate::console::lang_of(&headers);
-    if !state.portal_limit.allow(peer.ip()) {
+    if !state.portal_limit.allow(peer.ip()).await {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             page(
@@ -414,29 +374,4 @@ fn page(lang: Lang, body: Markup) -> Html<String> {
         }
         .into_string(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_ipv6_network_shares_one_allowance_and_mapped_ipv4_is_ipv4() {
-        let limit = RateLimit::default();
-        let address =
-            |host: u16| -> IpAddr { format!("2001:db8:1:2:{host:x}::1").parse().unwrap() };
-        for n in 0..PER_MINUTE as u16 {
-            assert!(limit.allow(address(n)));
-        }
-        assert!(
-            !limit.allow(address(999)),
-            "a new address in the /64 was a new client"
-        );
-        assert!(limit.allow("2001:db8:1:3::1".parse().unwrap()));
-
-        for _ in 0..PER_MINUTE {
-            assert!(limit.allow("192.0.2.7".parse().unwrap()));
-        }
-        assert!(!limit.allow("::ffff:192.0.2.7".parse().unwrap()));
-    }
 }

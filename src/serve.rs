@@ -176,7 +176,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         requests,
         console_sessions: crate::console::Sessions::new(instance.db.clone()),
         seals,
-        portal_limit: Default::default(),
+        portal_limit: crate::portal::RateLimit::new(&instance.db),
         callers: Default::default(),
         oidc,
         acme_nonces: crate::acme::Nonces::new(&stamp_secret, instance.db.clone()),

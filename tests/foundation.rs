@@ -713,3 +713,34 @@ fn clients_behind_a_trusted_load_balancer_are_told_apart() {
         "198.51.100.20"
     );
 }
+
+/// Two nodes on one PostgreSQL database, as behind a balancer: a citizen's
+/// 20 portal checks a minute are one allowance, whichever node answers; the
+/// 21st is refused at both.
+#[test]
+fn a_citizen_has_one_portal_allowance_across_the_nodes_of_an_instance() {
+    let url = fresh_postgres_url();
+    let ca = Ca::init(&["--db", &url]);
+    let _first = ca.serve();
+    let (_second, second) = ca.serve_another_node();
+    let root = ca.ca_pem("root");
+    let check = |port: u16| {
+        let url = format!("https://localhost:{port}/verify/license?t=x");
+        curl(&["--cacert", &root, &url]).0
+    };
+    // Counts are kept by the minute: begin early in one.
+    let second_of_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if second_of_minute > 40 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - second_of_minute));
+    }
+    for n in 0..20 {
+        let port = if n % 2 == 0 { ca.https } else { second };
+        assert_ne!(check(port), 429, "check {n} at {port}");
+    }
+    assert_eq!(check(ca.https), 429);
+    assert_eq!(check(second), 429);
+}
