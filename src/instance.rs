@@ -17,7 +17,7 @@ use kexin_hsm::{KdfParams, KeyStore, Pkcs11KeyStore, Pkcs11Settings, SoftKeyStor
 pub const PASSPHRASE_ENV: &str = "KEXIN_KEYSTORE_PASSPHRASE";
 pub const PIN_ENV: &str = "KEXIN_PKCS11_PIN";
 const KEYSTORE_DIR: &str = "keystore";
-const SQLITE_FILE: &str = "kexin.db";
+pub(crate) const SQLITE_FILE: &str = "kexin.db";
 
 /// An initialized data directory with its configuration, key store,
 /// database and audit log open.

@@ -10,6 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod acme;
 mod api;
+mod backup;
 mod console;
 mod init;
 mod instance;
@@ -144,6 +145,16 @@ enum Command {
     Acme {
         #[command(subcommand)]
         command: AcmeCommand,
+    },
+    /// Copy a data directory on the embedded SQLite database, while the
+    /// server runs: a consistent database snapshot and the files beside it,
+    /// without the key store's passphrase file.
+    Backup {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        /// A new directory for the copy.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -513,6 +524,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Command::Backup { data, out } => {
+            init_logging(&data)?;
+            let copy = backup::backup(&data, &out).await?;
+            println!(
+                "backed up {} into {}: the database as one transaction saw it, and {} files",
+                data.display(),
+                out.display(),
+                copy.files
+            );
+            println!(
+                "the copy's audit chain is intact: {} entries, head {}",
+                copy.audit_entries, copy.audit_head
+            );
+            if let Some(passphrase) = copy.left_out {
+                println!(
+                    "left out: {} (the key store's passphrase). Keep it apart; to restore, \
+                     set {} (or {}_FILE) or put the file back",
+                    passphrase.display(),
+                    instance::PASSPHRASE_ENV,
+                    instance::PASSPHRASE_ENV
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::Checkpoint { data },

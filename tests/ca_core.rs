@@ -9,12 +9,17 @@ use kexin_test_support::openssl;
 
 /// `openssl ocsp` against the running server; returns its output.
 fn ocsp(ca: &Ca, issuer: &str, cert_args: &[&str]) -> String {
+    ocsp_at(ca, ca.http, issuer, cert_args)
+}
+
+/// `openssl ocsp` against the server of `ca`'s hierarchy on `http`.
+fn ocsp_at(ca: &Ca, http: u16, issuer: &str, cert_args: &[&str]) -> String {
     let mut args = vec![
         "ocsp".to_owned(),
         "-issuer".into(),
         ca.ca_pem(issuer),
         "-url".into(),
-        format!("http://127.0.0.1:{}/ocsp", ca.http),
+        format!("http://127.0.0.1:{http}/ocsp"),
         "-CAfile".into(),
         ca.ca_pem("root"),
     ];
@@ -1244,4 +1249,111 @@ fn kexin_verify_reports_chain_and_status_of_a_certificate() {
             "{json}"
         );
     }
+}
+
+/// `kexin backup` while the server runs: the copy is a data directory that
+/// serves what was there when it was taken and not what came after (a
+/// later revocation), with its audit chain and checkpoints intact and its
+/// own backup recorded in it; the key store's passphrase file is not in
+/// it (the restored node gets the passphrase as an operator gives it); a
+/// backup over an existing directory, one inside the data directory
+/// (left without a trace) and one of a PostgreSQL instance are refused with
+/// what to do instead.
+#[test]
+fn a_backup_taken_while_serving_restores_to_a_working_instance() {
+    let ca = Ca::init(&[]);
+    let server = ca.serve();
+    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let csr = ca.csr(
+        "web",
+        &p256,
+        "/CN=web.example.gov.cn",
+        Some("DNS:web.example.gov.cn"),
+    );
+    let (pem, serial) = ca.issue("web", "tls-server", &csr);
+    let restored = tempfile::tempdir().unwrap();
+    let copy = restored.path().join("data");
+    let out = ca.kexin(&["backup", "--out", &path_str(&copy)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("the copy's audit chain is intact"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("left out:") && stdout.contains("keystore.pass"),
+        "{stdout}"
+    );
+    assert!(!copy.join("keystore.pass").exists());
+    assert!(copy.join("keystore/keystore.json").exists());
+    ca.revoke(&serial, "keyCompromise");
+
+    let again = ca.kexin(&["backup", "--out", &path_str(&copy)]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("new directory"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let inside = ca.data.join("backups");
+    let nested = ca.kexin(&["backup", "--out", &path_str(&inside)]);
+    assert!(
+        String::from_utf8_lossy(&nested.stderr).contains("outside the data directory"),
+        "{}",
+        String::from_utf8_lossy(&nested.stderr)
+    );
+    assert!(
+        !nested.status.success() && !inside.exists(),
+        "no half backup"
+    );
+
+    let passphrase = ca.data.join("keystore.pass");
+    let audit = run_ok(
+        kexin(restored.path())
+            .args(["audit", "verify", "--data", "data"])
+            .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase),
+    );
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert!(audit.contains("audit log intact"), "{audit}");
+    let backups = run_ok(std::process::Command::new("python3").args([
+        "-c",
+        "import sqlite3, sys\nprint(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])",
+        &path_str(&copy.join("kexin.db")),
+        "select count(*) from audit_log where action = 'instance.backup'",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&backups.stdout).trim(), "1");
+
+    let (http, https) = (free_port(), free_port());
+    let mut serve = kexin(restored.path());
+    serve
+        .args(["serve", "--data", "data"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--https", &format!("127.0.0.1:{https}")])
+        .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase);
+    let restored_server = Server::start(serve, http, https);
+    let then = ocsp_at(&ca, http, "systems", &["-cert", &pem]);
+    assert!(
+        then.contains("Response verify OK") && then.contains(": good"),
+        "{then}"
+    );
+    let now = ocsp(&ca, "systems", &["-cert", &pem]);
+    assert!(now.contains(": revoked"), "{now}");
+    let (status, output) = restored_server.stop();
+    assert!(status.success(), "{output}");
+    server.stop();
+
+    let url = fresh_postgres_url();
+    let on_postgres = Ca::init(&["--db", &url]);
+    let out = on_postgres.kexin(&["backup", "--out", &on_postgres.file("copy")]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pg_dump"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
