@@ -79,7 +79,7 @@ pub enum Error {
 
 /// One sign-in in progress: where to send the browser and what to check
 /// when it returns. Keep it server-side (never in the URL or a cookie).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LoginRequest {
     pub url: String,
     pub state: String,
@@ -88,7 +88,7 @@ pub struct LoginRequest {
 }
 
 /// A completed sign-in.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SignedIn {
     /// The verified ID token's claims: `sub`, `name`, `org`, `sid`, …
     pub claims: serde_json::Value,
@@ -100,11 +100,50 @@ pub struct SignedIn {
 
 /// What a refresh grant gives: a new access token, the refresh token that
 /// replaces the one presented (rotation), and the access token's lifetime.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Renewed {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: u64,
+}
+
+/// What stands for a secret (a token, a PKCE verifier) when a value is
+/// printed for a log.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("url", &self.url)
+            .field("state", &self.state)
+            .field("nonce", &self.nonce)
+            .field("verifier", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("claims", &self.claims)
+            .field("access_token", &REDACTED)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| REDACTED),
+            )
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Renewed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renewed")
+            .field("access_token", &REDACTED)
+            .field("refresh_token", &REDACTED)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 pub struct RelyingParty {
@@ -450,5 +489,39 @@ impl RelyingParty {
         )
         .map(|u| u.to_string())
         .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_sign_ins_keep_their_secrets_to_themselves() {
+        let login = LoginRequest {
+            url: "https://sso.example.gov.cn/oidc/authorize".into(),
+            state: "state".into(),
+            nonce: "nonce".into(),
+            verifier: "pkce-secret".into(),
+        };
+        let signed_in = SignedIn {
+            claims: serde_json::json!({ "sub": "zhang-san" }),
+            access_token: "access-secret".into(),
+            refresh_token: Some("refresh-secret".into()),
+            expires_in: 300,
+        };
+        let renewed = Renewed {
+            access_token: "access-secret".into(),
+            refresh_token: "refresh-secret".into(),
+            expires_in: 300,
+        };
+        for printed in [
+            format!("{login:?}"),
+            format!("{signed_in:?}"),
+            format!("{renewed:?}"),
+        ] {
+            assert!(!printed.contains("secret"), "{printed}");
+            assert!(printed.contains(REDACTED), "{printed}");
+        }
     }
 }

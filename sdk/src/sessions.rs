@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// A signed-in official's session, as stored.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// A signed-in official's session, as stored. Printed, its tokens are
+/// redacted.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Session {
     /// The verified ID token's claims (`sub`, `name`, `sid`, …).
     pub claims: serde_json::Value,
@@ -43,6 +44,21 @@ impl Session {
     /// names it).
     pub fn sid(&self) -> &str {
         self.claims["sid"].as_str().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("claims", &self.claims)
+            .field("access_token", &crate::REDACTED)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| crate::REDACTED),
+            )
+            .field("expires_at", &self.expires_at)
+            .field("checked_at", &self.checked_at)
+            .finish()
     }
 }
 
@@ -174,6 +190,18 @@ mod tests {
             expires_at: checked_at + 300,
             checked_at,
         }
+    }
+
+    #[test]
+    fn printed_sessions_keep_their_tokens_to_themselves() {
+        let mut s = session("s1", 0);
+        s.access_token = "eyJ-access-secret".into();
+        s.refresh_token = Some("refresh-secret".into());
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("secret") && printed.contains("s1"),
+            "{printed}"
+        );
     }
 
     #[tokio::test]

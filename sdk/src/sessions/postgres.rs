@@ -66,6 +66,18 @@ impl PgSessionStore {
         })
     }
 
+    /// Runs the DELETE `sql` with `value` as its one parameter.
+    fn delete<'a>(&'a self, sql: &'static str, value: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(sql)
+                .bind(value)
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
+            Ok(())
+        })
+    }
+
     async fn sweep(&self, now: u64) -> Result<(), StoreError> {
         let last = self.swept.load(Ordering::Relaxed);
         if now.saturating_sub(last) < SWEEP_INTERVAL.as_secs()
@@ -124,25 +136,11 @@ impl SessionStore for PgSessionStore {
     }
 
     fn remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            sqlx::query("delete from kexin_rp_sessions where key = $1")
-                .bind(key)
-                .execute(&self.pool)
-                .await
-                .map_err(store_error)?;
-            Ok(())
-        })
+        self.delete("delete from kexin_rp_sessions where key = $1", key)
     }
 
     fn remove_sso_session<'a>(&'a self, sid: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            sqlx::query("delete from kexin_rp_sessions where sid = $1")
-                .bind(sid)
-                .execute(&self.pool)
-                .await
-                .map_err(store_error)?;
-            Ok(())
-        })
+        self.delete("delete from kexin_rp_sessions where sid = $1", sid)
     }
 
     fn claim_check<'a>(&'a self, key: &'a str, now: u64, until: u64) -> StoreFuture<'a, bool> {
