@@ -316,6 +316,10 @@ enum KeyStoreKind {
 }
 
 fn main() -> ExitCode {
+    // sqlx's TLS to PostgreSQL asks rustls for the process's provider, and
+    // two are compiled in (aws-lc-rs, Kexin's everywhere, and ring, which
+    // reqwest brings): without one named, rustls panics.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

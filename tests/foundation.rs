@@ -744,3 +744,71 @@ fn a_citizen_has_one_portal_allowance_across_the_nodes_of_an_instance() {
     assert_eq!(check(ca.https), 429);
     assert_eq!(check(second), 429);
 }
+
+/// An instance whose PostgreSQL is across a network reaches it over TLS
+/// with the server's certificate checked: with the database server's CA
+/// every connection of the running server is encrypted (the database's own
+/// `pg_stat_ssl` says so); with a CA that did not sign the database's
+/// certificate, `init` is refused, names why, and leaves no data directory
+/// (`verify-ca` too: sqlx asks rustls for the process's default provider
+/// there, which panicked until Kexin named one).
+#[test]
+fn the_database_is_reached_over_verified_tls() {
+    let url = fresh_postgres_url();
+    let other = tempfile::tempdir().unwrap();
+    let (key, wrong_ca) = (other.path().join("k.pem"), other.path().join("ca.pem"));
+    let (ok, out) = kexin_test_support::openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=not the database's CA",
+        "-days",
+        "1",
+        "-keyout",
+        &path_str(&key),
+        "-out",
+        &path_str(&wrong_ca),
+    ]);
+    assert!(ok, "{out}");
+    let wrong = over_tls(&url, Some(&path_str(&wrong_ca)));
+    for db in [wrong.clone(), wrong.replace("verify-full", "verify-ca")] {
+        let refused = kexin(other.path())
+            .args(["init", "--data", "data", "--db", &db])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success());
+        assert!(
+            stderr.contains("invalid peer certificate"),
+            "{db}: {stderr}"
+        );
+        assert!(!other.path().join("data").exists());
+    }
+
+    let ca = Ca::init(&["--db", &over_tls(&url, None)]);
+    let server = ca.serve();
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{}/pki/ca/root.crt", ca.http)]);
+    assert_eq!(code, 200);
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let (encrypted, all): (i64, i64) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&kexin_test_support::postgres_admin_url())
+            .await
+            .unwrap();
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.datname = $1",
+        )
+        .bind(&database)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+    });
+    assert!(all > 0 && encrypted == all, "{encrypted} of {all} over TLS");
+    server.stop();
+}

@@ -1037,7 +1037,8 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
 }
 
 /// Two replicas of the example system behind one public address (the
-/// first's), sharing a state key and a session store in PostgreSQL, as a
+/// first's), sharing a state key and a session store in PostgreSQL
+/// (reached over TLS, the server's certificate checked), as a
 /// balancer that sends each request anywhere needs: a sign-in started at
 /// the second finishes at the first; the session is good at both; when
 /// both check it at once, its refresh token is presented once (twice would
@@ -1052,14 +1053,14 @@ fn replicas_of_a_relying_system_share_sign_ins_and_sessions() {
     let (first, second) = (free_port(), free_port());
     let client = register_system(&ca, "档案系统", first);
     let _server = ca.serve();
-    let db = fresh_postgres_url();
+    let sessions_db = over_tls(&fresh_postgres_url(), None);
     let state_key = ca.file("state-key.bin");
     assert!(openssl(&["rand", "-out", &state_key, "32"]).0);
     let public = format!("http://127.0.0.1:{first}");
     let replica = |port| {
         let env = [
             ("PUBLIC_URL", public.as_str()),
-            ("SESSIONS_DB", db.as_str()),
+            ("SESSIONS_DB", sessions_db.as_str()),
             ("STATE_KEY_FILE", state_key.as_str()),
         ];
         start_replica(&ca, "档案系统", port, &client, &env)
@@ -1110,7 +1111,9 @@ fn replicas_of_a_relying_system_share_sign_ins_and_sessions() {
 /// replicas (two stores on one database, as two processes have them): one
 /// holder at a time may check a session, and saving gives the right up, as
 /// does time; a back-channel logout ends every session of its SSO session;
-/// idle sessions are swept; replicas starting together both find the table.
+/// idle sessions are swept; replicas starting together both find the table;
+/// a database whose certificate another CA issued is refused, not panicked
+/// over.
 #[test]
 fn sessions_in_postgresql_are_checked_by_one_replica_at_a_time() {
     use kexin_sdk::sessions::{PgSessionStore, Session, SessionStore};
@@ -1126,7 +1129,33 @@ fn sessions_in_postgresql_are_checked_by_one_replica_at_a_time() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    let other = tempfile::tempdir().unwrap();
+    let (key, wrong_ca) = (other.path().join("k.pem"), other.path().join("ca.pem"));
+    let (ok, out) = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=not the database's CA",
+        "-days",
+        "1",
+        "-keyout",
+        &path_str(&key),
+        "-out",
+        &path_str(&wrong_ca),
+    ]);
+    assert!(ok, "{out}");
+    let wrong = over_tls(&db, Some(&path_str(&wrong_ca))).replace("verify-full", "verify-ca");
     tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let refused = PgSessionStore::connect(&wrong).await.err().unwrap();
+        assert!(
+            refused.to_string().contains("invalid peer certificate"),
+            "{refused}"
+        );
         let (a, b) = tokio::join!(PgSessionStore::connect(&db), PgSessionStore::connect(&db));
         let (a, b) = (a.unwrap(), b.unwrap());
         a.save("k", &session("s1", now)).await.unwrap();

@@ -43,6 +43,22 @@ pub fn fresh_postgres_url() -> String {
         .block_on(kexin_test_support::fresh_postgres_database())
 }
 
+/// `url` (on 127.0.0.1) with TLS required and the server's certificate
+/// checked, name included, against `ca` or else the server's own CA.
+/// Debian's PostgreSQL serves TLS with its self-signed "snakeoil"
+/// certificate, named for the host it was made on: here `localhost`
+/// (`KEXIN_TEST_POSTGRES_TLS_HOST` and `KEXIN_TEST_POSTGRES_CA` name
+/// others).
+pub fn over_tls(url: &str, ca: Option<&str>) -> String {
+    let host = std::env::var("KEXIN_TEST_POSTGRES_TLS_HOST").unwrap_or_else(|_| "localhost".into());
+    let ca = ca.map(str::to_owned).unwrap_or_else(|| {
+        std::env::var("KEXIN_TEST_POSTGRES_CA")
+            .unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".into())
+    });
+    let url = url.replacen("@127.0.0.1:", &format!("@{host}:"), 1);
+    format!("{url}?sslmode=verify-full&sslrootcert={ca}")
+}
+
 /// A port free now, for a server a test starts. Not one the kernel hands
 /// out (binding port 0 does): those are the ephemeral ports of outgoing
 /// connections, and the tests' own clients (curl, browsers, relying

@@ -40,8 +40,12 @@ fn seconds(t: u64) -> i64 {
 }
 
 impl PgSessionStore {
-    /// Connects to `url` (`postgres://…`).
+    /// Connects to `url` (`postgres://…`; across a network, with
+    /// `?sslmode=verify-full&sslrootcert=CA.pem`). sqlx's TLS asks rustls
+    /// for the process's default provider: if the process has named none,
+    /// this names aws-lc-rs (with two compiled in, rustls would panic).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         Self::from_pool(PgPool::connect(url).await.map_err(store_error)?).await
     }
 
