@@ -146,9 +146,10 @@ enum Command {
         #[command(subcommand)]
         command: AcmeCommand,
     },
-    /// Copy a data directory on the embedded SQLite database, while the
-    /// server runs: a consistent database snapshot and the files beside it,
-    /// without the key store's passphrase file.
+    /// Copy a data directory and its database while the server runs: a
+    /// consistent snapshot (SQLite: a database file; PostgreSQL: pg_dump's
+    /// custom format) and the files beside it, without the key store's
+    /// passphrase file.
     Backup {
         #[arg(long, default_value = "./kexin-data")]
         data: PathBuf,
@@ -533,15 +534,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&data)?;
             let copy = backup::backup(&data, &out).await?;
             println!(
-                "backed up {} into {}: the database as one transaction saw it, and {} files",
+                "backed up {} into {}: the database as one transaction saw it (through audit entry {}), and {} files",
                 data.display(),
                 out.display(),
+                copy.entry,
                 copy.files
             );
-            println!(
-                "the copy's audit chain is intact: {} entries, head {}",
-                copy.audit_entries, copy.audit_head
-            );
+            match copy.database {
+                backup::DatabaseCopy::Sqlite { entries, head } => {
+                    println!("the copy's audit chain is intact: {entries} entries, head {head}")
+                }
+                backup::DatabaseCopy::PgDump { tables } => println!(
+                    "{}: pg_restore reads it ({tables} tables' data). To restore: createdb NEW; \
+                     pg_restore --no-owner --dbname NEW {}; then point database.url in {} at NEW",
+                    backup::PG_DUMP_FILE,
+                    out.join(backup::PG_DUMP_FILE).display(),
+                    out.join(kexin_config::CONFIG_FILE).display()
+                ),
+            }
             if let Some(passphrase) = copy.left_out {
                 println!(
                     "left out: {} (the key store's passphrase). Keep it apart; to restore, \

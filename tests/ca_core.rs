@@ -1257,8 +1257,8 @@ fn kexin_verify_reports_chain_and_status_of_a_certificate() {
 /// own backup recorded in it; the key store's passphrase file is not in
 /// it (the restored node gets the passphrase as an operator gives it); a
 /// backup over an existing directory, one inside the data directory
-/// (left without a trace) and one of a PostgreSQL instance are refused with
-/// what to do instead.
+/// (left without a trace) and one of an SQLite file outside the data
+/// directory are refused with what to do instead.
 #[test]
 fn a_backup_taken_while_serving_restores_to_a_working_instance() {
     let ca = Ca::init(&[]);
@@ -1347,13 +1347,85 @@ fn a_backup_taken_while_serving_restores_to_a_working_instance() {
     assert!(status.success(), "{output}");
     server.stop();
 
-    let url = fresh_postgres_url();
-    let on_postgres = Ca::init(&["--db", &url]);
-    let out = on_postgres.kexin(&["backup", "--out", &on_postgres.file("copy")]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("kexin.db");
+    let outside = Ca::init(&["--db", &format!("sqlite://{}?mode=rwc", file.display())]);
+    let out = outside.kexin(&["backup", "--out", &outside.file("copy")]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("pg_dump"),
+        String::from_utf8_lossy(&out.stderr).contains("outside the data directory"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `kexin backup` of an instance on PostgreSQL (reached over TLS, which
+/// `pg_dump` is given as libpq's environment): the database goes in
+/// `pg_dump`'s custom format beside the files; restored with `pg_restore`
+/// into a new database that the copy's configuration names, it serves what
+/// was there when the backup was taken, and its audit chain is intact.
+#[test]
+fn a_postgresql_instance_is_backed_up_and_restored_from_its_dump() {
+    let url = fresh_postgres_url();
+    let ca = Ca::init(&["--db", &over_tls(&url, None)]);
+    let server = ca.serve();
+    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let csr = ca.csr(
+        "web",
+        &p256,
+        "/CN=web.example.gov.cn",
+        Some("DNS:web.example.gov.cn"),
+    );
+    let (pem, serial) = ca.issue("web", "tls-server", &csr);
+    let restored = tempfile::tempdir().unwrap();
+    let copy = restored.path().join("data");
+    let out = ca.kexin(&["backup", "--out", &path_str(&copy)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pg_restore reads it"), "{stdout}");
+    assert!(copy.join("kexin.pgdump").exists() && !copy.join("kexin.db").exists());
+    ca.revoke(&serial, "keyCompromise");
+
+    let new_url = fresh_postgres_url();
+    run_ok(
+        std::process::Command::new("pg_restore")
+            .args(["--no-owner", "--dbname", &new_url])
+            .arg(copy.join("kexin.pgdump")),
+    );
+    let config = copy.join("kexin.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let named = over_tls(&url, None);
+    assert!(text.contains(&named), "{text}");
+    std::fs::write(&config, text.replace(&named, &new_url)).unwrap();
+
+    let passphrase = ca.data.join("keystore.pass");
+    let audit = run_ok(
+        kexin(restored.path())
+            .args(["audit", "verify", "--data", "data"])
+            .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase),
+    );
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert!(audit.contains("audit log intact"), "{audit}");
+    let (http, https) = (free_port(), free_port());
+    let mut serve = kexin(restored.path());
+    serve
+        .args(["serve", "--data", "data"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--https", &format!("127.0.0.1:{https}")])
+        .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase);
+    let restored_server = Server::start(serve, http, https);
+    let then = ocsp_at(&ca, http, "systems", &["-cert", &pem]);
+    assert!(
+        then.contains("Response verify OK") && then.contains(": good"),
+        "{then}"
+    );
+    let now = ocsp(&ca, "systems", &["-cert", &pem]);
+    assert!(now.contains(": revoked"), "{now}");
+    let (status, output) = restored_server.stop();
+    assert!(status.success(), "{output}");
+    server.stop();
 }
