@@ -526,27 +526,7 @@ fn ocsp_answers_garbage_with_protocol_errors() {
     assert!(parse(&body).contains("malformedrequest"));
 
     // A CA we do not serve.
-    let (foreign_key, foreign) = (ca.file("foreign.key"), ca.file("foreign.pem"));
-    assert!(
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &foreign_key,
-            "-out",
-            &foreign,
-            "-subj",
-            "/CN=Foreign CA",
-            "-days",
-            "1"
-        ])
-        .0
-    );
+    let foreign = self_signed_ca(&ca.dir, "Foreign CA");
     let req = ca.file("req.der");
     assert!(
         openssl(&[
@@ -1219,27 +1199,7 @@ fn kexin_verify_reports_chain_and_status_of_a_certificate() {
             "{json}"
         );
         // A certificate from elsewhere does not chain to our root.
-        let (key, foreign) = (ca.file("f.key"), ca.file("f.pem"));
-        assert!(
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &foreign,
-                "-subj",
-                "/CN=Elsewhere",
-                "-days",
-                "1"
-            ])
-            .0
-        );
+        let foreign = self_signed_ca(&ca.dir, "Elsewhere");
         let (ok, json) = report(&ca, &foreign);
         assert!(
             !ok && json["reason"]
@@ -1263,23 +1223,13 @@ fn kexin_verify_reports_chain_and_status_of_a_certificate() {
 fn a_backup_taken_while_serving_restores_to_a_working_instance() {
     let ca = Ca::init(&[]);
     let server = ca.serve();
-    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
-    let csr = ca.csr(
-        "web",
-        &p256,
-        "/CN=web.example.gov.cn",
-        Some("DNS:web.example.gov.cn"),
-    );
-    let (pem, serial) = ca.issue("web", "tls-server", &csr);
-    let restored = tempfile::tempdir().unwrap();
-    let copy = restored.path().join("data");
-    let out = ca.kexin(&["backup", "--out", &path_str(&copy)]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let BackedUp {
+        restored,
+        copy,
+        pem,
+        serial,
+        stdout,
+    } = issue_then_back_up(&ca);
     assert!(
         stdout.contains("the copy's audit chain is intact"),
         "{stdout}"
@@ -1312,14 +1262,7 @@ fn a_backup_taken_while_serving_restores_to_a_working_instance() {
         "no half backup"
     );
 
-    let passphrase = ca.data.join("keystore.pass");
-    let audit = run_ok(
-        kexin(restored.path())
-            .args(["audit", "verify", "--data", "data"])
-            .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase),
-    );
-    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
-    assert!(audit.contains("audit log intact"), "{audit}");
+    restored_copy_serves_the_past(&ca, restored.path(), &pem);
     let backups = run_ok(std::process::Command::new("python3").args([
         "-c",
         "import sqlite3, sys\nprint(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])",
@@ -1327,24 +1270,6 @@ fn a_backup_taken_while_serving_restores_to_a_working_instance() {
         "select count(*) from audit_log where action = 'instance.backup'",
     ]));
     assert_eq!(String::from_utf8_lossy(&backups.stdout).trim(), "1");
-
-    let (http, https) = (free_port(), free_port());
-    let mut serve = kexin(restored.path());
-    serve
-        .args(["serve", "--data", "data"])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--https", &format!("127.0.0.1:{https}")])
-        .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase);
-    let restored_server = Server::start(serve, http, https);
-    let then = ocsp_at(&ca, http, "systems", &["-cert", &pem]);
-    assert!(
-        then.contains("Response verify OK") && then.contains(": good"),
-        "{then}"
-    );
-    let now = ocsp(&ca, "systems", &["-cert", &pem]);
-    assert!(now.contains(": revoked"), "{now}");
-    let (status, output) = restored_server.stop();
-    assert!(status.success(), "{output}");
     server.stop();
 
     let elsewhere = tempfile::tempdir().unwrap();
@@ -1369,23 +1294,13 @@ fn a_postgresql_instance_is_backed_up_and_restored_from_its_dump() {
     let url = fresh_postgres_url();
     let ca = Ca::init(&["--db", &over_tls(&url, None)]);
     let server = ca.serve();
-    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
-    let csr = ca.csr(
-        "web",
-        &p256,
-        "/CN=web.example.gov.cn",
-        Some("DNS:web.example.gov.cn"),
-    );
-    let (pem, serial) = ca.issue("web", "tls-server", &csr);
-    let restored = tempfile::tempdir().unwrap();
-    let copy = restored.path().join("data");
-    let out = ca.kexin(&["backup", "--out", &path_str(&copy)]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let BackedUp {
+        restored,
+        copy,
+        pem,
+        serial,
+        stdout,
+    } = issue_then_back_up(&ca);
     assert!(stdout.contains("pg_restore reads it"), "{stdout}");
     assert!(copy.join("kexin.pgdump").exists() && !copy.join("kexin.db").exists());
     ca.revoke(&serial, "keyCompromise");
@@ -1402,30 +1317,75 @@ fn a_postgresql_instance_is_backed_up_and_restored_from_its_dump() {
     assert!(text.contains(&named), "{text}");
     std::fs::write(&config, text.replace(&named, &new_url)).unwrap();
 
+    restored_copy_serves_the_past(&ca, restored.path(), &pem);
+    server.stop();
+}
+
+/// A certificate issued, then `kexin backup` into a new directory.
+struct BackedUp {
+    restored: tempfile::TempDir,
+    /// `restored/data`.
+    copy: std::path::PathBuf,
+    pem: String,
+    serial: String,
+    stdout: String,
+}
+
+fn issue_then_back_up(ca: &Ca) -> BackedUp {
+    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let csr = ca.csr(
+        "web",
+        &p256,
+        "/CN=web.example.gov.cn",
+        Some("DNS:web.example.gov.cn"),
+    );
+    let (pem, serial) = ca.issue("web", "tls-server", &csr);
+    let restored = tempfile::tempdir().unwrap();
+    let copy = restored.path().join("data");
+    let out = ca.kexin(&["backup", "--out", &path_str(&copy)]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    BackedUp {
+        restored,
+        copy,
+        pem,
+        serial,
+        stdout,
+    }
+}
+
+/// The copy of `ca`'s data directory restored as `restored/data`, given the
+/// passphrase as an operator gives it: its audit chain (checkpoints
+/// included) is intact, and served, it answers OCSP `good` for `pem`, which
+/// the original has revoked since the copy was taken.
+fn restored_copy_serves_the_past(ca: &Ca, restored: &std::path::Path, pem: &str) {
     let passphrase = ca.data.join("keystore.pass");
     let audit = run_ok(
-        kexin(restored.path())
+        kexin(restored)
             .args(["audit", "verify", "--data", "data"])
             .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase),
     );
     let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
     assert!(audit.contains("audit log intact"), "{audit}");
     let (http, https) = (free_port(), free_port());
-    let mut serve = kexin(restored.path());
+    let mut serve = kexin(restored);
     serve
         .args(["serve", "--data", "data"])
         .args(["--http", &format!("127.0.0.1:{http}")])
         .args(["--https", &format!("127.0.0.1:{https}")])
         .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase);
     let restored_server = Server::start(serve, http, https);
-    let then = ocsp_at(&ca, http, "systems", &["-cert", &pem]);
+    let then = ocsp_at(ca, http, "systems", &["-cert", pem]);
     assert!(
         then.contains("Response verify OK") && then.contains(": good"),
         "{then}"
     );
-    let now = ocsp(&ca, "systems", &["-cert", &pem]);
+    let now = ocsp(ca, "systems", &["-cert", pem]);
     assert!(now.contains(": revoked"), "{now}");
     let (status, output) = restored_server.stop();
     assert!(status.success(), "{output}");
-    server.stop();
 }

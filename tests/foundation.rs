@@ -756,26 +756,8 @@ fn a_citizen_has_one_portal_allowance_across_the_nodes_of_an_instance() {
 fn the_database_is_reached_over_verified_tls() {
     let url = fresh_postgres_url();
     let other = tempfile::tempdir().unwrap();
-    let (key, wrong_ca) = (other.path().join("k.pem"), other.path().join("ca.pem"));
-    let (ok, out) = kexin_test_support::openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=not the database's CA",
-        "-days",
-        "1",
-        "-keyout",
-        &path_str(&key),
-        "-out",
-        &path_str(&wrong_ca),
-    ]);
-    assert!(ok, "{out}");
-    let wrong = over_tls(&url, Some(&path_str(&wrong_ca)));
+    let wrong_ca = self_signed_ca(other.path(), "not the database's CA");
+    let wrong = over_tls(&url, Some(&wrong_ca));
     for db in [wrong.clone(), wrong.replace("verify-full", "verify-ca")] {
         let refused = kexin(other.path())
             .args(["init", "--data", "data", "--db", &db])

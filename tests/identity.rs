@@ -1130,26 +1130,8 @@ fn sessions_in_postgresql_are_checked_by_one_replica_at_a_time() {
         .unwrap()
         .as_secs();
     let other = tempfile::tempdir().unwrap();
-    let (key, wrong_ca) = (other.path().join("k.pem"), other.path().join("ca.pem"));
-    let (ok, out) = openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=not the database's CA",
-        "-days",
-        "1",
-        "-keyout",
-        &path_str(&key),
-        "-out",
-        &path_str(&wrong_ca),
-    ]);
-    assert!(ok, "{out}");
-    let wrong = over_tls(&db, Some(&path_str(&wrong_ca))).replace("verify-full", "verify-ca");
+    let wrong_ca = self_signed_ca(other.path(), "not the database's CA");
+    let wrong = over_tls(&db, Some(&wrong_ca)).replace("verify-full", "verify-ca");
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let refused = PgSessionStore::connect(&wrong).await.err().unwrap();
         assert!(

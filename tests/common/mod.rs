@@ -59,6 +59,38 @@ pub fn over_tls(url: &str, ca: Option<&str>) -> String {
     format!("{url}?sslmode=verify-full&sslrootcert={ca}")
 }
 
+/// A self-signed P-256 certificate named `cn`, made by `openssl req` in
+/// `dir` (its key beside it): a CA that is not ours. Returns its path.
+pub fn self_signed_ca(dir: &Path, cn: &str) -> String {
+    let file: String = cn
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let (key, cert) = (
+        dir.join(format!("{file}.key")),
+        dir.join(format!("{file}.pem")),
+    );
+    let (ok, out) = kexin_test_support::openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        &format!("/CN={cn}"),
+        "-days",
+        "1",
+        "-keyout",
+        &path_str(&key),
+        "-out",
+        &path_str(&cert),
+    ]);
+    assert!(ok, "{out}");
+    path_str(&cert)
+}
+
 /// A port free now, for a server a test starts. Not one the kernel hands
 /// out (binding port 0 does): those are the ephemeral ports of outgoing
 /// connections, and the tests' own clients (curl, browsers, relying
