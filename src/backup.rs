@@ -126,6 +126,12 @@ async fn copy_into(
                 .context("writing the database snapshot")?;
             let copy = Database::connect(&Database::sqlite_url(&target)).await?;
             match AuditLog::new(copy).verify().await? {
+                ChainStatus::Intact { entries, .. } if entries < entry.seq => {
+                    bail!(
+                        "the copy ends at audit entry {entries}, before its own {}",
+                        entry.seq
+                    )
+                }
                 ChainStatus::Intact { entries, head, .. } => DatabaseCopy::Sqlite { entries, head },
                 ChainStatus::Broken { seq, reason } => {
                     bail!("the copy's audit chain is broken at entry {seq}: {reason}")
