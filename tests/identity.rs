@@ -1043,7 +1043,8 @@ fn a_relying_system_renews_the_access_tokens_of_sessions_in_use() {
 /// the second finishes at the first; the session is good at both; when
 /// both check it at once, its refresh token is presented once (twice would
 /// end the official's sign-in, the provider taking the second for a
-/// theft); signing out at one ends it at both.
+/// theft), also once its access token has expired, when the others wait
+/// for the renewal; signing out at one ends it at both.
 #[test]
 fn replicas_of_a_relying_system_share_sign_ins_and_sessions() {
     let ca = Ca::init(&[]);
@@ -1100,6 +1101,12 @@ fn replicas_of_a_relying_system_share_sign_ins_and_sessions() {
         assert_eq!(statuses_at_once(&browser, &homes), vec!["200"; 12]);
         assert_eq!(rotated(), renewals, "one renewal per check, at either");
     }
+    // Back after the access token has expired: the requests that find the
+    // session being renewed elsewhere wait for the renewal, and none is
+    // sent to sign in.
+    std::thread::sleep(std::time::Duration::from_secs(64));
+    assert_eq!(statuses_at_once(&browser, &homes), vec!["200"; 12]);
+    assert_eq!(rotated(), "3");
 
     let (code, _, _) = browse(&at(second, "/logout"), Some(&browser));
     assert_eq!(code, 303);
