@@ -1263,13 +1263,11 @@ fn a_backup_taken_while_serving_restores_to_a_working_instance() {
     );
 
     restored_copy_serves_the_past(&ca, restored.path(), &pem);
-    let backups = run_ok(std::process::Command::new("python3").args([
-        "-c",
-        "import sqlite3, sys\nprint(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])",
-        &path_str(&copy.join("kexin.db")),
+    let backups = sqlite_value(
+        &copy.join("kexin.db"),
         "select count(*) from audit_log where action = 'instance.backup'",
-    ]));
-    assert_eq!(String::from_utf8_lossy(&backups.stdout).trim(), "1");
+    );
+    assert_eq!(backups, "1");
     server.stop();
 
     let elsewhere = tempfile::tempdir().unwrap();
@@ -1372,12 +1370,8 @@ fn restored_copy_serves_the_past(ca: &Ca, restored: &std::path::Path, pem: &str)
     let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
     assert!(audit.contains("audit log intact"), "{audit}");
     let (http, https) = (free_port(), free_port());
-    let mut serve = kexin(restored);
-    serve
-        .args(["serve", "--data", "data"])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--https", &format!("127.0.0.1:{https}")])
-        .env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase);
+    let mut serve = serve_command(restored, http, https);
+    serve.env("KEXIN_KEYSTORE_PASSPHRASE_FILE", &passphrase);
     let restored_server = Server::start(serve, http, https);
     let then = ocsp_at(ca, http, "systems", &["-cert", pem]);
     assert!(

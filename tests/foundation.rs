@@ -703,15 +703,11 @@ fn clients_behind_a_trusted_load_balancer_are_told_apart() {
         &query,
     );
     assert_eq!(unannounced, ["closed"]);
-    let requesters = Command::new("python3")
-        .args(["-c", "import sqlite3,sys; print(*[r[0] for r in sqlite3.connect(sys.argv[1]).execute('select requester from timestamp_tokens')])"])
-        .arg(ca.data.join("kexin.db"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&requesters.stdout).trim(),
-        "198.51.100.20"
+    let requesters = sqlite_value(
+        &ca.data.join("kexin.db"),
+        "select group_concat(requester, ' ') from timestamp_tokens",
     );
+    assert_eq!(requesters, "198.51.100.20");
 }
 
 /// Two nodes on one PostgreSQL database, as behind a balancer: a citizen's

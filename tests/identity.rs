@@ -923,24 +923,9 @@ fn a_relying_system_finishes_only_the_sign_in_its_browser_started() {
     system.stop();
 }
 
-/// Runs `statement` on the instance's SQLite database through Python's
-/// sqlite3 and commits it; the first column of its first row, if any.
+/// Runs `statement` on the instance's SQLite database.
 fn sqlite(ca: &Ca, statement: &str) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nrow = c.execute(sys.argv[2]).fetchone()\nc.commit()\nprint(row[0] if row else '')",
-        ])
-        .arg(ca.data.join("kexin.db"))
-        .arg(statement)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{statement}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    sqlite_value(&ca.data.join("kexin.db"), statement)
 }
 
 /// The HTTP statuses of GETs of `urls`, all sent at once by the browser

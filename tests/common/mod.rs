@@ -128,11 +128,38 @@ fn ephemeral_ports_start() -> u16 {
 
 /// `kexin serve` of the data directory `data` under `dir`, on these ports.
 pub fn serve_data(dir: &Path, http: u16, https: u16) -> Server {
+    Server::start(serve_command(dir, http, https), http, https)
+}
+
+/// `kexin serve` of `dir/data` on loopback `http` and `https`, for a
+/// caller to add to (its environment) before [`Server::start`].
+pub fn serve_command(dir: &Path, http: u16, https: u16) -> Command {
     let mut cmd = kexin(dir);
     cmd.args(["serve", "--data", "data"])
         .args(["--http", &format!("127.0.0.1:{http}")])
         .args(["--https", &format!("127.0.0.1:{https}")]);
-    Server::start(cmd, http, https)
+    cmd
+}
+
+/// Runs `statement` on the SQLite database `db` through Python's sqlite3
+/// (an independent reader) and commits it; the first column of its first
+/// row, if any.
+pub fn sqlite_value(db: &Path, statement: &str) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nrow = c.execute(sys.argv[2]).fetchone()\nc.commit()\nprint(row[0] if row else '')",
+        ])
+        .arg(db)
+        .arg(statement)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A running `kexin serve`, stopped with SIGTERM when dropped.
