@@ -116,6 +116,26 @@ fn init_builds_a_verifiable_hierarchy_for_each_algorithm() {
     }
 }
 
+/// One SM2 key in 256 has an x coordinate whose hex starts with "04"; gmssl
+/// mangles such a key if it is handed to its constructor, and then rejects
+/// every signature by it (an OpenSSL-made signature here).
+#[test]
+fn gmssl_checks_signatures_by_keys_whose_x_begins_with_04() {
+    let xy = hex::decode(
+        "04e40c2337c5d40fe796b89db61c7c3899cf1dc08d39fc1d2897f4f2517e3425\
+         c50f4950f5b9c786a7e9dd54911d98787286986380217ba419332e455419beac",
+    )
+    .unwrap();
+    let signature = hex::decode(
+        "c2e607fa1e7a27c478d3903b13e7774c0148a84ff6d42379917ba3c00bf731ec\
+         e1b3299b932f0866dc810fa10c17b1b17dad51529468fe0f55a2b3a134cc9b22",
+    )
+    .unwrap();
+    let message = b"MGlPqj2vfBkBT_DKFkODy6NLDTg_ZcKcW6E8TrwRtkRVTzHdrby9oC6BNT6whIBwfn9Aqc46LmPDfl-i1fNpGf5uNiDbncfyXCaITPt6K3osKuvym1FxsQRoaleacx1SCVkzO0ESQSfFkJT1Putrx5E7maSXYMgY09t7dKoNzaC_ZgGBRCtVoeh--3tDc663tHljgHvw";
+    assert!(gmssl_sm2_verifies(&xy, &signature, false, message));
+    assert!(!gmssl_sm2_verifies(&xy, &signature, false, &message[1..]));
+}
+
 #[test]
 fn sm2_hierarchy_verifies_with_an_independent_gmt_implementation() {
     let tmp = tempfile::tempdir().unwrap();
