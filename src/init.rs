@@ -175,11 +175,11 @@ async fn build(dir: &Path, final_dir: &Path, opts: InitOptions) -> anyhow::Resul
     config.write(dir)?;
     db.pool().close().await;
     let instance = Instance::open(dir).await?;
-    instance.ensure_ocsp_responders().await?;
+    instance.ensure_ocsp_responders("init").await?;
     for ca in std::iter::once(&hierarchy.root).chain(&hierarchy.issuing) {
         instance.regenerate_crl(&ca.name).await?;
     }
-    instance.ensure_tsa().await?;
+    instance.ensure_tsa("init").await?;
     instance
         .profiles()?
         .audit_changes(&instance.audit, requester)

@@ -228,14 +228,17 @@ impl Instance {
     }
 
     /// Issues the TSA certificate (profile `tsa`, CA `systems`) if there is
-    /// none or it expires within 30 days; returns (key label, certificate).
-    pub async fn ensure_tsa(&self) -> anyhow::Result<(String, x509_cert::Certificate)> {
+    /// none or it is due for renewal ([`kexin_ca::renewal::due`]); returns
+    /// (key label, certificate). `source` says why, for the audit log.
+    pub async fn ensure_tsa(
+        &self,
+        source: &str,
+    ) -> anyhow::Result<(String, x509_cert::Certificate)> {
         use der::{Decode, Encode};
         if let Some((label, der)) = self.db.service_certificate("tsa").await? {
             let cert = x509_cert::Certificate::from_der(&der)?;
-            let end =
-                std::time::UNIX_EPOCH + cert.tbs_certificate.validity.not_after.to_unix_duration();
-            if end > std::time::SystemTime::now() + std::time::Duration::from_secs(30 * 86400) {
+            if !kexin_ca::renewal::due(&cert.tbs_certificate.validity, std::time::SystemTime::now())
+            {
                 return Ok((label, cert));
             }
         }
@@ -263,7 +266,7 @@ impl Instance {
                 Some("systems"),
                 kexin_ca::issuance::Requester {
                     actor: "system:kexin",
-                    source: "startup",
+                    source,
                 },
             )
             .await?;
@@ -272,15 +275,89 @@ impl Instance {
             .await?;
         let pem = kexin_ca::certificate::certificate_pem(&cert.to_der()?);
         std::fs::create_dir_all(self.data_dir.join("tsa"))?;
-        std::fs::write(self.data_dir.join("tsa/tsa.pem"), pem)?;
+        replace_file(&self.data_dir.join("tsa/tsa.pem"), pem.as_bytes())?;
         Ok((label, cert))
+    }
+
+    /// Renews the HTTPS server certificate of `https.chain_file` when it is
+    /// due and this instance issued it (by `systems`, for the key
+    /// `https.key_label`); returns the new chain, leaf first. A certificate
+    /// from another CA is the operator's to renew: it is left alone, with a
+    /// warning once it is due.
+    pub async fn renew_https_certificate(
+        &self,
+        source: &str,
+    ) -> anyhow::Result<Option<Vec<rustls::pki_types::CertificateDer<'static>>>> {
+        use der::{Decode, Encode};
+        use rustls::pki_types::pem::PemObject;
+        let path = self.path(&self.config.https.chain_file);
+        let chain = rustls::pki_types::CertificateDer::pem_file_iter(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing {}", path.display()))?;
+        let leaf = x509_cert::Certificate::from_der(
+            chain
+                .first()
+                .context("the HTTPS chain file holds no certificate")?,
+        )?;
+        if !kexin_ca::renewal::due(&leaf.tbs_certificate.validity, std::time::SystemTime::now()) {
+            return Ok(None);
+        }
+        let label = self
+            .config
+            .https
+            .key_label
+            .clone()
+            .context("https.key_label is not set")?;
+        let store = self.store.clone();
+        let public = tokio::task::spawn_blocking(move || store.public_key(&label)).await??;
+        let systems = load_authority(&self.db, "systems").await?;
+        let ours = leaf.tbs_certificate.issuer == systems.certificate.tbs_certificate.subject
+            && leaf.tbs_certificate.subject_public_key_info.to_der()? == public.spki_der;
+        if !ours {
+            tracing::warn!(
+                file = %path.display(),
+                not_after = %leaf.tbs_certificate.validity.not_after,
+                "the HTTPS certificate expires soon and was not issued here; replace the file and restart"
+            );
+            return Ok(None);
+        }
+        let names = &self.config.https.names;
+        let subject = kexin_ca::hierarchy::HttpsSubject {
+            country: &self.config.ca.country,
+            organization: &self.config.ca.organization,
+            names,
+            public_url: &self.config.http.public_url,
+        };
+        let cert = kexin_ca::hierarchy::issue_https_certificate(
+            &self.issuer,
+            &systems,
+            kexin_ca::certificate::parse_spki(&public.spki_der)?,
+            &subject,
+            kexin_ca::issuance::Requester {
+                actor: "system:kexin",
+                source,
+            },
+        )
+        .await?;
+        let root = load_authority(&self.db, kexin_ca::hierarchy::ROOT).await?;
+        let renewed = [cert, systems.certificate, root.certificate]
+            .iter()
+            .map(|c| c.to_der().map(rustls::pki_types::CertificateDer::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pem: String = renewed
+            .iter()
+            .map(|c| kexin_ca::certificate::certificate_pem(c))
+            .collect();
+        replace_file(&path, pem.as_bytes())?;
+        Ok(Some(renewed))
     }
 
     /// The time-stamp authority, with its token log writer started.
     pub async fn time_stamp_authority(
         &self,
     ) -> anyhow::Result<kexin_timestamp::TimeStampAuthority> {
-        let (label, certificate) = self.ensure_tsa().await?;
+        let (label, certificate) = self.ensure_tsa("startup").await?;
         let tsa = &self.config.tsa;
         let parse = |s: &str| {
             s.parse::<const_oid::ObjectIdentifier>()
@@ -312,19 +389,39 @@ impl Instance {
         )?)
     }
 
-    /// Issues missing or expiring OCSP responder certificates.
-    pub async fn ensure_ocsp_responders(&self) -> anyhow::Result<()> {
-        kexin_ca::ocsp::ensure_responders(
+    /// Issues missing OCSP responder certificates and renews those due;
+    /// returns the CAs whose responder got a certificate. `source` says
+    /// why, for the audit log.
+    pub async fn ensure_ocsp_responders(&self, source: &str) -> anyhow::Result<Vec<String>> {
+        Ok(kexin_ca::ocsp::ensure_responders(
             &self.db,
             &self.issuer(),
             &self.store,
             &self.profiles()?,
             &self.urls(),
             &self.key_prefix().await?,
+            kexin_ca::issuance::Requester {
+                actor: "system:kexin",
+                source,
+            },
         )
-        .await?;
-        Ok(())
+        .await?)
     }
+}
+
+/// Replaces `path` with `bytes` at once: a reader (a restart, an operator)
+/// finds the old file or the new one, never half of one.
+fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().context("no file name")?.to_owned();
+    name.push(".renewing");
+    let staged = path.with_file_name(name);
+    let mut file =
+        std::fs::File::create(&staged).with_context(|| format!("creating {}", staged.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&staged, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 pub fn is_initialized(data_dir: &Path) -> bool {

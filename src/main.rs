@@ -25,6 +25,7 @@ mod problem;
 mod proxy_protocol;
 mod seal;
 mod serve;
+mod service_certificates;
 mod sso_client;
 mod tls;
 mod verify;

@@ -121,7 +121,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(a) = opts.https {
         instance.config.https.listen = a;
     }
-    instance.ensure_ocsp_responders().await?;
+    instance.ensure_ocsp_responders("startup").await?;
     abandon_pending(&instance).await?;
     crate::acme::reopen_interrupted_validations(&instance.db).await?;
     let changed = instance
@@ -188,6 +188,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         metrics: Metrics::new(),
     }));
 
+    instance.renew_https_certificate("startup").await?;
     let chain_path = instance.path(&instance.config.https.chain_file);
     let chain = CertificateDer::pem_file_iter(&chain_path)
         .with_context(|| format!("reading {}", chain_path.display()))?
@@ -203,7 +204,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     for ca in ["officials", "systems"] {
         client_cas.push(load_authority(&instance.db, ca).await?.certificate);
     }
-    let tls = crate::tls::server_config(
+    let (tls, https_certificate) = crate::tls::server_config(
         instance.store.clone(),
         &key_label,
         chain,
@@ -229,6 +230,15 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let crl_refresher = tokio::spawn(refresh_crls(instance.clone(), shutdown_rx.clone()));
     let checkpointer = tokio::spawn(checkpoint_audit(instance.clone(), shutdown_rx.clone()));
+    let renewer = tokio::spawn(
+        crate::service_certificates::ServiceCertificates {
+            instance: instance.clone(),
+            ocsp: state.ocsp.clone(),
+            tsa: state.tsa.clone(),
+            https: https_certificate,
+        }
+        .keep_current(shutdown_rx.clone()),
+    );
     let http = serve_http_on_threads(http_listeners, state.clone(), shutdown_rx.clone())?;
     let https = tokio::spawn(serve_https(
         https_listener,
@@ -266,6 +276,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         let _ = https.await;
         let _ = crl_refresher.await;
         let _ = checkpointer.await;
+        let _ = renewer.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), drain)
         .await

@@ -2,7 +2,7 @@
 //! the TLS handshake signature is one more [`KeyStore::sign`] call, so the
 //! HTTPS key can live on the PKCS#11 token beside the CA keys.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use kexin_hsm::{KeyAlgorithm, KeyStore, SignatureAlgorithm};
@@ -86,32 +86,57 @@ impl Signer for StoreSigner {
     }
 }
 
+/// The chain the server presents, replaced when it is renewed while
+/// serving: handshakes from then on present the new one.
 #[derive(Debug)]
-struct FixedCertificate(Arc<CertifiedKey>);
+pub struct ServerCertificate {
+    key: Arc<dyn SigningKey>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
 
-impl ResolvesServerCert for FixedCertificate {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+impl ServerCertificate {
+    /// Presents `chain` (leaf first, for the same key) from now on.
+    pub fn replace(&self, chain: Vec<CertificateDer<'static>>) {
+        let renewed = Arc::new(CertifiedKey::new(chain, self.key.clone()));
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed;
     }
 }
 
-/// A server configuration presenting `chain` (leaf first) with the key `label`.
+impl ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// A server configuration presenting `chain` (leaf first) with the key
+/// `label`, and the handle that renews the chain.
 pub fn server_config(
     store: Arc<dyn KeyStore>,
     label: &str,
     chain: Vec<CertificateDer<'static>>,
     clients: ClientCertificates,
-) -> anyhow::Result<rustls::ServerConfig> {
+) -> anyhow::Result<(rustls::ServerConfig, Arc<ServerCertificate>)> {
     let algorithm = store
         .public_key(label)
         .with_context(|| format!("HTTPS key {label:?}"))?
         .algorithm;
-    let key = Arc::new(StoreKey {
+    let key: Arc<dyn SigningKey> = Arc::new(StoreKey {
         store,
         label: label.to_owned(),
         algorithm,
     });
-    let certified = Arc::new(CertifiedKey::new(chain, key));
+    let certificate = Arc::new(ServerCertificate {
+        current: RwLock::new(Arc::new(CertifiedKey::new(chain, key.clone()))),
+        key,
+    });
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     // TLS_AES_128_GCM_SHA256 first, the suite every TLS 1.3 peer implements
     // and browsers list first: its handshake hash runs on the CPU's SHA-256
@@ -122,7 +147,7 @@ pub fn server_config(
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(clients))
-        .with_cert_resolver(Arc::new(FixedCertificate(certified)));
+        .with_cert_resolver(certificate.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = true;
     // No session resumption. In TLS 1.3 a resumed handshake takes as many
@@ -134,7 +159,7 @@ pub fn server_config(
     // server's CPU per certificate sign-in in A/B runs).
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    Ok(config)
+    Ok((config, certificate))
 }
 
 /// The client certificates a TLS peer presented (empty without one),

@@ -6,6 +6,8 @@ mod common;
 
 use common::*;
 use kexin_test_support::openssl;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// `openssl ocsp` against the running server; returns its output.
 fn ocsp(ca: &Ca, issuer: &str, cert_args: &[&str]) -> String {
@@ -1382,4 +1384,148 @@ fn restored_copy_serves_the_past(ca: &Ca, restored: &std::path::Path, pem: &str)
     assert!(now.contains(": revoked"), "{now}");
     let (status, output) = restored_server.stop();
     assert!(status.success(), "{output}");
+}
+
+/// libfaketime, which moves the clock of the programs it is loaded into
+/// (`apt-get install faketime`).
+fn libfaketime() -> String {
+    std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists())
+        .map(|p| path_str(&p))
+        .expect("libfaketime (apt-get install faketime)")
+}
+
+/// `cmd` with its clock read from `offset_file` (libfaketime's "+Nd" form,
+/// re-read at every clock reading), the monotonic clock moved with it.
+fn at_faked_time<'a>(cmd: &'a mut Command, offset_file: &str) -> &'a mut Command {
+    cmd.env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME_TIMESTAMP_FILE", offset_file)
+        .env("FAKETIME_NO_CACHE", "1")
+}
+
+#[test]
+fn a_server_left_running_for_years_renews_its_own_certificates() {
+    let ca = Ca::init(&[]);
+    let clock = ca.file("faketime");
+    std::fs::write(&clock, "+0d\n").unwrap();
+    let chain_file = path_str(&ca.data.join("tls/server-chain.pem"));
+    let tsa_file = path_str(&ca.data.join("tsa/tsa.pem"));
+    let (https_before, tsa_before) = (serial_of(&chain_file), serial_of(&tsa_file));
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    at_faked_time(&mut serve, &clock);
+    let _server = Server::start(serve, ca.http, ca.https);
+
+    // Five years and a few days on, every certificate Kexin made for its
+    // own services has expired: the OCSP responders' (90 days), the HTTPS
+    // server's (397 days) and the TSA's (1,825 days). The CAs (10 and 20
+    // years) have not.
+    std::fs::write(&clock, "+1830d\n").unwrap();
+    let presented = || {
+        let out = at_faked_time(
+            Command::new("openssl").args(["s_client", "-connect"]),
+            &clock,
+        )
+        .arg(format!("127.0.0.1:{}", ca.https))
+        .args(["-CAfile", &ca.ca_pem("root"), "-verify_return_error"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while !presented().contains("Verify return code: 0 (ok)") {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTPS certificate was not renewed while serving: {}",
+            presented()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let https_after = serial_of(&chain_file);
+    assert_ne!(
+        https_after, https_before,
+        "the chain file holds the renewal"
+    );
+
+    // OCSP answers are signed under a renewed responder certificate, which
+    // OpenSSL checks at the faked time.
+    let mut ocsp = Command::new("openssl");
+    at_faked_time(&mut ocsp, &clock).args([
+        "ocsp",
+        "-issuer",
+        &ca.ca_pem("systems"),
+        "-cert",
+        &tsa_file,
+        "-url",
+        &format!("http://127.0.0.1:{}/ocsp", ca.http),
+        "-CAfile",
+        &ca.ca_pem("root"),
+    ]);
+    let out = ocsp.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("Response verify OK") && text.contains(": good"),
+        "{text}"
+    );
+
+    // Tokens carry the renewed TSA certificate and verify at that time.
+    let tsa_after = serial_of(&tsa_file);
+    assert_ne!(tsa_after, tsa_before, "tsa.pem holds the renewal");
+    let (query, reply) = (ca.file("q.tsq"), ca.file("r.tsr"));
+    let (ok, out) = openssl(&[
+        "ts",
+        "-query",
+        "-data",
+        &chain_file,
+        "-sha256",
+        "-cert",
+        "-out",
+        &query,
+    ]);
+    assert!(ok, "{out}");
+    let (status, body) = curl(&[
+        "-H",
+        "Content-Type: application/timestamp-query",
+        "--data-binary",
+        &format!("@{query}"),
+        &format!("http://127.0.0.1:{}/tsa", ca.http),
+    ]);
+    assert_eq!(status, 200);
+    std::fs::write(&reply, body).unwrap();
+    let mut verify = Command::new("openssl");
+    at_faked_time(&mut verify, &clock).args([
+        "ts",
+        "-verify",
+        "-in",
+        &reply,
+        "-data",
+        &chain_file,
+        "-CAfile",
+        &ca.ca_pem("root"),
+        "-untrusted",
+        &ca.ca_pem("systems"),
+    ]);
+    let out = verify.output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Verification: OK"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Each renewal is an issuance in the audit log, and the chain holds.
+    let renewals = sqlite_value(
+        &ca.data.join("kexin.db"),
+        "SELECT count(*) FROM audit_log WHERE source = 'renewal'",
+    );
+    assert_eq!(renewals, "6", "4 responders, the TSA and HTTPS");
+    let out = ca.kexin(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -168,49 +168,13 @@ pub async fn create_default_hierarchy(
     let tls_alg = tls_key_algorithm(s.key_algorithm);
     let tls_label = format!("{}-tls-https", s.key_prefix);
     let tls_key = generate(&store, &tls_label, tls_alg).await?;
-    let systems_key_id =
-        key_identifier(&systems.certificate.tbs_certificate.subject_public_key_info);
-    let usage = if tls_alg.is_rsa() {
-        KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment
-    } else {
-        KeyUsages::DigitalSignature.into()
+    let https = HttpsSubject {
+        country: &s.country,
+        organization: &s.organization,
+        names: &s.tls_names,
+        public_url: &s.public_url,
     };
-    let common_name = s
-        .tls_names
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "localhost".into());
-    let tls_template = CertificateTemplate {
-        subject: DistinguishedName::new()
-            .country(&s.country)
-            .organization(&s.organization)
-            .common_name(common_name)
-            .to_name()?,
-        not_before: start,
-        not_after: start + Duration::from_secs(397 * 86400),
-        extensions: vec![
-            basic_constraints(false, None)?,
-            key_usage(usage)?,
-            extended_key_usage(vec![OID_KP_SERVER_AUTH], false)?,
-            subject_alt_name(&s.tls_names, false)?,
-            subject_key_identifier(&tls_key)?,
-            authority_key_identifier(&systems_key_id)?,
-            authority_info_access(
-                &format!("{base}/pki/ca/systems.crt"),
-                Some(&format!("{base}/ocsp")),
-            )?,
-            crl_distribution_point(&format!("{base}/pki/crl/systems.crl"))?,
-        ],
-        public_key: tls_key,
-    };
-    let tls_cert = issuer
-        .issue(
-            Signer::Authority(systems),
-            "tls-server",
-            &tls_template,
-            requester,
-        )
-        .await?;
+    let tls_cert = issue_https_certificate(&issuer, systems, tls_key, &https, requester).await?;
     Ok(Hierarchy {
         tls_chain: vec![
             tls_cert,
@@ -222,6 +186,77 @@ pub async fn create_default_hierarchy(
         tls_key_label: tls_label,
         tls_signature: tls_alg.default_signature(),
     })
+}
+
+/// What the HTTPS server certificate of an instance certifies.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpsSubject<'a> {
+    pub country: &'a str,
+    pub organization: &'a str,
+    /// DNS names and IP addresses; the first is also the common name.
+    pub names: &'a [String],
+    /// Base URL of the plain-HTTP repository (AIA, CDP and OCSP point here).
+    pub public_url: &'a str,
+}
+
+/// Days an HTTPS server certificate is valid: the most browsers accept.
+const HTTPS_VALIDITY_DAYS: u64 = 397;
+
+/// Issues the HTTPS server certificate (serverAuth, 397 days) for the key
+/// `public_key`, signed by `systems`; `kexin init` and its renewal while
+/// serving both come here.
+pub async fn issue_https_certificate(
+    issuer: &Issuer,
+    systems: &SigningAuthority,
+    public_key: spki::SubjectPublicKeyInfoOwned,
+    s: &HttpsSubject<'_>,
+    requester: Requester<'_>,
+) -> Result<Certificate, Error> {
+    let base = s.public_url.trim_end_matches('/');
+    let start = SystemTime::now() - Duration::from_secs(3600);
+    let systems_key_id =
+        key_identifier(&systems.certificate.tbs_certificate.subject_public_key_info);
+    let usage = if KeyAlgorithm::from_spki(&public_key)?.is_rsa() {
+        KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment
+    } else {
+        KeyUsages::DigitalSignature.into()
+    };
+    let common_name = s
+        .names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let template = CertificateTemplate {
+        subject: DistinguishedName::new()
+            .country(s.country)
+            .organization(s.organization)
+            .common_name(common_name)
+            .to_name()?,
+        not_before: start,
+        not_after: start + Duration::from_secs(HTTPS_VALIDITY_DAYS * 86400),
+        extensions: vec![
+            basic_constraints(false, None)?,
+            key_usage(usage)?,
+            extended_key_usage(vec![OID_KP_SERVER_AUTH], false)?,
+            subject_alt_name(s.names, false)?,
+            subject_key_identifier(&public_key)?,
+            authority_key_identifier(&systems_key_id)?,
+            authority_info_access(
+                &format!("{base}/pki/ca/systems.crt"),
+                Some(&format!("{base}/ocsp")),
+            )?,
+            crl_distribution_point(&format!("{base}/pki/crl/systems.crl"))?,
+        ],
+        public_key,
+    };
+    issuer
+        .issue(
+            Signer::Authority(systems),
+            "tls-server",
+            &template,
+            requester,
+        )
+        .await
 }
 
 async fn generate(

@@ -16,6 +16,7 @@ pub mod ocsp;
 pub mod principal;
 pub mod profile;
 pub mod registration;
+pub mod renewal;
 pub mod request;
 pub mod revocation;
 pub mod secrets;

@@ -9,7 +9,7 @@
 //! `malformedRequest`, CAs we do not serve get `unauthorized`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use const_oid::ObjectIdentifier;
@@ -41,8 +41,6 @@ const OID_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Most CertIDs answered in one request.
 const MAX_CERT_IDS: usize = 16;
-/// Renew a responder certificate when it has less than this left.
-const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86400);
 
 fn digest(alg: ObjectIdentifier, data: &[u8]) -> Option<Vec<u8>> {
     use aws_lc_rs::digest as d;
@@ -65,10 +63,32 @@ struct ServedCa {
     name: String,
     /// (hash algorithm, issuerNameHash, issuerKeyHash) for every CertID hash we accept.
     id_hashes: Vec<(ObjectIdentifier, Vec<u8>, Vec<u8>)>,
-    responder_label: String,
-    responder_signature: SignatureAlgorithm,
-    responder_cert: Certificate,
-    responder_key_hash: Vec<u8>,
+    /// Replaced when the responder certificate is renewed while serving.
+    responder: RwLock<Arc<Responder>>,
+}
+
+/// The delegated responder that signs a CA's answers.
+struct Responder {
+    label: String,
+    signature: SignatureAlgorithm,
+    /// DER, to tell a renewed certificate in storage from this one.
+    der: Vec<u8>,
+    cert: Certificate,
+    key_hash: Vec<u8>,
+}
+
+impl Responder {
+    fn new(label: String, der: Vec<u8>) -> Result<Self, Error> {
+        let cert = Certificate::from_der(&der).map_err(der_err)?;
+        let spki = &cert.tbs_certificate.subject_public_key_info;
+        Ok(Self {
+            label,
+            signature: KeyAlgorithm::from_spki(spki)?.default_signature(),
+            key_hash: digest(OID_SHA1, spki.subject_public_key.raw_bytes()).unwrap_or_default(),
+            der,
+            cert,
+        })
+    }
 }
 
 /// What the HTTP layer needs to send an answer.
@@ -139,8 +159,9 @@ impl std::fmt::Debug for OcspResponder {
     }
 }
 
-/// Creates missing delegated responder certificates and renews those close
-/// to expiry. `key_prefix` names new responder keys.
+/// Creates missing delegated responder certificates and renews those due
+/// ([`crate::renewal::due`]). `key_prefix` names new responder keys.
+/// Returns the CAs whose responder certificate was issued.
 pub async fn ensure_responders(
     db: &Database,
     issuer: &Issuer,
@@ -148,7 +169,9 @@ pub async fn ensure_responders(
     profiles: &Profiles,
     urls: &RepositoryUrls,
     key_prefix: &str,
-) -> Result<(), Error> {
+    requester: Requester<'_>,
+) -> Result<Vec<String>, Error> {
+    let mut issued = Vec::new();
     let existing: HashMap<String, (String, Vec<u8>)> = db
         .ocsp_responders()
         .await?
@@ -161,9 +184,7 @@ pub async fn ensure_responders(
         let label = match existing.get(&ca.name) {
             Some((label, cert)) => {
                 let cert = Certificate::from_der(cert).map_err(der_err)?;
-                let end = SystemTime::UNIX_EPOCH
-                    + cert.tbs_certificate.validity.not_after.to_unix_duration();
-                if end > SystemTime::now() + RENEW_BEFORE {
+                if !crate::renewal::due(&cert.tbs_certificate.validity, SystemTime::now()) {
                     continue;
                 }
                 label.clone()
@@ -198,21 +219,14 @@ pub async fn ensure_responders(
         };
         let template = profile.template(&request, &ca, urls, SystemTime::now())?;
         let cert = issuer
-            .issue(
-                Signer::Authority(&ca),
-                "ocsp-signer",
-                &template,
-                Requester {
-                    actor: "system:kexin",
-                    source: "startup",
-                },
-            )
+            .issue(Signer::Authority(&ca), "ocsp-signer", &template, requester)
             .await?;
         db.insert_ocsp_responder(&ca.name, &label, &cert.to_der().map_err(der_err)?)
             .await?;
         tracing::info!(ca = %ca.name, issuer_subject = %org, "OCSP responder certificate issued");
+        issued.push(ca.name.clone());
     }
-    Ok(())
+    Ok(issued)
 }
 
 impl OcspResponder {
@@ -231,9 +245,6 @@ impl OcspResponder {
                 tracing::warn!(ca = %ca.name, "no OCSP responder certificate; OCSP requests for it get unauthorized");
                 continue;
             };
-            let responder_cert = Certificate::from_der(&cert).map_err(der_err)?;
-            let spki = &responder_cert.tbs_certificate.subject_public_key_info;
-            let key_alg = KeyAlgorithm::from_spki(spki)?;
             let tbs = &ca.certificate.tbs_certificate;
             let subject_der = tbs.subject.to_der().map_err(der_err)?;
             let key_bits = tbs.subject_public_key_info.subject_public_key.raw_bytes();
@@ -244,11 +255,7 @@ impl OcspResponder {
             cas.push(ServedCa {
                 name: ca.name.clone(),
                 id_hashes,
-                responder_label: label,
-                responder_signature: key_alg.default_signature(),
-                responder_key_hash: digest(OID_SHA1, spki.subject_public_key.raw_bytes())
-                    .unwrap_or_default(),
-                responder_cert,
+                responder: RwLock::new(Arc::new(Responder::new(label, cert)?)),
             });
         }
         Ok(Self {
@@ -260,6 +267,41 @@ impl OcspResponder {
             validity: Duration::from_secs(4 * 3600),
             refresh: Duration::from_secs(3600),
         })
+    }
+
+    /// Takes up responder certificates renewed in storage (by this process
+    /// or another node) and forgets the answers the old ones signed, which
+    /// carry the old certificate. Returns the CAs whose responder changed.
+    pub async fn reload_responders(&self) -> Result<Vec<String>, Error> {
+        let mut changed = Vec::new();
+        for (ca_name, label, der) in self.db.ocsp_responders().await? {
+            let Some(index) = self.cas.iter().position(|c| c.name == ca_name) else {
+                continue;
+            };
+            let served = &self.cas[index];
+            if self.responder(index).der == der {
+                continue;
+            }
+            let renewed = Arc::new(Responder::new(label, der)?);
+            *served
+                .responder
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed;
+            self.cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|(i, _, _), _| *i != index);
+            changed.push(ca_name);
+        }
+        Ok(changed)
+    }
+
+    fn responder(&self, ca_index: usize) -> Arc<Responder> {
+        self.cas[ca_index]
+            .responder
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Forgets cached answers about `serial` (after a revocation or release).
@@ -427,6 +469,7 @@ impl OcspResponder {
         nonce: Option<Extension>,
     ) -> Result<OcspAnswer, Error> {
         let ca = &self.cas[ca_index];
+        let responder = self.responder(ca_index);
         let now_t = SystemTime::now();
         let this_update = generalized(now_t)?;
         let next = now_t + self.validity;
@@ -461,20 +504,20 @@ impl OcspResponder {
         let data = ResponseData {
             version: Version::V1,
             responder_id: ResponderId::ByKey(
-                OctetString::new(ca.responder_key_hash.clone()).map_err(der_err)?,
+                OctetString::new(responder.key_hash.clone()).map_err(der_err)?,
             ),
             produced_at: this_update,
             responses,
             response_extensions: nonce.map(|n| vec![n]),
         };
         let tbs = data.to_der().map_err(der_err)?;
-        let alg = ca.responder_signature;
-        let signature = kexin_hsm::sign_async(&self.store, &ca.responder_label, alg, tbs).await?;
+        let alg = responder.signature;
+        let signature = kexin_hsm::sign_async(&self.store, &responder.label, alg, tbs).await?;
         let basic = BasicOcspResponse {
             tbs_response_data: data,
             signature_algorithm: alg.algorithm_identifier(),
             signature: BitString::from_bytes(&signature).map_err(der_err)?,
-            certs: Some(vec![ca.responder_cert.clone()]),
+            certs: Some(vec![responder.cert.clone()]),
         };
         let der = OcspResponse::successful(basic)
             .and_then(|r| r.to_der())

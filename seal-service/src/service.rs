@@ -146,7 +146,7 @@ impl SealService {
             }
         }
         let validation = if level >= Level::BLT {
-            let leaves = [seal.certificate.clone(), self.tsa.certificate().clone()];
+            let leaves = [seal.certificate.clone(), self.tsa.certificate()];
             Some(ValidationData::collect(self.registry.db(), &self.ocsp, &leaves).await?)
         } else {
             None

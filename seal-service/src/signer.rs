@@ -190,7 +190,7 @@ impl SealSigner {
         // The token carries the TSA certificate; its CAs come with the
         // signature so that a relying party needs only the root.
         if let (true, Some(tsa)) = (opts.level >= Level::BT, opts.tsa) {
-            for c in chain_of(tsa.certificate(), &self.authorities) {
+            for c in chain_of(&tsa.certificate(), &self.authorities) {
                 if !certs.contains(&c) {
                     certs.push(c);
                 }

@@ -17,9 +17,9 @@ pub mod response;
 pub mod token;
 pub mod verify;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use kexin_hsm::{KeyStore, SignatureAlgorithm};
+use kexin_hsm::{KeyAlgorithm, KeyStore, SignatureAlgorithm};
 use x509_cert::Certificate;
 
 pub use request::{FailureInfo, Rejection};
@@ -43,11 +43,9 @@ pub enum Error {
 /// A configured TSA: its certificate, key and policy.
 pub struct TimeStampAuthority {
     pub(crate) store: Arc<dyn KeyStore>,
-    pub(crate) key_label: String,
-    pub(crate) signature: SignatureAlgorithm,
-    pub(crate) certificate: Certificate,
-    /// What every token holds regardless of the request, encoded once.
-    pub(crate) template: token::Template,
+    /// Replaced when the TSA certificate is renewed while serving.
+    signer: RwLock<Arc<Signer>>,
+    accuracy_seconds: u64,
     pub(crate) policy: const_oid::ObjectIdentifier,
     pub(crate) accepted_policies: Vec<const_oid::ObjectIdentifier>,
     pub(crate) clock: clock::ClockGuard,
@@ -57,7 +55,7 @@ pub struct TimeStampAuthority {
 impl std::fmt::Debug for TimeStampAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimeStampAuthority")
-            .field("key_label", &self.key_label)
+            .field("key_label", &self.signer().key_label)
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
@@ -83,21 +81,52 @@ pub struct TsaSettings {
     pub log: log::TokenLog,
 }
 
+/// The key and certificate that sign tokens, with what every token holds
+/// because of them.
+pub(crate) struct Signer {
+    pub(crate) key_label: String,
+    pub(crate) signature: SignatureAlgorithm,
+    pub(crate) certificate: Certificate,
+    /// What every token holds regardless of the request, encoded once.
+    pub(crate) template: token::Template,
+}
+
+impl Signer {
+    fn new(
+        key_label: String,
+        signature: SignatureAlgorithm,
+        certificate: Certificate,
+        issuers: &[Certificate],
+        accuracy_seconds: u64,
+    ) -> Result<Self, Error> {
+        let mut chain = vec![certificate.clone()];
+        chain.extend(issuers.iter().cloned());
+        Ok(Self {
+            template: token::Template::new(signature, &chain, accuracy_seconds)?,
+            key_label,
+            signature,
+            certificate,
+        })
+    }
+}
+
 impl TimeStampAuthority {
     pub fn new(s: TsaSettings) -> Result<Self, Error> {
-        let mut chain = vec![s.certificate.clone()];
-        chain.extend(s.issuers.iter().cloned());
-        let template = token::Template::new(s.signature, &chain, s.accuracy_seconds)?;
+        let signer = Signer::new(
+            s.key_label,
+            s.signature,
+            s.certificate,
+            &s.issuers,
+            s.accuracy_seconds,
+        )?;
         let mut accepted = s.accepted_policies;
         if !accepted.contains(&s.policy) {
             accepted.push(s.policy);
         }
         Ok(Self {
             store: s.store,
-            key_label: s.key_label,
-            signature: s.signature,
-            certificate: s.certificate,
-            template,
+            signer: RwLock::new(Arc::new(signer)),
+            accuracy_seconds: s.accuracy_seconds,
             policy: s.policy,
             accepted_policies: accepted,
             clock: s.clock,
@@ -162,7 +191,41 @@ impl TimeStampAuthority {
         token::issue(self, &validated, requester, durability).await
     }
 
-    pub fn certificate(&self) -> &Certificate {
-        &self.certificate
+    /// The certificate that signs tokens now.
+    pub fn certificate(&self) -> Certificate {
+        self.signer().certificate.clone()
+    }
+
+    /// Signs the tokens from now on with `certificate` (a renewal of the TSA
+    /// certificate) and the key `key_label`; tokens being signed finish with
+    /// the certificate they started with.
+    pub fn replace_certificate(
+        &self,
+        key_label: String,
+        certificate: Certificate,
+        issuers: &[Certificate],
+    ) -> Result<(), Error> {
+        let signature =
+            KeyAlgorithm::from_spki(&certificate.tbs_certificate.subject_public_key_info)?
+                .default_signature();
+        let renewed = Signer::new(
+            key_label,
+            signature,
+            certificate,
+            issuers,
+            self.accuracy_seconds,
+        )?;
+        *self
+            .signer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(renewed);
+        Ok(())
+    }
+
+    pub(crate) fn signer(&self) -> Arc<Signer> {
+        self.signer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

@@ -433,7 +433,8 @@ pub async fn issue(
         .map_err(|e| Error::Encoding(e.to_string()))?
         .to_vec();
     let policy = v.request.req_policy.unwrap_or(tsa.policy);
-    let template = &tsa.template;
+    let signer = tsa.signer();
+    let template = &signer.template;
     let mut tst_info = template.tst_info(v, &policy, &serial, since_epoch)?;
     let mut attributes = template.signed_attributes(&tst_info);
     let extra =
@@ -448,8 +449,8 @@ pub async fn issue(
     }
     let signature = kexin_hsm::sign_async(
         &tsa.store,
-        &tsa.key_label,
-        tsa.signature,
+        &signer.key_label,
+        signer.signature,
         wrap(SET, &[&attributes]),
     )
     .await?;

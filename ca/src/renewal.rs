@@ -1,0 +1,67 @@
+//! When a certificate Kexin holds for one of its own services (an OCSP
+//! responder, the TSA, the HTTPS server) is renewed.
+//!
+//! A running server checks these certificates every minute, so an instance
+//! left running for years keeps answering with valid ones. A renewal
+//! certifies the same key again: the key never leaves the key store, and
+//! replacing it is a decision for an officer, not for a timer.
+
+use std::time::{Duration, SystemTime};
+
+use x509_cert::time::Validity;
+
+/// Renewal starts this long before expiry at the latest.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86400);
+
+/// Whether a certificate valid for `validity` is due for renewal at `now`:
+/// less than 30 days, or less than a third of its lifetime, left (the
+/// smaller, so a certificate made short-lived by its profile is not renewed
+/// as soon as it is issued).
+pub fn due(validity: &Validity, now: SystemTime) -> bool {
+    let start = SystemTime::UNIX_EPOCH + validity.not_before.to_unix_duration();
+    let end = SystemTime::UNIX_EPOCH + validity.not_after.to_unix_duration();
+    let lifetime = end.duration_since(start).unwrap_or_default();
+    let margin = RENEW_BEFORE.min(lifetime / 3);
+    match end.duration_since(now) {
+        Ok(left) => left < margin,
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::asn1::UtcTime;
+    use x509_cert::time::Time;
+
+    fn valid_for(days: u64) -> Validity {
+        let start = Duration::from_secs(1_800_000_000);
+        Validity {
+            not_before: Time::UtcTime(UtcTime::from_unix_duration(start).unwrap()),
+            not_after: Time::UtcTime(
+                UtcTime::from_unix_duration(start + Duration::from_secs(days * 86400)).unwrap(),
+            ),
+        }
+    }
+
+    fn at_day(day: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + day * 86400)
+    }
+
+    #[test]
+    fn long_lived_certificates_are_renewed_thirty_days_before_expiry() {
+        let cert = valid_for(397);
+        assert!(!due(&cert, at_day(0)));
+        assert!(!due(&cert, at_day(366)));
+        assert!(due(&cert, at_day(368)));
+        assert!(due(&cert, at_day(500)), "an expired one is renewed too");
+    }
+
+    #[test]
+    fn short_lived_certificates_are_renewed_with_a_third_left() {
+        let cert = valid_for(30);
+        assert!(!due(&cert, at_day(0)));
+        assert!(!due(&cert, at_day(19)));
+        assert!(due(&cert, at_day(21)));
+    }
+}
