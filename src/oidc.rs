@@ -459,7 +459,7 @@ async fn start_sso(
         .await?;
     let cookie = HeaderValue::from_str(&format!(
         "{SSO_COOKIE}={session}; Path=/oidc; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
-        kexin_identity::provider::SESSION_ABSOLUTE.as_secs()
+        state.oidc.session_lifetimes().absolute.as_secs()
     ))
     .ok();
     Ok((session, cookie, code))

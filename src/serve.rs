@@ -157,7 +157,11 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             kexin_identity::challenges::ChallengeKey::new(&stamp_secret),
             instance.config.https.public_base(),
         )
-        .with_access_token_lifetime(instance.config.oidc.access_token_lifetime_secs),
+        .with_access_token_lifetime(instance.config.oidc.access_token_lifetime_secs)
+        .with_session_lifetimes(kexin_identity::provider::SessionLifetimes {
+            idle: Duration::from_secs(instance.config.oidc.session_idle_secs.into()),
+            absolute: Duration::from_secs(instance.config.oidc.session_absolute_secs.into()),
+        }),
     );
     let instance = Arc::new(instance);
     let ca_certificates = instance

@@ -1386,26 +1386,6 @@ fn restored_copy_serves_the_past(ca: &Ca, restored: &std::path::Path, pem: &str)
     assert!(status.success(), "{output}");
 }
 
-/// libfaketime, which moves the clock of the programs it is loaded into
-/// (`apt-get install faketime`).
-fn libfaketime() -> String {
-    std::fs::read_dir("/usr/lib")
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
-        .find(|p| p.exists())
-        .map(|p| path_str(&p))
-        .expect("libfaketime (apt-get install faketime)")
-}
-
-/// `cmd` with its clock read from `offset_file` (libfaketime's "+Nd" form,
-/// re-read at every clock reading), the monotonic clock moved with it.
-fn at_faked_time<'a>(cmd: &'a mut Command, offset_file: &str) -> &'a mut Command {
-    cmd.env("LD_PRELOAD", libfaketime())
-        .env("FAKETIME_TIMESTAMP_FILE", offset_file)
-        .env("FAKETIME_NO_CACHE", "1")
-}
-
 #[test]
 fn a_server_left_running_for_years_renews_its_own_certificates() {
     let ca = Ca::init(&[]);

@@ -1841,28 +1841,7 @@ fn two_nodes_on_postgresql_share_sso_sessions() {
     let (root, jar) = (ca.ca_pem("root"), ca.file("cookies.txt"));
     let node = |port: u16, path: &str| format!("https://localhost:{port}{path}");
 
-    let (code, body) = curl(&[
-        "--cacert",
-        &root,
-        "-d",
-        &format!("client_id={client_id}"),
-        &node(https, "/oidc/challenge"),
-    ]);
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let c: Value = serde_json::from_slice(&body).unwrap();
-    let (msg, sig) = (ca.file("msg.bin"), ca.file("sig.der"));
-    let message = format!(
-        "kexin-sso-challenge\n{}\n{client_id}",
-        c["nonce"].as_str().unwrap()
-    );
-    std::fs::write(&msg, message).unwrap();
-    assert!(openssl(&["dgst", "-sha256", "-sign", &key, "-out", &sig, &msg]).0);
-    use base64::Engine;
-    let answer = serde_json::json!({
-        "challenge_id": c["challenge_id"],
-        "certificate": std::fs::read_to_string(&cert).unwrap(),
-        "signature": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&sig).unwrap()),
-    });
+    let answer = signed_challenge(&ca, https, &client_id, &cert, &key);
     let (code, body) = curl(&[
         "--cacert",
         &root,
@@ -1893,31 +1872,8 @@ fn two_nodes_on_postgresql_share_sso_sessions() {
         "{replayed}"
     );
 
-    let authorize = |port: u16| {
-        let url = node(
-            port,
-            &format!("/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Frp.example.gov.cn%2Fcb&scope=openid&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"),
-        );
-        let out = Command::new("curl")
-            .args(["-sS", "--cacert", &root, "-b", &jar, "-o", "/dev/null"])
-            .args(["-w", "%{http_code} %{redirect_url}", &url])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let code_from = |text: &str| -> String {
-        assert!(
-            text.starts_with("303 https://rp.example.gov.cn/cb?code="),
-            "{text}"
-        );
-        text.split("code=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let authorize = |port: u16| authorize_in(&ca, port, &jar, &client_id);
+    let code_from = |text: &str| code_in(text).unwrap_or_else(|| panic!("no code: {text}"));
     let redeem_at = |port: u16, code: &str| {
         redeem_code(
             &root,
@@ -1960,4 +1916,130 @@ fn two_nodes_on_postgresql_share_sso_sessions() {
         let (status, output) = server.stop();
         assert!(status.success() && !output.contains("panicked"), "{output}");
     }
+}
+
+/// The answer to a challenge from the node at `port` for `client_id`,
+/// signed by `openssl dgst` with the official's key.
+fn signed_challenge(ca: &Ca, port: u16, client_id: &str, cert: &str, key: &str) -> Value {
+    let (code, body) = curl(&[
+        "--cacert",
+        &ca.ca_pem("root"),
+        "-d",
+        &format!("client_id={client_id}"),
+        &format!("https://localhost:{port}/oidc/challenge"),
+    ]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let c: Value = serde_json::from_slice(&body).unwrap();
+    let (msg, sig) = (ca.file("msg.bin"), ca.file("sig.der"));
+    let message = format!(
+        "kexin-sso-challenge\n{}\n{client_id}",
+        c["nonce"].as_str().unwrap()
+    );
+    std::fs::write(&msg, message).unwrap();
+    assert!(openssl(&["dgst", "-sha256", "-sign", key, "-out", &sig, &msg]).0);
+    use base64::Engine;
+    serde_json::json!({
+        "challenge_id": c["challenge_id"],
+        "certificate": std::fs::read_to_string(cert).unwrap(),
+        "signature": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&sig).unwrap()),
+    })
+}
+
+/// An authorization request for `client_id` (redirect URI
+/// `https://rp.example.gov.cn/cb`) at the node at `port`, with the cookies
+/// of `jar`: the status and where it redirects.
+fn authorize_in(ca: &Ca, port: u16, jar: &str, client_id: &str) -> String {
+    let url = format!("https://localhost:{port}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Frp.example.gov.cn%2Fcb&scope=openid&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &ca.ca_pem("root"),
+            "-b",
+            jar,
+            "-o",
+            "/dev/null",
+        ])
+        .args(["-w", "%{http_code} %{redirect_url}", &url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The code an [`authorize_in`] outcome gives back without a sign-in.
+fn code_in(outcome: &str) -> Option<String> {
+    let query = outcome.strip_prefix("303 https://rp.example.gov.cn/cb?")?;
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("code="))
+        .map(str::to_owned)
+}
+
+#[test]
+fn an_sso_session_ends_after_its_configured_idle_time_and_lifetime() {
+    let ca = Ca::init(&[]);
+    let official = ca.officer("qian-shi", "auditor");
+    let client = client_add(&ca, "限时会话的系统", "https://rp.example.gov.cn/cb");
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let (cert, key) = pem_pair(&ca, &official, "qian");
+    let clock = ca.file("faketime");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    at_faked_time(&mut serve, &clock)
+        .env("KEXIN_OIDC__SESSION_IDLE_SECS", "600")
+        .env("KEXIN_OIDC__SESSION_ABSOLUTE_SECS", "3600");
+    let _server = Server::start(serve, ca.http, ca.https);
+    let jar = ca.file("cookies.txt");
+    let sign_in = || {
+        let answer = signed_challenge(&ca, ca.https, &client_id, &cert, &key);
+        let (code, body) = curl(&[
+            "--cacert",
+            &ca.ca_pem("root"),
+            "-c",
+            &jar,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &answer.to_string(),
+            &format!("https://localhost:{}/oidc/challenge/answer", ca.https),
+        ]);
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    };
+    // At `seconds` after the server started: whether the session still
+    // gives a code without the official signing in.
+    let signed_in_at = |seconds: u32| {
+        std::fs::write(&clock, format!("+{seconds}\n")).unwrap();
+        code_in(&authorize_in(&ca, ca.https, &jar, &client_id)).is_some()
+    };
+
+    // Idle: every use gives it ten minutes more; eleven minutes unused end it.
+    sign_in();
+    assert!(signed_in_at(0));
+    assert!(signed_in_at(540));
+    assert!(signed_in_at(1080), "nine minutes after its last use");
+    assert!(!signed_in_at(1740), "eleven minutes after its last use");
+
+    // Absolute: in steady use, an hour after sign-in it ends all the same.
+    sign_in();
+    for t in [1740, 2280, 2820, 3360, 3900, 4440, 4980, 5300] {
+        assert!(signed_in_at(t), "{}s after sign-in", t - 1740);
+    }
+    assert!(!signed_in_at(5400), "an hour and a minute after sign-in");
+    // The browser keeps the session's cookie no longer than the session.
+    let jar = std::fs::read_to_string(&jar).unwrap();
+    let expires: u64 = jar
+        .lines()
+        .map(|line| line.split('\t').collect::<Vec<_>>())
+        .find(|fields| fields.get(5) == Some(&"kexin_sso"))
+        .and_then(|fields| fields[4].parse().ok())
+        .unwrap_or_else(|| panic!("no session cookie: {jar}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (now + 3400..now + 3700).contains(&expires),
+        "Max-Age {}",
+        expires as i64 - now as i64
+    );
 }

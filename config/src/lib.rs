@@ -60,12 +60,20 @@ pub struct OidcConfig {
     /// seconds. Shorter ends a revoked or logged-out session's tokens
     /// sooner; relying systems renew theirs with the refresh token.
     pub access_token_lifetime_secs: u32,
+    /// An official's single sign-on session unused this long ends, 60
+    /// seconds to a day; the next system asks the official to sign in.
+    pub session_idle_secs: u32,
+    /// And this long after sign-in in any case: from the idle time to 30
+    /// days. The session cookie lives as long.
+    pub session_absolute_secs: u32,
 }
 
 impl Default for OidcConfig {
     fn default() -> Self {
         Self {
             access_token_lifetime_secs: 300,
+            session_idle_secs: 30 * 60,
+            session_absolute_secs: 10 * 3600,
         }
     }
 }
@@ -354,6 +362,20 @@ impl Config {
                 config.oidc.access_token_lifetime_secs
             )));
         }
+        let (idle, absolute) = (
+            config.oidc.session_idle_secs,
+            config.oidc.session_absolute_secs,
+        );
+        if !(60..=86_400).contains(&idle) {
+            return Err(ConfigError::Invalid(format!(
+                "key `oidc.session_idle_secs`: {idle} is not 60 to 86400 seconds"
+            )));
+        }
+        if !(idle..=30 * 86_400).contains(&absolute) {
+            return Err(ConfigError::Invalid(format!(
+                "key `oidc.session_absolute_secs`: {absolute} is not from the idle time ({idle}) to 2592000 seconds (30 days)"
+            )));
+        }
         Ok(config)
     }
 
@@ -537,6 +559,34 @@ mod tests {
                     !good && e.to_string().contains("oidc.access_token_lifetime_secs"),
                     "{secs}: {e}"
                 ),
+            }
+        }
+    }
+
+    #[test]
+    fn sso_session_lifetimes_are_bounded_and_absolute_is_not_below_idle() {
+        for (idle, absolute, refused) in [
+            (59, 3600, Some("oidc.session_idle_secs")),
+            (60, 60, None),
+            (86_400, 86_400, None),
+            (86_401, 90_000, Some("oidc.session_idle_secs")),
+            (600, 599, Some("oidc.session_absolute_secs")),
+            (600, 2_592_000, None),
+            (600, 2_592_001, Some("oidc.session_absolute_secs")),
+        ] {
+            let loaded = load(
+                &format!(
+                    "[oidc]\nsession_idle_secs = {idle}\nsession_absolute_secs = {absolute}\n"
+                ),
+                &[],
+            );
+            match (loaded, refused) {
+                (Ok(c), None) => assert_eq!(
+                    (c.oidc.session_idle_secs, c.oidc.session_absolute_secs),
+                    (idle, absolute)
+                ),
+                (Err(e), Some(key)) => assert!(e.to_string().contains(key), "{e}"),
+                (other, _) => panic!("{idle}/{absolute}: {other:?}"),
             }
         }
     }

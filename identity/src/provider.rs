@@ -19,7 +19,7 @@ use crate::{now, oauth, random_token, sha256_hex, storage, Error};
 
 /// How long access and ID tokens are good for unless configured.
 pub const ACCESS_TOKEN_LIFETIME: i64 = 300;
-pub use crate::sessions::{SESSION_ABSOLUTE, SESSION_IDLE};
+pub use crate::sessions::SessionLifetimes;
 
 /// A signed-in official: the account (`sub`) a certificate subject maps to,
 /// and the claims shown to client systems.
@@ -101,7 +101,7 @@ impl Provider {
         Self {
             clients: Directory::new(db.clone()),
             refresh_tokens: RefreshJournal::new(&db),
-            sessions: Sessions::new(db.clone()),
+            sessions: Sessions::new(db.clone(), SessionLifetimes::default()),
             db,
             keys,
             issuer,
@@ -115,6 +115,16 @@ impl Provider {
     pub fn with_access_token_lifetime(mut self, seconds: u32) -> Self {
         self.access_lifetime = i64::from(seconds);
         self
+    }
+
+    /// SSO sessions that last `lifetimes` rather than the default.
+    pub fn with_session_lifetimes(mut self, lifetimes: SessionLifetimes) -> Self {
+        self.sessions = Sessions::new(self.db.clone(), lifetimes);
+        self
+    }
+
+    pub fn session_lifetimes(&self) -> SessionLifetimes {
+        self.sessions.lifetimes()
     }
 
     /// The registered client systems.

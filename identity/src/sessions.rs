@@ -10,8 +10,8 @@
 //! batch of them into one or two pages, rather than each to a random page
 //! (whose write, and its checkpoint, cost a sign-in more than the rest of
 //! its storage). The row holds the systems that took part in the session.
-//! It ends at `expires_at`: the earlier of its last use plus
-//! [`SESSION_IDLE`] and its start plus [`SESSION_ABSOLUTE`]. A use moves
+//! It ends at `expires_at`: the earlier of its last use plus the idle time
+//! and its start plus the absolute lifetime ([`SessionLifetimes`]). A use moves
 //! `expires_at` on only when that gains more than
 //! [`TOUCH_GRANULARITY`], so a session in steady use costs a write a
 //! minute rather than one a request, and its idle end is exact to within
@@ -40,9 +40,31 @@ use crate::codes::CODE_TTL;
 use crate::provider::Official;
 use crate::{now, storage, Error};
 
-/// An SSO session unused this long ends; and this long after sign-in in any case.
-pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
-pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(10 * 3600);
+/// How long an SSO session lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLifetimes {
+    /// A session unused this long ends.
+    pub idle: Duration,
+    /// And this long after sign-in in any case.
+    pub absolute: Duration,
+}
+
+impl Default for SessionLifetimes {
+    /// 30 minutes idle, 10 hours in all: a working day.
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(30 * 60),
+            absolute: Duration::from_secs(10 * 3600),
+        }
+    }
+}
+
+impl SessionLifetimes {
+    /// When a session started at `created` and last used at `used` ends.
+    fn ends(&self, created: i64, used: i64) -> i64 {
+        (used + self.idle.as_secs() as i64).min(created + self.absolute.as_secs() as i64)
+    }
+}
 
 /// A use of a session is written only when it moves the session's end on
 /// by more than this.
@@ -71,16 +93,22 @@ pub struct EndedSession {
 
 pub struct Sessions {
     db: Database,
+    lifetimes: SessionLifetimes,
     /// When ended sessions are next deleted (Unix seconds).
     next_sweep: SweepSchedule,
 }
 
 impl Sessions {
-    pub fn new(db: Database) -> Self {
+    pub fn new(db: Database, lifetimes: SessionLifetimes) -> Self {
         Self {
             db,
+            lifetimes,
             next_sweep: SweepSchedule::new(SWEEP_EVERY),
         }
+    }
+
+    pub fn lifetimes(&self) -> SessionLifetimes {
+        self.lifetimes
     }
 
     /// The row of a new session of `official` under `sid`, with `client`
@@ -90,7 +118,7 @@ impl Sessions {
         let created = now();
         let runtime = tokio::runtime::Handle::try_current();
         if let (Ok(runtime), true) = (runtime, self.next_sweep.due()) {
-            let sessions = Self::new(self.db.clone());
+            let sessions = Self::new(self.db.clone(), self.lifetimes);
             runtime.spawn(async move {
                 if let Err(e) = sessions.sweep().await {
                     tracing::warn!(error = %e, "ended SSO sessions could not be deleted");
@@ -105,7 +133,7 @@ impl Sessions {
                 SqlValue::Text(official.claims.to_string()),
                 SqlValue::Text(client.unwrap_or_default().to_owned()),
                 SqlValue::Integer(created),
-                SqlValue::Integer(ends(created, created)),
+                SqlValue::Integer(self.lifetimes.ends(created, created)),
             ],
         }
     }
@@ -187,7 +215,7 @@ impl Sessions {
     /// Marks `session` used now: its end moves on, if by more than
     /// [`TOUCH_GRANULARITY`].
     pub async fn touch(&self, sid: &str, session: &LiveSession) -> Result<(), Error> {
-        let moved = ends(session.created, now());
+        let moved = self.lifetimes.ends(session.created, now());
         if moved - session.expires_at <= TOUCH_GRANULARITY.as_secs() as i64 {
             return Ok(());
         }
@@ -263,11 +291,6 @@ impl Sessions {
     }
 }
 
-/// When a session started at `created` and last used at `used` ends.
-fn ends(created: i64, used: i64) -> i64 {
-    (used + SESSION_IDLE.as_secs() as i64).min(created + SESSION_ABSOLUTE.as_secs() as i64)
-}
-
 const INSERT_SESSION: &str =
     "INSERT INTO oidc_sessions (sid, subject, claims, clients, created, expires_at)";
 
@@ -281,10 +304,12 @@ mod tests {
 
     #[test]
     fn a_session_ends_idle_or_at_its_absolute_lifetime() {
-        let idle = SESSION_IDLE.as_secs() as i64;
-        let absolute = SESSION_ABSOLUTE.as_secs() as i64;
-        assert_eq!(ends(1000, 1000), 1000 + idle);
-        assert_eq!(ends(1000, 5000), 5000 + idle);
-        assert_eq!(ends(1000, 1000 + absolute - 60), 1000 + absolute);
+        let lifetimes = SessionLifetimes {
+            idle: Duration::from_secs(600),
+            absolute: Duration::from_secs(3600),
+        };
+        assert_eq!(lifetimes.ends(1000, 1000), 1600);
+        assert_eq!(lifetimes.ends(1000, 2000), 2600);
+        assert_eq!(lifetimes.ends(1000, 4540), 4600);
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kexin_ca::audit::{AuditEvent, AuditLog, ChainStatus};
 use kexin_ca::issuance::now;
 use kexin_ca::storage::Database;
-use kexin_identity::provider::{Official, SESSION_ABSOLUTE, SESSION_IDLE};
+use kexin_identity::provider::{Official, SessionLifetimes};
 use kexin_identity::sessions::Sessions;
 use kexin_test_support::{on_both_backends, BackendFixture};
 
@@ -61,7 +61,7 @@ async fn expires_at(db: &Database, sid: &str) -> Option<i64> {
 }
 
 async fn a_session_starts_with_its_audit_entry_collects_systems_and_ends_once(f: BackendFixture) {
-    let sessions = Arc::new(Sessions::new(f.db.clone()));
+    let sessions = Arc::new(Sessions::new(f.db.clone(), Default::default()));
     assert!(sessions.find("s1").await.unwrap().is_none());
     start(&f.db, &sessions, "s1", Some("kx-first")).await;
     let found = sessions.find("s1").await.unwrap().expect("a live session");
@@ -99,9 +99,12 @@ async fn a_session_starts_with_its_audit_entry_collects_systems_and_ends_once(f:
 }
 
 async fn use_moves_a_session_end_on_up_to_its_absolute_lifetime(f: BackendFixture) {
-    let sessions = Sessions::new(f.db.clone());
-    let idle = SESSION_IDLE.as_secs() as i64;
-    let absolute = SESSION_ABSOLUTE.as_secs() as i64;
+    let lifetimes = SessionLifetimes {
+        idle: std::time::Duration::from_secs(1200),
+        absolute: std::time::Duration::from_secs(7200),
+    };
+    let sessions = Sessions::new(f.db.clone(), lifetimes);
+    let (idle, absolute) = (1200, 7200);
     start(&f.db, &sessions, "fresh", None).await;
     let fresh_end = expires_at(&f.db, "fresh").await.unwrap();
     assert!((fresh_end - (now() + idle)).abs() <= 2, "{fresh_end}");
@@ -123,14 +126,14 @@ async fn use_moves_a_session_end_on_up_to_its_absolute_lifetime(f: BackendFixtur
 }
 
 async fn ended_sessions_are_not_found_and_are_swept(f: BackendFixture) {
-    let sessions = Sessions::new(f.db.clone());
+    let sessions = Sessions::new(f.db.clone(), Default::default());
     for sid in ["ended-1", "ended-2", "live"] {
         start(&f.db, &sessions, sid, Some("kx-a")).await;
     }
     // Found live a while after its last use, then ended before the use
     // is written: the write does not revive it.
     let t = now();
-    let idle = SESSION_IDLE.as_secs() as i64;
+    let idle = SessionLifetimes::default().idle.as_secs() as i64;
     set(&f.db, "ended-2", t - 600, t + idle - 600).await;
     let seen = sessions.find("ended-2").await.unwrap().unwrap();
     set(&f.db, "ended-1", t - 100, t).await;

@@ -311,6 +311,26 @@ pub fn gmssl_sm2_verifies(xy: &[u8], signature: &[u8], asn1: bool, message: &[u8
     String::from_utf8_lossy(&out.stdout).trim() == "True"
 }
 
+/// libfaketime, which moves the clock of the programs it is loaded into
+/// (`apt-get install faketime`).
+pub fn libfaketime() -> String {
+    std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists())
+        .map(|p| path_str(&p))
+        .expect("libfaketime (apt-get install faketime)")
+}
+
+/// `cmd` with its clock read from `offset_file` (libfaketime's "+Nd" form,
+/// re-read at every clock reading), the monotonic clock moved with it.
+pub fn at_faked_time<'a>(cmd: &'a mut Command, offset_file: &str) -> &'a mut Command {
+    cmd.env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME_TIMESTAMP_FILE", offset_file)
+        .env("FAKETIME_NO_CACHE", "1")
+}
+
 pub const P12_PASSWORD: &str = "officer-secret-1";
 
 /// An initialized data directory in a temporary directory.
