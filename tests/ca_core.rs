@@ -1509,3 +1509,99 @@ fn a_server_left_running_for_years_renews_its_own_certificates() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn crls_are_made_afresh_on_schedule_while_serving() {
+    let ca = Ca::init(&[]);
+    let csr = ca.csr(
+        "app",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=app.example.gov.cn",
+        Some("DNS:app.example.gov.cn"),
+    );
+    let (cert, _) = ca.issue("app", "tls-server", &csr);
+    let clock = ca.file("faketime");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    at_faked_time(&mut serve, &clock);
+    let _server = Server::start(serve, ca.http, ca.https);
+    let fetch = |name: &str| {
+        let (code, body) = curl(&[&format!("http://127.0.0.1:{}/pki/crl/systems.crl", ca.http)]);
+        assert_eq!(code, 200);
+        let der = ca.file(&format!("{name}.crl"));
+        std::fs::write(&der, body).unwrap();
+        let (ok, out) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            &der,
+            "-out",
+            &ca.file(&format!("{name}.pem")),
+        ]);
+        assert!(ok, "{out}");
+        let (ok, number) = openssl(&["crl", "-inform", "DER", "-in", &der, "-noout", "-crlnumber"]);
+        assert!(ok, "{number}");
+        number
+    };
+    let first = fetch("first");
+
+    // CRLs are good for 48 hours and made afresh when half of that has
+    // passed, without a revocation and without anyone asking for one
+    // that has run out.
+    std::fs::write(&clock, "+90000\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let second = loop {
+        // The refresher runs every minute of the monotonic clock, which
+        // moves with the wall clock here; a request to the HTTPS side,
+        // which shares its runtime, lets it see that at once.
+        curl(&[
+            "--cacert",
+            &ca.ca_pem("root"),
+            &format!("https://localhost:{}/healthz", ca.https),
+        ]);
+        let number = fetch("second");
+        if number != first {
+            break number;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new CRL 25 hours on: {number}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(second > first, "{first} then {second}");
+
+    // 60 hours on, the first CRL has run out and the second has not: its
+    // nextUpdate counts from the time it was made.
+    let chain = ca.file("chain.pem");
+    std::fs::write(
+        &chain,
+        std::fs::read_to_string(ca.ca_pem("root")).unwrap()
+            + &std::fs::read_to_string(ca.ca_pem("systems")).unwrap(),
+    )
+    .unwrap();
+    let at = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60 * 3600)
+        .to_string();
+    let verify = |crl: &str| {
+        openssl(&[
+            "verify",
+            "-attime",
+            &at,
+            "-crl_check",
+            "-CRLfile",
+            &ca.file(crl),
+            "-CAfile",
+            &chain,
+            &cert,
+        ])
+    };
+    let (ok, out) = verify("second.pem");
+    assert!(ok, "{out}");
+    let (ok, out) = verify("first.pem");
+    assert!(!ok && out.contains("CRL has expired"), "{out}");
+}
