@@ -280,7 +280,8 @@ impl Instance {
     }
 
     /// Renews the HTTPS server certificate of `https.chain_file` when it is
-    /// due and this instance issued it (by `systems`, for the key
+    /// due, or does not name exactly `https.names` (an operator changed
+    /// them), and this instance issued it (by `systems`, for the key
     /// `https.key_label`); returns the new chain, leaf first. A certificate
     /// from another CA is the operator's to renew: it is left alone, with a
     /// warning once it is due.
@@ -300,7 +301,17 @@ impl Instance {
                 .first()
                 .context("the HTTPS chain file holds no certificate")?,
         )?;
-        if !kexin_ca::renewal::due(&leaf.tbs_certificate.validity, std::time::SystemTime::now()) {
+        let names = &self.config.https.names;
+        let wanted = kexin_ca::certificate::subject_alt_name(names, false)?;
+        let names_kept = leaf
+            .tbs_certificate
+            .extensions
+            .iter()
+            .flatten()
+            .any(|e| e.extn_id == wanted.extn_id && e.extn_value == wanted.extn_value);
+        let due =
+            kexin_ca::renewal::due(&leaf.tbs_certificate.validity, std::time::SystemTime::now());
+        if names_kept && !due {
             return Ok(None);
         }
         let label = self
@@ -315,6 +326,9 @@ impl Instance {
         let ours = leaf.tbs_certificate.issuer == systems.certificate.tbs_certificate.subject
             && leaf.tbs_certificate.subject_public_key_info.to_der()? == public.spki_der;
         if !ours {
+            if !due {
+                return Ok(None);
+            }
             tracing::warn!(
                 file = %path.display(),
                 not_after = %leaf.tbs_certificate.validity.not_after,
@@ -322,7 +336,6 @@ impl Instance {
             );
             return Ok(None);
         }
-        let names = &self.config.https.names;
         let subject = kexin_ca::hierarchy::HttpsSubject {
             country: &self.config.ca.country,
             organization: &self.config.ca.organization,

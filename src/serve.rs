@@ -192,7 +192,9 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         metrics: Metrics::new(),
     }));
 
-    instance.renew_https_certificate("startup").await?;
+    if instance.renew_https_certificate("startup").await?.is_some() {
+        tracing::info!("HTTPS certificate issued afresh: it was due, or https.names changed");
+    }
     let chain_path = instance.path(&instance.config.https.chain_file);
     let chain = CertificateDer::pem_file_iter(&chain_path)
         .with_context(|| format!("reading {}", chain_path.display()))?

@@ -1605,3 +1605,48 @@ fn crls_are_made_afresh_on_schedule_while_serving() {
     let (ok, out) = verify("first.pem");
     assert!(!ok && out.contains("CRL has expired"), "{out}");
 }
+
+#[test]
+fn the_https_certificate_follows_the_configured_names_at_restart() {
+    let ca = Ca::init(&[]);
+    let chain_file = path_str(&ca.data.join("tls/server-chain.pem"));
+    let key_of = |pem: &str| openssl(&["x509", "-in", pem, "-noout", "-pubkey"]).1;
+    let (serial, key) = (serial_of(&chain_file), key_of(&chain_file));
+    let name = "kexin.example.gov.cn";
+    let verifies_for_name = || {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{}", ca.https)])
+            .args(["-servername", name, "-verify_hostname", name])
+            .args(["-CAfile", &ca.ca_pem("root"), "-verify_return_error"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("Verify return code: 0 (ok)")
+    };
+    let server = ca.serve();
+    assert!(!verifies_for_name(), "not a name of the instance yet");
+    server.stop();
+
+    // The operator adds the name the province's systems will use.
+    let config = ca.data.join("kexin.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let start = text.find("names = [").unwrap();
+    let end = start + text[start..].find(']').unwrap() + 1;
+    let edited = format!(
+        "{}names = [\"localhost\", \"127.0.0.1\", \"{name}\"]{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(&config, edited).unwrap();
+    let server = ca.serve();
+    assert!(verifies_for_name());
+    let renewed = serial_of(&chain_file);
+    assert_ne!(renewed, serial);
+    assert_eq!(key_of(&chain_file), key, "the same key, certified again");
+    server.stop();
+
+    // Names unchanged: a restart keeps the certificate.
+    let _server = ca.serve();
+    assert_eq!(serial_of(&chain_file), renewed);
+    assert!(verifies_for_name());
+}

@@ -220,7 +220,8 @@ impl Default for HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpsConfig {
     pub listen: SocketAddr,
-    /// DNS names and IP addresses the server certificate made at init covers.
+    /// DNS names and IP addresses the server certificate covers; a change
+    /// has it issued afresh (same key) at the next start, if Kexin made it.
     pub names: Vec<String>,
     /// Key store label of the server key (set by `kexin init`).
     pub key_label: Option<String>,
