@@ -61,6 +61,22 @@ fn redeem_code(
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// An official (`name`, with an auditor's certificate as PEM files) and a
+/// system registered with `redirect`: the client, its ID, and the
+/// official's certificate and key files.
+fn official_and_system(
+    ca: &Ca,
+    name: &str,
+    system: &str,
+    redirect: &str,
+) -> (Value, String, String, String) {
+    let official = ca.officer(name, "auditor");
+    let client = client_add(ca, system, redirect);
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let (cert, key) = pem_pair(ca, &official, name);
+    (client, client_id, cert, key)
+}
+
 /// The PEM certificate and key inside an officer's PKCS#12.
 fn pem_pair(ca: &Ca, p12: &str, name: &str) -> (String, String) {
     let (cert, key) = (
@@ -1832,10 +1848,12 @@ fn a_system_may_ask_for_sm2_id_tokens_that_gmssl_verifies() {
 fn two_nodes_on_postgresql_share_sso_sessions() {
     let url = fresh_postgres_url();
     let ca = Ca::init(&["--db", &url]);
-    let official = ca.officer("zhao-liu", "auditor");
-    let client = client_add(&ca, "两个节点后的系统", "https://rp.example.gov.cn/cb");
-    let client_id = client["client_id"].as_str().unwrap().to_owned();
-    let (cert, key) = pem_pair(&ca, &official, "zhao");
+    let (client, client_id, cert, key) = official_and_system(
+        &ca,
+        "zhao-liu",
+        "两个节点后的系统",
+        "https://rp.example.gov.cn/cb",
+    );
     let first = ca.serve();
     let (second, https) = ca.serve_another_node();
     let (root, jar) = (ca.ca_pem("root"), ca.file("cookies.txt"));
@@ -1978,10 +1996,12 @@ fn code_in(outcome: &str) -> Option<String> {
 #[test]
 fn an_sso_session_ends_after_its_configured_idle_time_and_lifetime() {
     let ca = Ca::init(&[]);
-    let official = ca.officer("qian-shi", "auditor");
-    let client = client_add(&ca, "限时会话的系统", "https://rp.example.gov.cn/cb");
-    let client_id = client["client_id"].as_str().unwrap().to_owned();
-    let (cert, key) = pem_pair(&ca, &official, "qian");
+    let (_, client_id, cert, key) = official_and_system(
+        &ca,
+        "qian-shi",
+        "限时会话的系统",
+        "https://rp.example.gov.cn/cb",
+    );
     let clock = ca.file("faketime");
     std::fs::write(&clock, "+0\n").unwrap();
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
