@@ -1,4 +1,7 @@
-//! Prometheus metrics: request counts and latencies per listener, route and status.
+//! Prometheus metrics: request counts and latencies per listener, route
+//! and status; and when each certificate the instance serves under expires,
+//! for an alert well before (the CA certificates are not renewed by
+//! themselves, and an HTTPS certificate from another CA is not either).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -26,10 +30,19 @@ pub struct RouteLabels {
     route: Cow<'static, str>,
 }
 
+/// A certificate the instance serves under: `kind` is `ca`,
+/// `ocsp-responder` (`name` its CA), `tsa` or `https`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    pub kind: &'static str,
+    pub name: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    expiry: Family<CertificateLabels, Gauge>,
 }
 
 impl Metrics {
@@ -45,11 +58,30 @@ impl Metrics {
             "Time to produce an HTTP response",
             latency.clone(),
         );
+        let expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When a certificate the instance serves under expires (notAfter, Unix time)",
+            expiry.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
             latency,
+            expiry,
         })
+    }
+
+    /// The certificate `labels` names now expires at `validity`'s end.
+    pub fn certificate_expires(
+        &self,
+        labels: CertificateLabels,
+        validity: &x509_cert::time::Validity,
+    ) {
+        let not_after = validity.not_after.to_unix_duration().as_secs();
+        self.expiry
+            .get_or_create(&labels)
+            .set(i64::try_from(not_after).unwrap_or(i64::MAX));
     }
 
     /// One request answered through `listener`, on `route`, in `seconds`.

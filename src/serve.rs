@@ -242,6 +242,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             ocsp: state.ocsp.clone(),
             tsa: state.tsa.clone(),
             https: https_certificate,
+            metrics: state.metrics.clone(),
         }
         .keep_current(shutdown_rx.clone()),
     );

@@ -15,6 +15,7 @@ use kexin_timestamp::TimeStampAuthority;
 use tokio::sync::watch;
 
 use crate::instance::Instance;
+use crate::metrics::{CertificateLabels, Metrics};
 use crate::tls::ServerCertificate;
 
 /// How often the certificates are looked at; renewal starts weeks before
@@ -30,17 +31,55 @@ pub struct ServiceCertificates {
     pub ocsp: Arc<OcspResponder>,
     pub tsa: Arc<TimeStampAuthority>,
     pub https: Arc<ServerCertificate>,
+    /// Told when each certificate expires, after every check.
+    pub metrics: Arc<Metrics>,
 }
 
 impl ServiceCertificates {
     /// Checks every [`CHECK_EVERY`] until `shutdown`.
     pub async fn keep_current(self, mut shutdown: watch::Receiver<bool>) {
         loop {
+            self.report_expiry().await;
             tokio::select! {
                 _ = tokio::time::sleep(CHECK_EVERY) => {}
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
             }
             self.check().await;
+        }
+    }
+
+    /// Tells the metrics when the certificates served under now expire:
+    /// the CAs', the OCSP responders', the TSA's and the HTTPS server's.
+    async fn report_expiry(&self) {
+        use der::Decode;
+        let labels = |kind, name: &str| CertificateLabels {
+            kind,
+            name: name.to_owned(),
+        };
+        match self.instance.db.authorities().await {
+            Ok(authorities) => {
+                for ca in authorities {
+                    if let Ok(cert) = x509_cert::Certificate::from_der(&ca.certificate) {
+                        let validity = &cert.tbs_certificate.validity;
+                        self.metrics
+                            .certificate_expires(labels("ca", &ca.name), validity);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing CAs for the expiry metrics"),
+        }
+        for (ca, validity) in self.ocsp.responder_validities() {
+            self.metrics
+                .certificate_expires(labels("ocsp-responder", &ca), &validity);
+        }
+        let tsa = self.tsa.certificate();
+        self.metrics
+            .certificate_expires(labels("tsa", ""), &tsa.tbs_certificate.validity);
+        if let Some(leaf) = self.https.leaf() {
+            if let Ok(cert) = x509_cert::Certificate::from_der(&leaf) {
+                self.metrics
+                    .certificate_expires(labels("https", ""), &cert.tbs_certificate.validity);
+            }
         }
     }
 

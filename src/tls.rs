@@ -95,6 +95,16 @@ pub struct ServerCertificate {
 }
 
 impl ServerCertificate {
+    /// The leaf certificate presented now, DER.
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cert
+            .first()
+            .cloned()
+    }
+
     /// Presents `chain` (leaf first, for the same key) from now on.
     pub fn replace(&self, chain: Vec<CertificateDer<'static>>) {
         let renewed = Arc::new(CertifiedKey::new(chain, self.key.clone()));

@@ -1394,9 +1394,49 @@ fn a_server_left_running_for_years_renews_its_own_certificates() {
     let chain_file = path_str(&ca.data.join("tls/server-chain.pem"));
     let tsa_file = path_str(&ca.data.join("tsa/tsa.pem"));
     let (https_before, tsa_before) = (serial_of(&chain_file), serial_of(&tsa_file));
+    let auditor = ca.officer("jian-cha", "auditor");
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
     let _server = Server::start(serve, ca.http, ca.https);
+
+    // When each certificate expires is in the metrics, for alerts.
+    let expiry = |kind: &str, name: &str| -> u64 {
+        let url = format!("https://localhost:{}/metrics", ca.https);
+        let (code, body) = curl_as(&ca, Some(&auditor), &[], &url);
+        let text = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(code, 200, "{text}");
+        let series = format!(
+            "kexin_certificate_expiry_timestamp_seconds{{kind=\"{kind}\",name=\"{name}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series}in {text}"))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let days = |d: u64| d * 86400;
+    let within = |at: u64, from: u64, to: u64| (now + days(from)..now + days(to)).contains(&at);
+    assert!(within(expiry("ca", "root"), 7290, 7310), "20 years");
+    assert!(within(expiry("ca", "officials"), 3640, 3660), "10 years");
+    assert!(within(expiry("https", ""), 395, 398));
+    assert!(within(expiry("tsa", ""), 1823, 1826));
+    let responder = expiry("ocsp-responder", "officials");
+    assert!(within(responder, 88, 91));
+
+    // Seventy days on, the responders' certificates (90 days) are renewed,
+    // and the metrics say so; the others are not due.
+    std::fs::write(&clock, "+70d\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while expiry("ocsp-responder", "officials") == responder {
+        assert!(Instant::now() < deadline, "no responder renewed 70 days on");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(within(expiry("ocsp-responder", "officials"), 158, 161));
+    assert!(within(expiry("ocsp-responder", "root"), 158, 161));
+    assert!(within(expiry("https", ""), 395, 398));
 
     // Five years and a few days on, every certificate Kexin made for its
     // own services has expired: the OCSP responders' (90 days), the HTTPS
@@ -1501,7 +1541,7 @@ fn a_server_left_running_for_years_renews_its_own_certificates() {
         &ca.data.join("kexin.db"),
         "SELECT count(*) FROM audit_log WHERE source = 'renewal'",
     );
-    assert_eq!(renewals, "6", "4 responders, the TSA and HTTPS");
+    assert_eq!(renewals, "10", "4 responders twice, the TSA and HTTPS");
     let out = ca.kexin(&["audit", "verify"]);
     assert!(
         out.status.success(),

@@ -296,6 +296,19 @@ impl OcspResponder {
         Ok(changed)
     }
 
+    /// Each CA served and the validity of the responder certificate that
+    /// signs its answers now.
+    pub fn responder_validities(&self) -> Vec<(String, x509_cert::time::Validity)> {
+        (0..self.cas.len())
+            .map(|i| {
+                (
+                    self.cas[i].name.clone(),
+                    self.responder(i).cert.tbs_certificate.validity,
+                )
+            })
+            .collect()
+    }
+
     fn responder(&self, ca_index: usize) -> Arc<Responder> {
         self.cas[ca_index]
             .responder
