@@ -352,6 +352,8 @@ struct SearchParams {
     serial: Option<String>,
     status: Option<String>,
     issuer: Option<String>,
+    /// Only certificates valid now that expire within this many days.
+    expiring_within_days: Option<u32>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -386,11 +388,26 @@ async fn search(
             }
         })
         .transpose()?;
+    let expiring = p
+        .expiring_within_days
+        .map(|days| {
+            if (1..=3650).contains(&days) {
+                let now = kexin_ca::issuance::now();
+                Ok((now, now + i64::from(days) * 86400))
+            } else {
+                Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "expiring_within_days must be 1 to 3650",
+                ))
+            }
+        })
+        .transpose()?;
     let q = CertificateQuery {
         issuer: p.issuer,
         status: p.status,
         subject: p.subject,
         serial_prefix,
+        expiring,
         limit: p.limit.unwrap_or(50),
         offset: p.offset.unwrap_or(0),
     };

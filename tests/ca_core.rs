@@ -1690,3 +1690,95 @@ fn the_https_certificate_follows_the_configured_names_at_restart() {
     assert_eq!(serial_of(&chain_file), renewed);
     assert!(verifies_for_name());
 }
+
+#[test]
+fn certificates_about_to_expire_are_found_soonest_first() {
+    let ca = Ca::init(&[]);
+    let tls_profile = std::fs::read_to_string("ca/profiles/tls-server.toml").unwrap();
+    std::fs::create_dir_all(ca.data.join("profiles")).unwrap();
+    for (name, days) in [("tls-20d", 20), ("tls-60d", 60)] {
+        std::fs::write(
+            ca.data.join(format!("profiles/{name}.toml")),
+            tls_profile.replace("validity_days = 199", &format!("validity_days = {days}")),
+        )
+        .unwrap();
+    }
+    let issue = |name: &str, profile: &str| {
+        let csr = ca.csr(
+            name,
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            &format!("/CN={name}.example.gov.cn"),
+            Some(&format!("DNS:{name}.example.gov.cn")),
+        );
+        ca.issue(name, profile, &csr).1
+    };
+    // Issued shortest-lived first, so that the newest-first order of a
+    // plain search is not the order asked for.
+    let gone = issue("gone", "tls-20d");
+    let twenty = issue("twenty", "tls-20d");
+    let sixty = issue("sixty", "tls-60d");
+    let later = issue("later", "tls-server");
+    ca.revoke(&gone, "superseded");
+    let auditor = ca.officer("shen-ji", "auditor");
+    let _server = ca.serve();
+    let serials = |query: &str| -> Vec<String> {
+        let (code, json) = api(
+            &ca,
+            Some(&auditor),
+            "GET",
+            &format!("/api/v1/certificates?{query}"),
+            None,
+        );
+        assert_eq!(code, 200, "{json}");
+        json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["serial"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        serials("expiring_within_days=30&status=issued"),
+        [twenty.clone()]
+    );
+    let mut both = serials("expiring_within_days=30");
+    both.sort();
+    let mut expected = [twenty.clone(), gone];
+    expected.sort();
+    assert_eq!(both, expected, "a revoked one too, without a status");
+    let within_75 = serials("expiring_within_days=75&status=issued&subject=example.gov.cn");
+    assert_eq!(within_75, [twenty.clone(), sixty.clone()]);
+    let all = serials("expiring_within_days=365&status=issued&subject=example.gov.cn");
+    assert_eq!(all, [twenty.clone(), sixty.clone(), later.clone()]);
+    for bad in ["0", "3651", "soon"] {
+        let (code, json) = api(
+            &ca,
+            Some(&auditor),
+            "GET",
+            &format!("/api/v1/certificates?expiring_within_days={bad}"),
+            None,
+        );
+        assert_eq!(
+            (code, json["status"].as_u64()),
+            (400, Some(400)),
+            "{bad}: {json}"
+        );
+    }
+
+    // The console's search offers the same, for an officer at work.
+    let jar = ca.file("auditor.jar");
+    let console =
+        |extra: &[&str], path: &str| console_at(&ca, ca.https, &auditor, &jar, extra, path);
+    let (code, _) = console(&["-d", "next=/console"], "/console/login");
+    assert_eq!(code, 303);
+    let (code, page) = console(
+        &[],
+        "/console/certificates?q=example.gov.cn&status=issued&expiring=30",
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains(&twenty[..20]), "{page}");
+    assert!(
+        !page.contains(&sixty[..20]) && !page.contains(&later[..20]),
+        "{page}"
+    );
+}

@@ -131,6 +131,9 @@ pub struct CertificateQuery {
     /// Substring of the subject DN.
     pub subject: Option<String>,
     pub serial_prefix: Option<String>,
+    /// Valid at this Unix time and expiring no later than `.1`; the
+    /// results then come soonest to expire first, for renewal in time.
+    pub expiring: Option<(i64, i64)>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -336,11 +339,17 @@ impl Database {
             .serial_prefix
             .as_ref()
             .map(|s| format!("{}%", escape_like(&s.to_ascii_lowercase())));
+        let order = if q.expiring.is_some() {
+            "not_after, serial"
+        } else {
+            "requested_at DESC, serial"
+        };
         let rows = sqlx::query(&format!(
             "SELECT {CERTIFICATE_COLUMNS} FROM certificates \
              WHERE ($1 IS NULL OR issuer = $1) AND ($2 IS NULL OR status = $2) \
              AND ($3 IS NULL OR subject LIKE $3 ESCAPE '\\') AND ($4 IS NULL OR serial LIKE $4 ESCAPE '\\') \
-             ORDER BY requested_at DESC, serial LIMIT $5 OFFSET $6"
+             AND ($7 IS NULL OR (not_after > $7 AND not_after <= $8)) \
+             ORDER BY {order} LIMIT $5 OFFSET $6"
         ))
         .bind(&q.issuer)
         .bind(&q.status)
@@ -348,6 +357,8 @@ impl Database {
         .bind(serial)
         .bind(q.limit.clamp(1, 1000))
         .bind(q.offset.max(0))
+        .bind(q.expiring.map(|(from, _)| from))
+        .bind(q.expiring.map(|(_, until)| until))
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;

@@ -26,6 +26,7 @@ on_both_backends!(
     default_hierarchy_verifies_with_openssl,
     nodes_share_one_sealed_secret,
     a_row_claimed_twice_fails_the_second_audit_entry,
+    certificates_about_to_expire_are_searched_soonest_first,
 );
 
 fn pending(serial: &str, tbs: &[u8]) -> PendingCertificate {
@@ -125,6 +126,46 @@ async fn serials_are_recorded_before_signing_and_never_reused(f: BackendFixture)
         .await
         .is_err());
     assert!(db.pending_serials(i64::MAX).await.unwrap().is_empty());
+}
+
+async fn certificates_about_to_expire_are_searched_soonest_first(f: BackendFixture) {
+    let journal = f.db.issuance_journal();
+    let mut round = journal.open().await.unwrap();
+    // Serials and when they expire, in another order; "0b00" has expired.
+    let expiring = [
+        ("0b00", 900),
+        ("0b10", 1030),
+        ("0b30", 1010),
+        ("0b99", 1099),
+    ];
+    let records = expiring
+        .iter()
+        .map(|&(serial, not_after)| PendingCertificate {
+            not_after,
+            ..pending(serial, b"tbs")
+        })
+        .collect();
+    round.record_pending(records).await.unwrap();
+    round
+        .record_outcomes(
+            expiring.iter().map(|(s, _)| signed(s, b"der")).collect(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let db = &f.db;
+    let found = |expiring| async move {
+        let q = kexin_ca::storage::CertificateQuery {
+            expiring,
+            limit: 10,
+            ..Default::default()
+        };
+        let records = db.search(&q).await.unwrap();
+        records.into_iter().map(|r| r.serial).collect::<Vec<_>>()
+    };
+    assert_eq!(found(Some((1000, 1050))).await, ["0b30", "0b10"]);
+    assert_eq!(found(Some((1000, 1099))).await, ["0b30", "0b10", "0b99"]);
+    assert_eq!(found(None).await.len(), 4);
 }
 
 fn issued(serial: &str) -> AuditEvent<'_> {

@@ -34,7 +34,12 @@ const REASONS: [RevocationReason; 7] = [
 pub struct SearchParams {
     q: Option<String>,
     status: Option<String>,
+    /// Days: only certificates valid now that expire within them.
+    expiring: Option<String>,
 }
+
+/// The expiry windows the search offers, in days, with their labels.
+const EXPIRING: [(i64, &str); 2] = [(30, "expiring-30"), (90, "expiring-90")];
 
 pub async fn search(
     State(state): State<AppState>,
@@ -46,9 +51,16 @@ pub async fn search(
     let status = p.status.filter(|s| !s.is_empty());
     // A hexadecimal query is a serial prefix as well as a subject substring.
     let serial_prefix = normalize_serial(&q).ok().filter(|_| q.len() >= 4);
+    let days = p
+        .expiring
+        .and_then(|d| d.parse::<i64>().ok())
+        .filter(|d| EXPIRING.iter().any(|(days, _)| days == d));
+    let now = kexin_ca::issuance::now();
+    let expiring = days.map(|d| (now, now + d * 86400));
     let mut queries = vec![CertificateQuery {
         subject: Some(q.clone()).filter(|s| !s.is_empty()),
         status: status.clone(),
+        expiring,
         limit: 100,
         ..Default::default()
     }];
@@ -56,6 +68,7 @@ pub async fn search(
         queries.push(CertificateQuery {
             serial_prefix,
             status: status.clone(),
+            expiring,
             limit: 100,
             ..Default::default()
         });
@@ -83,6 +96,12 @@ pub async fn search(
                     option value="" { (officer.t("all")) }
                     @for s in ["issued", "revoked", "hold"] {
                         option value=(s) selected[status.as_deref() == Some(s)] { (s) }
+                    }
+                }
+                select name="expiring" {
+                    option value="" { (officer.t("any-expiry")) }
+                    @for (d, label) in EXPIRING {
+                        option value=(d) selected[days == Some(d)] { (officer.t(label)) }
                     }
                 }
                 button type="submit" { (officer.t("search")) }
