@@ -1739,7 +1739,7 @@ fn certificates_about_to_expire_are_found_soonest_first() {
     };
     assert_eq!(
         serials("expiring_within_days=30&status=issued"),
-        [twenty.clone()]
+        [twenty.as_str()]
     );
     let mut both = serials("expiring_within_days=30");
     both.sort();
@@ -1747,9 +1747,9 @@ fn certificates_about_to_expire_are_found_soonest_first() {
     expected.sort();
     assert_eq!(both, expected, "a revoked one too, without a status");
     let within_75 = serials("expiring_within_days=75&status=issued&subject=example.gov.cn");
-    assert_eq!(within_75, [twenty.clone(), sixty.clone()]);
+    assert_eq!(within_75, [twenty.as_str(), sixty.as_str()]);
     let all = serials("expiring_within_days=365&status=issued&subject=example.gov.cn");
-    assert_eq!(all, [twenty.clone(), sixty.clone(), later.clone()]);
+    assert_eq!(all, [twenty.as_str(), sixty.as_str(), later.as_str()]);
     for bad in ["0", "3651", "soon"] {
         let (code, json) = api(
             &ca,
