@@ -282,13 +282,9 @@ impl Instance {
     /// Renews the HTTPS server certificate of `https.chain_file` when it is
     /// due, or does not name exactly `https.names` (an operator changed
     /// them), and this instance issued it (by `systems`, for the key
-    /// `https.key_label`); returns the new chain, leaf first. A certificate
-    /// from another CA is the operator's to renew: it is left alone, with a
-    /// warning once it is due.
-    pub async fn renew_https_certificate(
-        &self,
-        source: &str,
-    ) -> anyhow::Result<Option<Vec<rustls::pki_types::CertificateDer<'static>>>> {
+    /// `https.key_label`). A certificate from another CA is the operator's
+    /// to renew: it is left alone.
+    pub async fn renew_https_certificate(&self, source: &str) -> anyhow::Result<HttpsRenewal> {
         use der::{Decode, Encode};
         use rustls::pki_types::pem::PemObject;
         let path = self.path(&self.config.https.chain_file);
@@ -312,7 +308,7 @@ impl Instance {
         let due =
             kexin_ca::renewal::due(&leaf.tbs_certificate.validity, std::time::SystemTime::now());
         if names_kept && !due {
-            return Ok(None);
+            return Ok(HttpsRenewal::NotDue);
         }
         let label = self
             .config
@@ -326,15 +322,14 @@ impl Instance {
         let ours = leaf.tbs_certificate.issuer == systems.certificate.tbs_certificate.subject
             && leaf.tbs_certificate.subject_public_key_info.to_der()? == public.spki_der;
         if !ours {
-            if !due {
-                return Ok(None);
-            }
-            tracing::warn!(
-                file = %path.display(),
-                not_after = %leaf.tbs_certificate.validity.not_after,
-                "the HTTPS certificate expires soon and was not issued here; replace the file and restart"
-            );
-            return Ok(None);
+            return Ok(if due {
+                HttpsRenewal::DueElsewhere {
+                    file: path,
+                    not_after: leaf.tbs_certificate.validity.not_after.to_string(),
+                }
+            } else {
+                HttpsRenewal::NotDue
+            });
         }
         let subject = kexin_ca::hierarchy::HttpsSubject {
             country: &self.config.ca.country,
@@ -363,7 +358,7 @@ impl Instance {
             .map(|c| kexin_ca::certificate::certificate_pem(c))
             .collect();
         replace_file(&path, pem.as_bytes())?;
-        Ok(Some(renewed))
+        Ok(HttpsRenewal::Renewed(renewed))
     }
 
     /// The time-stamp authority, with its token log writer started.
@@ -419,6 +414,31 @@ impl Instance {
             },
         )
         .await?)
+    }
+}
+
+/// What [`Instance::renew_https_certificate`] found.
+pub enum HttpsRenewal {
+    /// Issued afresh: the new chain, leaf first.
+    Renewed(Vec<rustls::pki_types::CertificateDer<'static>>),
+    NotDue,
+    /// Due, but issued by another CA, so the operator must replace `file`.
+    DueElsewhere {
+        file: PathBuf,
+        not_after: String,
+    },
+}
+
+impl HttpsRenewal {
+    /// Logs a certificate the operator must replace.
+    pub fn warn_if_due_elsewhere(&self) {
+        if let Self::DueElsewhere { file, not_after } = self {
+            tracing::warn!(
+                file = %file.display(),
+                %not_after,
+                "the HTTPS certificate expires soon and was not issued here; replace the file and restart"
+            );
+        }
     }
 }
 

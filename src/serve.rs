@@ -192,8 +192,11 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         metrics: Metrics::new(),
     }));
 
-    if instance.renew_https_certificate("startup").await?.is_some() {
-        tracing::info!("HTTPS certificate issued afresh: it was due, or https.names changed");
+    match instance.renew_https_certificate("startup").await? {
+        crate::instance::HttpsRenewal::Renewed(_) => {
+            tracing::info!("HTTPS certificate issued afresh: it was due, or https.names changed");
+        }
+        other => other.warn_if_due_elsewhere(),
     }
     let chain_path = instance.path(&instance.config.https.chain_file);
     let chain = CertificateDer::pem_file_iter(&chain_path)
@@ -243,6 +246,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             tsa: state.tsa.clone(),
             https: https_certificate,
             metrics: state.metrics.clone(),
+            warned_https: std::sync::Mutex::new(Some(std::time::Instant::now())),
         }
         .keep_current(shutdown_rx.clone()),
     );

@@ -7,20 +7,25 @@
 //! reject. Each check also takes up a responder or TSA certificate that
 //! another node sharing the database renewed first.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kexin_ca::ocsp::OcspResponder;
 use kexin_timestamp::TimeStampAuthority;
 use tokio::sync::watch;
 
-use crate::instance::Instance;
+use crate::instance::{HttpsRenewal, Instance};
 use crate::metrics::{CertificateLabels, Metrics};
 use crate::tls::ServerCertificate;
 
 /// How often the certificates are looked at; renewal starts weeks before
 /// expiry, so this only bounds how late in that window it happens.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// How often an HTTPS certificate from another CA that is due for renewal
+/// is warned about: the operator is told at start and then daily, not
+/// every minute.
+const WARN_EVERY: Duration = Duration::from_secs(86400);
 
 /// Source of the audit entries of renewals made while serving.
 const SOURCE: &str = "renewal";
@@ -33,6 +38,8 @@ pub struct ServiceCertificates {
     pub https: Arc<ServerCertificate>,
     /// Told when each certificate expires, after every check.
     pub metrics: Arc<Metrics>,
+    /// When an HTTPS certificate from another CA was last warned about.
+    pub warned_https: Mutex<Option<Instant>>,
 }
 
 impl ServiceCertificates {
@@ -93,11 +100,21 @@ impl ServiceCertificates {
             tracing::error!(error = %e, "renewing the TSA certificate");
         }
         match self.instance.renew_https_certificate(SOURCE).await {
-            Ok(Some(chain)) => {
+            Ok(HttpsRenewal::Renewed(chain)) => {
                 self.https.replace(chain);
                 tracing::info!("HTTPS certificate renewed; new connections get it");
             }
-            Ok(None) => {}
+            Ok(HttpsRenewal::NotDue) => {}
+            Ok(elsewhere) => {
+                let mut last = self
+                    .warned_https
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    elsewhere.warn_if_due_elsewhere();
+                    *last = Some(Instant::now());
+                }
+            }
             Err(e) => tracing::error!(error = %e, "renewing the HTTPS certificate"),
         }
     }
