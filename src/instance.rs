@@ -279,88 +279,6 @@ impl Instance {
         Ok((label, cert))
     }
 
-    /// Renews the HTTPS server certificate of `https.chain_file` when it is
-    /// due, or does not name exactly `https.names` (an operator changed
-    /// them), and this instance issued it (by `systems`, for the key
-    /// `https.key_label`). A certificate from another CA is the operator's
-    /// to renew: it is left alone.
-    pub async fn renew_https_certificate(&self, source: &str) -> anyhow::Result<HttpsRenewal> {
-        use der::{Decode, Encode};
-        use rustls::pki_types::pem::PemObject;
-        let path = self.path(&self.config.https.chain_file);
-        let chain = rustls::pki_types::CertificateDer::pem_file_iter(&path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("parsing {}", path.display()))?;
-        let leaf = x509_cert::Certificate::from_der(
-            chain
-                .first()
-                .context("the HTTPS chain file holds no certificate")?,
-        )?;
-        let names = &self.config.https.names;
-        let wanted = kexin_ca::certificate::subject_alt_name(names, false)?;
-        let names_kept = leaf
-            .tbs_certificate
-            .extensions
-            .iter()
-            .flatten()
-            .any(|e| e.extn_id == wanted.extn_id && e.extn_value == wanted.extn_value);
-        let due =
-            kexin_ca::renewal::due(&leaf.tbs_certificate.validity, std::time::SystemTime::now());
-        if names_kept && !due {
-            return Ok(HttpsRenewal::NotDue);
-        }
-        let label = self
-            .config
-            .https
-            .key_label
-            .clone()
-            .context("https.key_label is not set")?;
-        let store = self.store.clone();
-        let public = tokio::task::spawn_blocking(move || store.public_key(&label)).await??;
-        let systems = load_authority(&self.db, "systems").await?;
-        let ours = leaf.tbs_certificate.issuer == systems.certificate.tbs_certificate.subject
-            && leaf.tbs_certificate.subject_public_key_info.to_der()? == public.spki_der;
-        if !ours {
-            return Ok(if due {
-                HttpsRenewal::DueElsewhere {
-                    file: path,
-                    not_after: leaf.tbs_certificate.validity.not_after.to_string(),
-                }
-            } else {
-                HttpsRenewal::NotDue
-            });
-        }
-        let subject = kexin_ca::hierarchy::HttpsSubject {
-            country: &self.config.ca.country,
-            organization: &self.config.ca.organization,
-            names,
-            public_url: &self.config.http.public_url,
-        };
-        let cert = kexin_ca::hierarchy::issue_https_certificate(
-            &self.issuer,
-            &systems,
-            kexin_ca::certificate::parse_spki(&public.spki_der)?,
-            &subject,
-            kexin_ca::issuance::Requester {
-                actor: "system:kexin",
-                source,
-            },
-        )
-        .await?;
-        let root = load_authority(&self.db, kexin_ca::hierarchy::ROOT).await?;
-        let renewed = [cert, systems.certificate, root.certificate]
-            .iter()
-            .map(|c| c.to_der().map(rustls::pki_types::CertificateDer::from))
-            .collect::<Result<Vec<_>, _>>()?;
-        let pem: String = renewed
-            .iter()
-            .map(|c| kexin_ca::certificate::certificate_pem(c))
-            .collect();
-        replace_file(&path, pem.as_bytes())?;
-        Ok(HttpsRenewal::Renewed(renewed))
-    }
-
     /// The time-stamp authority, with its token log writer started.
     pub async fn time_stamp_authority(
         &self,
@@ -417,34 +335,9 @@ impl Instance {
     }
 }
 
-/// What [`Instance::renew_https_certificate`] found.
-pub enum HttpsRenewal {
-    /// Issued afresh: the new chain, leaf first.
-    Renewed(Vec<rustls::pki_types::CertificateDer<'static>>),
-    NotDue,
-    /// Due, but issued by another CA, so the operator must replace `file`.
-    DueElsewhere {
-        file: PathBuf,
-        not_after: String,
-    },
-}
-
-impl HttpsRenewal {
-    /// Logs a certificate the operator must replace.
-    pub fn warn_if_due_elsewhere(&self) {
-        if let Self::DueElsewhere { file, not_after } = self {
-            tracing::warn!(
-                file = %file.display(),
-                %not_after,
-                "the HTTPS certificate expires soon and was not issued here; replace the file and restart"
-            );
-        }
-    }
-}
-
 /// Replaces `path` with `bytes` at once: a reader (a restart, an operator)
 /// finds the old file or the new one, never half of one.
-fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut name = path.file_name().context("no file name")?.to_owned();
     name.push(".renewing");

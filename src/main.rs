@@ -12,6 +12,7 @@ mod acme;
 mod api;
 mod backup;
 mod console;
+mod https_certificate;
 mod init;
 mod instance;
 mod metrics;
@@ -147,6 +148,12 @@ enum Command {
         #[command(subcommand)]
         command: AcmeCommand,
     },
+    /// The HTTPS side's certificate, when another CA is to issue it (one
+    /// citizens' browsers trust, for the verify portal).
+    Https {
+        #[command(subcommand)]
+        command: HttpsCommand,
+    },
     /// Copy a data directory and its database while the server runs: a
     /// consistent snapshot (SQLite: a database file; PostgreSQL: pg_dump's
     /// custom format) and the files beside it, without the key store's
@@ -157,6 +164,28 @@ enum Command {
         /// A new directory for the copy.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum HttpsCommand {
+    /// Write a PKCS#10 request for the HTTPS key, signed in the key store,
+    /// for `https.names`: what another CA certifies.
+    Csr {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        /// Where to write the PEM request; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Put the certificate another CA issued for that request (PEM, the
+    /// leaf first, then the CAs above it) in place; a running server
+    /// presents it within a minute.
+    Install {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        chain: PathBuf,
     },
 }
 
@@ -530,6 +559,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Command::Https {
+            command: HttpsCommand::Csr { data, out },
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let pem = https_certificate::csr(&instance).await?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, pem)
+                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                    println!(
+                        "wrote a request for {} to {}",
+                        instance.config.https.names.join(", "),
+                        path.display()
+                    );
+                }
+                None => print!("{pem}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Https {
+            command: HttpsCommand::Install { data, chain },
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let pem = std::fs::read(&chain)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", chain.display()))?;
+            let installed = https_certificate::install(&instance, &pem).await?;
+            println!(
+                "installed the HTTPS certificate of {} issued by {}, valid until {}; a running server presents it within a minute",
+                installed.subject, installed.issuer, installed.not_after
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Backup { data, out } => {
             init_logging(&data)?;

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{pem::PemObject, CertificateDer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -192,17 +191,13 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         metrics: Metrics::new(),
     }));
 
-    match instance.renew_https_certificate("startup").await? {
-        crate::instance::HttpsRenewal::Renewed(_) => {
+    match crate::https_certificate::renew(&instance, "startup").await? {
+        crate::https_certificate::HttpsRenewal::Renewed(_) => {
             tracing::info!("HTTPS certificate issued afresh: it was due, or https.names changed");
         }
         other => other.warn_if_due_elsewhere(),
     }
-    let chain_path = instance.path(&instance.config.https.chain_file);
-    let chain = CertificateDer::pem_file_iter(&chain_path)
-        .with_context(|| format!("reading {}", chain_path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {}", chain_path.display()))?;
+    let chain = crate::https_certificate::read_chain(&instance)?;
     let key_label = instance
         .config
         .https

@@ -14,7 +14,8 @@ use kexin_ca::ocsp::OcspResponder;
 use kexin_timestamp::TimeStampAuthority;
 use tokio::sync::watch;
 
-use crate::instance::{HttpsRenewal, Instance};
+use crate::https_certificate::{self, HttpsRenewal};
+use crate::instance::Instance;
 use crate::metrics::{CertificateLabels, Metrics};
 use crate::tls::ServerCertificate;
 
@@ -22,9 +23,9 @@ use crate::tls::ServerCertificate;
 /// expiry, so this only bounds how late in that window it happens.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
 
-/// How often an HTTPS certificate from another CA that is due for renewal
-/// is warned about: the operator is told at start and then daily, not
-/// every minute.
+/// How often a problem with the HTTPS certificate that the operator must
+/// fix (another CA's certificate due for renewal, a chain file that is
+/// not for the key) is logged: at start and then daily, not every minute.
 const WARN_EVERY: Duration = Duration::from_secs(86400);
 
 /// Source of the audit entries of renewals made while serving.
@@ -38,7 +39,7 @@ pub struct ServiceCertificates {
     pub https: Arc<ServerCertificate>,
     /// Told when each certificate expires, after every check.
     pub metrics: Arc<Metrics>,
-    /// When an HTTPS certificate from another CA was last warned about.
+    /// When a problem with the HTTPS certificate was last logged.
     pub warned_https: Mutex<Option<Instant>>,
 }
 
@@ -99,24 +100,64 @@ impl ServiceCertificates {
         if let Err(e) = self.time_stamp_authority().await {
             tracing::error!(error = %e, "renewing the TSA certificate");
         }
-        match self.instance.renew_https_certificate(SOURCE).await {
+        match https_certificate::renew(&self.instance, SOURCE).await {
             Ok(HttpsRenewal::Renewed(chain)) => {
                 self.https.replace(chain);
                 tracing::info!("HTTPS certificate renewed; new connections get it");
             }
-            Ok(HttpsRenewal::NotDue) => {}
+            Ok(HttpsRenewal::NotDue) => self.take_up_installed().await,
             Ok(elsewhere) => {
-                let mut last = self
-                    .warned_https
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                if self.may_warn() {
                     elsewhere.warn_if_due_elsewhere();
-                    *last = Some(Instant::now());
                 }
+                self.take_up_installed().await;
             }
             Err(e) => tracing::error!(error = %e, "renewing the HTTPS certificate"),
         }
+    }
+
+    /// Presents the chain of `https.chain_file` if it is another than the
+    /// one presented (`kexin https install` put it there) and is for the
+    /// HTTPS key.
+    async fn take_up_installed(&self) {
+        let chain = match https_certificate::read_chain(&self.instance) {
+            Ok(chain) => chain,
+            Err(e) => {
+                if self.may_warn() {
+                    tracing::error!(error = %e, "the HTTPS chain file cannot be read; the server presents the chain it has");
+                }
+                return;
+            }
+        };
+        if self.https.leaf().as_ref() == chain.first() {
+            return;
+        }
+        match https_certificate::is_for_store_key(&self.instance, &chain).await {
+            Ok(true) => {
+                self.https.replace(chain);
+                tracing::info!("the HTTPS chain file changed; new connections get its certificate");
+            }
+            Ok(false) => {
+                if self.may_warn() {
+                    tracing::error!("the HTTPS chain file's certificate is not for the HTTPS key; the server presents the chain it has");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "checking the HTTPS chain file"),
+        }
+    }
+
+    /// Whether a problem the operator must fix may be logged now: at most
+    /// once every [`WARN_EVERY`].
+    fn may_warn(&self) -> bool {
+        let mut last = self
+            .warned_https
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|at| at.elapsed() >= WARN_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     async fn ocsp_responders(&self) -> anyhow::Result<()> {

@@ -1782,3 +1782,130 @@ fn certificates_about_to_expire_are_found_soonest_first() {
         "{page}"
     );
 }
+
+/// The verify portal must be trusted by citizens' phones, which do not
+/// know Kexin's root: another CA certifies the HTTPS key, which stays in
+/// the key store, and the officers' client certificates still work.
+#[test]
+fn another_cas_certificate_serves_the_https_side() {
+    let ca = Ca::init(&[]);
+    let public_ca = self_signed_ca(&ca.dir, "Province Public CA");
+    let public_key = public_ca.replace(".pem", ".key");
+    let chain_file = path_str(&ca.data.join("tls/server-chain.pem"));
+    let ours = std::fs::read_to_string(&chain_file).unwrap();
+
+    let csr = ca.file("https.csr");
+    let out = ca.kexin(&["https", "csr", "--out", &csr]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, text) = openssl(&["req", "-in", &csr, "-verify", "-noout", "-text"]);
+    assert!(ok && text.contains("verify OK"), "{text}");
+    assert!(
+        text.contains("DNS:localhost") && text.contains("IP Address:127.0.0.1"),
+        "{text}"
+    );
+    let ext = ca.file("server.ext");
+    std::fs::write(
+        &ext,
+        "extendedKeyUsage = serverAuth\nbasicConstraints = CA:FALSE\n",
+    )
+    .unwrap();
+    let leaf = ca.file("public-leaf.pem");
+    let (ok, out) = openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &public_ca,
+        "-CAkey",
+        &public_key,
+        "-days",
+        "1",
+        "-copy_extensions",
+        "copy",
+        "-extfile",
+        &ext,
+        "-out",
+        &leaf,
+    ]);
+    assert!(ok, "{out}");
+    let chain = ca.file("public-chain.pem");
+    std::fs::write(
+        &chain,
+        std::fs::read_to_string(&leaf).unwrap() + &std::fs::read_to_string(&public_ca).unwrap(),
+    )
+    .unwrap();
+
+    // A certificate for another key is refused, and nothing changes.
+    let (ok, out) = openssl(&["x509", "-in", &public_ca, "-out", &ca.file("other.pem")]);
+    assert!(ok, "{out}");
+    let out = ca.kexin(&["https", "install", "--chain", &ca.file("other.pem")]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not for this instance's HTTPS key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&chain_file).unwrap(), ours);
+
+    // Installed while the server runs, it is presented within a minute
+    // (the server's clock is moved two minutes on to see it at once).
+    let clock = ca.file("faketime");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    at_faked_time(&mut serve, &clock);
+    let _server = Server::start(serve, ca.http, ca.https);
+    let trusted_by_public_ca = || {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{}", ca.https)])
+            .args([
+                "-CAfile",
+                &public_ca,
+                "-verify_return_error",
+                "-verify_hostname",
+                "localhost",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("Verify return code: 0 (ok)")
+    };
+    assert!(!trusted_by_public_ca());
+    let out = ca.kexin(&["https", "install", "--chain", &chain]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&clock, "+120\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !trusted_by_public_ca() {
+        assert!(
+            Instant::now() < deadline,
+            "the installed certificate is not presented"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let installs = sqlite_value(
+        &ca.data.join("kexin.db"),
+        "SELECT count(*) FROM audit_log WHERE action = 'https.install'",
+    );
+    assert_eq!(installs, "1");
+
+    // Officers still sign in with their certificates of Kexin's CAs.
+    let auditor = ca.officer("shen-ji", "auditor");
+    let (code, _) = curl(&[
+        "--cacert",
+        &public_ca,
+        "--cert-type",
+        "P12",
+        "--cert",
+        &format!("{auditor}:{P12_PASSWORD}"),
+        &format!("https://localhost:{}/metrics", ca.https),
+    ]);
+    assert_eq!(code, 200);
+}

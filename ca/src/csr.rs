@@ -32,6 +32,49 @@ pub enum CsrError {
     SubjectEncoding(String),
 }
 
+/// The to-be-signed part of a CSR for `public_key`, naming `subject` and
+/// asking for `names` (DNS names, IP addresses) in a subjectAltName; its
+/// DER is what the key signs ([`assemble`]). For a key in the key store,
+/// which Kexin presents to another CA to be certified by it.
+pub fn request_info(
+    subject: Name,
+    public_key: SubjectPublicKeyInfoOwned,
+    names: &[String],
+) -> Result<(x509_cert::request::CertReqInfo, Vec<u8>), crate::Error> {
+    use x509_cert::request::{CertReqInfo, ExtensionReq, Version};
+    let mut attributes = der::asn1::SetOfVec::new();
+    if !names.is_empty() {
+        let wanted = ExtensionReq(vec![crate::certificate::subject_alt_name(names, false)?]);
+        attributes
+            .insert(wanted.try_into().map_err(crate::certificate::der_err)?)
+            .map_err(crate::certificate::der_err)?;
+    }
+    let info = CertReqInfo {
+        version: Version::V1,
+        subject,
+        public_key,
+        attributes,
+    };
+    let tbs = info.to_der().map_err(crate::certificate::der_err)?;
+    Ok((info, tbs))
+}
+
+/// The DER CSR of `info` signed with `signature` by `algorithm`.
+pub fn assemble(
+    info: x509_cert::request::CertReqInfo,
+    algorithm: kexin_hsm::SignatureAlgorithm,
+    signature: &[u8],
+) -> Result<Vec<u8>, crate::Error> {
+    CertReq {
+        info,
+        algorithm: algorithm.algorithm_identifier(),
+        signature: der::asn1::BitString::from_bytes(signature)
+            .map_err(crate::certificate::der_err)?,
+    }
+    .to_der()
+    .map_err(crate::certificate::der_err)
+}
+
 /// A CSR whose signature verified.
 #[derive(Clone, Debug)]
 pub struct VerifiedCsr {
@@ -144,6 +187,38 @@ mod tests {
             parse_and_verify(input),
             Err(CsrError::Malformed(_))
         ));
+    }
+
+    /// A CSR built for a key-store key passes Kexin's own proof-of-
+    /// possession check with its subject and names; altered, it fails.
+    #[test]
+    fn built_requests_verify_and_carry_their_names() {
+        use kexin_hsm::{KdfParams, KeyStore, SoftKeyStore};
+        let dir = tempfile::tempdir().unwrap();
+        let params = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let store = SoftKeyStore::create(dir.path(), b"passphrase for tests", params).unwrap();
+        let public = store.generate("https", KeyAlgorithm::EcdsaP256).unwrap();
+        let subject = crate::certificate::DistinguishedName::new()
+            .common_name("kexin.example.gov.cn")
+            .to_name()
+            .unwrap();
+        let names = ["kexin.example.gov.cn".to_owned(), "10.0.0.8".to_owned()];
+        let spki = SubjectPublicKeyInfoOwned::from_der(&public.spki_der).unwrap();
+        let (info, tbs) = request_info(subject, spki, &names).unwrap();
+        let alg = kexin_hsm::SignatureAlgorithm::EcdsaSha256;
+        let signature = store.sign("https", alg, &tbs).unwrap();
+        let csr = assemble(info, alg, &signature).unwrap();
+        let verified = parse_and_verify(&csr).unwrap();
+        assert_eq!(verified.requested_names.len(), 2);
+        assert_eq!(verified.subject[0].1, "kexin.example.gov.cn");
+        let mut altered = csr.clone();
+        let at = altered.len() / 3;
+        altered[at] ^= 1;
+        assert!(parse_and_verify(&altered).is_err());
     }
 
     #[test]
