@@ -112,10 +112,45 @@ pub fn free_port() -> u16 {
             .build_hasher()
             .finish();
         let port = 10_000 + (random % u64::from(below - 10_000)) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve(port) {
             return port;
         }
     }
+}
+
+/// Claims `port` for this test process among all test processes on the
+/// machine (nextest runs each test in its own; two suites may run at
+/// once): a port free when picked is not bound until the server starts,
+/// seconds later, and another test picking it meanwhile had its HTTPS
+/// client talk to the other test's plain-HTTP server. A claim is a file
+/// naming the claiming process, void once that process is gone.
+fn reserve(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("kexin-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let claim = dir.join(port.to_string());
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&claim)
+        {
+            Ok(mut file) => {
+                use std::io::Write;
+                return write!(file, "{}", std::process::id()).is_ok();
+            }
+            Err(_) => {
+                let holder = std::fs::read_to_string(&claim).unwrap_or_default();
+                let alive = holder.trim().parse::<u32>().is_ok_and(|pid| {
+                    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+                });
+                if alive || holder.is_empty() {
+                    return false;
+                }
+                let _ = std::fs::remove_file(&claim);
+            }
+        }
+    }
+    false
 }
 
 /// The first of the kernel's ports for outgoing connections.
