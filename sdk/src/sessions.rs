@@ -3,8 +3,9 @@
 //! One process keeps them in memory ([`MemorySessionStore`], what
 //! [`crate::axum::Sso::new`] uses). Replicas of a system behind a load
 //! balancer that does not pin a browser to one replica share a store
-//! (`PgSessionStore` with the `postgres` feature, or any
-//! [`SessionStore`] the system implements over its own database or cache),
+//! (`PgSessionStore` with the `postgres` feature, `RedisSessionStore` with
+//! the `redis` feature, or any [`SessionStore`] the system implements over
+//! its own database or cache),
 //! and a state key ([`crate::axum::Sso::shared`]).
 //!
 //! Invariants every store keeps:
@@ -177,6 +178,10 @@ impl SessionStore for MemorySessionStore {
 mod postgres;
 #[cfg(feature = "postgres")]
 pub use postgres::PgSessionStore;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisSessionStore;
 
 #[cfg(test)]
 mod tests {
