@@ -87,12 +87,16 @@ pub async fn renew(instance: &Instance, source: &str) -> anyhow::Result<HttpsRen
         .iter()
         .flatten()
         .any(|e| e.extn_id == wanted.extn_id && e.extn_value == wanted.extn_value);
-    let due = kexin_ca::renewal::due(&leaf.tbs_certificate.validity, std::time::SystemTime::now());
+    let systems = load_authority(&instance.db, "systems").await?;
+    let due = kexin_ca::renewal::due(
+        &leaf.tbs_certificate.validity,
+        &systems.certificate.tbs_certificate.validity,
+        std::time::SystemTime::now(),
+    );
     if names_kept && !due {
         return Ok(HttpsRenewal::NotDue);
     }
     let key = store_key(instance).await?;
-    let systems = load_authority(&instance.db, "systems").await?;
     let ours = leaf.tbs_certificate.issuer == systems.certificate.tbs_certificate.subject
         && leaf.tbs_certificate.subject_public_key_info.to_der()? == key;
     if !ours {

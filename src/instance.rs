@@ -237,8 +237,10 @@ impl Instance {
         use der::{Decode, Encode};
         if let Some((label, der)) = self.db.service_certificate("tsa").await? {
             let cert = x509_cert::Certificate::from_der(&der)?;
-            if !kexin_ca::renewal::due(&cert.tbs_certificate.validity, std::time::SystemTime::now())
-            {
+            let systems = load_authority(&self.db, "systems").await?;
+            let issuer = &systems.certificate.tbs_certificate.validity;
+            let now = std::time::SystemTime::now();
+            if !kexin_ca::renewal::due(&cert.tbs_certificate.validity, issuer, now) {
                 return Ok((label, cert));
             }
         }

@@ -1909,3 +1909,56 @@ fn another_cas_certificate_serves_the_https_side() {
     ]);
     assert_eq!(code, 200);
 }
+
+/// In the last minutes of an issuing CA's ten years, the certificates it
+/// issues end when it does: renewing them gains nothing, and they are not
+/// renewed again at every check.
+#[test]
+fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
+    let ca = Ca::init(&[]);
+    let clock = ca.file("faketime");
+    // 20 minutes before the issuing CAs end (ten years after they began,
+    // an hour before init): at start, the responders', the TSA's and the
+    // HTTPS certificates have run out and are renewed, to end with their
+    // CA; with less than a third of their lifetime left (they begin an
+    // hour back), they would be due again at once.
+    let offset = 3650 * 86400 - 3600 - 1200;
+    std::fs::write(&clock, format!("+{offset}\n")).unwrap();
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    at_faked_time(&mut serve, &clock);
+    let server = Server::start(serve, ca.http, ca.https);
+    let verified_at_the_time = || {
+        let out = at_faked_time(
+            Command::new("openssl").args(["s_client", "-connect"]),
+            &clock,
+        )
+        .arg(format!("127.0.0.1:{}", ca.https))
+        .args(["-CAfile", &ca.ca_pem("root"), "-verify_return_error"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (text.contains("Verify return code: 0 (ok)"), text)
+    };
+    let (ok, text) = verified_at_the_time();
+    assert!(ok, "{text}");
+    let renewals = |source: &str| {
+        sqlite_value(
+            &ca.data.join("kexin.db"),
+            &format!("SELECT count(*) FROM audit_log WHERE source = '{source}'"),
+        )
+    };
+    let at_start = renewals("startup");
+    assert!(at_start.parse::<u32>().unwrap() >= 6, "{at_start}");
+    // Three checks a minute apart find nothing to renew.
+    for minutes in [2, 3, 4] {
+        std::fs::write(&clock, format!("+{}\n", offset + minutes * 60)).unwrap();
+        let (ok, text) = verified_at_the_time();
+        assert!(ok, "{text}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(renewals("renewal"), "0");
+    assert_eq!(renewals("startup"), at_start);
+    server.stop();
+}

@@ -233,7 +233,16 @@ pub async fn issue_https_certificate(
             .common_name(common_name)
             .to_name()?,
         not_before: start,
-        not_after: start + Duration::from_secs(HTTPS_VALIDITY_DAYS * 86400),
+        // Never past the CA's own end, which a certificate may not outlive.
+        not_after: (start + Duration::from_secs(HTTPS_VALIDITY_DAYS * 86400)).min(
+            SystemTime::UNIX_EPOCH
+                + systems
+                    .certificate
+                    .tbs_certificate
+                    .validity
+                    .not_after
+                    .to_unix_duration(),
+        ),
         extensions: vec![
             basic_constraints(false, None)?,
             key_usage(usage)?,

@@ -184,7 +184,9 @@ pub async fn ensure_responders(
         let label = match existing.get(&ca.name) {
             Some((label, cert)) => {
                 let cert = Certificate::from_der(cert).map_err(der_err)?;
-                if !crate::renewal::due(&cert.tbs_certificate.validity, SystemTime::now()) {
+                let validity = &cert.tbs_certificate.validity;
+                let issuer = &ca.certificate.tbs_certificate.validity;
+                if !crate::renewal::due(validity, issuer, SystemTime::now()) {
                     continue;
                 }
                 label.clone()

@@ -13,11 +13,17 @@ use x509_cert::time::Validity;
 /// Renewal starts this long before expiry at the latest.
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86400);
 
-/// Whether a certificate valid for `validity` is due for renewal at `now`:
-/// less than 30 days, or less than a third of its lifetime, left (the
-/// smaller, so a certificate made short-lived by its profile is not renewed
-/// as soon as it is issued).
-pub fn due(validity: &Validity, now: SystemTime) -> bool {
+/// Whether a certificate valid for `validity`, issued by a CA valid for
+/// `issuer`, is due for renewal at `now`: less than 30 days, or less than a
+/// third of its lifetime, left (the smaller, so a certificate made
+/// short-lived by its profile is not renewed as soon as it is issued); and
+/// its CA outlives it, since a certificate never outlives its CA, so that
+/// a renewal could not end any later (and would be made again at every
+/// check until the CA expires).
+pub fn due(validity: &Validity, issuer: &Validity, now: SystemTime) -> bool {
+    if issuer.not_after.to_unix_duration() <= validity.not_after.to_unix_duration() {
+        return false;
+    }
     let start = SystemTime::UNIX_EPOCH + validity.not_before.to_unix_duration();
     let end = SystemTime::UNIX_EPOCH + validity.not_after.to_unix_duration();
     let lifetime = end.duration_since(start).unwrap_or_default();
@@ -44,6 +50,11 @@ mod tests {
         }
     }
 
+    /// A CA that outlives every certificate here.
+    fn ca() -> Validity {
+        valid_for(3650)
+    }
+
     fn at_day(day: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + day * 86400)
     }
@@ -51,17 +62,28 @@ mod tests {
     #[test]
     fn long_lived_certificates_are_renewed_thirty_days_before_expiry() {
         let cert = valid_for(397);
-        assert!(!due(&cert, at_day(0)));
-        assert!(!due(&cert, at_day(366)));
-        assert!(due(&cert, at_day(368)));
-        assert!(due(&cert, at_day(500)), "an expired one is renewed too");
+        assert!(!due(&cert, &ca(), at_day(0)));
+        assert!(!due(&cert, &ca(), at_day(366)));
+        assert!(due(&cert, &ca(), at_day(368)));
+        assert!(
+            due(&cert, &ca(), at_day(500)),
+            "an expired one is renewed too"
+        );
+    }
+
+    #[test]
+    fn certificates_that_end_with_their_ca_are_not_renewed() {
+        let cert = valid_for(397);
+        assert!(!due(&cert, &valid_for(397), at_day(380)));
+        assert!(!due(&cert, &valid_for(390), at_day(380)));
+        assert!(due(&cert, &valid_for(398), at_day(380)));
     }
 
     #[test]
     fn short_lived_certificates_are_renewed_with_a_third_left() {
         let cert = valid_for(30);
-        assert!(!due(&cert, at_day(0)));
-        assert!(!due(&cert, at_day(19)));
-        assert!(due(&cert, at_day(21)));
+        assert!(!due(&cert, &ca(), at_day(0)));
+        assert!(!due(&cert, &ca(), at_day(19)));
+        assert!(due(&cert, &ca(), at_day(21)));
     }
 }
