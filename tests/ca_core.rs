@@ -1386,6 +1386,26 @@ fn restored_copy_serves_the_past(ca: &Ca, restored: &std::path::Path, pem: &str)
     assert!(status.success(), "{output}");
 }
 
+/// `openssl s_client` to the HTTPS side, trusting `ca_file`, with `extra`
+/// options, at the time of `clock` if given (libfaketime): whether it
+/// verified the server, and all it printed.
+fn tls_handshake(ca: &Ca, clock: Option<&str>, ca_file: &str, extra: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new("openssl");
+    if let Some(clock) = clock {
+        at_faked_time(&mut cmd, clock);
+    }
+    let out = cmd
+        .args(["s_client", "-connect", &format!("127.0.0.1:{}", ca.https)])
+        .args(["-CAfile", ca_file, "-verify_return_error"])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (text.contains("Verify return code: 0 (ok)"), text)
+}
+
 #[test]
 fn a_server_left_running_for_years_renews_its_own_certificates() {
     let ca = Ca::init(&[]);
@@ -1443,18 +1463,7 @@ fn a_server_left_running_for_years_renews_its_own_certificates() {
     // server's (397 days) and the TSA's (1,825 days). The CAs (10 and 20
     // years) have not.
     std::fs::write(&clock, "+1830d\n").unwrap();
-    let presented = || {
-        let out = at_faked_time(
-            Command::new("openssl").args(["s_client", "-connect"]),
-            &clock,
-        )
-        .arg(format!("127.0.0.1:{}", ca.https))
-        .args(["-CAfile", &ca.ca_pem("root"), "-verify_return_error"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let presented = || tls_handshake(&ca, Some(&clock), &ca.ca_pem("root"), &[]).1;
     let deadline = Instant::now() + Duration::from_secs(150);
     while !presented().contains("Verify return code: 0 (ok)") {
         assert!(
@@ -1654,14 +1663,8 @@ fn the_https_certificate_follows_the_configured_names_at_restart() {
     let (serial, key) = (serial_of(&chain_file), key_of(&chain_file));
     let name = "kexin.example.gov.cn";
     let verifies_for_name = || {
-        let out = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("127.0.0.1:{}", ca.https)])
-            .args(["-servername", name, "-verify_hostname", name])
-            .args(["-CAfile", &ca.ca_pem("root"), "-verify_return_error"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("Verify return code: 0 (ok)")
+        let name_args = ["-servername", name, "-verify_hostname", name];
+        tls_handshake(&ca, None, &ca.ca_pem("root"), &name_args).0
     };
     let server = ca.serve();
     assert!(!verifies_for_name(), "not a name of the instance yet");
@@ -1859,21 +1862,8 @@ fn another_cas_certificate_serves_the_https_side() {
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
     let _server = Server::start(serve, ca.http, ca.https);
-    let trusted_by_public_ca = || {
-        let out = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("127.0.0.1:{}", ca.https)])
-            .args([
-                "-CAfile",
-                &public_ca,
-                "-verify_return_error",
-                "-verify_hostname",
-                "localhost",
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("Verify return code: 0 (ok)")
-    };
+    let trusted_by_public_ca =
+        || tls_handshake(&ca, None, &public_ca, &["-verify_hostname", "localhost"]).0;
     assert!(!trusted_by_public_ca());
     let out = ca.kexin(&["https", "install", "--chain", &chain]);
     assert!(
@@ -1927,20 +1917,7 @@ fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
     let server = Server::start(serve, ca.http, ca.https);
-    let verified_at_the_time = || {
-        let out = at_faked_time(
-            Command::new("openssl").args(["s_client", "-connect"]),
-            &clock,
-        )
-        .arg(format!("127.0.0.1:{}", ca.https))
-        .args(["-CAfile", &ca.ca_pem("root"), "-verify_return_error"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (text.contains("Verify return code: 0 (ok)"), text)
-    };
+    let verified_at_the_time = || tls_handshake(&ca, Some(&clock), &ca.ca_pem("root"), &[]);
     let (ok, text) = verified_at_the_time();
     assert!(ok, "{text}");
     let renewals = |source: &str| {

@@ -183,11 +183,12 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisSessionStore;
 
+/// What every store must do; each store's tests run these.
 #[cfg(test)]
-mod tests {
+pub(crate) mod contract {
     use super::*;
 
-    fn session(sid: &str, checked_at: u64) -> Session {
+    pub fn session(sid: &str, checked_at: u64) -> Session {
         Session {
             claims: serde_json::json!({ "sid": sid }),
             access_token: "at".into(),
@@ -197,21 +198,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn printed_sessions_keep_their_tokens_to_themselves() {
-        let mut s = session("s1", 0);
-        s.access_token = "eyJ-access-secret".into();
-        s.refresh_token = Some("refresh-secret".into());
-        let printed = format!("{s:?}");
-        assert!(
-            !printed.contains("secret") && printed.contains("s1"),
-            "{printed}"
-        );
-    }
-
-    #[tokio::test]
-    async fn one_holder_at_a_time_checks_a_session() {
-        let store = MemorySessionStore::default();
+    /// One holder at a time has the right to check a session; the right
+    /// lapses, and saving gives it up.
+    pub async fn one_holder_at_a_time_checks_a_session(store: &dyn SessionStore) {
         let now = crate::unix_now();
         assert!(
             !store.claim_check("k", now, now + 30).await.unwrap(),
@@ -232,9 +221,8 @@ mod tests {
         assert_eq!(store.load("k").await.unwrap().unwrap().checked_at, now + 31);
     }
 
-    #[tokio::test]
-    async fn sessions_end_one_by_one_by_sso_session_and_when_idle() {
-        let store = MemorySessionStore::default();
+    /// Sessions end one by one, and all those of an SSO session at once.
+    pub async fn sessions_end_one_by_one_and_by_sso_session(store: &dyn SessionStore) {
         let now = crate::unix_now();
         store.save("a", &session("s1", now)).await.unwrap();
         store.save("b", &session("s1", now)).await.unwrap();
@@ -242,9 +230,42 @@ mod tests {
         store.remove_sso_session("s1").await.unwrap();
         assert!(store.load("a").await.unwrap().is_none());
         assert!(store.load("b").await.unwrap().is_none());
+        assert!(
+            store.load("c").await.unwrap().is_some(),
+            "another SSO session"
+        );
         store.remove("c").await.unwrap();
         assert!(store.load("c").await.unwrap().is_none());
+    }
+}
 
+#[cfg(test)]
+mod tests {
+    use super::contract::*;
+    use super::*;
+
+    #[test]
+    fn printed_sessions_keep_their_tokens_to_themselves() {
+        let mut s = session("s1", 0);
+        s.access_token = "eyJ-access-secret".into();
+        s.refresh_token = Some("refresh-secret".into());
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("secret") && printed.contains("s1"),
+            "{printed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_checks_a_session_in_memory() {
+        one_holder_at_a_time_checks_a_session(&MemorySessionStore::default()).await;
+    }
+
+    #[tokio::test]
+    async fn sessions_in_memory_end_one_by_one_by_sso_session_and_when_idle() {
+        let store = MemorySessionStore::default();
+        sessions_end_one_by_one_and_by_sso_session(&store).await;
+        let now = crate::unix_now();
         let idle_for = crate::axum::SESSION_IDLE.as_secs();
         store
             .save("idle", &session("s3", now - idle_for))

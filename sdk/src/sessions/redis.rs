@@ -164,6 +164,7 @@ impl SessionStore for RedisSessionStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::contract::*;
     use super::*;
 
     /// A store on the Redis of `REDIS_URL` (default: 127.0.0.1:6379), its
@@ -181,57 +182,17 @@ mod tests {
             .with_prefix(&unique)
     }
 
-    fn session(sid: &str, checked_at: u64) -> Session {
-        Session {
-            claims: serde_json::json!({ "sid": sid }),
-            access_token: "at".into(),
-            refresh_token: Some("rt".into()),
-            expires_at: checked_at + 300,
-            checked_at,
-        }
+    #[tokio::test]
+    async fn one_holder_at_a_time_checks_a_session_in_redis() {
+        one_holder_at_a_time_checks_a_session(&store().await).await;
     }
 
     #[tokio::test]
-    async fn one_holder_at_a_time_checks_a_session() {
+    async fn sessions_in_redis_end_one_by_one_by_sso_session_and_when_idle() {
         let store = store().await;
-        let now = crate::unix_now();
-        assert!(
-            !store.claim_check("k", now, now + 30).await.unwrap(),
-            "none"
-        );
-        store.save("k", &session("s1", now)).await.unwrap();
-        assert!(store.claim_check("k", now, now + 30).await.unwrap());
-        assert!(!store.claim_check("k", now + 29, now + 59).await.unwrap());
-        assert!(
-            store.claim_check("k", now + 30, now + 60).await.unwrap(),
-            "lapsed"
-        );
-        store.save("k", &session("s1", now + 31)).await.unwrap();
-        assert!(
-            store.claim_check("k", now + 31, now + 61).await.unwrap(),
-            "given up"
-        );
-        assert_eq!(store.load("k").await.unwrap().unwrap().checked_at, now + 31);
-    }
-
-    #[tokio::test]
-    async fn sessions_end_one_by_one_by_sso_session_and_when_idle() {
-        let store = store().await;
-        let now = crate::unix_now();
-        store.save("a", &session("s1", now)).await.unwrap();
-        store.save("b", &session("s1", now)).await.unwrap();
-        store.save("c", &session("s2", now)).await.unwrap();
-        store.remove_sso_session("s1").await.unwrap();
-        assert!(store.load("a").await.unwrap().is_none());
-        assert!(store.load("b").await.unwrap().is_none());
-        assert!(
-            store.load("c").await.unwrap().is_some(),
-            "another SSO session"
-        );
-        store.remove("c").await.unwrap();
-        assert!(store.load("c").await.unwrap().is_none());
-
+        sessions_end_one_by_one_and_by_sso_session(&store).await;
         // Redis forgets a session an idle time after it was last checked.
+        let now = crate::unix_now();
         let idle_for = crate::axum::SESSION_IDLE.as_secs();
         store
             .save("idle", &session("s3", now - idle_for))
