@@ -221,6 +221,21 @@ pub(crate) mod contract {
         assert_eq!(store.load("k").await.unwrap().unwrap().checked_at, now + 31);
     }
 
+    /// Saves "idle", last checked an idle time ago, and "used", half that
+    /// (both of SSO session "s3"), for a store to forget the first.
+    pub async fn save_one_idle_and_one_in_use(store: &dyn SessionStore) {
+        let now = crate::unix_now();
+        let idle_for = crate::axum::SESSION_IDLE.as_secs();
+        store
+            .save("idle", &session("s3", now - idle_for))
+            .await
+            .unwrap();
+        store
+            .save("used", &session("s3", now - idle_for / 2))
+            .await
+            .unwrap();
+    }
+
     /// Sessions end one by one, and all those of an SSO session at once.
     pub async fn sessions_end_one_by_one_and_by_sso_session(store: &dyn SessionStore) {
         let now = crate::unix_now();
@@ -265,16 +280,8 @@ mod tests {
     async fn sessions_in_memory_end_one_by_one_by_sso_session_and_when_idle() {
         let store = MemorySessionStore::default();
         sessions_end_one_by_one_and_by_sso_session(&store).await;
+        save_one_idle_and_one_in_use(&store).await;
         let now = crate::unix_now();
-        let idle_for = crate::axum::SESSION_IDLE.as_secs();
-        store
-            .save("idle", &session("s3", now - idle_for))
-            .await
-            .unwrap();
-        store
-            .save("used", &session("s3", now - idle_for / 2))
-            .await
-            .unwrap();
         store.memory().swept = Instant::now().checked_sub(SWEEP_INTERVAL).unwrap();
         store.save("new", &session("s3", now)).await.unwrap();
         let mut left: Vec<_> = store.memory().by_key.keys().cloned().collect();

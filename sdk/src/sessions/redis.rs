@@ -192,16 +192,8 @@ mod tests {
         let store = store().await;
         sessions_end_one_by_one_and_by_sso_session(&store).await;
         // Redis forgets a session an idle time after it was last checked.
-        let now = crate::unix_now();
+        save_one_idle_and_one_in_use(&store).await;
         let idle_for = crate::axum::SESSION_IDLE.as_secs();
-        store
-            .save("idle", &session("s3", now - idle_for))
-            .await
-            .unwrap();
-        store
-            .save("used", &session("s3", now - idle_for / 2))
-            .await
-            .unwrap();
         assert!(store.load("idle").await.unwrap().is_none());
         let ttl: i64 = redis::cmd("TTL")
             .arg(store.session_key("used"))
