@@ -1907,27 +1907,34 @@ fn another_cas_certificate_serves_the_https_side() {
 fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
     let ca = Ca::init(&[]);
     let clock = ca.file("faketime");
-    // 20 minutes before the issuing CAs end (ten years after they began,
-    // an hour before init): at start, the responders', the TSA's and the
-    // HTTPS certificates have run out and are renewed, to end with their
-    // CA; with less than a third of their lifetime left (they begin an
-    // hour back), they would be due again at once.
-    let offset = 3650 * 86400 - 3600 - 1200;
-    std::fs::write(&clock, format!("+{offset}\n")).unwrap();
+    // The server starts at the true time: libfaketime can miss its offset
+    // in a process's first clock readings, and tokio and sqlx then saw the
+    // monotonic clock leap ten years during start-up.
+    std::fs::write(&clock, "+0\n").unwrap();
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
     let server = Server::start(serve, ca.http, ca.https);
+    // 20 minutes before the issuing CAs end (ten years after they began,
+    // an hour before init): the responders', the TSA's and the HTTPS
+    // certificates have run out and are renewed, to end with their CA;
+    // with less than a third of their lifetime left (they begin an hour
+    // back), they would be due again at once.
+    let offset = 3650 * 86400 - 3600 - 1200;
+    std::fs::write(&clock, format!("+{offset}\n")).unwrap();
     let verified_at_the_time = || tls_handshake(&ca, Some(&clock), &ca.ca_pem("root"), &[]);
-    let (ok, text) = verified_at_the_time();
-    assert!(ok, "{text}");
-    let renewals = |source: &str| {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while let (false, text) = verified_at_the_time() {
+        assert!(Instant::now() < deadline, "not renewed: {text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let renewals = || {
         sqlite_value(
             &ca.data.join("kexin.db"),
-            &format!("SELECT count(*) FROM audit_log WHERE source = '{source}'"),
+            "SELECT count(*) FROM audit_log WHERE source = 'renewal'",
         )
     };
-    let at_start = renewals("startup");
-    assert!(at_start.parse::<u32>().unwrap() >= 6, "{at_start}");
+    let renewed = renewals();
+    assert!(renewed.parse::<u32>().unwrap() >= 6, "{renewed}");
     // Three checks a minute apart find nothing to renew.
     for minutes in [2, 3, 4] {
         std::fs::write(&clock, format!("+{}\n", offset + minutes * 60)).unwrap();
@@ -1935,7 +1942,6 @@ fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
         assert!(ok, "{text}");
         std::thread::sleep(Duration::from_secs(2));
     }
-    assert_eq!(renewals("renewal"), "0");
-    assert_eq!(renewals("startup"), at_start);
+    assert_eq!(renewals(), renewed);
     server.stop();
 }
