@@ -235,14 +235,13 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let crl_refresher = tokio::spawn(refresh_crls(instance.clone(), shutdown_rx.clone()));
     let checkpointer = tokio::spawn(checkpoint_audit(instance.clone(), shutdown_rx.clone()));
     let renewer = tokio::spawn(
-        crate::service_certificates::ServiceCertificates {
-            instance: instance.clone(),
-            ocsp: state.ocsp.clone(),
-            tsa: state.tsa.clone(),
-            https: https_certificate,
-            metrics: state.metrics.clone(),
-            warned_https: std::sync::Mutex::new(Some(std::time::Instant::now())),
-        }
+        crate::service_certificates::ServiceCertificates::new(
+            instance.clone(),
+            state.ocsp.clone(),
+            state.tsa.clone(),
+            https_certificate,
+            state.metrics.clone(),
+        )
         .keep_current(shutdown_rx.clone()),
     );
     let http = serve_http_on_threads(http_listeners, state.clone(), shutdown_rx.clone())?;

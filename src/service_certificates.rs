@@ -33,17 +33,35 @@ const SOURCE: &str = "renewal";
 
 /// What presents a service certificate.
 pub struct ServiceCertificates {
-    pub instance: Arc<Instance>,
-    pub ocsp: Arc<OcspResponder>,
-    pub tsa: Arc<TimeStampAuthority>,
-    pub https: Arc<ServerCertificate>,
+    instance: Arc<Instance>,
+    ocsp: Arc<OcspResponder>,
+    tsa: Arc<TimeStampAuthority>,
+    https: Arc<ServerCertificate>,
     /// Told when each certificate expires, after every check.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// When a problem with the HTTPS certificate was last logged.
-    pub warned_https: Mutex<Option<Instant>>,
+    warned_https: Mutex<Option<Instant>>,
 }
 
 impl ServiceCertificates {
+    /// For a server that has just started, and checked (and warned) then.
+    pub fn new(
+        instance: Arc<Instance>,
+        ocsp: Arc<OcspResponder>,
+        tsa: Arc<TimeStampAuthority>,
+        https: Arc<ServerCertificate>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            instance,
+            ocsp,
+            tsa,
+            https,
+            metrics,
+            warned_https: Mutex::new(Some(Instant::now())),
+        }
+    }
+
     /// Checks every [`CHECK_EVERY`] until `shutdown`.
     pub async fn keep_current(self, mut shutdown: watch::Receiver<bool>) {
         loop {
