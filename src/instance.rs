@@ -243,6 +243,18 @@ impl Instance {
             if !kexin_ca::renewal::due(&cert.tbs_certificate.validity, issuer, now) {
                 return Ok((label, cert));
             }
+            // One node renews (see `ensure_responders`); the others keep
+            // the certificate they have, and take up the renewal later.
+            let now = kexin_ca::issuance::now();
+            let claim = kexin_ca::renewal::CLAIM.as_secs() as i64;
+            if !self.db.claim_renewal("tsa", now, now + claim).await? {
+                return Ok((label, cert));
+            }
+            if let Some((latest_label, latest)) = self.db.service_certificate("tsa").await? {
+                if latest != der {
+                    return Ok((latest_label, x509_cert::Certificate::from_der(&latest)?));
+                }
+            }
         }
         let label = format!("{}-tsa", self.key_prefix().await?);
         let public = self.service_key(&label).await?;

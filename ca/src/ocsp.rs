@@ -184,10 +184,27 @@ pub async fn ensure_responders(
         let label = match existing.get(&ca.name) {
             Some((label, cert)) => {
                 let cert = Certificate::from_der(cert).map_err(der_err)?;
-                let validity = &cert.tbs_certificate.validity;
                 let issuer = &ca.certificate.tbs_certificate.validity;
-                if !crate::renewal::due(validity, issuer, SystemTime::now()) {
+                let due = |cert: &Certificate| {
+                    crate::renewal::due(&cert.tbs_certificate.validity, issuer, SystemTime::now())
+                };
+                if !due(&cert) {
                     continue;
+                }
+                // One node renews; it looks again once it holds the claim,
+                // since another may have renewed in between.
+                let now = crate::issuance::now();
+                let claim = crate::renewal::CLAIM.as_secs() as i64;
+                let name = format!("ocsp-responder:{}", ca.name);
+                if !db.claim_renewal(&name, now, now + claim).await? {
+                    continue;
+                }
+                let latest = db.ocsp_responders().await?;
+                let stored = latest.iter().find(|(name, _, _)| *name == ca.name);
+                if let Some((_, _, der)) = stored {
+                    if !due(&Certificate::from_der(der).map_err(der_err)?) {
+                        continue;
+                    }
                 }
                 label.clone()
             }

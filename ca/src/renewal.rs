@@ -13,6 +13,12 @@ use x509_cert::time::Validity;
 /// Renewal starts this long before expiry at the latest.
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86400);
 
+/// How long a node's claim to renew a certificate lasts
+/// ([`crate::storage::Database::claim_renewal`]): longer than a renewal
+/// takes, short enough for another node to take over from one that
+/// stopped midway.
+pub const CLAIM: Duration = Duration::from_secs(300);
+
 /// Whether a certificate valid for `validity`, issued by a CA valid for
 /// `issuer`, is due for renewal at `now`: less than 30 days, or less than a
 /// third of its lifetime, left (the smaller, so a certificate made

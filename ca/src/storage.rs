@@ -543,6 +543,23 @@ impl Database {
             .collect()
     }
 
+    /// Claims the renewal of the service certificate `name` until `until`
+    /// (unix seconds) if no node holds it at `now`; whether it was claimed.
+    pub async fn claim_renewal(&self, name: &str, now: i64, until: i64) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "INSERT INTO service_renewals (name, claimed_until) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET claimed_until = excluded.claimed_until \
+             WHERE service_renewals.claimed_until <= $3",
+        )
+        .bind(name)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records (or replaces) the certificate of a Kexin service such as the TSA.
     pub async fn put_service_certificate(
         &self,

@@ -27,6 +27,7 @@ on_both_backends!(
     nodes_share_one_sealed_secret,
     a_row_claimed_twice_fails_the_second_audit_entry,
     certificates_about_to_expire_are_searched_soonest_first,
+    one_node_at_a_time_renews_a_service_certificate,
 );
 
 fn pending(serial: &str, tbs: &[u8]) -> PendingCertificate {
@@ -166,6 +167,32 @@ async fn certificates_about_to_expire_are_searched_soonest_first(f: BackendFixtu
     assert_eq!(found(Some((1000, 1050))).await, ["0b30", "0b10"]);
     assert_eq!(found(Some((1000, 1099))).await, ["0b30", "0b10", "0b99"]);
     assert_eq!(found(None).await.len(), 4);
+}
+
+async fn one_node_at_a_time_renews_a_service_certificate(f: BackendFixture) {
+    let db = &f.db;
+    assert!(db.claim_renewal("tsa", 1000, 1300).await.unwrap());
+    assert!(!db.claim_renewal("tsa", 1000, 1300).await.unwrap(), "held");
+    assert!(!db.claim_renewal("tsa", 1299, 1599).await.unwrap(), "held");
+    assert!(
+        db.claim_renewal("ocsp-responder:officials", 1000, 1300)
+            .await
+            .unwrap(),
+        "another certificate"
+    );
+    assert!(db.claim_renewal("tsa", 1300, 1600).await.unwrap(), "lapsed");
+    // Sixteen nodes at once: one claim.
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.claim_renewal("https", 2000, 2300).await.unwrap() })
+        })
+        .collect();
+    let mut taken = 0;
+    for t in tasks {
+        taken += usize::from(t.await.unwrap());
+    }
+    assert_eq!(taken, 1);
 }
 
 fn issued(serial: &str) -> AuditEvent<'_> {
