@@ -71,14 +71,19 @@ async fn store_key(instance: &Instance) -> anyhow::Result<Vec<u8>> {
     Ok(public.spki_der)
 }
 
-/// Renews the HTTPS server certificate of `https.chain_file` when it is
-/// due, or does not name exactly `https.names` (an operator changed them),
-/// and this instance issued it (by `systems`, for the key
-/// `https.key_label`). A certificate from another CA is the operator's to
-/// renew: it is left alone.
-pub async fn renew(instance: &Instance, source: &str) -> anyhow::Result<HttpsRenewal> {
+/// Renews the HTTPS server certificate `chain` (as [`read_chain`] read
+/// it) when it is due, or does not name exactly `https.names` (an
+/// operator changed them), and this instance issued it (by `systems`, for
+/// the key `https.key_label`); the renewal replaces `https.chain_file`. A
+/// certificate from another CA is the operator's to renew: it is left
+/// alone.
+pub async fn renew(
+    instance: &Instance,
+    chain: &[CertificateDer<'_>],
+    source: &str,
+) -> anyhow::Result<HttpsRenewal> {
     let path = instance.path(&instance.config.https.chain_file);
-    let leaf = Certificate::from_der(&read_chain(instance)?[0])?;
+    let leaf = Certificate::from_der(chain.first().context("no HTTPS certificate")?)?;
     let names = &instance.config.https.names;
     let wanted = kexin_ca::certificate::subject_alt_name(names, false)?;
     let names_kept = leaf

@@ -191,13 +191,17 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         metrics: Metrics::new(),
     }));
 
-    match crate::https_certificate::renew(&instance, "startup").await? {
-        crate::https_certificate::HttpsRenewal::Renewed(_) => {
-            tracing::info!("HTTPS certificate issued afresh: it was due, or https.names changed");
-        }
-        other => other.warn_if_due_elsewhere(),
-    }
     let chain = crate::https_certificate::read_chain(&instance)?;
+    let chain = match crate::https_certificate::renew(&instance, &chain, "startup").await? {
+        crate::https_certificate::HttpsRenewal::Renewed(renewed) => {
+            tracing::info!("HTTPS certificate issued afresh: it was due, or https.names changed");
+            renewed
+        }
+        other => {
+            other.warn_if_due_elsewhere();
+            chain
+        }
+    };
     let key_label = instance
         .config
         .https

@@ -118,50 +118,47 @@ impl ServiceCertificates {
         if let Err(e) = self.time_stamp_authority().await {
             tracing::error!(error = %e, "renewing the TSA certificate");
         }
-        match https_certificate::renew(&self.instance, SOURCE).await {
-            Ok(HttpsRenewal::Renewed(chain)) => {
-                self.https.replace(chain);
-                tracing::info!("HTTPS certificate renewed; new connections get it");
-            }
-            Ok(HttpsRenewal::NotDue) => self.take_up_installed().await,
-            Ok(elsewhere) => {
-                if self.may_warn() {
-                    elsewhere.warn_if_due_elsewhere();
-                }
-                self.take_up_installed().await;
-            }
-            Err(e) => tracing::error!(error = %e, "renewing the HTTPS certificate"),
+        if let Err(e) = self.https_certificate().await {
+            tracing::error!(error = %e, "renewing the HTTPS certificate");
         }
     }
 
-    /// Presents the chain of `https.chain_file` if it is another than the
-    /// one presented (`kexin https install` put it there) and is for the
-    /// HTTPS key.
-    async fn take_up_installed(&self) {
+    /// Renews the HTTPS certificate when due; otherwise presents the chain
+    /// of `https.chain_file` if it is another than the one presented
+    /// (`kexin https install` put it there) and is for the HTTPS key.
+    async fn https_certificate(&self) -> anyhow::Result<()> {
         let chain = match https_certificate::read_chain(&self.instance) {
             Ok(chain) => chain,
             Err(e) => {
                 if self.may_warn() {
                     tracing::error!(error = %e, "the HTTPS chain file cannot be read; the server presents the chain it has");
                 }
-                return;
+                return Ok(());
             }
         };
-        if self.https.leaf().as_ref() == chain.first() {
-            return;
-        }
-        match https_certificate::is_for_store_key(&self.instance, &chain).await {
-            Ok(true) => {
-                self.https.replace(chain);
-                tracing::info!("the HTTPS chain file changed; new connections get its certificate");
+        match https_certificate::renew(&self.instance, &chain, SOURCE).await? {
+            HttpsRenewal::Renewed(renewed) => {
+                self.https.replace(renewed);
+                tracing::info!("HTTPS certificate renewed; new connections get it");
+                return Ok(());
             }
-            Ok(false) => {
+            HttpsRenewal::NotDue => {}
+            elsewhere => {
                 if self.may_warn() {
-                    tracing::error!("the HTTPS chain file's certificate is not for the HTTPS key; the server presents the chain it has");
+                    elsewhere.warn_if_due_elsewhere();
                 }
             }
-            Err(e) => tracing::error!(error = %e, "checking the HTTPS chain file"),
         }
+        if self.https.leaf().as_ref() == chain.first() {
+            return Ok(());
+        }
+        if https_certificate::is_for_store_key(&self.instance, &chain).await? {
+            self.https.replace(chain);
+            tracing::info!("the HTTPS chain file changed; new connections get its certificate");
+        } else if self.may_warn() {
+            tracing::error!("the HTTPS chain file's certificate is not for the HTTPS key; the server presents the chain it has");
+        }
+        Ok(())
     }
 
     /// Whether a problem the operator must fix may be logged now: at most
