@@ -187,12 +187,7 @@ fn officers_approve_and_revoke_in_chromium_and_roles_hold() {
 
     let (status, output) = server.stop();
     assert!(status.success() && !output.contains("panicked"), "{output}");
-    let out = ca.kexin(&["audit", "verify"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    ca.assert_audit_intact();
 }
 
 /// Two nodes on one PostgreSQL database, as behind a load balancer: an

@@ -412,6 +412,17 @@ impl Ca {
             .unwrap()
     }
 
+    /// Asserts that `kexin audit verify` finds the audit chain intact.
+    pub fn assert_audit_intact(&self) {
+        let out = self.kexin(&["audit", "verify"]);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Revokes a certificate with `kexin cert revoke`, which must succeed.
     pub fn revoke(&self, serial: &str, reason: &str) {
         let out = self.kexin(&["cert", "revoke", "--serial", serial, "--reason", reason]);
