@@ -243,11 +243,9 @@ impl Instance {
             if !kexin_ca::renewal::due(&cert.tbs_certificate.validity, issuer, now) {
                 return Ok((label, cert));
             }
-            // One node renews (see `ensure_responders`); the others keep
-            // the certificate they have, and take up the renewal later.
-            let now = kexin_ca::issuance::now();
-            let claim = kexin_ca::renewal::CLAIM.as_secs() as i64;
-            if !self.db.claim_renewal("tsa", now, now + claim).await? {
+            // The other nodes keep the certificate they have, and take up
+            // the renewal at a later check.
+            if !kexin_ca::renewal::claim(&self.db, "tsa").await? {
                 return Ok((label, cert));
             }
             if let Some((latest_label, latest)) = self.db.service_certificate("tsa").await? {

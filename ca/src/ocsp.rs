@@ -191,12 +191,8 @@ pub async fn ensure_responders(
                 if !due(&cert) {
                     continue;
                 }
-                // One node renews; it looks again once it holds the claim,
-                // since another may have renewed in between.
-                let now = crate::issuance::now();
-                let claim = crate::renewal::CLAIM.as_secs() as i64;
                 let name = format!("ocsp-responder:{}", ca.name);
-                if !db.claim_renewal(&name, now, now + claim).await? {
+                if !crate::renewal::claim(db, &name).await? {
                     continue;
                 }
                 let latest = db.ocsp_responders().await?;

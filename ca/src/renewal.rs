@@ -13,11 +13,21 @@ use x509_cert::time::Validity;
 /// Renewal starts this long before expiry at the latest.
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86400);
 
-/// How long a node's claim to renew a certificate lasts
-/// ([`crate::storage::Database::claim_renewal`]): longer than a renewal
-/// takes, short enough for another node to take over from one that
-/// stopped midway.
-pub const CLAIM: Duration = Duration::from_secs(300);
+/// How long a node's claim to renew a certificate lasts: longer than a
+/// renewal takes, short enough for another node to take over from one
+/// that stopped midway.
+const CLAIM: Duration = Duration::from_secs(300);
+
+/// Claims the renewal of the service certificate `name` for this node
+/// among the nodes sharing `db`; whether it holds the claim. Nodes check
+/// at the same minutes, and the claim keeps them from each issuing one.
+/// The holder looks at the stored certificate again before it issues,
+/// since another node may have renewed it in between.
+pub async fn claim(db: &crate::storage::Database, name: &str) -> Result<bool, crate::Error> {
+    let now = crate::issuance::now();
+    db.claim_renewal(name, now, now + CLAIM.as_secs() as i64)
+        .await
+}
 
 /// Whether a certificate valid for `validity`, issued by a CA valid for
 /// `issuer`, is due for renewal at `now`: less than 30 days, or less than a
