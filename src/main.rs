@@ -10,6 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod acme;
 mod api;
+mod authority_renewal;
 mod backup;
 mod console;
 mod https_certificate;
@@ -148,6 +149,11 @@ enum Command {
         #[command(subcommand)]
         command: AcmeCommand,
     },
+    /// The CAs' own certificates.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// The HTTPS side's certificate, when another CA is to issue it (one
     /// citizens' browsers trust, for the verify portal).
     Https {
@@ -164,6 +170,25 @@ enum Command {
         /// A new directory for the copy.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Re-certify a CA with its name, key and extensions unchanged, from
+    /// now on: an issuing CA by the root (never past the root's end), the
+    /// root by itself. Its certificates, CRLs and OCSP answers keep
+    /// verifying; every node takes the new certificate up at its next
+    /// start.
+    Renew {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        /// The CA: root, officials, systems or seals.
+        #[arg(long)]
+        name: String,
+        /// Days of validity; the present certificate's lifetime if absent.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: Option<u32>,
     },
 }
 
@@ -559,6 +584,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Command::Ca {
+            command: CaCommand::Renew { data, name, days },
+        } => {
+            init_logging(&data)?;
+            let instance = instance::Instance::open(&data).await?;
+            let renewed = authority_renewal::renew(&instance, &name, days).await?;
+            let validity = &renewed.authority.certificate.tbs_certificate.validity;
+            println!(
+                "renewed CA {name}: serial {}, valid until {} (was {}); written to {}. \
+                 Restart every node (kexin serve) to take it up",
+                hex::encode(
+                    renewed
+                        .authority
+                        .certificate
+                        .tbs_certificate
+                        .serial_number
+                        .as_bytes()
+                ),
+                validity.not_after,
+                renewed.previous.tbs_certificate.validity.not_after,
+                data.join("ca").join(format!("{name}.pem")).display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Https {
             command: HttpsCommand::Csr { data, out },

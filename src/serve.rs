@@ -191,6 +191,9 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         metrics: Metrics::new(),
     }));
 
+    for file in crate::authority_renewal::take_up(&instance).await? {
+        tracing::info!(file = %file.display(), "a CA certificate renewed since: file brought up to date");
+    }
     let chain = crate::https_certificate::read_chain(&instance)?;
     let chain = match crate::https_certificate::renew(&instance, &chain, "startup").await? {
         crate::https_certificate::HttpsRenewal::Renewed(renewed) => {

@@ -1887,6 +1887,173 @@ fn another_cas_certificate_serves_the_https_side() {
 /// In the last minutes of an issuing CA's ten years, the certificates it
 /// issues end when it does: renewing them gains nothing, and they are not
 /// renewed again at every check.
+/// `kexin ca renew` at `offset` (libfaketime's "+Nd"): its exit status
+/// and what it printed. Only the wall clock is moved: the command starts
+/// at once, and a monotonic leap in its first readings would stall it.
+fn renew_ca_at(ca: &Ca, offset: &str, args: &[&str]) -> (bool, String) {
+    let clock = ca.file(&format!("renewal-clock-{offset}"));
+    std::fs::write(&clock, format!("{offset}\n")).unwrap();
+    let mut cmd = kexin(&ca.dir);
+    at_faked_time(&mut cmd, &clock)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .args(["ca", "renew", "--data", "data"])
+        .args(args);
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `openssl x509` fields of a PEM certificate.
+fn x509_field(pem: &str, field: &[&str]) -> String {
+    let mut args = vec!["x509", "-in", pem, "-noout"];
+    args.extend_from_slice(field);
+    let (ok, out) = openssl(&args);
+    assert!(ok, "{out}");
+    out
+}
+
+#[test]
+fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
+    let ca = Ca::init(&[]);
+    let csr = ca.csr(
+        "before",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=before.example.gov.cn/O=Example Bureau",
+        Some("DNS:before.example.gov.cn"),
+    );
+    let (issued_before, _) = ca.issue("before", "tls-server", &csr);
+    let (root, systems) = (ca.ca_pem("root"), ca.ca_pem("systems"));
+    let old_systems = ca.file("old-systems.pem");
+    std::fs::copy(&systems, &old_systems).unwrap();
+    let old_root = ca.file("old-root.pem");
+    std::fs::copy(&root, &old_root).unwrap();
+
+    // Ten days before the issuing CAs end (ten years after init): the root
+    // renews itself, then systems is renewed under it. A renewal that
+    // would not outlast the present certificate is refused, and changes
+    // nothing.
+    let (ok, out) = renew_ca_at(&ca, "+3640d", &["--name", "systems", "--days", "5"]);
+    assert!(!ok && out.contains("would end no later"), "{out}");
+    assert_eq!(
+        std::fs::read(&systems).unwrap(),
+        std::fs::read(&old_systems).unwrap()
+    );
+    for name in ["root", "systems"] {
+        let (ok, out) = renew_ca_at(&ca, "+3640d", &["--name", name]);
+        assert!(ok && out.contains(&format!("renewed CA {name}")), "{out}");
+    }
+    for (old, new) in [(&old_root, &root), (&old_systems, &systems)] {
+        for field in [
+            &["-subject"][..],
+            &["-pubkey"],
+            &["-ext", "subjectKeyIdentifier,authorityKeyIdentifier,basicConstraints,keyUsage,authorityInfoAccess,crlDistributionPoints"],
+        ] {
+            assert_eq!(x509_field(old, field), x509_field(new, field), "{field:?}");
+        }
+        assert_ne!(x509_field(old, &["-serial"]), x509_field(new, &["-serial"]));
+    }
+    // The root's new certificate is self-signed, and systems' chains to
+    // either of the root's, the day after the renewal; what systems issued
+    // before chains to its new certificate (whenever: that certificate
+    // has ended by then).
+    let day_after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3641 * 86400;
+    let at = ["-attime".to_string(), day_after.to_string()];
+    let at = [at[0].as_str(), at[1].as_str()];
+    let verify = |extra: &[&str], target: &str| {
+        let mut args = vec!["verify", "-x509_strict"];
+        args.extend_from_slice(extra);
+        args.push(target);
+        let (ok, out) = openssl(&args);
+        assert!(ok, "{out}");
+    };
+    verify(&[&at[..], &["-CAfile", &root]].concat(), &root);
+    for anchor in [&root, &old_root] {
+        verify(&[&at[..], &["-CAfile", anchor]].concat(), &systems);
+    }
+    verify(
+        &["-no_check_time", "-CAfile", &root, "-untrusted", &systems],
+        &issued_before,
+    );
+
+    // Another node's data directory still holds the old certificate: its
+    // server brings it up to date at start.
+    let new_systems = std::fs::read_to_string(&systems).unwrap();
+    std::fs::copy(&old_systems, &systems).unwrap();
+
+    // The server starts (at the true time: see above), then its clock is
+    // moved five days past the end of systems' old certificate: the
+    // HTTPS, responder and TSA certificates it had issued have all ended,
+    // and are renewed under systems' new certificate, which the chain
+    // file now carries.
+    let clock = ca.file("faketime");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    at_faked_time(&mut serve, &clock);
+    let _server = Server::start(serve, ca.http, ca.https);
+    assert_eq!(std::fs::read_to_string(&systems).unwrap(), new_systems);
+    std::fs::write(&clock, "+3655d\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (ok, text) = tls_handshake(&ca, Some(&clock), &root, &[]);
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no valid HTTPS chain past the old end: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let chain_file = path_str(&ca.data.join("tls/server-chain.pem"));
+    let chain = std::fs::read_to_string(&chain_file).unwrap();
+    assert!(chain.contains(new_systems.trim()), "{chain}");
+
+    // OCSP answers for the TSA's certificate (renewed under systems) are
+    // signed by a renewed responder, which OpenSSL accepts at that time;
+    // systems' CRL verifies with its new certificate.
+    let tsa_file = path_str(&ca.data.join("tsa/tsa.pem"));
+    let mut ocsp = Command::new("openssl");
+    at_faked_time(&mut ocsp, &clock).args([
+        "ocsp",
+        "-issuer",
+        &systems,
+        "-cert",
+        &tsa_file,
+        "-url",
+        &format!("http://127.0.0.1:{}/ocsp", ca.http),
+        "-CAfile",
+        &root,
+    ]);
+    let out = ocsp.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("Response verify OK") && text.contains(": good"),
+        "{text}"
+    );
+    let crl = ca.file("systems.crl");
+    let (status, body) = curl(&[&format!("http://127.0.0.1:{}/pki/crl/systems.crl", ca.http)]);
+    assert_eq!(status, 200);
+    std::fs::write(&crl, body).unwrap();
+    let (ok, out) = openssl(&[
+        "crl", "-inform", "DER", "-in", &crl, "-CAfile", &systems, "-noout",
+    ]);
+    assert!(ok && out.contains("verify OK"), "{out}");
+
+    let renewals = sqlite_value(
+        &ca.data.join("kexin.db"),
+        "SELECT group_concat(target, ',') FROM audit_log WHERE action = 'ca.renew'",
+    );
+    assert_eq!(renewals, "root,systems");
+    ca.assert_audit_intact();
+}
+
 #[test]
 fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
     let ca = Ca::init(&[]);

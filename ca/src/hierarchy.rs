@@ -339,6 +339,144 @@ pub async fn load_authority(db: &Database, name: &str) -> Result<SigningAuthorit
     })
 }
 
+/// A CA certificate replaced by [`renew_authority`].
+#[derive(Clone, Debug)]
+pub struct RenewedAuthority {
+    pub previous: Certificate,
+    pub authority: SigningAuthority,
+}
+
+/// Re-certifies the CA `name` from now, with its name, key and extensions
+/// unchanged: an issuing CA by its parent, never past the parent's end,
+/// and the root by itself. What the CA issued before chains to the new
+/// certificate as to the old one (same subject, same key identifier), and
+/// its CRLs and OCSP answers keep verifying, so nothing is re-issued.
+///
+/// `lifetime` defaults to the previous certificate's. A renewal that would
+/// not end later than the previous certificate is refused (its parent ends
+/// first: renew the parent), as is one whose key is no longer in `store`,
+/// or one that another renewal overtook.
+pub async fn renew_authority(
+    db: &Database,
+    issuer: &Issuer,
+    store: &Arc<dyn KeyStore>,
+    audit: &AuditLog,
+    name: &str,
+    lifetime: Option<Duration>,
+    requester: Requester<'_>,
+) -> Result<RenewedAuthority, Error> {
+    let record = db
+        .authority(name)
+        .await?
+        .ok_or_else(|| Error::UnknownAuthority(name.to_owned()))?;
+    let current = load_authority(db, name).await?;
+    let tbs = &current.certificate.tbs_certificate;
+    let key = tbs
+        .subject_public_key_info
+        .to_der()
+        .map_err(crate::certificate::der_err)?;
+    let label = current.key_label.clone();
+    let in_store = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.public_key(&label))
+            .await
+            .map_err(|e| Error::Crypto(format!("key store task: {e}")))?
+    };
+    if in_store
+        .map(|public| public.spki_der != key)
+        .unwrap_or(true)
+    {
+        return Err(Error::InvalidRequest(format!(
+            "the key of CA {name} ({}) is not in the key store",
+            current.key_label
+        )));
+    }
+    let end_of = |validity: &x509_cert::time::Validity| {
+        SystemTime::UNIX_EPOCH + validity.not_after.to_unix_duration()
+    };
+    let previous_end = end_of(&tbs.validity);
+    let lifetime = lifetime.unwrap_or_else(|| {
+        tbs.validity
+            .not_after
+            .to_unix_duration()
+            .saturating_sub(tbs.validity.not_before.to_unix_duration())
+    });
+    let start = SystemTime::now() - Duration::from_secs(3600);
+    let parent = match &record.parent {
+        Some(parent) => Some(load_authority(db, parent).await?),
+        None => None,
+    };
+    let not_after = match &parent {
+        Some(p) => (start + lifetime).min(end_of(&p.certificate.tbs_certificate.validity)),
+        None => start + lifetime,
+    };
+    if not_after <= previous_end {
+        return Err(Error::InvalidRequest(format!(
+            "a renewal of CA {name} would end no later than its certificate does{}",
+            match &record.parent {
+                Some(p) => format!(" (CA {p} ends first: renew it first)"),
+                None => String::new(),
+            }
+        )));
+    }
+    let template = CertificateTemplate {
+        subject: tbs.subject.clone(),
+        public_key: tbs.subject_public_key_info.clone(),
+        not_before: start,
+        not_after,
+        extensions: tbs.extensions.clone().unwrap_or_default(),
+    };
+    let signer = match &parent {
+        Some(p) => Signer::Authority(p),
+        None => Signer::SelfSigned {
+            ca_name: name,
+            key_label: &current.key_label,
+            signature: current.signature,
+        },
+    };
+    let profile = if parent.is_some() {
+        "issuing-ca"
+    } else {
+        "root-ca"
+    };
+    let renewed = issuer.issue(signer, profile, &template, requester).await?;
+    let previous_der = current
+        .certificate
+        .to_der()
+        .map_err(crate::certificate::der_err)?;
+    let renewed_der = renewed.to_der().map_err(crate::certificate::der_err)?;
+    if !db
+        .replace_authority_certificate(name, &previous_der, &renewed_der)
+        .await?
+    {
+        return Err(Error::Conflict(format!(
+            "CA {name} was renewed by someone else meanwhile"
+        )));
+    }
+    let serial = |c: &Certificate| hex::encode(c.tbs_certificate.serial_number.as_bytes());
+    audit
+        .append(AuditEvent {
+            actor: requester.actor,
+            action: "ca.renew",
+            target: name,
+            source: requester.source,
+            detail: serde_json::json!({
+                "serial": serial(&renewed),
+                "not_after": renewed.tbs_certificate.validity.not_after.to_string(),
+                "previous_serial": serial(&current.certificate),
+                "previous_not_after": tbs.validity.not_after.to_string(),
+            }),
+        })
+        .await?;
+    Ok(RenewedAuthority {
+        previous: current.certificate.clone(),
+        authority: SigningAuthority {
+            certificate: renewed,
+            ..current
+        },
+    })
+}
+
 /// Issuer links from `leaf` up through `authorities` (by subject name),
 /// issuing CA first.
 pub fn chain_of(

@@ -35,9 +35,13 @@ pub async fn claim(db: &crate::storage::Database, name: &str) -> Result<bool, cr
 /// short-lived by its profile is not renewed as soon as it is issued); and
 /// its CA outlives it, since a certificate never outlives its CA, so that
 /// a renewal could not end any later (and would be made again at every
-/// check until the CA expires).
+/// check until the CA expires). Nor when the CA has ended: nothing can
+/// be issued under it (until its certificate is renewed).
 pub fn due(validity: &Validity, issuer: &Validity, now: SystemTime) -> bool {
-    if issuer.not_after.to_unix_duration() <= validity.not_after.to_unix_duration() {
+    let issuer_end = SystemTime::UNIX_EPOCH + issuer.not_after.to_unix_duration();
+    if issuer.not_after.to_unix_duration() <= validity.not_after.to_unix_duration()
+        || issuer_end <= now
+    {
         return false;
     }
     let start = SystemTime::UNIX_EPOCH + validity.not_before.to_unix_duration();
@@ -93,6 +97,15 @@ mod tests {
         assert!(!due(&cert, &valid_for(397), at_day(380)));
         assert!(!due(&cert, &valid_for(390), at_day(380)));
         assert!(due(&cert, &valid_for(398), at_day(380)));
+    }
+
+    #[test]
+    fn nothing_is_renewed_under_a_ca_that_has_ended() {
+        let cert = valid_for(90);
+        let ca = valid_for(100);
+        assert!(due(&cert, &ca, at_day(95)));
+        assert!(!due(&cert, &ca, at_day(100)));
+        assert!(!due(&cert, &ca, at_day(120)));
     }
 
     #[test]

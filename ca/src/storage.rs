@@ -255,6 +255,26 @@ impl Database {
         row.map(|r| authority_from_row(&r)).transpose()
     }
 
+    /// Replaces the certificate of the CA `name` with `renewed`, if it is
+    /// still `current`; false when another renewal came first.
+    pub async fn replace_authority_certificate(
+        &self,
+        name: &str,
+        current: &[u8],
+        renewed: &[u8],
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE authorities SET certificate = $1 WHERE name = $2 AND certificate = $3",
+        )
+        .bind(renewed)
+        .bind(name)
+        .bind(current)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn authorities(&self) -> Result<Vec<AuthorityRecord>, Error> {
         let rows = sqlx::query(
             "SELECT name, parent, key_label, key_algorithm, signature_algorithm, certificate, created_at \

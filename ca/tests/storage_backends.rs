@@ -8,7 +8,7 @@ use der::asn1::Ia5String;
 use der::Encode;
 use kexin_ca::audit::{AuditEvent, AuditLog, ChainStatus, CheckpointKey};
 use kexin_ca::certificate::certificate_pem;
-use kexin_ca::hierarchy::{create_default_hierarchy, HierarchySettings};
+use kexin_ca::hierarchy::{create_default_hierarchy, renew_authority, HierarchySettings};
 use kexin_ca::issuance::{Issuer, Requester, Signer};
 use kexin_ca::profile::{Profiles, RepositoryUrls, SubjectRequest};
 use kexin_ca::storage::{Database, PendingCertificate, SignedCertificate};
@@ -28,6 +28,7 @@ on_both_backends!(
     a_row_claimed_twice_fails_the_second_audit_entry,
     certificates_about_to_expire_are_searched_soonest_first,
     one_node_at_a_time_renews_a_service_certificate,
+    a_ca_certificate_is_replaced_only_if_it_is_still_the_one_renewed,
 );
 
 fn pending(serial: &str, tbs: &[u8]) -> PendingCertificate {
@@ -617,6 +618,108 @@ async fn default_hierarchy_verifies_with_openssl(f: BackendFixture) {
         panic!("audit chain broken");
     };
     assert_eq!(entries, 4 + 5, "4 CA creations and 5 certificate issuances");
+}
+
+/// `kexin ca renew` on each backend: the renewal keeps the name, key and
+/// extensions, chains what the CA issued before, and of two renewals of
+/// one certificate only the first is stored.
+async fn a_ca_certificate_is_replaced_only_if_it_is_still_the_one_renewed(f: BackendFixture) {
+    let keys = tempfile::tempdir().unwrap();
+    let store = soft_store(keys.path());
+    let audit = AuditLog::new(f.db.clone());
+    let h = create_default_hierarchy(&f.db, store.clone(), &audit, &settings(), requester())
+        .await
+        .unwrap();
+    let issuer = Issuer::new(f.db.clone(), store.clone());
+    let eleven_years = Some(Duration::from_secs(11 * 365 * 86400));
+    let renewed = renew_authority(
+        &f.db,
+        &issuer,
+        &store,
+        &audit,
+        "systems",
+        eleven_years,
+        requester(),
+    )
+    .await
+    .unwrap();
+    let (old, new) = (
+        &renewed.previous.tbs_certificate,
+        &renewed.authority.certificate.tbs_certificate,
+    );
+    assert_eq!(old.subject, new.subject);
+    assert_eq!(old.subject_public_key_info, new.subject_public_key_info);
+    assert_eq!(old.extensions, new.extensions);
+    assert!(new.validity.not_after.to_unix_duration() > old.validity.not_after.to_unix_duration());
+    let stored =
+        f.db.authority("systems")
+            .await
+            .unwrap()
+            .unwrap()
+            .certificate;
+    assert_eq!(stored, renewed.authority.certificate.to_der().unwrap());
+
+    // The HTTPS certificate systems issued at init chains to the renewal.
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, cert: &x509_cert::Certificate| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, certificate_pem(&cert.to_der().unwrap())).unwrap();
+        path.display().to_string()
+    };
+    let root = write("root.pem", &h.root.certificate);
+    let systems = write("systems.pem", &renewed.authority.certificate);
+    let leaf = write("leaf.pem", &h.tls_chain[0]);
+    let (ok, out) = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        &root,
+        "-untrusted",
+        &systems,
+        &leaf,
+    ]);
+    assert!(ok, "{out}");
+
+    // A renewal that would end sooner than the present certificate:
+    // refused, nothing stored.
+    let before = f.db.authority("officials").await.unwrap().unwrap();
+    let one_day = Some(Duration::from_secs(86400));
+    let refused = renew_authority(
+        &f.db,
+        &issuer,
+        &store,
+        &audit,
+        "officials",
+        one_day,
+        requester(),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(Error::InvalidRequest(_))),
+        "{refused:?}"
+    );
+    let after = f.db.authority("officials").await.unwrap().unwrap();
+    assert_eq!(after.certificate, before.certificate);
+
+    // A second renewal made from the certificate the first replaced is
+    // not stored.
+    let previous = renewed.previous.to_der().unwrap();
+    assert!(!f
+        .db
+        .replace_authority_certificate("systems", &previous, b"overtaken")
+        .await
+        .unwrap());
+    assert_eq!(
+        f.db.authority("systems")
+            .await
+            .unwrap()
+            .unwrap()
+            .certificate,
+        stored
+    );
+    let ChainStatus::Intact { .. } = audit.verify().await.unwrap() else {
+        panic!("audit chain broken");
+    };
 }
 
 fn settings() -> HierarchySettings {

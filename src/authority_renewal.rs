@@ -1,0 +1,95 @@
+//! Renewing a CA's own certificate (`kexin ca renew`), and the files of a
+//! data directory that carry CA certificates.
+//!
+//! The renewed certificate is in the database at once; every node takes it
+//! up at its next start, where [`take_up`] also brings its files up to
+//! date: `ca/{name}.pem`, for operators and relying parties, and the CA
+//! certificates in `https.chain_file`. Until then a node serves the
+//! previous certificate, which stays valid to its own end: both have the
+//! same name and key, so either chains what the CA issued.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use der::{Decode, Encode};
+use kexin_ca::certificate::certificate_pem;
+use kexin_ca::hierarchy::RenewedAuthority;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use x509_cert::Certificate;
+
+use crate::instance::{replace_file, Instance};
+
+/// Renews the certificate of the CA `name` for `days` (its present
+/// lifetime if absent), then brings this node's files up to date.
+pub async fn renew(
+    instance: &Instance,
+    name: &str,
+    days: Option<u32>,
+) -> anyhow::Result<RenewedAuthority> {
+    let renewed = kexin_ca::hierarchy::renew_authority(
+        &instance.db,
+        &instance.issuer(),
+        &instance.store,
+        &instance.audit,
+        name,
+        days.map(|d| Duration::from_secs(u64::from(d) * 86400)),
+        crate::CLI,
+    )
+    .await?;
+    take_up(instance).await?;
+    Ok(renewed)
+}
+
+/// Writes the CA certificates of the database where this data directory
+/// holds other ones: `ca/{name}.pem`, and in `https.chain_file` each CA
+/// certificate with the name and key of one of ours (a chain from another
+/// CA is left as it is). Returns the files replaced.
+pub async fn take_up(instance: &Instance) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut authorities = Vec::new();
+    for record in instance.db.authorities().await? {
+        authorities.push((record.name, Certificate::from_der(&record.certificate)?));
+    }
+    let mut replaced = Vec::new();
+    let ca_dir = instance.path("ca".as_ref());
+    std::fs::create_dir_all(&ca_dir)?;
+    for (name, certificate) in &authorities {
+        let path = ca_dir.join(format!("{name}.pem"));
+        let pem = certificate_pem(&certificate.to_der()?);
+        if std::fs::read(&path).ok().as_deref() != Some(pem.as_bytes()) {
+            replace_file(&path, pem.as_bytes())?;
+            replaced.push(path);
+        }
+    }
+
+    let path = instance.path(&instance.config.https.chain_file);
+    let Ok(pem) = std::fs::read(&path) else {
+        return Ok(replaced);
+    };
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let mut changed = false;
+    let mut updated = Vec::with_capacity(chain.len());
+    for der in chain {
+        let cert = Certificate::from_der(&der)?;
+        let ours = authorities.iter().find(|(_, a)| {
+            a.tbs_certificate.subject == cert.tbs_certificate.subject
+                && a.tbs_certificate.subject_public_key_info
+                    == cert.tbs_certificate.subject_public_key_info
+        });
+        match ours {
+            Some((_, a)) if *a != cert => {
+                updated.push(a.to_der()?);
+                changed = true;
+            }
+            _ => updated.push(der.to_vec()),
+        }
+    }
+    if changed {
+        let pem: String = updated.iter().map(|der| certificate_pem(der)).collect();
+        replace_file(&path, pem.as_bytes())?;
+        replaced.push(path);
+    }
+    Ok(replaced)
+}
