@@ -248,6 +248,11 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             state.tsa.clone(),
             https_certificate,
             state.metrics.clone(),
+            state
+                .ca_certificates
+                .iter()
+                .map(|(name, der)| (name.clone(), der.clone()))
+                .collect(),
         )
         .keep_current(shutdown_rx.clone()),
     );

@@ -39,8 +39,13 @@ pub struct ServiceCertificates {
     https: Arc<ServerCertificate>,
     /// Told when each certificate expires, after every check.
     metrics: Arc<Metrics>,
+    /// The CA certificates this node serves, by CA: those of the database
+    /// when it started.
+    served_cas: Vec<(String, Vec<u8>)>,
     /// When a problem with the HTTPS certificate was last logged.
     warned_https: Mutex<Option<Instant>>,
+    /// When a CA renewed since start was last logged.
+    warned_cas: Mutex<Option<Instant>>,
 }
 
 impl ServiceCertificates {
@@ -51,6 +56,7 @@ impl ServiceCertificates {
         tsa: Arc<TimeStampAuthority>,
         https: Arc<ServerCertificate>,
         metrics: Arc<Metrics>,
+        served_cas: Vec<(String, Vec<u8>)>,
     ) -> Self {
         Self {
             instance,
@@ -58,7 +64,9 @@ impl ServiceCertificates {
             tsa,
             https,
             metrics,
+            served_cas,
             warned_https: Mutex::new(Some(Instant::now())),
+            warned_cas: Mutex::new(None),
         }
     }
 
@@ -76,23 +84,37 @@ impl ServiceCertificates {
 
     /// Tells the metrics when the certificates served under now expire:
     /// the CAs', the OCSP responders', the TSA's and the HTTPS server's.
+    /// A CA renewed since start (`kexin ca renew`) is not served until a
+    /// restart: its metric keeps the end of the certificate served, and the
+    /// operator is told, at once and then daily.
     async fn report_expiry(&self) {
         use der::Decode;
         let labels = |kind, name: &str| CertificateLabels {
             kind,
             name: name.to_owned(),
         };
+        for (name, der) in &self.served_cas {
+            if let Ok(cert) = x509_cert::Certificate::from_der(der) {
+                self.metrics
+                    .certificate_expires(labels("ca", name), &cert.tbs_certificate.validity);
+            }
+        }
         match self.instance.db.authorities().await {
-            Ok(authorities) => {
-                for ca in authorities {
-                    if let Ok(cert) = x509_cert::Certificate::from_der(&ca.certificate) {
-                        let validity = &cert.tbs_certificate.validity;
-                        self.metrics
-                            .certificate_expires(labels("ca", &ca.name), validity);
-                    }
+            Ok(stored) => {
+                let renewed: Vec<&str> = stored
+                    .iter()
+                    .filter(|s| {
+                        self.served_cas
+                            .iter()
+                            .any(|(name, der)| *name == s.name && *der != s.certificate)
+                    })
+                    .map(|s| s.name.as_str())
+                    .collect();
+                if !renewed.is_empty() && may_warn(&self.warned_cas) {
+                    tracing::warn!(cas = ?renewed, "CA certificates were renewed since this node started; restart it to serve them");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "listing CAs for the expiry metrics"),
+            Err(e) => tracing::warn!(error = %e, "listing CAs"),
         }
         for (ca, validity) in self.ocsp.responder_validities() {
             self.metrics
@@ -130,7 +152,7 @@ impl ServiceCertificates {
         let chain = match https_certificate::read_chain(&self.instance) {
             Ok(chain) => chain,
             Err(e) => {
-                if self.may_warn() {
+                if may_warn(&self.warned_https) {
                     tracing::error!(error = %e, "the HTTPS chain file cannot be read; the server presents the chain it has");
                 }
                 return Ok(());
@@ -144,7 +166,7 @@ impl ServiceCertificates {
             }
             HttpsRenewal::NotDue => {}
             elsewhere => {
-                if self.may_warn() {
+                if may_warn(&self.warned_https) {
                     elsewhere.warn_if_due_elsewhere();
                 }
             }
@@ -155,24 +177,10 @@ impl ServiceCertificates {
         if https_certificate::is_for_store_key(&self.instance, &chain).await? {
             self.https.replace(chain);
             tracing::info!("the HTTPS chain file changed; new connections get its certificate");
-        } else if self.may_warn() {
+        } else if may_warn(&self.warned_https) {
             tracing::error!("the HTTPS chain file's certificate is not for the HTTPS key; the server presents the chain it has");
         }
         Ok(())
-    }
-
-    /// Whether a problem the operator must fix may be logged now: at most
-    /// once every [`WARN_EVERY`].
-    fn may_warn(&self) -> bool {
-        let mut last = self
-            .warned_https
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let due = last.is_none_or(|at| at.elapsed() >= WARN_EVERY);
-        if due {
-            *last = Some(Instant::now());
-        }
-        due
     }
 
     async fn ocsp_responders(&self) -> anyhow::Result<()> {
@@ -196,4 +204,17 @@ impl ServiceCertificates {
         }
         Ok(())
     }
+}
+
+/// Whether a problem last logged at `last` may be logged again now: at
+/// most once every [`WARN_EVERY`].
+fn may_warn(last: &Mutex<Option<Instant>>) -> bool {
+    let mut last = last
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let due = last.is_none_or(|at| at.elapsed() >= WARN_EVERY);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
 }

@@ -1995,7 +1995,7 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     std::fs::write(&clock, "+0\n").unwrap();
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
-    let _server = Server::start(serve, ca.http, ca.https);
+    let server = Server::start(serve, ca.http, ca.https);
     assert_eq!(std::fs::read_to_string(&systems).unwrap(), new_systems);
     std::fs::write(&clock, "+3655d\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -2051,6 +2051,20 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
         "SELECT group_concat(target, ',') FROM audit_log WHERE action = 'ca.renew'",
     );
     assert_eq!(renewals, "root,systems");
+
+    // officials, which has ended by now, renewed while the node runs: the
+    // node serves the certificates it started with until it restarts, and
+    // says so at its next check.
+    let (ok, out) = renew_ca_at(&ca, "+3655d", &["--name", "officials"]);
+    assert!(ok, "{out}");
+    std::fs::write(&clock, "+3656d\n").unwrap();
+    for _ in 0..5 {
+        // An HTTPS request wakes the runtime whose timer the jump fired.
+        tls_handshake(&ca, Some(&clock), &root, &[]);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (_, log) = server.stop();
+    assert!(log.contains("restart it to serve them"), "{log}");
     ca.assert_audit_intact();
 }
 
