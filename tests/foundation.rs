@@ -489,6 +489,21 @@ fn pkcs11_keys_stay_on_the_token_and_serve_tls() {
     let (status, output) = server.stop();
     assert!(status.success(), "{output}");
 
+    // A CA whose key is on the token is renewed (its key found there, the
+    // root signing on the token), and the renewal chains to the root.
+    let mut cmd = kexin(tmp.path());
+    cmd.args(["ca", "renew", "--data", "data", "--name", "officials"])
+        .args(["--days", "4000"]);
+    with_token(&mut cmd);
+    let stdout = String::from_utf8(run_ok(&mut cmd).stdout).unwrap();
+    assert!(stdout.contains("renewed CA officials"), "{stdout}");
+    verify_chain_with_openssl(&data);
+    // It ends later than the ten years of the certificate it replaces.
+    let officials = path_str(&data.join("ca/officials.pem"));
+    let beyond = (3700 * 86400).to_string();
+    let (ok, out) = openssl(&["x509", "-in", &officials, "-noout", "-checkend", &beyond]);
+    assert!(ok && out.contains("will not expire"), "{out}");
+
     // SM2 cannot be put on SoftHSM2, and init says so instead of failing later.
     let tmp2 = tempfile::tempdir().unwrap();
     let mut cmd = kexin(tmp2.path());
