@@ -59,10 +59,11 @@ pub struct Services {
     pub callers: crate::api::ConfirmedCallers,
     pub oidc: Arc<kexin_identity::provider::Provider>,
     pub acme_nonces: crate::acme::Nonces,
-    /// DER certificates of the CAs, by name; they never change while running.
-    ca_certificates: HashMap<String, Vec<u8>>,
+    /// DER certificates of the CAs, by name, as the database had them at
+    /// start: a renewal (`kexin ca renew`) is served after a restart.
+    pub(crate) ca_certificates: HashMap<String, Vec<u8>>,
     /// The same, parsed once: sign-ins check chains against them.
-    ca_parsed: HashMap<String, x509_cert::Certificate>,
+    pub(crate) ca_parsed: HashMap<String, x509_cert::Certificate>,
     trust: kexin_seal::verify::Trust,
     /// Certificate signatures checked before: a returning official's chain
     /// is not verified again at every sign-in.

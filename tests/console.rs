@@ -261,3 +261,151 @@ fn two_nodes_on_postgresql_share_console_sessions() {
         assert!(status.success() && !output.contains("panicked"), "{output}");
     }
 }
+
+/// The service certificates page: an auditor sees every certificate the
+/// trust service runs on, and a CA renewed since the server started is
+/// flagged until a restart serves it; an RA officer may not look.
+#[test]
+fn auditors_see_when_the_service_certificates_end() {
+    let ca = Ca::init(&[]);
+    let auditor = ca.officer("shen", "auditor");
+    let clerk = ca.officer("li", "ra-officer");
+    let server = ca.serve();
+    let jar = ca.file("shen.jar");
+    let console =
+        |p12: &str, extra: &[&str], path: &str| console_at(&ca, ca.https, p12, &jar, extra, path);
+    let (code, _) = console(&auditor, &["-d", "next=/console"], "/console/login");
+    assert_eq!(code, 303);
+    let rows = |page: &str| -> Vec<(String, String)> {
+        page.split("<tr data-kind=\"")
+            .skip(1)
+            .map(|row| {
+                let kind = row.split('"').next().unwrap().to_owned();
+                let name = row
+                    .split("data-name=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                let status = row
+                    .split("class=\"badge ")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                (format!("{kind}:{name}"), status.to_owned())
+            })
+            .collect()
+    };
+    let (code, page) = console(&auditor, &[], "/console/services");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("href=\"/console/services\""),
+        "in the navigation"
+    );
+    let before = rows(&page);
+    let kinds: Vec<&str> = before.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ca:root",
+            "ca:officials",
+            "ca:seals",
+            "ca:systems",
+            "ocsp-responder:root",
+            "ocsp-responder:officials",
+            "ocsp-responder:seals",
+            "ocsp-responder:systems",
+            "tsa:",
+            "https:",
+        ]
+    );
+    assert!(
+        before.iter().all(|(_, status)| status == "current"),
+        "{before:?}"
+    );
+    assert!(
+        page.contains("3649") || page.contains("3650"),
+        "days left of the issuing CAs"
+    );
+
+    // Renewed while the server runs: flagged until it restarts.
+    let out = ca.kexin(&["ca", "renew", "--name", "officials", "--days", "4000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, page) = console(&auditor, &[], "/console/services");
+    let after = rows(&page);
+    for (row, status) in &after {
+        let expected = if row == "ca:officials" {
+            "attention"
+        } else {
+            "current"
+        };
+        assert_eq!(status, expected, "{row}");
+    }
+    assert!(page.contains("restart the server"), "{page}");
+    let (_, page) = console(
+        &auditor,
+        &["-H", "Accept-Language: zh-CN", "-b", "kexin_lang=zh-CN"],
+        "/console/services",
+    );
+    assert!(page.contains("已续期：重启服务后生效"), "{page}");
+
+    let clerk_jar = ca.file("li.jar");
+    let (code, _) = console_at(
+        &ca,
+        ca.https,
+        &clerk,
+        &clerk_jar,
+        &["-d", "next=/console"],
+        "/console/login",
+    );
+    assert_eq!(code, 303);
+    let (code, page) = console_at(&ca, ca.https, &clerk, &clerk_jar, &[], "/console");
+    assert_eq!(code, 200);
+    assert!(
+        !page.contains("/console/services"),
+        "not in an RA officer's navigation"
+    );
+    let (code, _) = console_at(&ca, ca.https, &clerk, &clerk_jar, &[], "/console/services");
+    assert_eq!(code, 403);
+
+    // After a restart the renewal is served and the page is quiet again.
+    let (status, output) = server.stop();
+    assert!(status.success(), "{output}");
+    let server = ca.serve();
+    let (code, _) = console(&auditor, &["-d", "next=/console"], "/console/login");
+    assert_eq!(code, 303);
+    let (_, page) = console(&auditor, &[], "/console/services");
+    assert!(
+        rows(&page).iter().all(|(_, status)| status == "current"),
+        "{page}"
+    );
+    let (_, body) = curl(&[&format!(
+        "http://127.0.0.1:{}/pki/ca/officials.crt",
+        ca.http
+    )]);
+    let served = ca.file("officials-served.der");
+    std::fs::write(&served, body).unwrap();
+    let (ok, out) = openssl(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        &served,
+        "-noout",
+        "-checkend",
+        &(3700 * 86400).to_string(),
+    ]);
+    assert!(
+        ok && out.contains("will not expire"),
+        "the renewal is served: {out}"
+    );
+    let (status, output) = server.stop();
+    assert!(status.success(), "{output}");
+}

@@ -17,6 +17,7 @@ pub(crate) mod i18n;
 mod officers;
 mod requests;
 mod seals;
+mod services;
 mod session;
 
 use axum::extract::{FromRequestParts, Path, Query};
@@ -76,6 +77,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/seals/{name}/users", post(seals::grant))
         .route("/console/audit", get(audit::browse))
+        .route("/console/services", get(services::overview))
         .layer(axum::middleware::from_fn(guard))
 }
 
@@ -481,6 +483,9 @@ fn frame(lang: Lang, title: &str, officer: Option<&Officer>, body: Markup) -> Ma
                             }
                             @if o.caller.role.allows(Permission::ReadAudit) {
                                 a href="/console/audit" { (lang.t("audit")) }
+                            }
+                            @if o.caller.role.allows(Permission::ReadMetrics) {
+                                a href="/console/services" { (lang.t("services")) }
                             }
                         }
                         div class="me" {

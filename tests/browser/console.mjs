@@ -170,6 +170,18 @@ try {
   const acmeOverflow = await acmePhone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(acmeOverflow <= 0, `the ACME page scrolls sideways by ${acmeOverflow}px on a phone`);
   await shot(acmePhone, '08d-phone-acme-zh');
+  // The service certificates at phone width: each row's status in view,
+  // without scrolling the table sideways.
+  await acmePhone.goto(`${base}/console/services`);
+  assert.equal(await acmePhone.locator('h1').innerText(), '服务证书');
+  assert.equal(await acmePhone.locator('#service-certificates tbody tr').count(), 10);
+  const hidden = await acmePhone.evaluate(() => {
+    const table = document.querySelector('#service-certificates').parentElement;
+    return table.scrollWidth - table.clientWidth;
+  });
+  assert.ok(hidden <= 0, `the service certificates table scrolls sideways by ${hidden}px on a phone`);
+  assert.equal(await acmePhone.locator('#service-certificates .badge.current').count(), 10);
+  await shot(acmePhone, '08e-phone-services-zh');
   await ritaPhone.close();
   await admin.goto(`${base}/console/audit`);
   await admin.click('#verify-chain');
