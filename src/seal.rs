@@ -35,6 +35,14 @@ pub enum SealCommand {
         #[arg(long)]
         image: Option<PathBuf>,
     },
+    /// Renew a seal's certificate for the key it has (from the `seal`
+    /// profile); the previous certificate stays valid for what it sealed.
+    Renew {
+        #[arg(long, default_value = "./kexin-data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
     /// Sign any file: a detached CAdES signature (DER CMS).
     Sign {
         #[arg(long, default_value = "./kexin-data")]
@@ -201,6 +209,19 @@ pub async fn run(command: SealCommand) -> anyhow::Result<ExitCode> {
                 "seal {:?} of {org} created; certificate serial {}",
                 seal.name(),
                 seal.row.certificate_serial
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SealCommand::Renew { data, name } => {
+            crate::init_logging(&data)?;
+            let instance = Instance::open(&data).await?;
+            let seal = instance.seal_registry().await?.renew(&name, CLI).await?;
+            instance.checkpoint_audit().await?;
+            eprintln!(
+                "seal {:?} renewed; certificate serial {}, valid until {}",
+                seal.name(),
+                seal.row.certificate_serial,
+                seal.certificate.tbs_certificate.validity.not_after
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -1887,22 +1887,9 @@ fn another_cas_certificate_serves_the_https_side() {
 /// In the last minutes of an issuing CA's ten years, the certificates it
 /// issues end when it does: renewing them gains nothing, and they are not
 /// renewed again at every check.
-/// `kexin ca renew` at `offset` (libfaketime's "+Nd"): its exit status
-/// and what it printed. Only the wall clock is moved: the command starts
-/// at once, and a monotonic leap in its first readings would stall it.
+/// `kexin ca renew` at `offset` (libfaketime's "+Nd").
 fn renew_ca_at(ca: &Ca, offset: &str, args: &[&str]) -> (bool, String) {
-    let clock = ca.file(&format!("renewal-clock-{offset}"));
-    std::fs::write(&clock, format!("{offset}\n")).unwrap();
-    let mut cmd = kexin(&ca.dir);
-    at_faked_time(&mut cmd, &clock)
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .args(["ca", "renew", "--data", "data"])
-        .args(args);
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    ca.kexin_at(offset, &[&["ca", "renew"][..], args].concat())
 }
 
 /// `openssl x509` fields of a PEM certificate.

@@ -1310,3 +1310,133 @@ fn a_seal_asked_for_over_the_api_exists_only_after_two_officers_approve() {
     drop(_server);
     ca.assert_audit_intact();
 }
+
+/// A seal outlives its first certificate: renewed through a request two
+/// RA officers approve, and by the operator once the certificate has
+/// ended, it seals again; what it sealed before still verifies and names
+/// it; and since every certificate of a seal is for its one key, revoking
+/// one revokes them all.
+#[test]
+fn a_seal_renewed_seals_past_its_first_certificate_and_one_revocation_ends_them_all() {
+    let ca = Ca::init(&[]);
+    let first = create_seal(&ca);
+    let (ann, bob, cai) = (
+        ca.officer("ann", "ra-officer"),
+        ca.officer("bob", "ra-officer"),
+        ca.officer("cai", "ra-officer"),
+    );
+    let server = ca.serve();
+    let plain = ca.file("plain.pdf");
+    make_pdf(&plain, 1);
+    let before = ca.file("before.pdf");
+    ok(&seal_pdf(&ca, &plain, &before, &["--level", "b-t"]));
+
+    // Renewal asked for without a CSR (the key is in the key store), and
+    // carried out on the second approval.
+    let ask = serde_json::json!({"kind": "renew", "target": first}).to_string();
+    let (code, request) = api(&ca, Some(&ann), "POST", "/api/v1/requests", Some(&ask));
+    assert_eq!(code, 201, "{request}");
+    assert_eq!(request["approvals_required"], 2, "{request}");
+    let approve = format!("/api/v1/requests/{}/approve", request["id"]);
+    let (code, v) = api(&ca, Some(&bob), "POST", &approve, None);
+    assert_eq!(
+        (code, v["request"]["status"].as_str()),
+        (200, Some("submitted")),
+        "{v}"
+    );
+    let (code, v) = api(&ca, Some(&cai), "POST", &approve, None);
+    assert_eq!(
+        (code, v["request"]["status"].as_str()),
+        (200, Some("issued")),
+        "{v}"
+    );
+    let second = v["request"]["outcome"]["certificates"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, first);
+    let (code, seal) = api(
+        &ca,
+        Some(&ann),
+        "GET",
+        &format!("/api/v1/seals/{}", path_segment(SEAL)),
+        None,
+    );
+    assert_eq!(
+        (code, seal["certificate_serial"].as_str()),
+        (200, Some(second.as_str())),
+        "{seal}"
+    );
+    // Same key, and the earlier certificate stays good for what it sealed.
+    let pem = |serial: &str| {
+        let (_, v) = api(
+            &ca,
+            Some(&ann),
+            "GET",
+            &format!("/api/v1/certificates/{serial}"),
+            None,
+        );
+        assert_eq!(v["status"], "issued", "{v}");
+        let path = ca.file(&format!("{serial}.pem"));
+        std::fs::write(&path, v["certificate_pem"].as_str().unwrap()).unwrap();
+        let (ok, key) = openssl(&["x509", "-in", &path, "-noout", "-pubkey"]);
+        assert!(ok, "{key}");
+        key
+    };
+    assert_eq!(pem(&first), pem(&second));
+    let report = kexin_verify(&ca, &before, None);
+    assert_eq!(report["verdict"], "valid", "{report}");
+    assert_eq!(report["signatures"][0]["seal"]["name"], SEAL, "{report}");
+    // A renewal asked for from a certificate already renewed is refused.
+    let again = serde_json::json!({"kind": "renew", "target": first}).to_string();
+    let (code, v) = api(&ca, Some(&ann), "POST", "/api/v1/requests", Some(&again));
+    assert_eq!(code, 409, "{v}");
+    server.stop();
+
+    // Three years and a week on, both certificates have ended: the seal
+    // refuses to seal until the operator renews it.
+    let later = "+1102d";
+    let after = ca.file("after.pdf");
+    let sign_later = |out: &str| {
+        ca.kexin_at(
+            later,
+            &[
+                "seal", "sign-pdf", "--seal", SEAL, "--in", &plain, "--out", out, "--level", "b-b",
+            ],
+        )
+    };
+    let (sealed, text) = sign_later(&after);
+    assert!(
+        !sealed && text.contains("outside its certificate's validity"),
+        "{text}"
+    );
+    let (renewed, text) = ca.kexin_at(later, &["seal", "renew", "--name", SEAL]);
+    assert!(renewed && text.contains("renewed"), "{text}");
+    let third = text
+        .split("serial ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (sealed, text) = sign_later(&after);
+    assert!(sealed, "{text}");
+    let (_, text) = ca.kexin_at(later, &["verify", &after, "--json"]);
+    let report: Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+    assert_eq!(report["signatures"][0]["intact"], true, "{report}");
+    assert_eq!(report["signatures"][0]["trusted"], true, "{report}");
+    assert_eq!(report["signatures"][0]["seal"]["name"], SEAL, "{report}");
+
+    // The seal's key compromised: revoking its present certificate
+    // revokes the earlier ones, under which the key could go on sealing.
+    ca.revoke(&third, "keyCompromise");
+    let db = ca.data.join("kexin.db");
+    for serial in [&first, &second, &third] {
+        let status = sqlite_value(&db, &format!("SELECT status || ' ' || revocation_reason FROM certificates WHERE serial = '{serial}'"));
+        assert_eq!(status, "revoked 1", "{serial}");
+    }
+    let (renewed, text) = ca.kexin_at(later, &["seal", "renew", "--name", SEAL]);
+    assert!(!renewed && text.contains("revoked"), "{text}");
+    ca.assert_audit_intact();
+}

@@ -191,6 +191,16 @@ pub trait SealFactory: Send + Sync + fmt::Debug {
         spec: &'a SealSpec,
         requester: Requester<'a>,
     ) -> BoxFuture<'a, Result<String, Error>>;
+    /// Whether the seal whose present certificate is `serial` could be
+    /// renewed now (it is active, its certificate issued).
+    fn check_renewal<'a>(&'a self, serial: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+    /// Renews the certificate `serial` of a seal, for the key in the key
+    /// store; returns the new certificate's serial.
+    fn renew<'a>(
+        &'a self,
+        serial: &'a str,
+        requester: Requester<'a>,
+    ) -> BoxFuture<'a, Result<String, Error>>;
 }
 
 /// What an officer submits.
@@ -511,6 +521,14 @@ impl Requests {
                         }
                         if record.profile == "official-enc" {
                             return Err(Error::InvalidRequest("encryption certificates are renewed with their signing certificate by a new enrollment".into()));
+                        }
+                        if s.kind == Renew && s.csr.is_none() && record.profile == "seal" {
+                            // A seal's key is in the key store: no CSR.
+                            self.seal_factory()?.check_renewal(&record.serial).await?;
+                            return Ok((
+                                Some(record.profile.clone()),
+                                i64::from(profile.approvals),
+                            ));
                         }
                         let csr = s
                             .csr
@@ -854,6 +872,11 @@ impl Requests {
                     Error::InvalidRequest(format!("request {} describes no seal", row.id))
                 })?;
                 let serial = self.seal_factory()?.create(spec, requester).await?;
+                out.serials.push(serial);
+            }
+            RequestKind::Renew if body.csr.is_none() => {
+                let target = body.target.as_deref().unwrap_or_default();
+                let serial = self.seal_factory()?.renew(target, requester).await?;
                 out.serials.push(serial);
             }
             RequestKind::Renew | RequestKind::Rekey => {

@@ -177,7 +177,48 @@ impl Revocations {
                 }),
             })
             .await?;
+        if reason != RevocationReason::CertificateHold {
+            self.revoke_same_seal(&serial, reason, invalidity_date, requester)
+                .await?;
+        }
         Ok(cert.issuer)
+    }
+
+    /// A seal renewed keeps its key under a new certificate, and the
+    /// earlier ones stay valid for what they sealed; so revoking any of
+    /// them revokes them all, or the key would go on sealing under
+    /// another. Each is audited as revoked with `serial`.
+    async fn revoke_same_seal(
+        &self,
+        serial: &str,
+        reason: RevocationReason,
+        invalidity_date: Option<i64>,
+        requester: Requester<'_>,
+    ) -> Result<(), Error> {
+        for other in self.db.other_certificates_of_seal(serial).await? {
+            if !self
+                .db
+                .revoke(&other, reason.code(), now(), invalidity_date)
+                .await?
+            {
+                continue;
+            }
+            self.audit
+                .append(AuditEvent {
+                    actor: requester.actor,
+                    action: "certificate.revoke",
+                    target: &other,
+                    source: requester.source,
+                    detail: serde_json::json!({
+                        "reason": reason.as_str(),
+                        "invalidity_date": invalidity_date,
+                        "with": serial,
+                        "because": "a certificate of the same seal (same key)",
+                    }),
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Returns a certificate on hold to good. Returns its CA.

@@ -298,6 +298,82 @@ impl SealRegistry {
         })
     }
 
+    /// Renews the certificate of the seal `name` for the key it has, from
+    /// the `seal` profile: the seal goes on sealing past its certificate's
+    /// end. The previous certificate stays valid, for what was sealed
+    /// under it, and is kept as the seal's (its documents and licenses
+    /// still name the seal); revoking either certificate revokes both
+    /// ([`kexin_ca::revocation`]). Refused for a seal that is not active or
+    /// whose certificate is revoked or on hold. Audited (`seal.renew`).
+    pub async fn renew(&self, name: &str, requester: Requester<'_>) -> Result<Seal, Error> {
+        let seal = self.get(name).await?;
+        if seal.row.status != "active" {
+            return Err(Error::SealUnusable(
+                name.to_owned(),
+                format!("{}, and is not renewed", seal.row.status),
+            ));
+        }
+        if seal.certificate_status != "issued" {
+            return Err(Error::SealUnusable(
+                name.to_owned(),
+                format!(
+                    "under a certificate {}, and is not renewed",
+                    seal.certificate_status
+                ),
+            ));
+        }
+        let (store, label) = (self.store.clone(), seal.row.key_label.clone());
+        let public = tokio::task::spawn_blocking(move || store.public_key(&label))
+            .await
+            .map_err(|e| Error::Encoding(format!("key store task: {e}")))??;
+        let tbs = &seal.certificate.tbs_certificate;
+        let public_key = parse_spki(&public.spki_der)?;
+        if public_key != tbs.subject_public_key_info {
+            return Err(Error::InvalidInput(format!(
+                "the key of seal {name:?} in the key store is not its certificate's"
+            )));
+        }
+        let request = SubjectRequest {
+            subject: kexin_ca::csr::name_attributes(&tbs.subject).map_err(kexin_ca::Error::from)?,
+            names: vec![],
+            public_key,
+            key_algorithm: public.algorithm,
+        };
+        let issuer = self
+            .db
+            .certificate(&seal.row.certificate_serial)
+            .await?
+            .map(|record| record.issuer);
+        let cert = self
+            .registration
+            .issue(&request, "seal", issuer.as_deref(), requester)
+            .await?;
+        let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
+        if !self
+            .db
+            .replace_seal_certificate(name, &seal.row.certificate_serial, &serial)
+            .await?
+        {
+            return Err(Error::Ca(kexin_ca::Error::Conflict(format!(
+                "seal {name:?} was renewed by someone else meanwhile"
+            ))));
+        }
+        self.audit
+            .append(AuditEvent {
+                actor: requester.actor,
+                action: "seal.renew",
+                target: name,
+                source: requester.source,
+                detail: serde_json::json!({
+                    "certificate": serial,
+                    "previous_certificate": seal.row.certificate_serial,
+                    "not_after": cert.tbs_certificate.validity.not_after.to_string(),
+                }),
+            })
+            .await?;
+        self.get(name).await
+    }
+
     /// A seal that may be applied now, or why not.
     pub async fn usable(&self, name: &str) -> Result<Seal, Error> {
         let seal = self.get(name).await?;
@@ -436,6 +512,56 @@ impl SealFactory for RequestedSeals {
                 .map_err(ca_error)?;
             Ok(seal.row.certificate_serial)
         })
+    }
+
+    fn check_renewal<'a>(&'a self, serial: &'a str) -> BoxFuture<'a, Result<(), kexin_ca::Error>> {
+        Box::pin(async move {
+            let seal = self.current_seal(serial).await?;
+            // Expired is what renewal is for; suspended or revoked is not.
+            if seal.row.status != "active" || seal.certificate_status != "issued" {
+                let why = seal.unusable_because(now()).unwrap_or_default();
+                return Err(ca_error(Error::SealUnusable(seal.row.name, why)));
+            }
+            Ok(())
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        serial: &'a str,
+        requester: Requester<'a>,
+    ) -> BoxFuture<'a, Result<String, kexin_ca::Error>> {
+        Box::pin(async move {
+            let seal = self.current_seal(serial).await?;
+            let renewed = self
+                .registry
+                .renew(&seal.row.name, requester)
+                .await
+                .map_err(ca_error)?;
+            Ok(renewed.row.certificate_serial)
+        })
+    }
+}
+
+impl RequestedSeals {
+    /// The seal whose present certificate is `serial`: an earlier one is
+    /// not renewed again.
+    async fn current_seal(&self, serial: &str) -> Result<Seal, kexin_ca::Error> {
+        match self
+            .registry
+            .by_certificate(serial)
+            .await
+            .map_err(ca_error)?
+        {
+            Some(seal) if seal.row.certificate_serial == serial => Ok(seal),
+            Some(seal) => Err(kexin_ca::Error::Conflict(format!(
+                "certificate {serial} was seal {:?}'s; renew its present certificate {}",
+                seal.row.name, seal.row.certificate_serial
+            ))),
+            None => Err(kexin_ca::Error::NotFound(format!(
+                "no seal has certificate {serial}"
+            ))),
+        }
     }
 }
 

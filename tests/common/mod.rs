@@ -412,6 +412,26 @@ impl Ca {
             .unwrap()
     }
 
+    /// [`Ca::kexin`] at `offset` (libfaketime's "+Nd"): its exit status
+    /// and what it printed. Only the wall clock is moved: the command
+    /// starts at once, and a monotonic leap in its first readings would
+    /// stall it.
+    pub fn kexin_at(&self, offset: &str, args: &[&str]) -> (bool, String) {
+        let clock = self.file(&format!("clock-{offset}"));
+        std::fs::write(&clock, format!("{offset}\n")).unwrap();
+        let mut cmd = kexin(&self.dir);
+        at_faked_time(&mut cmd, &clock)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .args(args)
+            .args(["--data", "data"]);
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
     /// Asserts that `kexin audit verify` finds the audit chain intact.
     pub fn assert_audit_intact(&self) {
         let out = self.kexin(&["audit", "verify"]);

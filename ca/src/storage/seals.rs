@@ -53,11 +53,13 @@ impl Database {
             .await
     }
 
-    /// The seal whose certificate has `serial`.
+    /// The seal whose certificate, now or before a renewal, has `serial`.
     pub async fn seal_by_certificate(&self, serial: &str) -> Result<Option<SealRow>, Error> {
         sqlx::query(&format!(
-            "SELECT {SEAL_COLUMNS} FROM seals WHERE certificate_serial = $1"
+            "SELECT {SEAL_COLUMNS} FROM seals WHERE certificate_serial = $1 \
+             OR name = (SELECT seal FROM seal_certificates WHERE serial = $2)"
         ))
+        .bind(serial)
         .bind(serial)
         .fetch_optional(self.pool())
         .await
@@ -73,6 +75,64 @@ impl Database {
             .await
             .map_err(storage)?;
         rows.iter().map(seal_from_row).collect()
+    }
+
+    /// Gives the seal `name` the certificate `renewed` in place of
+    /// `current`, kept as an earlier certificate of the seal; false when
+    /// the seal no longer has `current` (another renewal came first).
+    pub async fn replace_seal_certificate(
+        &self,
+        name: &str,
+        current: &str,
+        renewed: &str,
+    ) -> Result<bool, Error> {
+        let mut tx = self.pool().begin().await.map_err(storage)?;
+        let done = sqlx::query(
+            "UPDATE seals SET certificate_serial = $1 WHERE name = $2 AND certificate_serial = $3",
+        )
+        .bind(renewed)
+        .bind(name)
+        .bind(current)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO seal_certificates (serial, seal) VALUES ($1, $2)")
+            .bind(current)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        Ok(true)
+    }
+
+    /// Every certificate of the seal that has the certificate `serial`,
+    /// its present one and those renewed since (all for one key), but
+    /// `serial`; none for a certificate of no seal.
+    pub async fn other_certificates_of_seal(&self, serial: &str) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query(
+            "WITH owner AS (\
+                 SELECT name AS seal FROM seals WHERE certificate_serial = $1 \
+                 UNION SELECT seal FROM seal_certificates WHERE serial = $2) \
+             SELECT certificate_serial AS serial FROM seals WHERE name IN (SELECT seal FROM owner) \
+             UNION SELECT serial FROM seal_certificates WHERE seal IN (SELECT seal FROM owner)",
+        )
+        .bind(serial)
+        .bind(serial)
+        .fetch_all(self.pool())
+        .await
+        .map_err(storage)?;
+        let mut serials = Vec::with_capacity(rows.len());
+        for row in rows {
+            let other: String = row.try_get("serial").map_err(storage)?;
+            if other != serial {
+                serials.push(other);
+            }
+        }
+        Ok(serials)
     }
 
     pub async fn set_seal_status(&self, name: &str, status: &str) -> Result<bool, Error> {
