@@ -1395,6 +1395,31 @@ fn tls_handshake(ca: &Ca, clock: Option<&str>, ca_file: &str, extra: &[&str]) ->
     (text.contains("Verify return code: 0 (ok)"), text)
 }
 
+/// Asserts that `openssl ocsp`, run at the faked time of `clock` against
+/// the server of `ca` and trusting its root, finds `cert` (issued by the
+/// CA of `issuer`) good in a response it verifies.
+fn assert_good_at_faked_time(ca: &Ca, clock: &str, issuer: &str, cert: &str) {
+    let mut ocsp = Command::new("openssl");
+    at_faked_time(&mut ocsp, clock).args([
+        "ocsp",
+        "-issuer",
+        issuer,
+        "-cert",
+        cert,
+        "-url",
+        &format!("http://127.0.0.1:{}/ocsp", ca.http),
+        "-CAfile",
+        &ca.ca_pem("root"),
+    ]);
+    let out = ocsp.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("Response verify OK") && text.contains(": good"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_server_left_running_for_years_renews_its_own_certificates() {
     let ca = Ca::init(&[]);
@@ -1470,25 +1495,7 @@ fn a_server_left_running_for_years_renews_its_own_certificates() {
 
     // OCSP answers are signed under a renewed responder certificate, which
     // OpenSSL checks at the faked time.
-    let mut ocsp = Command::new("openssl");
-    at_faked_time(&mut ocsp, &clock).args([
-        "ocsp",
-        "-issuer",
-        &ca.ca_pem("systems"),
-        "-cert",
-        &tsa_file,
-        "-url",
-        &format!("http://127.0.0.1:{}/ocsp", ca.http),
-        "-CAfile",
-        &ca.ca_pem("root"),
-    ]);
-    let out = ocsp.output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("Response verify OK") && text.contains(": good"),
-        "{text}"
-    );
+    assert_good_at_faked_time(&ca, &clock, &ca.ca_pem("systems"), &tsa_file);
 
     // Tokens carry the renewed TSA certificate and verify at that time.
     let tsa_after = serial_of(&tsa_file);
@@ -2005,25 +2012,7 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     // signed by a renewed responder, which OpenSSL accepts at that time;
     // systems' CRL verifies with its new certificate.
     let tsa_file = path_str(&ca.data.join("tsa/tsa.pem"));
-    let mut ocsp = Command::new("openssl");
-    at_faked_time(&mut ocsp, &clock).args([
-        "ocsp",
-        "-issuer",
-        &systems,
-        "-cert",
-        &tsa_file,
-        "-url",
-        &format!("http://127.0.0.1:{}/ocsp", ca.http),
-        "-CAfile",
-        &root,
-    ]);
-    let out = ocsp.output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("Response verify OK") && text.contains(": good"),
-        "{text}"
-    );
+    assert_good_at_faked_time(&ca, &clock, &systems, &tsa_file);
     let crl = ca.file("systems.crl");
     let (status, body) = curl(&[&format!("http://127.0.0.1:{}/pki/crl/systems.crl", ca.http)]);
     assert_eq!(status, 200);

@@ -1387,6 +1387,32 @@ fn a_seal_renewed_seals_past_its_first_certificate_and_one_revocation_ends_them_
     let report = kexin_verify(&ca, &before, None);
     assert_eq!(report["verdict"], "valid", "{report}");
     assert_eq!(report["signatures"][0]["seal"]["name"], SEAL, "{report}");
+    // The console's seals page gives the present certificate's end.
+    let sam = ca.officer("sam", "seal-admin");
+    let jar = ca.file("sam.jar");
+    let (code, _) = console_at(
+        &ca,
+        ca.https,
+        &sam,
+        &jar,
+        &["-d", "next=/console"],
+        "/console/login",
+    );
+    assert_eq!(code, 303);
+    let (code, page) = console_at(&ca, ca.https, &sam, &jar, &[], "/console/seals");
+    assert_eq!(code, 200);
+    let end = page
+        .split("class=\"seal-end\">")
+        .nth(1)
+        .unwrap()
+        .split("</dd>")
+        .next()
+        .unwrap();
+    assert!(
+        end.contains("1094 days") || end.contains("1095 days"),
+        "{end}"
+    );
+    assert!(!end.contains("attention"), "{end}");
     // A renewal asked for from a certificate already renewed is refused.
     let again = serde_json::json!({"kind": "renew", "target": first}).to_string();
     let (code, v) = api(&ca, Some(&ann), "POST", "/api/v1/requests", Some(&again));

@@ -53,6 +53,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("service-name", "Name", "名称"),
     ("valid-until", "Valid until", "有效期至"),
     ("days-left", "Days left", "剩余天数"),
+    ("days", "days", "天"),
+    ("seal-renew-soon", "Ends soon: an RA officer asks for its renewal (a renew request for this serial, no CSR)", "即将到期：请登记员提交续期申请（续期，填写此序列号，无需 CSR）"),
     ("ca", "CA", "CA"),
     ("ocsp-responder", "OCSP responder", "OCSP 响应者"),
     ("tsa", "Time-stamp authority", "时间戳服务"),

@@ -25,6 +25,10 @@ fn may_request(role: Role) -> bool {
     matches!(role, Role::SealAdmin | Role::RaAdmin)
 }
 
+/// A seal whose certificate has less than this left is flagged: its
+/// renewal takes two officers' approval, to be asked for in time.
+const SEAL_RENEWAL_NOTICE_DAYS: i64 = 60;
+
 /// Largest form the new-seal page accepts: the seal image and a few fields.
 pub const MAX_NEW_SEAL_FORM: usize = 512 * 1024;
 
@@ -46,6 +50,7 @@ pub async fn list(State(state): State<AppState>, officer: Officer) -> PageResult
         seals.push((seal, users));
     }
     let admin = officer.caller.role == Role::SealAdmin;
+    let now = kexin_ca::issuance::now();
     let body = html! {
         main {
             h1 { (officer.t("seals")) }
@@ -80,6 +85,15 @@ pub async fn list(State(state): State<AppState>, officer: Officer) -> PageResult
                         dt { (officer.t("kind")) } dd { (seal.row.kind) }
                         dt { (officer.t("status")) } dd { span class={"badge " (seal.certificate_status)} { (seal.row.status) " · " (seal.certificate_status) } }
                         dt { (officer.t("serial")) } dd class="mono" { a href={"/console/certificates/" (seal.row.certificate_serial)} { (seal.row.certificate_serial) } }
+                        @let end = seal.certificate.tbs_certificate.validity.not_after.to_unix_duration().as_secs() as i64;
+                        @let left = (end - now).div_euclid(86400);
+                        dt { (officer.t("valid-until")) }
+                        dd class="seal-end" {
+                            (super::when(end)) " · " (left.max(0)) " " (officer.t("days"))
+                            @if left < SEAL_RENEWAL_NOTICE_DAYS {
+                                " " span class="badge attention" { (officer.t("seal-renew-soon")) }
+                            }
+                        }
                         dt { (officer.t("grantees")) } dd class="grantees" { @if users.is_empty() { "—" } @else { (users.join(", ")) } }
                     }
                     @if admin {
