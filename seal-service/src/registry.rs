@@ -125,6 +125,23 @@ impl Seal {
         }
         None
     }
+
+    /// Whether the seal's certificate may be renewed: expiry is what
+    /// renewal is for, but a seal suspended or revoked, or a certificate
+    /// revoked or on hold, stays as it is.
+    pub fn check_renewable(&self) -> Result<(), Error> {
+        let why = if self.row.status != "active" {
+            format!("the seal is {}", self.row.status)
+        } else if self.certificate_status != "issued" {
+            format!("its certificate is {}", self.certificate_status)
+        } else {
+            return Ok(());
+        };
+        Err(Error::Ca(kexin_ca::Error::Conflict(format!(
+            "seal {:?} is not renewed: {why}",
+            self.row.name
+        ))))
+    }
 }
 
 /// What a new seal is made of.
@@ -307,21 +324,7 @@ impl SealRegistry {
     /// whose certificate is revoked or on hold. Audited (`seal.renew`).
     pub async fn renew(&self, name: &str, requester: Requester<'_>) -> Result<Seal, Error> {
         let seal = self.get(name).await?;
-        if seal.row.status != "active" {
-            return Err(Error::SealUnusable(
-                name.to_owned(),
-                format!("{}, and is not renewed", seal.row.status),
-            ));
-        }
-        if seal.certificate_status != "issued" {
-            return Err(Error::SealUnusable(
-                name.to_owned(),
-                format!(
-                    "under a certificate {}, and is not renewed",
-                    seal.certificate_status
-                ),
-            ));
-        }
+        seal.check_renewable()?;
         let (store, label) = (self.store.clone(), seal.row.key_label.clone());
         let public = tokio::task::spawn_blocking(move || store.public_key(&label))
             .await
@@ -516,13 +519,10 @@ impl SealFactory for RequestedSeals {
 
     fn check_renewal<'a>(&'a self, serial: &'a str) -> BoxFuture<'a, Result<(), kexin_ca::Error>> {
         Box::pin(async move {
-            let seal = self.current_seal(serial).await?;
-            // Expired is what renewal is for; suspended or revoked is not.
-            if seal.row.status != "active" || seal.certificate_status != "issued" {
-                let why = seal.unusable_because(now()).unwrap_or_default();
-                return Err(ca_error(Error::SealUnusable(seal.row.name, why)));
-            }
-            Ok(())
+            self.current_seal(serial)
+                .await?
+                .check_renewable()
+                .map_err(ca_error)
         })
     }
 
