@@ -31,11 +31,33 @@ pub struct RouteLabels {
 }
 
 /// A certificate the instance serves under: `kind` is `ca`,
-/// `ocsp-responder` (`name` its CA), `tsa` or `https`.
+/// `ocsp-responder` (`name` its CA), `tsa`, `https` or `seal` (`name` the
+/// seal's). Make them with [`CertificateLabels::new`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertificateLabels {
-    pub kind: &'static str,
-    pub name: String,
+    kind: &'static str,
+    name: String,
+}
+
+impl CertificateLabels {
+    /// `name` escaped as the text exposition format wants a label value
+    /// (the encoder writes it as given): a seal's name is an operator's
+    /// text, and a quote in it would end the value early.
+    pub fn new(kind: &'static str, name: &str) -> Self {
+        let mut escaped = String::with_capacity(name.len());
+        for c in name.chars() {
+            match c {
+                '\\' => escaped.push_str("\\\\"),
+                '"' => escaped.push_str("\\\""),
+                '\n' => escaped.push_str("\\n"),
+                c => escaped.push(c),
+            }
+        }
+        Self {
+            kind,
+            name: escaped,
+        }
+    }
 }
 
 pub struct Metrics {
@@ -73,6 +95,11 @@ impl Metrics {
     }
 
     /// The certificate `labels` names now expires at `validity`'s end.
+    /// Drops the series of a certificate no longer served under.
+    pub fn forget_certificate(&self, labels: &CertificateLabels) {
+        self.expiry.remove(labels);
+    }
+
     pub fn certificate_expires(
         &self,
         labels: CertificateLabels,
@@ -172,4 +199,32 @@ pub async fn observe(State(o): State<Observed>, req: Request, next: Next) -> Res
         start.elapsed().as_secs_f64(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_for_the_text_format() {
+        let labels = CertificateLabels::new("seal", "某局\"公章\"\\x");
+        assert_eq!(labels.name, "某局\\\"公章\\\"\\\\x");
+        let metrics = Metrics::new();
+        let validity = x509_cert::time::Validity {
+            not_before: x509_cert::time::Time::UtcTime(
+                der::asn1::UtcTime::from_unix_duration(std::time::Duration::from_secs(0)).unwrap(),
+            ),
+            not_after: x509_cert::time::Time::UtcTime(
+                der::asn1::UtcTime::from_unix_duration(std::time::Duration::from_secs(86400))
+                    .unwrap(),
+            ),
+        };
+        metrics.certificate_expires(labels, &validity);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+        assert!(
+            text.contains("{kind=\"seal\",name=\"某局\\\"公章\\\"\\\\x\"} 86400"),
+            "{text}"
+        );
+    }
 }

@@ -46,6 +46,8 @@ pub struct ServiceCertificates {
     warned_https: Mutex<Option<Instant>>,
     /// When a CA renewed since start was last logged.
     warned_cas: Mutex<Option<Instant>>,
+    /// The seals whose certificate ends the metrics last gave.
+    reported_seals: Mutex<Vec<String>>,
 }
 
 impl ServiceCertificates {
@@ -67,6 +69,7 @@ impl ServiceCertificates {
             served_cas,
             warned_https: Mutex::new(Some(Instant::now())),
             warned_cas: Mutex::new(None),
+            reported_seals: Mutex::default(),
         }
     }
 
@@ -83,16 +86,14 @@ impl ServiceCertificates {
     }
 
     /// Tells the metrics when the certificates served under now expire:
-    /// the CAs', the OCSP responders', the TSA's and the HTTPS server's.
+    /// the CAs', the OCSP responders', the TSA's, the HTTPS server's and the
+    /// seals'.
     /// A CA renewed since start (`kexin ca renew`) is not served until a
     /// restart: its metric keeps the end of the certificate served, and the
     /// operator is told, at once and then daily.
     async fn report_expiry(&self) {
         use der::Decode;
-        let labels = |kind, name: &str| CertificateLabels {
-            kind,
-            name: name.to_owned(),
-        };
+        let labels = CertificateLabels::new;
         for (name, der) in &self.served_cas {
             if let Ok(cert) = x509_cert::Certificate::from_der(der) {
                 self.metrics
@@ -129,6 +130,53 @@ impl ServiceCertificates {
                     .certificate_expires(labels("https", ""), &cert.tbs_certificate.validity);
             }
         }
+        match self.seal_certificate_ends().await {
+            Ok(ends) => {
+                let mut reported = self
+                    .reported_seals
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for gone in reported
+                    .iter()
+                    .filter(|n| !ends.iter().any(|(e, _)| e == *n))
+                {
+                    self.metrics.forget_certificate(&labels("seal", gone));
+                }
+                for (name, validity) in &ends {
+                    self.metrics
+                        .certificate_expires(labels("seal", name), validity);
+                }
+                *reported = ends.into_iter().map(|(name, _)| name).collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "listing seals for the expiry metrics"),
+        }
+    }
+
+    /// The certificate ends of the seals that may seal (active, their
+    /// certificate issued): what must be renewed in time, with two
+    /// officers' approval.
+    async fn seal_certificate_ends(
+        &self,
+    ) -> Result<Vec<(String, x509_cert::time::Validity)>, kexin_ca::Error> {
+        use der::Decode;
+        let db = &self.instance.db;
+        let mut ends = Vec::new();
+        for seal in db.seals().await? {
+            if seal.status != "active" {
+                continue;
+            }
+            let Some(record) = db.certificate(&seal.certificate_serial).await? else {
+                continue;
+            };
+            let certificate = record
+                .der
+                .as_deref()
+                .and_then(|der| x509_cert::Certificate::from_der(der).ok());
+            if let (Some(certificate), "issued") = (certificate, record.status.as_str()) {
+                ends.push((seal.name, certificate.tbs_certificate.validity));
+            }
+        }
+        Ok(ends)
     }
 
     /// One check of each kind; a failure of one is logged and does not

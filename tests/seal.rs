@@ -1413,6 +1413,31 @@ fn a_seal_renewed_seals_past_its_first_certificate_and_one_revocation_ends_them_
         "{end}"
     );
     assert!(!end.contains("attention"), "{end}");
+    // The metrics give the seal's certificate end, for alerts.
+    let auditor = ca.officer("shen", "auditor");
+    let (code, body) = curl_as(
+        &ca,
+        Some(&auditor),
+        &[],
+        &format!("https://localhost:{}/metrics", ca.https),
+    );
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(code, 200, "{text}");
+    let series =
+        format!("kexin_certificate_expiry_timestamp_seconds{{kind=\"seal\",name=\"{SEAL}\"}} ");
+    let end: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in {text}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (now + 1093 * 86400..now + 1096 * 86400).contains(&end),
+        "{end}"
+    );
     // A renewal asked for from a certificate already renewed is refused.
     let again = serde_json::json!({"kind": "renew", "target": first}).to_string();
     let (code, v) = api(&ca, Some(&ann), "POST", "/api/v1/requests", Some(&again));
