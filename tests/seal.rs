@@ -1333,8 +1333,15 @@ fn a_seal_renewed_seals_past_its_first_certificate_and_one_revocation_ends_them_
 
     // Renewal asked for without a CSR (the key is in the key store), and
     // carried out on the second approval.
+    let sam = ca.officer("sam", "seal-admin");
+    let with_csr = serde_json::json!({"kind": "renew", "target": first, "csr": "-"}).to_string();
+    let (code, v) = api(&ca, Some(&sam), "POST", "/api/v1/requests", Some(&with_csr));
+    assert_eq!(
+        code, 403,
+        "a seal-admin renews no certificate with a CSR: {v}"
+    );
     let ask = serde_json::json!({"kind": "renew", "target": first}).to_string();
-    let (code, request) = api(&ca, Some(&ann), "POST", "/api/v1/requests", Some(&ask));
+    let (code, request) = api(&ca, Some(&sam), "POST", "/api/v1/requests", Some(&ask));
     assert_eq!(code, 201, "{request}");
     assert_eq!(request["approvals_required"], 2, "{request}");
     let approve = format!("/api/v1/requests/{}/approve", request["id"]);
@@ -1388,7 +1395,6 @@ fn a_seal_renewed_seals_past_its_first_certificate_and_one_revocation_ends_them_
     assert_eq!(report["verdict"], "valid", "{report}");
     assert_eq!(report["signatures"][0]["seal"]["name"], SEAL, "{report}");
     // The console's seals page gives the present certificate's end.
-    let sam = ca.officer("sam", "seal-admin");
     let jar = ca.file("sam.jar");
     let (code, _) = console_at(
         &ca,
