@@ -106,9 +106,12 @@ impl Metrics {
         validity: &x509_cert::time::Validity,
     ) {
         let not_after = validity.not_after.to_unix_duration().as_secs();
-        self.expiry
-            .get_or_create(&labels)
-            .set(i64::try_from(not_after).unwrap_or(i64::MAX));
+        self.certificate_ends_at(labels, i64::try_from(not_after).unwrap_or(i64::MAX));
+    }
+
+    /// A certificate ends at `not_after` (Unix seconds).
+    pub fn certificate_ends_at(&self, labels: CertificateLabels, not_after: i64) {
+        self.expiry.get_or_create(&labels).set(not_after);
     }
 
     /// One request answered through `listener`, on `route`, in `seconds`.

@@ -130,7 +130,7 @@ impl ServiceCertificates {
                     .certificate_expires(labels("https", ""), &cert.tbs_certificate.validity);
             }
         }
-        match self.seal_certificate_ends().await {
+        match self.instance.db.active_seal_ends().await {
             Ok(ends) => {
                 let mut reported = self
                     .reported_seals
@@ -142,41 +142,14 @@ impl ServiceCertificates {
                 {
                     self.metrics.forget_certificate(&labels("seal", gone));
                 }
-                for (name, validity) in &ends {
+                for (name, not_after) in &ends {
                     self.metrics
-                        .certificate_expires(labels("seal", name), validity);
+                        .certificate_ends_at(labels("seal", name), *not_after);
                 }
                 *reported = ends.into_iter().map(|(name, _)| name).collect();
             }
             Err(e) => tracing::warn!(error = %e, "listing seals for the expiry metrics"),
         }
-    }
-
-    /// The certificate ends of the seals that may seal (active, their
-    /// certificate issued): what must be renewed in time, with two
-    /// officers' approval.
-    async fn seal_certificate_ends(
-        &self,
-    ) -> Result<Vec<(String, x509_cert::time::Validity)>, kexin_ca::Error> {
-        use der::Decode;
-        let db = &self.instance.db;
-        let mut ends = Vec::new();
-        for seal in db.seals().await? {
-            if seal.status != "active" {
-                continue;
-            }
-            let Some(record) = db.certificate(&seal.certificate_serial).await? else {
-                continue;
-            };
-            let certificate = record
-                .der
-                .as_deref()
-                .and_then(|der| x509_cert::Certificate::from_der(der).ok());
-            if let (Some(certificate), "issued") = (certificate, record.status.as_str()) {
-                ends.push((seal.name, certificate.tbs_certificate.validity));
-            }
-        }
-        Ok(ends)
     }
 
     /// One check of each kind; a failure of one is logged and does not

@@ -69,6 +69,26 @@ impl Database {
         .transpose()
     }
 
+    /// The name of each active seal whose certificate is issued, and when
+    /// that certificate ends (Unix seconds), by name.
+    pub async fn active_seal_ends(&self) -> Result<Vec<(String, i64)>, Error> {
+        let rows = sqlx::query(
+            "SELECT s.name, c.not_after FROM seals s JOIN certificates c ON c.serial = s.certificate_serial \
+             WHERE s.status = 'active' AND c.status = 'issued' ORDER BY s.name",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(storage)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(storage)?,
+                    r.try_get(1).map_err(storage)?,
+                ))
+            })
+            .collect()
+    }
+
     pub async fn seals(&self) -> Result<Vec<SealRow>, Error> {
         let rows = sqlx::query(&format!("SELECT {SEAL_COLUMNS} FROM seals ORDER BY name"))
             .fetch_all(self.pool())
