@@ -1889,11 +1889,23 @@ fn another_cas_certificate_serves_the_https_side() {
         &format!("https://localhost:{}/metrics", ca.https),
     ]);
     assert_eq!(code, 200);
+
+    // The console's service certificates page says whose it is to renew.
+    let jar = ca.file("shen-ji.jar");
+    let trust = ["--cacert", public_ca.as_str()];
+    let login = [&trust[..], &["-d", "next=/console"]].concat();
+    let (code, _) = console_at(&ca, ca.https, &auditor, &jar, &login, "/console/login");
+    assert_eq!(code, 303);
+    let (code, page) = console_at(&ca, ca.https, &auditor, &jar, &trust, "/console/services");
+    assert_eq!(code, 200);
+    let https_row = page.split("data-kind=\"https\"").nth(1).unwrap();
+    let https_row = https_row.split("</tr>").next().unwrap();
+    assert!(
+        https_row.contains("kexin https install"),
+        "it ends tomorrow: {https_row}"
+    );
 }
 
-/// In the last minutes of an issuing CA's ten years, the certificates it
-/// issues end when it does: renewing them gains nothing, and they are not
-/// renewed again at every check.
 /// `kexin ca renew` at `offset` (libfaketime's "+Nd").
 fn renew_ca_at(ca: &Ca, offset: &str, args: &[&str]) -> (bool, String) {
     ca.kexin_at(offset, &[&["ca", "renew"][..], args].concat())
@@ -2044,6 +2056,9 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     ca.assert_audit_intact();
 }
 
+/// In the last minutes of an issuing CA's ten years, the certificates it
+/// issues end when it does: renewing them gains nothing, and they are not
+/// renewed again at every check.
 #[test]
 fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
     let ca = Ca::init(&[]);

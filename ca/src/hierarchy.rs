@@ -382,10 +382,12 @@ pub async fn renew_authority(
             .await
             .map_err(|e| Error::Crypto(format!("key store task: {e}")))?
     };
-    if in_store
-        .map(|public| public.spki_der != key)
-        .unwrap_or(true)
-    {
+    let found = match in_store {
+        Ok(public) => public.spki_der == key,
+        Err(kexin_hsm::Error::KeyNotFound(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !found {
         return Err(Error::InvalidRequest(format!(
             "the key of CA {name} ({}) is not in the key store",
             current.key_label

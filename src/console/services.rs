@@ -56,9 +56,13 @@ pub async fn overview(State(state): State<AppState>, officer: Officer) -> PageRe
     served.sort_by_key(|(n, _)| order(n));
     for (name, cert) in served {
         let not_after = end_of(&cert.tbs_certificate.validity);
-        let renewed_since_start = stored
-            .iter()
-            .any(|s| s.name == *name && s.certificate != state.ca_certificates[name]);
+        let renewed_since_start = stored.iter().any(|s| {
+            s.name == *name
+                && state
+                    .ca_certificates
+                    .get(name)
+                    .is_some_and(|served| *served != s.certificate)
+        });
         let (state_key, attention) = if not_after <= now {
             ("expired", true)
         } else if renewed_since_start {
@@ -66,7 +70,7 @@ pub async fn overview(State(state): State<AppState>, officer: Officer) -> PageRe
         } else if days_left(not_after) < CA_RENEWAL_NOTICE_DAYS {
             ("ca-renew-soon", true)
         } else {
-            ("ca-renewed-by-operator", false)
+            ("ca-current", false)
         };
         rows.push(Row {
             kind: "ca",
@@ -77,13 +81,16 @@ pub async fn overview(State(state): State<AppState>, officer: Officer) -> PageRe
             attention,
         });
     }
-    let service = |kind, name: String, subject: Option<String>, not_after: i64| {
-        let (state_key, attention) = if not_after <= now {
-            ("expired", true)
-        } else if days_left(not_after) < SERVICE_NOTICE_DAYS {
-            ("not-renewed", true)
-        } else {
-            ("renewed-by-kexin", false)
+    // `ours`: renewed by Kexin (all but an HTTPS certificate another CA
+    // issued, which is the operator's to renew).
+    let service = |kind, name: String, subject: Option<String>, not_after: i64, ours: bool| {
+        let due = days_left(not_after) < SERVICE_NOTICE_DAYS;
+        let (state_key, attention) = match (not_after <= now, due, ours) {
+            (true, _, _) => ("expired", true),
+            (false, true, true) => ("not-renewed", true),
+            (false, true, false) => ("installed-due", true),
+            (false, false, true) => ("renewed-by-kexin", false),
+            (false, false, false) => ("installed-current", false),
         };
         Row {
             kind,
@@ -97,7 +104,7 @@ pub async fn overview(State(state): State<AppState>, officer: Officer) -> PageRe
     let mut responders = state.ocsp.responder_validities();
     responders.sort_by_key(|(ca, _)| order(ca));
     for (ca, validity) in responders {
-        rows.push(service("ocsp-responder", ca, None, end_of(&validity)));
+        rows.push(service("ocsp-responder", ca, None, end_of(&validity), true));
     }
     let tsa = state.tsa.certificate();
     rows.push(service(
@@ -105,16 +112,22 @@ pub async fn overview(State(state): State<AppState>, officer: Officer) -> PageRe
         String::new(),
         Some(tsa.tbs_certificate.subject.to_string()),
         end_of(&tsa.tbs_certificate.validity),
+        true,
     ));
     if let Some(leaf) = crate::https_certificate::read_chain(&state.instance)
         .ok()
         .and_then(|chain| Certificate::from_der(chain.first()?).ok())
     {
+        let ours = state
+            .ca_parsed
+            .get("systems")
+            .is_some_and(|systems| systems.tbs_certificate.subject == leaf.tbs_certificate.issuer);
         rows.push(service(
             "https",
             String::new(),
             Some(leaf.tbs_certificate.subject.to_string()),
             end_of(&leaf.tbs_certificate.validity),
+            ours,
         ));
     }
 
