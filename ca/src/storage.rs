@@ -835,6 +835,19 @@ pub fn storage(e: sqlx::Error) -> Error {
     Error::Storage(e.to_string())
 }
 
+/// Rows of a text and a number (a status and its count, a name and a
+/// time), as pairs.
+fn labelled_numbers(rows: &[AnyRow]) -> Result<Vec<(String, i64)>, Error> {
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0).map_err(storage)?,
+                r.try_get(1).map_err(storage)?,
+            ))
+        })
+        .collect()
+}
+
 /// Hides a password in a database URL before it reaches a log or an error.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{storage, Database};
+use super::{labelled_numbers, storage, Database};
 use crate::Error;
 
 /// A request as stored; `body` and `evidence` are JSON documents that the
@@ -107,14 +107,7 @@ impl Database {
             .fetch_all(self.pool())
             .await
             .map_err(storage)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(storage)?,
-                    r.try_get(1).map_err(storage)?,
-                ))
-            })
-            .collect()
+        labelled_numbers(&rows)
     }
 
     /// Records an officer's decision. Returns false if that officer already

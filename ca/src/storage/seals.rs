@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{storage, Columns, Database};
+use super::{labelled_numbers, storage, Columns, Database};
 use crate::Error;
 
 #[derive(Clone, Debug)]
@@ -79,14 +79,7 @@ impl Database {
         .fetch_all(self.pool())
         .await
         .map_err(storage)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(storage)?,
-                    r.try_get(1).map_err(storage)?,
-                ))
-            })
-            .collect()
+        labelled_numbers(&rows)
     }
 
     pub async fn seals(&self) -> Result<Vec<SealRow>, Error> {
