@@ -37,6 +37,7 @@ pub async fn renew(
         crate::CLI,
     )
     .await?;
+    instance.checkpoint_audit().await?;
     take_up(instance).await?;
     Ok(renewed)
 }

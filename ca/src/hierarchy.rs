@@ -408,16 +408,20 @@ pub async fn renew_authority(
         Some(parent) => Some(load_authority(db, parent).await?),
         None => None,
     };
-    let not_after = match &parent {
-        Some(p) => (start + lifetime).min(end_of(&p.certificate.tbs_certificate.validity)),
+    let parent_end = parent
+        .as_ref()
+        .map(|p| end_of(&p.certificate.tbs_certificate.validity));
+    let not_after = match parent_end {
+        Some(end) => (start + lifetime).min(end),
         None => start + lifetime,
     };
     if not_after <= previous_end {
+        let cut_short_by_parent = parent_end.is_some_and(|end| start + lifetime > end);
         return Err(Error::InvalidRequest(format!(
             "a renewal of CA {name} would end no later than its certificate does{}",
-            match &record.parent {
-                Some(p) => format!(" (CA {p} ends first: renew it first)"),
-                None => String::new(),
+            match (&record.parent, cut_short_by_parent) {
+                (Some(p), true) => format!(" (CA {p} ends first: renew it first)"),
+                _ => " (ask for a longer lifetime)".to_owned(),
             }
         )));
     }
