@@ -1419,6 +1419,52 @@ fn a_seal_renewed_seals_past_its_first_certificate_and_one_revocation_ends_them_
         "{end}"
     );
     assert!(!end.contains("attention"), "{end}");
+    // The page asks for a renewal: a renew request for the present
+    // certificate, which awaits two approvals.
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let renew = format!("/console/seals/{}/renew", path_segment(SEAL));
+    let (code, _) = console_at(
+        &ca,
+        ca.https,
+        &sam,
+        &jar,
+        &[
+            "-d",
+            &format!("csrf={csrf}"),
+            "-D",
+            &ca.file("renew.headers"),
+        ],
+        &renew,
+    );
+    assert_eq!(code, 303);
+    let headers = std::fs::read_to_string(ca.file("renew.headers")).unwrap();
+    let id = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("location: /console/requests/"))
+        .unwrap_or_else(|| panic!("{headers}"))
+        .trim()
+        .to_owned();
+    let (code, v) = api(
+        &ca,
+        Some(&ann),
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (v["kind"].as_str(), v["status"].as_str()),
+        (Some("renew"), Some("submitted")),
+        "{v}"
+    );
+    assert_eq!(v["target"].as_str(), Some(second.as_str()), "{v}");
+    let (code, _) = console_at(&ca, ca.https, &sam, &jar, &["-d", "csrf=forged"], &renew);
+    assert_eq!(code, 403, "a forged CSRF token");
     // The metrics give the seal's certificate end, for alerts.
     let auditor = ca.officer("shen", "auditor");
     let (code, body) = curl_as(

@@ -227,6 +227,22 @@ pub struct Submission {
 }
 
 impl Submission {
+    /// A `renew` request for the seal certificate `serial`, whose key is in
+    /// the key store (no CSR).
+    pub fn renew_seal(serial: &str) -> Self {
+        Self {
+            kind: RequestKind::Renew,
+            profile: None,
+            subject: vec![],
+            names: vec![],
+            csr: None,
+            target: Some(serial.to_owned()),
+            reason: None,
+            evidence: None,
+            seal: None,
+        }
+    }
+
     /// A `seal-create` request for `seal`.
     pub fn create_seal(seal: SealSpec) -> Self {
         Self {

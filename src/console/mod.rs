@@ -76,6 +76,7 @@ pub fn router() -> Router<AppState> {
                 )),
         )
         .route("/console/seals/{name}/users", post(seals::grant))
+        .route("/console/seals/{name}/renew", post(seals::request_renewal))
         .route("/console/audit", get(audit::browse))
         .route("/console/services", get(services::overview))
         .layer(axum::middleware::from_fn(guard))

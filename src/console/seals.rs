@@ -96,6 +96,12 @@ pub async fn list(State(state): State<AppState>, officer: Officer) -> PageResult
                         }
                         dt { (officer.t("grantees")) } dd class="grantees" { @if users.is_empty() { "—" } @else { (users.join(", ")) } }
                     }
+                    @if may_request(officer.caller.role) && seal.check_renewable().is_ok() {
+                        form method="post" action={"/console/seals/" (seal.row.name) "/renew"} class="actions" {
+                            (officer.csrf_field())
+                            button type="submit" class="renew" { (officer.t("ask-renewal")) }
+                        }
+                    }
                     @if admin {
                         form method="post" action={"/console/seals/" (seal.row.name) "/users"} class="actions" {
                             (officer.csrf_field())
@@ -139,6 +145,38 @@ pub async fn grant(
         .await
         .map_err(|e| officer.err(crate::api::seal_problem(e)))?;
     Ok(Redirect::to("/console/seals").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// Submits a `renew` request for the seal's present certificate; it is
+/// renewed once two registration officers have approved it.
+pub async fn request_renewal(
+    State(state): State<AppState>,
+    officer: Officer,
+    Path(name): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> PageResult {
+    officer.check_csrf(&f.csrf)?;
+    officer.require(may_request(officer.caller.role))?;
+    let seal = state
+        .seals
+        .registry()
+        .get(&name)
+        .await
+        .map_err(|e| officer.err(crate::api::seal_problem(e)))?;
+    let id = state
+        .requests
+        .submit(
+            officer.caller.officer(),
+            Submission::renew_seal(&seal.row.certificate_serial),
+        )
+        .await
+        .map_err(|e| officer.err(e))?;
+    Ok(Redirect::to(&format!("/console/requests/{id}")).into_response())
 }
 
 /// Reads the new-seal form: text fields and an optional PNG.

@@ -229,6 +229,12 @@ try {
   await samPage.goto(`${base}/console/seals`);
   assert.equal(await samPage.locator('dd.seal-name', { hasText: '某某局合同专用章' }).count(), 1);
   await shot(samPage, '14-seals');
+  // The seal-admin asks for the renewal of the new seal's certificate.
+  await samPage.click('button.renew');
+  await samPage.waitForURL(/\/console\/requests\/\d+$/);
+  assert.match(await samPage.locator('h1').innerText(), /^Renew/, 'a renew request');
+  assert.match(await samPage.locator('h1').innerText(), /submitted/, 'awaiting approval');
+  await shot(samPage, '14b-seal-renewal-requested');
 
   // 8. Without a client certificate the console gives nothing.
   const anonymous = await contextFor(null);
