@@ -1463,6 +1463,12 @@ fn a_seal_renewed_seals_past_its_first_certificate_and_one_revocation_ends_them_
         "{v}"
     );
     assert_eq!(v["target"].as_str(), Some(second.as_str()), "{v}");
+    assert!(
+        v["subject"]
+            .to_string()
+            .contains(&format!("[\"CN\",\"{SEAL}\"]")),
+        "approvers see whose certificate it is: {v}"
+    );
     let (code, _) = console_at(&ca, ca.https, &sam, &jar, &["-d", "csrf=forged"], &renew);
     assert_eq!(code, 403, "a forged CSRF token");
     // The metrics give the seal's certificate end, for alerts.

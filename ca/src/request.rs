@@ -390,13 +390,15 @@ impl Requests {
             ));
         }
         let (evidence, sealed) = self.evidence(evidence_input)?;
-        // A seal's subject is its organization and name, shown like any
-        // other request's.
-        let subject = match &s.seal {
-            Some(seal) if s.kind == RequestKind::CreateSeal => vec![
+        // A seal's subject is its organization and name, and a request
+        // about a certificate (renew, revoke, ...) shows its subject: the
+        // approvers see whom they decide on, not only a serial.
+        let subject = match (&s.seal, &s.target) {
+            (Some(seal), _) if s.kind == RequestKind::CreateSeal => vec![
                 ("O".to_owned(), seal.organization.trim().to_owned()),
                 ("CN".to_owned(), seal.name.trim().to_owned()),
             ],
+            (_, Some(target)) if s.subject.is_empty() => self.subject_of(target).await?,
             _ => s.subject,
         };
         let body = RequestBody {
@@ -562,6 +564,38 @@ impl Requests {
                     }
                 }
             }
+        }
+    }
+
+    /// The subject attributes of the certificate `serial`; none if it is
+    /// not (yet) signed.
+    async fn subject_of(&self, serial: &str) -> Result<Vec<(String, String)>, Error> {
+        let record = self.db.certificate(&normalize_serial(serial)?).await?;
+        match record.and_then(|r| r.der) {
+            Some(der) => {
+                let cert = Certificate::from_der(&der).map_err(der_err)?;
+                const NAMES: [&str; 8] = [
+                    "C",
+                    "ST",
+                    "L",
+                    "O",
+                    "OU",
+                    "CN",
+                    "serialNumber",
+                    "organizationIdentifier",
+                ];
+                Ok(name_attributes(&cert.tbs_certificate.subject)?
+                    .into_iter()
+                    .map(|(oid, value)| {
+                        let name = NAMES
+                            .into_iter()
+                            .find(|n| attribute_oid(n).ok() == Some(oid))
+                            .map_or_else(|| oid.to_string(), str::to_owned);
+                        (name, value)
+                    })
+                    .collect())
+            }
+            None => Ok(vec![]),
         }
     }
 
