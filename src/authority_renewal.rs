@@ -10,12 +10,9 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use der::{Decode, Encode};
 use kexin_ca::certificate::certificate_pem;
 use kexin_ca::hierarchy::RenewedAuthority;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use x509_cert::Certificate;
 
 use crate::instance::{replace_file, Instance};
@@ -63,13 +60,11 @@ pub async fn take_up(instance: &Instance) -> anyhow::Result<Vec<std::path::PathB
         }
     }
 
-    let path = instance.path(&instance.config.https.chain_file);
-    let Ok(pem) = std::fs::read(&path) else {
+    // A chain file that cannot be read is left for `kexin serve` to report.
+    let Ok(chain) = crate::https_certificate::read_chain(instance) else {
         return Ok(replaced);
     };
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {}", path.display()))?;
+    let path = instance.path(&instance.config.https.chain_file);
     let mut changed = false;
     let mut updated = Vec::with_capacity(chain.len());
     for der in chain {

@@ -293,7 +293,8 @@ pub fn attribute_oid(name: &str) -> Result<ObjectIdentifier, String> {
     })
 }
 
-fn attribute_name(oid: ObjectIdentifier) -> String {
+/// The name of a subject attribute Kexin issues, or its dotted OID.
+pub(crate) fn attribute_name(oid: ObjectIdentifier) -> String {
     for n in [
         "C",
         "ST",

@@ -574,25 +574,9 @@ impl Requests {
         match record.and_then(|r| r.der) {
             Some(der) => {
                 let cert = Certificate::from_der(&der).map_err(der_err)?;
-                const NAMES: [&str; 8] = [
-                    "C",
-                    "ST",
-                    "L",
-                    "O",
-                    "OU",
-                    "CN",
-                    "serialNumber",
-                    "organizationIdentifier",
-                ];
                 Ok(name_attributes(&cert.tbs_certificate.subject)?
                     .into_iter()
-                    .map(|(oid, value)| {
-                        let name = NAMES
-                            .into_iter()
-                            .find(|n| attribute_oid(n).ok() == Some(oid))
-                            .map_or_else(|| oid.to_string(), str::to_owned);
-                        (name, value)
-                    })
+                    .map(|(oid, value)| (crate::profile::attribute_name(oid), value))
                     .collect())
             }
             None => Ok(vec![]),

@@ -14,7 +14,7 @@ use kexin_seal::SealKind;
 use maud::html;
 use serde::Deserialize;
 
-use super::{Officer, PageResult};
+use super::{CsrfOnly, Officer, PageResult};
 use crate::serve::AppState;
 
 fn may_see(role: Role) -> bool {
@@ -147,18 +147,13 @@ pub async fn grant(
     Ok(Redirect::to("/console/seals").into_response())
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
-}
-
 /// Submits a `renew` request for the seal's present certificate; it is
 /// renewed once two registration officers have approved it.
 pub async fn request_renewal(
     State(state): State<AppState>,
     officer: Officer,
     Path(name): Path<String>,
-    Form(f): Form<CsrfForm>,
+    Form(f): Form<CsrfOnly>,
 ) -> PageResult {
     officer.check_csrf(&f.csrf)?;
     officer.require(may_request(officer.caller.role))?;
