@@ -1424,7 +1424,7 @@ fn assert_good_at_faked_time(ca: &Ca, clock: &str, issuer: &str, cert: &str) {
 fn a_server_left_running_for_years_renews_its_own_certificates() {
     let ca = Ca::init(&[]);
     let clock = ca.file("faketime");
-    std::fs::write(&clock, "+0d\n").unwrap();
+    set_faked_clock(&clock, "+0d");
     let chain_file = path_str(&ca.data.join("tls/server-chain.pem"));
     let tsa_file = path_str(&ca.data.join("tsa/tsa.pem"));
     let (https_before, tsa_before) = (serial_of(&chain_file), serial_of(&tsa_file));
@@ -1462,7 +1462,7 @@ fn a_server_left_running_for_years_renews_its_own_certificates() {
 
     // Seventy days on, the responders' certificates (90 days) are renewed,
     // and the metrics say so; the others are not due.
-    std::fs::write(&clock, "+70d\n").unwrap();
+    set_faked_clock(&clock, "+70d");
     let deadline = Instant::now() + Duration::from_secs(150);
     while expiry("ocsp-responder", "officials") == responder {
         assert!(Instant::now() < deadline, "no responder renewed 70 days on");
@@ -1476,7 +1476,7 @@ fn a_server_left_running_for_years_renews_its_own_certificates() {
     // own services has expired: the OCSP responders' (90 days), the HTTPS
     // server's (397 days) and the TSA's (1,825 days). The CAs (10 and 20
     // years) have not.
-    std::fs::write(&clock, "+1830d\n").unwrap();
+    set_faked_clock(&clock, "+1830d");
     let presented = || tls_handshake(&ca, Some(&clock), &ca.ca_pem("root"), &[]).1;
     let deadline = Instant::now() + Duration::from_secs(150);
     while !presented().contains("Verify return code: 0 (ok)") {
@@ -1561,7 +1561,7 @@ fn crls_are_made_afresh_on_schedule_while_serving() {
     );
     let (cert, _) = ca.issue("app", "tls-server", &csr);
     let clock = ca.file("faketime");
-    std::fs::write(&clock, "+0\n").unwrap();
+    set_faked_clock(&clock, "+0");
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
     let _server = Server::start(serve, ca.http, ca.https);
@@ -1589,7 +1589,7 @@ fn crls_are_made_afresh_on_schedule_while_serving() {
     // CRLs are good for 48 hours and made afresh when half of that has
     // passed, without a revocation and without anyone asking for one
     // that has run out.
-    std::fs::write(&clock, "+90000\n").unwrap();
+    set_faked_clock(&clock, "+90000");
     let deadline = Instant::now() + Duration::from_secs(90);
     let second = loop {
         // The refresher runs every minute of the monotonic clock, which
@@ -1849,7 +1849,7 @@ fn another_cas_certificate_serves_the_https_side() {
     // Installed while the server runs, it is presented within a minute
     // (the server's clock is moved two minutes on to see it at once).
     let clock = ca.file("faketime");
-    std::fs::write(&clock, "+0\n").unwrap();
+    set_faked_clock(&clock, "+0");
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
     let _server = Server::start(serve, ca.http, ca.https);
@@ -1862,7 +1862,7 @@ fn another_cas_certificate_serves_the_https_side() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(&clock, "+120\n").unwrap();
+    set_faked_clock(&clock, "+120");
     let deadline = Instant::now() + Duration::from_secs(90);
     while !trusted_by_public_ca() {
         assert!(
@@ -2001,12 +2001,12 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     // and are renewed under systems' new certificate, which the chain
     // file now carries.
     let clock = ca.file("faketime");
-    std::fs::write(&clock, "+0\n").unwrap();
+    set_faked_clock(&clock, "+0");
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
     let server = Server::start(serve, ca.http, ca.https);
     assert_eq!(std::fs::read_to_string(&systems).unwrap(), new_systems);
-    std::fs::write(&clock, "+3655d\n").unwrap();
+    set_faked_clock(&clock, "+3655d");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (ok, text) = tls_handshake(&ca, Some(&clock), &root, &[]);
@@ -2048,7 +2048,7 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     // says so at its next check.
     let (ok, out) = renew_ca_at(&ca, "+3655d", &["--name", "officials"]);
     assert!(ok, "{out}");
-    std::fs::write(&clock, "+3656d\n").unwrap();
+    set_faked_clock(&clock, "+3656d");
     for _ in 0..5 {
         // An HTTPS request wakes the runtime whose timer the jump fired.
         tls_handshake(&ca, Some(&clock), &root, &[]);
@@ -2069,7 +2069,7 @@ fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
     // The server starts at the true time: libfaketime can miss its offset
     // in a process's first clock readings, and tokio and sqlx then saw the
     // monotonic clock leap ten years during start-up.
-    std::fs::write(&clock, "+0\n").unwrap();
+    set_faked_clock(&clock, "+0");
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock);
     let server = Server::start(serve, ca.http, ca.https);
@@ -2079,7 +2079,7 @@ fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
     // with less than a third of their lifetime left (they begin an hour
     // back), they would be due again at once.
     let offset = 3650 * 86400 - 3600 - 1200;
-    std::fs::write(&clock, format!("+{offset}\n")).unwrap();
+    set_faked_clock(&clock, &format!("+{offset}"));
     let verified_at_the_time = || tls_handshake(&ca, Some(&clock), &ca.ca_pem("root"), &[]);
     let deadline = Instant::now() + Duration::from_secs(90);
     while let (false, text) = verified_at_the_time() {
@@ -2096,7 +2096,7 @@ fn certificates_ending_with_their_ca_are_not_renewed_at_every_check() {
     assert!(renewed.parse::<u32>().unwrap() >= 6, "{renewed}");
     // Three checks a minute apart find nothing to renew.
     for minutes in [2, 3, 4] {
-        std::fs::write(&clock, format!("+{}\n", offset + minutes * 60)).unwrap();
+        set_faked_clock(&clock, &format!("+{}", offset + minutes * 60));
         let (ok, text) = verified_at_the_time();
         assert!(ok, "{text}");
         std::thread::sleep(Duration::from_secs(2));

@@ -2003,7 +2003,7 @@ fn an_sso_session_ends_after_its_configured_idle_time_and_lifetime() {
         "https://rp.example.gov.cn/cb",
     );
     let clock = ca.file("faketime");
-    std::fs::write(&clock, "+0\n").unwrap();
+    set_faked_clock(&clock, "+0");
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
     at_faked_time(&mut serve, &clock)
         .env("KEXIN_OIDC__SESSION_IDLE_SECS", "600")
@@ -2028,7 +2028,7 @@ fn an_sso_session_ends_after_its_configured_idle_time_and_lifetime() {
     // At `seconds` after the server started: whether the session still
     // gives a code without the official signing in.
     let signed_in_at = |seconds: u32| {
-        std::fs::write(&clock, format!("+{seconds}\n")).unwrap();
+        set_faked_clock(&clock, &format!("+{seconds}"));
         code_in(&authorize_in(&ca, ca.https, &jar, &client_id)).is_some()
     };
 

@@ -366,6 +366,16 @@ pub fn at_faked_time<'a>(cmd: &'a mut Command, offset_file: &str) -> &'a mut Com
         .env("FAKETIME_NO_CACHE", "1")
 }
 
+/// Moves the faked clock of the processes reading `offset_file` to
+/// `offset` (libfaketime's "+Nd" form). The file is replaced whole, by a
+/// rename: a server thread reading it while it was rewritten in place could
+/// find it empty and take the true time for that reading.
+pub fn set_faked_clock(offset_file: &str, offset: &str) {
+    let staged = format!("{offset_file}.next");
+    std::fs::write(&staged, format!("{}\n", offset.trim_end())).unwrap();
+    std::fs::rename(&staged, offset_file).unwrap();
+}
+
 pub const P12_PASSWORD: &str = "officer-secret-1";
 
 /// An initialized data directory in a temporary directory.
@@ -418,7 +428,7 @@ impl Ca {
     /// stall it.
     pub fn kexin_at(&self, offset: &str, args: &[&str]) -> (bool, String) {
         let clock = self.file(&format!("clock-{offset}"));
-        std::fs::write(&clock, format!("{offset}\n")).unwrap();
+        set_faked_clock(&clock, offset);
         let mut cmd = kexin(&self.dir);
         at_faked_time(&mut cmd, &clock)
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
