@@ -1,18 +1,24 @@
-//! Renewing a CA's own certificate (`kexin ca renew`), and the files of a
-//! data directory that carry CA certificates.
+//! Renewing a CA's own certificate (`kexin ca renew`), and taking the
+//! renewal up: the CA certificates a node serves and checks chains
+//! against, and the files of a data directory that carry them.
 //!
-//! The renewed certificate is in the database at once; every node takes it
-//! up at its next start, where [`take_up`] also brings its files up to
-//! date: `ca/{name}.pem`, for operators and relying parties, and the CA
+//! The renewed certificate is in the database at once. A running node
+//! takes it up at its next check of its service certificates (within a
+//! minute, [`crate::service_certificates`]) and at start, swapping its
+//! [`AuthorityCertificates`]; [`take_up`] brings its files up to date:
+//! `ca/{name}.pem`, for operators and relying parties, and the CA
 //! certificates in `https.chain_file`. Until then a node serves the
 //! previous certificate, which stays valid to its own end: both have the
 //! same name and key, so either chains what the CA issued.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use der::{Decode, Encode};
 use kexin_ca::certificate::certificate_pem;
 use kexin_ca::hierarchy::RenewedAuthority;
+use kexin_ca::storage::AuthorityRecord;
 use x509_cert::Certificate;
 
 use crate::instance::{replace_file, Instance};
@@ -88,4 +94,97 @@ pub async fn take_up(instance: &Instance) -> anyhow::Result<Vec<std::path::PathB
         replaced.push(path);
     }
     Ok(replaced)
+}
+
+/// The CA certificates a node serves, as the database had them at one
+/// moment: DER by name, the same parsed, and as a
+/// [`kexin_seal::verify::Trust`] (self-signed ones are roots, the others
+/// intermediates).
+pub struct ServedAuthorities {
+    ders: HashMap<String, Vec<u8>>,
+    parsed: HashMap<String, Certificate>,
+    trust: kexin_seal::verify::Trust,
+}
+
+impl ServedAuthorities {
+    /// The CAs of `records`; one whose certificate does not parse is left
+    /// out (every chain through it fails, as it should).
+    pub fn new(records: Vec<AuthorityRecord>) -> Self {
+        let mut ders = HashMap::new();
+        let mut parsed = HashMap::new();
+        let mut trust = kexin_seal::verify::Trust::default();
+        for record in records {
+            match Certificate::from_der(&record.certificate) {
+                Ok(c) => {
+                    if c.tbs_certificate.issuer == c.tbs_certificate.subject {
+                        trust.roots.push(c.clone());
+                    } else {
+                        trust.intermediates.push(c.clone());
+                    }
+                    parsed.insert(record.name.clone(), c);
+                    ders.insert(record.name, record.certificate);
+                }
+                Err(e) => {
+                    tracing::error!(ca = %record.name, error = %e, "a CA certificate in the database does not parse");
+                }
+            }
+        }
+        Self {
+            ders,
+            parsed,
+            trust,
+        }
+    }
+
+    pub fn certificate(&self, name: &str) -> Option<&Certificate> {
+        self.parsed.get(name)
+    }
+
+    pub fn der(&self, name: &str) -> Option<&[u8]> {
+        self.ders.get(name).map(Vec::as_slice)
+    }
+
+    /// Every CA, by name.
+    pub fn certificates(&self) -> impl Iterator<Item = (&String, &Certificate)> {
+        self.parsed.iter()
+    }
+
+    /// Our root as the trust anchor, our CAs as intermediates.
+    pub fn trust(&self) -> &kexin_seal::verify::Trust {
+        &self.trust
+    }
+
+    /// The CAs of `stored` whose certificate is not the one served (a
+    /// renewal), or that are not served at all.
+    pub fn renewed_in<'a>(&self, stored: &'a [AuthorityRecord]) -> Vec<&'a str> {
+        stored
+            .iter()
+            .filter(|s| self.ders.get(&s.name) != Some(&s.certificate))
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+}
+
+/// The CA certificates served now, replaced whole when a CA is renewed:
+/// a request reads one [`ServedAuthorities`] throughout, never a mix.
+pub struct AuthorityCertificates(RwLock<Arc<ServedAuthorities>>);
+
+impl AuthorityCertificates {
+    pub fn new(served: ServedAuthorities) -> Self {
+        Self(RwLock::new(Arc::new(served)))
+    }
+
+    pub fn current(&self) -> Arc<ServedAuthorities> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace(&self, served: ServedAuthorities) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(served);
+    }
 }

@@ -178,8 +178,8 @@ enum CaCommand {
     /// Re-certify a CA with its name, key and extensions unchanged, from
     /// now on: an issuing CA by the root (never past the root's end), the
     /// root by itself. Its certificates, CRLs and OCSP answers keep
-    /// verifying; every node takes the new certificate up at its next
-    /// start.
+    /// verifying; running servers serve the new certificate within a
+    /// minute (`ca.certificate_check_secs`).
     Renew {
         #[arg(long, default_value = "./kexin-data")]
         data: PathBuf,
@@ -594,7 +594,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let validity = &renewed.authority.certificate.tbs_certificate.validity;
             println!(
                 "renewed CA {name}: serial {}, valid until {} (was {}); written to {}. \
-                 Restart every node (kexin serve) to take it up",
+                 Running servers serve it from their next check of their certificates \
+                 (every ca.certificate_check_secs)",
                 hex::encode(
                     renewed
                         .authority

@@ -109,8 +109,11 @@ async fn official_certificate(
     state: &AppState,
     der: &[u8],
 ) -> Result<Arc<OfficialCertificate>, String> {
-    let officials = state.ca_certificate("officials").ok_or("no officials CA")?;
-    let trust = state.trust();
+    let authorities = state.authorities();
+    let officials = authorities
+        .certificate("officials")
+        .ok_or("no officials CA")?;
+    let trust = authorities.trust();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -701,8 +704,9 @@ async fn system_certificate_subject(
         .ok_or_else(|| refuse("no client certificate"))?;
     let cert = x509_cert::Certificate::from_der(der)
         .map_err(|_| refuse("unreadable client certificate"))?;
-    let systems = state
-        .ca_certificate("systems")
+    let authorities = state.authorities();
+    let systems = authorities
+        .certificate("systems")
         .ok_or_else(|| refuse("no systems CA"))?;
     if cert.tbs_certificate.issuer != systems.tbs_certificate.subject {
         return Err(refuse("the client certificate is not from the systems CA"));
@@ -856,7 +860,7 @@ async fn deliver_logout(state: &AppState, notices: Vec<kexin_identity::provider:
     let mut builder = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none());
-    if let Some(root) = state.ca_certificate("root") {
+    if let Some(root) = state.authorities().certificate("root") {
         use der::Encode;
         if let Ok(c) = root
             .to_der()

@@ -124,7 +124,8 @@ async fn check(
             Err(e) => return upload_failed(lang, &e),
         }
     }
-    let trust = state.trust();
+    let authorities = state.authorities();
+    let trust = authorities.trust();
     let db = Some(&state.instance.db);
     let report = match (pdf, content, signature) {
         (Some(pdf), _, _) => kexin_seal::verify::verify_pdf(&pdf, trust, db).await,
@@ -171,7 +172,8 @@ async fn license(
         return bad_upload(lang, StatusCode::BAD_REQUEST, lang.t("no-license-payload"));
     };
     let report =
-        kexin_seal::verify::verify_license(&token, state.trust(), &state.instance.db).await;
+        kexin_seal::verify::verify_license(&token, state.authorities().trust(), &state.instance.db)
+            .await;
     let (class, headline) = match report.verdict {
         Verdict::Valid => ("valid", lang.t("license-valid")),
         Verdict::Invalid => ("invalid", lang.t("license-invalid")),

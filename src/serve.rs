@@ -2,7 +2,6 @@
 //! everything else, with graceful shutdown on SIGTERM or Ctrl-C.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::authority_renewal::{AuthorityCertificates, ServedAuthorities};
 use crate::instance::Instance;
 use crate::metrics::{observe, Metrics, Observed};
 use crate::plain_http::{Reply, Request as PlainRequest};
@@ -59,12 +59,9 @@ pub struct Services {
     pub callers: crate::api::ConfirmedCallers,
     pub oidc: Arc<kexin_identity::provider::Provider>,
     pub acme_nonces: crate::acme::Nonces,
-    /// DER certificates of the CAs, by name, as the database had them at
-    /// start: a renewal (`kexin ca renew`) is served after a restart.
-    pub(crate) ca_certificates: HashMap<String, Vec<u8>>,
-    /// The same, parsed once: sign-ins check chains against them.
-    pub(crate) ca_parsed: HashMap<String, x509_cert::Certificate>,
-    trust: kexin_seal::verify::Trust,
+    /// The CA certificates served and checked against, swapped when a CA
+    /// is renewed.
+    authorities: Arc<AuthorityCertificates>,
     /// Certificate signatures checked before: a returning official's chain
     /// is not verified again at every sign-in.
     pub verified_signatures: kexin_ca::verify::VerifiedSignatures,
@@ -75,42 +72,10 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn ca_certificate(&self, name: &str) -> Option<&x509_cert::Certificate> {
-        self.ca_parsed.get(name)
+    /// The CA certificates as served now: one renewal replaces them whole.
+    pub fn authorities(&self) -> Arc<ServedAuthorities> {
+        self.authorities.current()
     }
-
-    /// Our root as the trust anchor, our CAs as intermediates.
-    pub fn trust(&self) -> &kexin_seal::verify::Trust {
-        &self.trust
-    }
-}
-
-/// The CAs parsed, and as a [`kexin_seal::verify::Trust`]: self-signed ones
-/// are roots, the others intermediates.
-fn parse_authorities(
-    ders: &HashMap<String, Vec<u8>>,
-) -> (
-    HashMap<String, x509_cert::Certificate>,
-    kexin_seal::verify::Trust,
-) {
-    use der::Decode;
-    let parsed: HashMap<_, _> = ders
-        .iter()
-        .filter_map(|(name, der)| {
-            x509_cert::Certificate::from_der(der)
-                .ok()
-                .map(|c| (name.clone(), c))
-        })
-        .collect();
-    let mut trust = kexin_seal::verify::Trust::default();
-    for c in parsed.values() {
-        if c.tbs_certificate.issuer == c.tbs_certificate.subject {
-            trust.roots.push(c.clone());
-        } else {
-            trust.intermediates.push(c.clone());
-        }
-    }
-    (parsed, trust)
 }
 
 pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
@@ -164,14 +129,9 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         }),
     );
     let instance = Arc::new(instance);
-    let ca_certificates = instance
-        .db
-        .authorities()
-        .await?
-        .into_iter()
-        .map(|a| (a.name, a.certificate))
-        .collect();
-    let (ca_parsed, trust) = parse_authorities(&ca_certificates);
+    let authorities = Arc::new(AuthorityCertificates::new(ServedAuthorities::new(
+        instance.db.authorities().await?,
+    )));
     let state = AppState(Arc::new(Services {
         instance: instance.clone(),
         tsa,
@@ -184,9 +144,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         callers: Default::default(),
         oidc,
         acme_nonces: crate::acme::Nonces::new(&stamp_secret, instance.db.clone()),
-        ca_certificates,
-        ca_parsed,
-        trust,
+        authorities: authorities.clone(),
         verified_signatures: Default::default(),
         official_certificates: Default::default(),
         metrics: Metrics::new(),
@@ -248,13 +206,10 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             state.ocsp.clone(),
             state.tsa.clone(),
             https_certificate,
+            state.seals.clone(),
             state.metrics.clone(),
-            state
-                .ca_certificates
-                .iter()
-                .map(|(name, der)| (name.clone(), der.clone()))
-                .collect(),
-        )
+            authorities,
+        )?
         .keep_current(shutdown_rx.clone()),
     );
     let http = serve_http_on_threads(http_listeners, state.clone(), shutdown_rx.clone())?;
@@ -586,8 +541,8 @@ fn ca_certificate_reply(state: &AppState, file: &str) -> Reply {
     let Some(name) = file.strip_suffix(".crt") else {
         return Problem::not_found("CA certificates are served as /pki/ca/{name}.crt").into();
     };
-    match state.ca_certificates.get(name) {
-        Some(der) => Reply::new(StatusCode::OK, "application/pkix-cert", der.clone())
+    match state.authorities().der(name) {
+        Some(der) => Reply::new(StatusCode::OK, "application/pkix-cert", der.to_vec())
             .header(header::CACHE_CONTROL, "public, max-age=86400".to_owned()),
         None => Problem::not_found(&format!("no CA named {name:?}")).into(),
     }
@@ -675,7 +630,7 @@ async fn crl_reply(state: &AppState, file: &str) -> Reply {
     let Some(name) = file.strip_suffix(".crl") else {
         return Problem::not_found("CRLs are served as /pki/crl/{name}.crl").into();
     };
-    if !state.ca_certificates.contains_key(name) {
+    if state.authorities().der(name).is_none() {
         return Problem::not_found(&format!("no CA named {name:?}")).into();
     }
     let record = match state.instance.db.crl(name).await {

@@ -5,23 +5,23 @@
 //! presents them takes the new ones up without a restart: a server left
 //! running does not start signing OCSP answers that relying parties
 //! reject. Each check also takes up a responder or TSA certificate that
-//! another node sharing the database renewed first.
+//! another node sharing the database renewed first, and CA certificates
+//! that an operator renewed (`kexin ca renew`): they are served, checked
+//! against, and sent in the HTTPS chain and in time-stamp tokens.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kexin_ca::ocsp::OcspResponder;
+use kexin_seal::service::SealService;
 use kexin_timestamp::TimeStampAuthority;
 use tokio::sync::watch;
 
+use crate::authority_renewal::{self, AuthorityCertificates, ServedAuthorities};
 use crate::https_certificate::{self, HttpsRenewal};
 use crate::instance::Instance;
 use crate::metrics::{CertificateLabels, Metrics};
 use crate::tls::ServerCertificate;
-
-/// How often the certificates are looked at; renewal starts weeks before
-/// expiry, so this only bounds how late in that window it happens.
-const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// How often a problem with the HTTPS certificate that the operator must
 /// fix (another CA's certificate due for renewal, a chain file that is
@@ -37,15 +37,18 @@ pub struct ServiceCertificates {
     ocsp: Arc<OcspResponder>,
     tsa: Arc<TimeStampAuthority>,
     https: Arc<ServerCertificate>,
+    /// Seals embed the CA certificates in what they sign.
+    seals: Arc<SealService>,
     /// Told when each certificate expires, after every check.
     metrics: Arc<Metrics>,
-    /// The CA certificates this node serves, by CA: those of the database
-    /// when it started.
-    served_cas: Vec<(String, Vec<u8>)>,
+    /// The CA certificates this node serves.
+    authorities: Arc<AuthorityCertificates>,
+    /// How often the certificates are looked at; renewal starts weeks
+    /// before expiry, so this only bounds how late in that window it
+    /// happens, and how long a CA renewal waits to be served.
+    check_every: Duration,
     /// When a problem with the HTTPS certificate was last logged.
     warned_https: Mutex<Option<Instant>>,
-    /// When a CA renewed since start was last logged.
-    warned_cas: Mutex<Option<Instant>>,
     /// The seals whose certificate ends the metrics last gave.
     reported_seals: Mutex<Vec<String>>,
 }
@@ -57,65 +60,49 @@ impl ServiceCertificates {
         ocsp: Arc<OcspResponder>,
         tsa: Arc<TimeStampAuthority>,
         https: Arc<ServerCertificate>,
+        seals: Arc<SealService>,
         metrics: Arc<Metrics>,
-        served_cas: Vec<(String, Vec<u8>)>,
-    ) -> Self {
-        Self {
+        authorities: Arc<AuthorityCertificates>,
+    ) -> anyhow::Result<Self> {
+        let check_every = match instance.config.ca.certificate_check_secs {
+            0 => anyhow::bail!("ca.certificate_check_secs must be at least 1"),
+            secs => Duration::from_secs(secs.into()),
+        };
+        Ok(Self {
             instance,
             ocsp,
             tsa,
             https,
+            seals,
             metrics,
-            served_cas,
+            authorities,
+            check_every,
             warned_https: Mutex::new(Some(Instant::now())),
-            warned_cas: Mutex::new(None),
             reported_seals: Mutex::default(),
-        }
+        })
     }
 
-    /// Checks every [`CHECK_EVERY`] until `shutdown`.
+    /// Checks every `ca.certificate_check_secs` until `shutdown`.
     pub async fn keep_current(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             self.report_expiry().await;
             tokio::select! {
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = tokio::time::sleep(self.check_every) => {}
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
             }
             self.check().await;
         }
     }
 
-    /// Tells the metrics when the certificates served under now expire:
-    /// the CAs', the OCSP responders', the TSA's, the HTTPS server's and the
+    /// Tells the metrics when the certificates served now expire: the
+    /// CAs', the OCSP responders', the TSA's, the HTTPS server's and the
     /// seals'.
-    /// A CA renewed since start (`kexin ca renew`) is not served until a
-    /// restart: its metric keeps the end of the certificate served, and the
-    /// operator is told, at once and then daily.
     async fn report_expiry(&self) {
         use der::Decode;
         let labels = CertificateLabels::new;
-        for (name, der) in &self.served_cas {
-            if let Ok(cert) = x509_cert::Certificate::from_der(der) {
-                self.metrics
-                    .certificate_expires(labels("ca", name), &cert.tbs_certificate.validity);
-            }
-        }
-        match self.instance.db.authorities().await {
-            Ok(stored) => {
-                let renewed: Vec<&str> = stored
-                    .iter()
-                    .filter(|s| {
-                        self.served_cas
-                            .iter()
-                            .any(|(name, der)| *name == s.name && *der != s.certificate)
-                    })
-                    .map(|s| s.name.as_str())
-                    .collect();
-                if !renewed.is_empty() && may_warn(&self.warned_cas) {
-                    tracing::warn!(cas = ?renewed, "CA certificates were renewed since this node started; restart it to serve them");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "listing CAs"),
+        for (name, cert) in self.authorities.current().certificates() {
+            self.metrics
+                .certificate_expires(labels("ca", name), &cert.tbs_certificate.validity);
         }
         for (ca, validity) in self.ocsp.responder_validities() {
             self.metrics
@@ -155,6 +142,10 @@ impl ServiceCertificates {
     /// One check of each kind; a failure of one is logged and does not
     /// keep the others from being renewed.
     async fn check(&self) {
+        // First: the HTTPS chain and the TSA's carry the CA certificates.
+        if let Err(e) = self.certificate_authorities().await {
+            tracing::error!(error = %e, "taking up renewed CA certificates");
+        }
         if let Err(e) = self.ocsp_responders().await {
             tracing::error!(error = %e, "renewing OCSP responder certificates");
         }
@@ -166,9 +157,34 @@ impl ServiceCertificates {
         }
     }
 
+    /// Serves the CA certificates of the database where they are not those
+    /// served (`kexin ca renew`), and brings this node's files that carry
+    /// them up to date; the HTTPS and TSA checks that follow present them.
+    async fn certificate_authorities(&self) -> anyhow::Result<()> {
+        let stored = self.instance.db.authorities().await?;
+        let renewed: Vec<String> = self
+            .authorities
+            .current()
+            .renewed_in(&stored)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if renewed.is_empty() {
+            return Ok(());
+        }
+        self.authorities.replace(ServedAuthorities::new(stored));
+        self.seals.forget_authorities();
+        for file in authority_renewal::take_up(&self.instance).await? {
+            tracing::info!(file = %file.display(), "a renewed CA certificate: file brought up to date");
+        }
+        tracing::info!(cas = ?renewed, "renewed CA certificates are served");
+        Ok(())
+    }
+
     /// Renews the HTTPS certificate when due; otherwise presents the chain
     /// of `https.chain_file` if it is another than the one presented
-    /// (`kexin https install` put it there) and is for the HTTPS key.
+    /// (`kexin https install` put it there, or a CA renewal) and is for the
+    /// HTTPS key.
     async fn https_certificate(&self) -> anyhow::Result<()> {
         let chain = match https_certificate::read_chain(&self.instance) {
             Ok(chain) => chain,
@@ -192,7 +208,7 @@ impl ServiceCertificates {
                 }
             }
         }
-        if self.https.leaf().as_ref() == chain.first() {
+        if self.https.chain() == chain {
             return Ok(());
         }
         if https_certificate::is_for_store_key(&self.instance, &chain).await? {
@@ -218,10 +234,13 @@ impl ServiceCertificates {
 
     async fn time_stamp_authority(&self) -> anyhow::Result<()> {
         let (label, certificate) = self.instance.ensure_tsa(SOURCE).await?;
+        let issuers = self.instance.issuers_of(&certificate).await?;
         if certificate != self.tsa.certificate() {
-            let issuers = self.instance.issuers_of(&certificate).await?;
             self.tsa.replace_certificate(label, certificate, &issuers)?;
             tracing::info!("time-stamp tokens are signed under the renewed TSA certificate");
+        } else if issuers != self.tsa.issuers() {
+            self.tsa.replace_certificate(label, certificate, &issuers)?;
+            tracing::info!("time-stamp tokens carry the renewed CA certificates");
         }
         Ok(())
     }

@@ -105,6 +105,15 @@ impl ServerCertificate {
             .cloned()
     }
 
+    /// The chain presented now, leaf first.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cert
+            .clone()
+    }
+
     /// Presents `chain` (leaf first, for the same key) from now on.
     pub fn replace(&self, chain: Vec<CertificateDer<'static>>) {
         let renewed = Arc::new(CertifiedKey::new(chain, self.key.clone()));

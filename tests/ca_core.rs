@@ -2003,7 +2003,7 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     let clock = ca.file("faketime");
     set_faked_clock(&clock, "+0");
     let mut serve = serve_command(&ca.dir, ca.http, ca.https);
-    at_faked_time(&mut serve, &clock);
+    at_faked_time(&mut serve, &clock).env("KEXIN_CA__CERTIFICATE_CHECK_SECS", "1");
     let server = Server::start(serve, ca.http, ca.https);
     assert_eq!(std::fs::read_to_string(&systems).unwrap(), new_systems);
     set_faked_clock(&clock, "+3655d");
@@ -2043,19 +2043,78 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     );
     assert_eq!(renewals, "root,systems");
 
-    // officials, which has ended by now, renewed while the node runs: the
-    // node serves the certificates it started with until it restarts, and
-    // says so at its next check.
-    let (ok, out) = renew_ca_at(&ca, "+3655d", &["--name", "officials"]);
-    assert!(ok, "{out}");
-    set_faked_clock(&clock, "+3656d");
-    for _ in 0..5 {
-        // An HTTPS request wakes the runtime whose timer the jump fired.
-        tls_handshake(&ca, Some(&clock), &root, &[]);
-        std::thread::sleep(Duration::from_secs(1));
+    // officials, which has ended by now, and systems once more, renewed
+    // while the node runs: from its next check the node serves them, sends
+    // systems' in its HTTPS chain and in time-stamp tokens, without a
+    // restart.
+    for name in ["officials", "systems"] {
+        let (ok, out) = renew_ca_at(&ca, "+3655d", &["--name", name]);
+        assert!(ok, "{out}");
     }
-    let (_, log) = server.stop();
-    assert!(log.contains("restart it to serve them"), "{log}");
+    let (officials, systems_again) = (
+        std::fs::read_to_string(ca.ca_pem("officials")).unwrap(),
+        std::fs::read_to_string(&systems).unwrap(),
+    );
+    assert_ne!(systems_again, new_systems);
+    let served = ca.file("officials-served.der");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = curl(&[&format!(
+            "http://127.0.0.1:{}/pki/ca/officials.crt",
+            ca.http
+        )]);
+        assert_eq!(status, 200);
+        std::fs::write(&served, body).unwrap();
+        let (ok, pem) = openssl(&["x509", "-inform", "DER", "-in", &served]);
+        assert!(ok, "{pem}");
+        if pem.trim() == officials.trim() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewal of officials is not served"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ok, text) = tls_handshake(&ca, Some(&clock), &root, &["-showcerts"]);
+    assert!(
+        ok && text.contains(systems_again.trim()) && !text.contains(new_systems.trim()),
+        "the HTTPS chain carries the renewal of systems: {text}"
+    );
+    let data = ca.file("stamped.txt");
+    std::fs::write(&data, "stamped after the renewal").unwrap();
+    let query = ca.file("renewed.tsq");
+    let (ok, out) = openssl(&[
+        "ts", "-query", "-data", &data, "-sha256", "-cert", "-out", &query,
+    ]);
+    assert!(ok, "{out}");
+    let (status, reply) = curl(&[
+        "-H",
+        "Content-Type: application/timestamp-query",
+        "--data-binary",
+        &format!("@{query}"),
+        &format!("http://127.0.0.1:{}/tsa", ca.http),
+    ]);
+    assert_eq!(status, 200);
+    let (reply_file, token) = (ca.file("renewed.tsr"), ca.file("renewed.token"));
+    std::fs::write(&reply_file, reply).unwrap();
+    let (ok, out) = openssl(&[
+        "ts",
+        "-reply",
+        "-in",
+        &reply_file,
+        "-token_out",
+        "-out",
+        &token,
+    ]);
+    assert!(ok, "{out}");
+    let (ok, certs) = openssl(&["pkcs7", "-inform", "DER", "-in", &token, "-print_certs"]);
+    assert!(
+        ok && certs.contains(systems_again.trim()) && !certs.contains(new_systems.trim()),
+        "the token carries the renewal of systems: {certs}"
+    );
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
     ca.assert_audit_intact();
 }
 

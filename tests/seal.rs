@@ -972,6 +972,87 @@ fn seals_are_applied_and_verified_over_the_api_and_on_the_citizen_portal() {
     assert!(status.success() && !output.contains("panicked"), "{output}");
 }
 
+/// The seals CA renewed while the server runs: what seals sign after the
+/// server's next check of its certificates carries the new CA certificate
+/// (the chain a relying party is given), not the one the server had read
+/// for its first signature.
+#[test]
+fn what_seals_sign_after_their_ca_is_renewed_carries_the_renewed_ca() {
+    let ca = Ca::init(&[]);
+    create_seal(&ca);
+    let (sam, clerk) = (
+        ca.officer("sam", "seal-admin"),
+        ca.officer("clerk", "ra-officer"),
+    );
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    serve.env("KEXIN_CA__CERTIFICATE_CHECK_SECS", "1");
+    let server = Server::start(serve, ca.http, ca.https);
+    let seal_url = format!("/api/v1/seals/{}", path_segment(SEAL));
+    let grant = r#"{"principal":"clerk"}"#;
+    let (code, _) = api(
+        &ca,
+        Some(&sam),
+        "POST",
+        &format!("{seal_url}/users"),
+        Some(grant),
+    );
+    assert_eq!(code, 204);
+    let content = ca.file("contract.txt");
+    std::fs::write(&content, "合同").unwrap();
+    let sign = |name: &str| -> (String, String) {
+        let batch = serde_json::json!({
+            "level": "b-b",
+            "documents": [{"name": "contract.txt", "content": "5ZCI5ZCM"}],
+        })
+        .to_string();
+        let (code, v) = api(
+            &ca,
+            Some(&clerk),
+            "POST",
+            &format!("{seal_url}/sign"),
+            Some(&batch),
+        );
+        assert_eq!(code, 200, "{v}");
+        let der = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(v["signatures"][0]["signature"].as_str().unwrap())
+                .unwrap()
+        };
+        let sig = ca.file(name);
+        std::fs::write(&sig, der).unwrap();
+        let (ok, out) = cms_verifies(&ca, &sig, &content);
+        assert!(ok, "{out}");
+        let (ok, certs) = openssl(&["pkcs7", "-inform", "DER", "-in", &sig, "-print_certs"]);
+        assert!(ok, "{certs}");
+        (sig, certs)
+    };
+    let seals_ca = ca.ca_pem("seals");
+    let old = std::fs::read_to_string(&seals_ca).unwrap();
+    let (_, certs) = sign("before.p7s");
+    assert!(certs.contains(old.trim()), "{certs}");
+
+    let out = ca.kexin(&["ca", "renew", "--name", "seals", "--days", "4000"]);
+    ok(&out);
+    let renewed = std::fs::read_to_string(&seals_ca).unwrap();
+    assert_ne!(renewed, old);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, certs) = sign("after.p7s");
+        if certs.contains(renewed.trim()) {
+            assert!(!certs.contains(old.trim()), "{certs}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still the old seals CA: {certs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let (status, output) = server.stop();
+    assert!(status.success(), "{output}");
+}
+
 #[test]
 fn e_licenses_carry_a_qr_code_that_verifies_until_the_license_is_revoked() {
     let ca = Ca::init(&[]);

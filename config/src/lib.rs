@@ -286,6 +286,11 @@ pub struct CaConfig {
     /// Hours from a CRL's thisUpdate to its nextUpdate; a new CRL is made
     /// every time a certificate is revoked and when half of this has passed.
     pub crl_validity_hours: u32,
+    /// Seconds between a server's checks of the certificates it runs on:
+    /// it renews its service certificates (OCSP responders, TSA, HTTPS)
+    /// when due, and serves CA certificates that `kexin ca renew` renewed,
+    /// on whichever node it ran.
+    pub certificate_check_secs: u32,
 }
 
 impl Default for CaConfig {
@@ -298,6 +303,7 @@ impl Default for CaConfig {
             issuing_validity_days: 10 * 365,
             systems_permitted_dns: Vec::new(),
             crl_validity_hours: 48,
+            certificate_check_secs: 60,
         }
     }
 }

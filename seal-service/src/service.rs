@@ -28,11 +28,20 @@ pub struct SealService {
     /// Encoded appearance images by seal certificate serial (a seal's
     /// image never changes; a new seal has a new certificate).
     images: Mutex<HashMap<String, Arc<SealImage>>>,
-    /// The CA certificates, parsed on first use: they do not change while
-    /// the process runs, and every seal application needs its chain.
-    authorities: tokio::sync::OnceCell<Vec<Certificate>>,
+    /// The CA certificates, parsed on first use and kept until a CA is
+    /// renewed ([`SealService::forget_authorities`]): every seal
+    /// application needs its chain.
+    authorities: std::sync::RwLock<CachedAuthorities>,
     /// The digest each seal last signed with, by name: a hint only.
     digests: Mutex<HashMap<String, DigestAlgorithm>>,
+}
+
+/// The CA certificates as last read, and how many times they were
+/// forgotten: a reading that began before the last forgetting is stale.
+#[derive(Default)]
+struct CachedAuthorities {
+    parsed: Option<Arc<Vec<Certificate>>>,
+    generation: u64,
 }
 
 /// Documents of a batch signed at the same time.
@@ -62,7 +71,7 @@ impl SealService {
             tsa,
             ocsp,
             images: Mutex::new(HashMap::new()),
-            authorities: tokio::sync::OnceCell::new(),
+            authorities: Default::default(),
             digests: Mutex::new(HashMap::new()),
         }
     }
@@ -79,21 +88,47 @@ impl SealService {
             .unwrap_or(DigestAlgorithm::Sha256)
     }
 
-    async fn authorities(&self) -> Result<&[Certificate], Error> {
-        let parsed = self
+    async fn authorities(&self) -> Result<Arc<Vec<Certificate>>, Error> {
+        let generation = {
+            let cached = self
+                .authorities
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(parsed) = &cached.parsed {
+                return Ok(parsed.clone());
+            }
+            cached.generation
+        };
+        let parsed = Arc::new(
+            self.registry
+                .db()
+                .authorities()
+                .await?
+                .iter()
+                .map(|a| Certificate::from_der(&a.certificate))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(crate::der_err)?,
+        );
+        let mut cached = self
             .authorities
-            .get_or_try_init(|| async {
-                self.registry
-                    .db()
-                    .authorities()
-                    .await?
-                    .iter()
-                    .map(|a| Certificate::from_der(&a.certificate))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(crate::der_err)
-            })
-            .await?;
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Read before a renewal was announced: used once, not kept.
+        if cached.generation == generation {
+            cached.parsed = Some(parsed.clone());
+        }
         Ok(parsed)
+    }
+
+    /// Reads the CA certificates again at the next seal application: one
+    /// was renewed.
+    pub fn forget_authorities(&self) {
+        let mut cached = self
+            .authorities
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cached.parsed = None;
+        cached.generation += 1;
     }
 
     /// The seal's appearance image, encoded once.
@@ -136,7 +171,7 @@ impl SealService {
         let signer = SealSigner::new(
             self.registry.store().clone(),
             &seal,
-            self.authorities().await?,
+            &self.authorities().await?,
         )?;
         let digest = signer.digest_algorithm();
         if let Ok(mut digests) = self.digests.lock() {

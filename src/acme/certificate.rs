@@ -178,7 +178,7 @@ pub(super) async fn certificate(
         .ok_or_else(AcmeError::server_internal)?;
     let leaf = record.der.ok_or_else(AcmeError::server_internal)?;
     let mut chain = pem("CERTIFICATE", &leaf);
-    if let Some(issuer) = state.ca_certificate(&record.issuer) {
+    if let Some(issuer) = state.authorities().certificate(&record.issuer) {
         let der = issuer.to_der().map_err(|_| AcmeError::server_internal())?;
         chain.push_str(&pem("CERTIFICATE", &der));
     }

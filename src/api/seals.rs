@@ -461,7 +461,8 @@ async fn verify(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let trust = state.trust();
+    let authorities = state.authorities();
+    let trust = authorities.trust();
     let db = Some(&state.instance.db);
     let content_type = headers
         .get(header::CONTENT_TYPE)

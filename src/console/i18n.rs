@@ -61,7 +61,6 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("tsa", "Time-stamp authority", "时间戳服务"),
     ("https", "HTTPS server", "HTTPS 服务器"),
     ("expired", "Expired", "已过期"),
-    ("renewed-restart", "Renewed: restart the server to serve the new certificate", "已续期：重启服务后生效"),
     ("ca-renew-soon", "Ends within a year: plan its renewal", "一年内到期：请安排续期"),
     ("ca-current", "Current", "有效"),
     ("not-renewed", "Not renewed when due: see the server log", "到期未自动续期：请查看服务日志"),

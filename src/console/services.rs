@@ -43,30 +43,16 @@ pub async fn overview(State(state): State<AppState>, officer: Officer) -> PageRe
     officer.require(officer.caller.role.allows(Permission::ReadMetrics))?;
     let now = kexin_ca::issuance::now();
     let days_left = |end: i64| (end - now).div_euclid(86400);
-    let stored = state
-        .instance
-        .db
-        .authorities()
-        .await
-        .map_err(|e| officer.err(e))?;
     let mut rows = Vec::new();
     // The root first, then the issuing CAs by name.
     let order = |name: &str| (name != kexin_ca::hierarchy::ROOT, name.to_owned());
-    let mut served: Vec<(&String, &Certificate)> = state.ca_parsed.iter().collect();
+    let authorities = state.authorities();
+    let mut served: Vec<(&String, &Certificate)> = authorities.certificates().collect();
     served.sort_by_key(|(n, _)| order(n));
     for (name, cert) in served {
         let not_after = end_of(&cert.tbs_certificate.validity);
-        let renewed_since_start = stored.iter().any(|s| {
-            s.name == *name
-                && state
-                    .ca_certificates
-                    .get(name)
-                    .is_some_and(|served| *served != s.certificate)
-        });
         let (state_key, attention) = if not_after <= now {
             ("expired", true)
-        } else if renewed_since_start {
-            ("renewed-restart", true)
         } else if days_left(not_after) < CA_RENEWAL_NOTICE_DAYS {
             ("ca-renew-soon", true)
         } else {
@@ -118,9 +104,8 @@ pub async fn overview(State(state): State<AppState>, officer: Officer) -> PageRe
         .ok()
         .and_then(|chain| Certificate::from_der(chain.first()?).ok())
     {
-        let ours = state
-            .ca_parsed
-            .get("systems")
+        let ours = authorities
+            .certificate("systems")
             .is_some_and(|systems| systems.tbs_certificate.subject == leaf.tbs_certificate.issuer);
         rows.push(service(
             "https",
@@ -150,7 +135,7 @@ pub async fn overview(State(state): State<AppState>, officer: Officer) -> PageRe
                                     span class={ "badge " (if r.attention { "attention" } else { "current" }) } {
                                         (officer.t(r.state))
                                     }
-                                    @if r.kind == "ca" && r.attention && r.state != "renewed-restart" {
+                                    @if r.kind == "ca" && r.attention {
                                         " " code { "kexin ca renew --name " (r.name) }
                                     }
                                 }

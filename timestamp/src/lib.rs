@@ -87,6 +87,9 @@ pub(crate) struct Signer {
     pub(crate) key_label: String,
     pub(crate) signature: SignatureAlgorithm,
     pub(crate) certificate: Certificate,
+    /// The CAs above `certificate`, sent with it when a token is asked
+    /// to carry certificates.
+    pub(crate) issuers: Vec<Certificate>,
     /// What every token holds regardless of the request, encoded once.
     pub(crate) template: token::Template,
 }
@@ -106,6 +109,7 @@ impl Signer {
             key_label,
             signature,
             certificate,
+            issuers: issuers.to_vec(),
         })
     }
 }
@@ -196,9 +200,15 @@ impl TimeStampAuthority {
         self.signer().certificate.clone()
     }
 
+    /// The CA certificates that tokens carry above the TSA's.
+    pub fn issuers(&self) -> Vec<Certificate> {
+        self.signer().issuers.clone()
+    }
+
     /// Signs the tokens from now on with `certificate` (a renewal of the TSA
-    /// certificate) and the key `key_label`; tokens being signed finish with
-    /// the certificate they started with.
+    /// certificate, or of a CA above it: `issuers`) and the key
+    /// `key_label`; tokens being signed finish with the certificates they
+    /// started with.
     pub fn replace_certificate(
         &self,
         key_label: String,
