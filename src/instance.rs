@@ -132,6 +132,46 @@ impl Instance {
         Ok(format!("{}-oidc-es256", self.key_prefix().await?))
     }
 
+    /// How often a server checks the certificates and keys it runs on
+    /// (`ca.certificate_check_secs`).
+    pub fn certificate_check_every(&self) -> anyhow::Result<std::time::Duration> {
+        match self.config.ca.certificate_check_secs {
+            0 => anyhow::bail!("ca.certificate_check_secs must be at least 1"),
+            secs => Ok(std::time::Duration::from_secs(secs.into())),
+        }
+    }
+
+    /// The SSO token keys as they stand now: all published, the newest
+    /// whose scheduled time has come signing.
+    pub async fn token_keys(&self) -> anyhow::Result<kexin_identity::jwt::KeySet> {
+        let base = self.oidc_key_base().await?;
+        let schedule = self.db.token_key_schedule().await?;
+        let store = self.store.clone();
+        let now = kexin_ca::issuance::now();
+        Ok(tokio::task::spawn_blocking(move || {
+            kexin_identity::jwt::KeySet::open_scheduled(store, &base, &schedule, now)
+        })
+        .await??)
+    }
+
+    /// Generates the next SSO token key, published by every server from its
+    /// next check and signing from `signs_from` (unix seconds); its key id.
+    pub async fn rotate_token_key(&self, signs_from: i64) -> anyhow::Result<String> {
+        let base = self.oidc_key_base().await?;
+        let store = self.store.clone();
+        let label = tokio::task::spawn_blocking(move || {
+            kexin_identity::jwt::KeySet::next_label(store, &base)
+        })
+        .await??;
+        self.db.schedule_token_key(&label, signs_from).await?;
+        let store = self.store.clone();
+        let key = tokio::task::spawn_blocking(move || {
+            kexin_identity::jwt::SigningKey::open(store, &label)
+        })
+        .await??;
+        Ok(key.kid)
+    }
+
     /// The secret that authenticates the tokens every node issues and
     /// checks without storing them (sign-in challenges, ACME nonces),
     /// sealed under the instance's `-secrets` wrapping key.

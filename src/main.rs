@@ -232,8 +232,10 @@ enum AcmeCommand {
 
 #[derive(Subcommand)]
 enum OidcCommand {
-    /// Generate the next token signing key; a restarted server signs with
-    /// it and keeps publishing the older keys in its JWKS.
+    /// Generate the next token signing key. Every running server publishes
+    /// it in its JWKS from its next check (every ca.certificate_check_secs)
+    /// and signs with it once every server publishes it and JWKS cached
+    /// before have expired; the older keys stay published.
     RotateKey {
         #[arg(long, default_value = "./kexin-data")]
         data: PathBuf,
@@ -488,12 +490,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             init_logging(&data)?;
             let instance = instance::Instance::open(&data).await?;
-            let base = instance.oidc_key_base().await?;
-            let store = instance.store.clone();
-            let kid = tokio::task::spawn_blocking(move || {
-                kexin_identity::jwt::KeySet::rotate(store, &base)
-            })
-            .await??;
+            let signs_from = oidc::token_key_signs_from(
+                kexin_ca::issuance::now(),
+                instance.config.ca.certificate_check_secs,
+            );
+            let kid = instance.rotate_token_key(signs_from).await?;
             instance
                 .audit
                 .append(kexin_ca::audit::AuditEvent {
@@ -501,10 +502,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     action: "oidc.rotate-key",
                     target: &kid,
                     source: CLI.source,
-                    detail: serde_json::json!({}),
+                    detail: serde_json::json!({ "signs_from": signs_from }),
                 })
                 .await?;
             instance.checkpoint_audit().await?;
+            eprintln!(
+                "token key {kid}: published by running servers from their next check; \
+                 tokens are signed with it from {}",
+                httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(signs_from.max(0) as u64)
+                )
+            );
             println!("{kid}");
             Ok(ExitCode::SUCCESS)
         }

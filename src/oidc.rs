@@ -22,6 +22,7 @@ use kexin_identity::provider::{AuthorizationError, AuthorizationRequest, Officia
 use maud::html;
 use serde::Deserialize;
 
+use crate::instance::Instance;
 use crate::official_certificates::OfficialCertificate;
 use crate::serve::AppState;
 use crate::tls::PeerCertificates;
@@ -47,9 +48,59 @@ async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.oidc.discovery())
 }
 
+/// Seconds a relying party may cache the JWKS.
+const JWKS_MAX_AGE_SECS: i64 = 300;
+
+/// When a token key rotated in at `now` begins to sign: once every server
+/// checking every `check_every_secs` publishes it, and a JWKS cached
+/// before that has expired, so that a relying party finds the key of every
+/// token it gets, whichever server it asks for the JWKS.
+pub fn token_key_signs_from(now: i64, check_every_secs: u32) -> i64 {
+    now + 2 * i64::from(check_every_secs) + JWKS_MAX_AGE_SECS
+}
+
+/// Publishes the token keys rotated in (`kexin oidc rotate-key`, on any
+/// node) from this server's next check, every `check_every`, and signs
+/// with one once its time has come, until `shutdown`.
+pub async fn keep_token_keys_current(
+    instance: Arc<Instance>,
+    provider: Arc<kexin_identity::provider::Provider>,
+    check_every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(check_every) => {}
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+        }
+        let keys = match instance.token_keys().await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the SSO token keys");
+                continue;
+            }
+        };
+        let before = provider.keys();
+        let published = keys.kids() != before.kids();
+        let signing = keys.current().kid != before.current().kid;
+        if published {
+            tracing::info!(kids = ?keys.kids(), "SSO token keys published");
+        }
+        if signing {
+            tracing::info!(kid = %keys.current().kid, "SSO tokens are signed with another key");
+        }
+        if published || signing {
+            provider.replace_keys(keys);
+        }
+    }
+}
+
 async fn jwks(State(state): State<AppState>) -> Response {
     (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
+        [(
+            header::CACHE_CONTROL,
+            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+        )],
         Json(state.oidc.jwks()),
     )
         .into_response()

@@ -115,10 +115,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let oidc = Arc::new(
         kexin_identity::provider::Provider::new(
             instance.db.clone(),
-            kexin_identity::jwt::KeySet::open(
-                instance.store.clone(),
-                &instance.oidc_key_base().await?,
-            )?,
+            instance.token_keys().await?,
             kexin_identity::challenges::ChallengeKey::new(&stamp_secret),
             instance.config.https.public_base(),
         )
@@ -212,6 +209,12 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         )?
         .keep_current(shutdown_rx.clone()),
     );
+    let token_keys = tokio::spawn(crate::oidc::keep_token_keys_current(
+        instance.clone(),
+        state.oidc.clone(),
+        instance.certificate_check_every()?,
+        shutdown_rx.clone(),
+    ));
     let http = serve_http_on_threads(http_listeners, state.clone(), shutdown_rx.clone())?;
     let https = tokio::spawn(serve_https(
         https_listener,
@@ -250,6 +253,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         let _ = crl_refresher.await;
         let _ = checkpointer.await;
         let _ = renewer.await;
+        let _ = token_keys.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), drain)
         .await

@@ -64,10 +64,7 @@ impl ServiceCertificates {
         metrics: Arc<Metrics>,
         authorities: Arc<AuthorityCertificates>,
     ) -> anyhow::Result<Self> {
-        let check_every = match instance.config.ca.certificate_check_secs {
-            0 => anyhow::bail!("ca.certificate_check_secs must be at least 1"),
-            secs => Duration::from_secs(secs.into()),
-        };
+        let check_every = instance.certificate_check_every()?;
         Ok(Self {
             instance,
             ocsp,
@@ -82,7 +79,7 @@ impl ServiceCertificates {
         })
     }
 
-    /// Checks every `ca.certificate_check_secs` until `shutdown`.
+    /// Checks every `check_every` until `shutdown`.
     pub async fn keep_current(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             self.report_expiry().await;

@@ -1328,6 +1328,10 @@ async fn canned_tsa(reply: Vec<u8>) -> String {
     base
 }
 
+/// A token key rotated in while the server runs is published at the
+/// server's next check, and signs only once every server publishes it and
+/// JWKS cached before have expired (the server's clock is moved on, by
+/// libfaketime); the earlier key stays published.
 #[test]
 fn token_keys_rotate_and_earlier_keys_stay_published() {
     let ca = Ca::init(&[]);
@@ -1349,10 +1353,43 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
             .map(|k| k["kid"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    let server = ca.serve();
+    // The key id of a sign-in's ID token.
+    let client_id = client["client_id"].as_str().unwrap();
+    let id_token_kid = || {
+        let code_value =
+            code_by_certificate(&ca, &cert, &key, client_id, "https://sys.example.gov.cn/cb");
+        let (status, tokens) = redeem_code(
+            &root,
+            &client,
+            &code_value,
+            "https://sys.example.gov.cn/cb",
+            &format!("{base}/oidc/token"),
+        );
+        assert_eq!(status, 200, "{tokens}");
+        let header = tokens["id_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned();
+        use base64::Engine;
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    };
+    let clock = ca.file("faketime");
+    set_faked_clock(&clock, "+0");
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    at_faked_time(&mut serve, &clock).env("KEXIN_CA__CERTIFICATE_CHECK_SECS", "1");
+    let server = Server::start(serve, ca.http, ca.https);
     let before = kids();
     assert_eq!(before.len(), 1);
-    server.stop();
+    assert_eq!(id_token_kid(), before[0]);
 
     let out = ca.kexin(&["oidc", "rotate-key"]);
     assert!(
@@ -1361,42 +1398,32 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
         String::from_utf8_lossy(&out.stderr)
     );
     let new_kid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let server = ca.serve();
-    let after = kids();
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    until("the new key is not published", &|| kids().len() == 2);
     assert_eq!(
-        after,
+        kids(),
         vec![new_kid.clone(), before[0].clone()],
         "newest first, the earlier key still published"
     );
-
-    // A sign-in now gets an ID token signed with the new key.
-    let client_id = client["client_id"].as_str().unwrap();
-    let code_value =
-        code_by_certificate(&ca, &cert, &key, client_id, "https://sys.example.gov.cn/cb");
-    let (status, tokens) = redeem_code(
-        &root,
-        &client,
-        &code_value,
-        "https://sys.example.gov.cn/cb",
-        &format!("{base}/oidc/token"),
+    assert_eq!(
+        id_token_kid(),
+        before[0],
+        "the new key does not sign before its time"
     );
-    assert_eq!(status, 200, "{tokens}");
-    let header = tokens["id_token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .next()
-        .unwrap()
-        .to_owned();
-    use base64::Engine;
-    let header: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(header)
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(header["kid"], new_kid.as_str());
-    server.stop();
+
+    // Past its time (2 checks of the configuration's 60 s, and the JWKS's
+    // 300 s of caching, after the rotation): the new key signs.
+    set_faked_clock(&clock, "+600");
+    until("the new key does not sign", &|| id_token_kid() == new_kid);
+    assert_eq!(kids(), vec![new_kid.clone(), before[0].clone()]);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
 }
 
 #[test]

@@ -580,6 +580,38 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Makes the SSO token key `label` sign from `signs_from` (unix
+    /// seconds) on every node.
+    pub async fn schedule_token_key(&self, label: &str, signs_from: i64) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO token_keys (label, signs_from) VALUES ($1, $2) \
+             ON CONFLICT (label) DO UPDATE SET signs_from = excluded.signs_from",
+        )
+        .bind(label)
+        .bind(signs_from)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(())
+    }
+
+    /// (label, signs from) of every SSO token key scheduled to sign later
+    /// than it was made.
+    pub async fn token_key_schedule(&self) -> Result<Vec<(String, i64)>, Error> {
+        let rows = sqlx::query("SELECT label, signs_from FROM token_keys ORDER BY label")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(storage)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(storage)?,
+                    r.try_get(1).map_err(storage)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Records (or replaces) the certificate of a Kexin service such as the TSA.
     pub async fn put_service_certificate(
         &self,

@@ -29,6 +29,7 @@ on_both_backends!(
     certificates_about_to_expire_are_searched_soonest_first,
     one_node_at_a_time_renews_a_service_certificate,
     a_ca_certificate_is_replaced_only_if_it_is_still_the_one_renewed,
+    a_token_key_is_scheduled_once_and_rescheduled,
 );
 
 fn pending(serial: &str, tbs: &[u8]) -> PendingCertificate {
@@ -194,6 +195,27 @@ async fn one_node_at_a_time_renews_a_service_certificate(f: BackendFixture) {
         taken += usize::from(t.await.unwrap());
     }
     assert_eq!(taken, 1);
+}
+
+async fn a_token_key_is_scheduled_once_and_rescheduled(f: BackendFixture) {
+    let db = &f.db;
+    assert!(db.token_key_schedule().await.unwrap().is_empty());
+    db.schedule_token_key("kx-oidc-es256-g2", 1420)
+        .await
+        .unwrap();
+    db.schedule_token_key("kx-oidc-es256-g3", 1900)
+        .await
+        .unwrap();
+    db.schedule_token_key("kx-oidc-es256-g2", 1500)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.token_key_schedule().await.unwrap(),
+        [
+            ("kx-oidc-es256-g2".to_owned(), 1500),
+            ("kx-oidc-es256-g3".to_owned(), 1900)
+        ]
+    );
 }
 
 fn issued(serial: &str) -> AuditEvent<'_> {

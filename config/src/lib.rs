@@ -286,10 +286,11 @@ pub struct CaConfig {
     /// Hours from a CRL's thisUpdate to its nextUpdate; a new CRL is made
     /// every time a certificate is revoked and when half of this has passed.
     pub crl_validity_hours: u32,
-    /// Seconds between a server's checks of the certificates it runs on:
-    /// it renews its service certificates (OCSP responders, TSA, HTTPS)
-    /// when due, and serves CA certificates that `kexin ca renew` renewed,
-    /// on whichever node it ran.
+    /// Seconds between a server's checks of the certificates and keys it
+    /// runs on: it renews its service certificates (OCSP responders, TSA,
+    /// HTTPS) when due, serves CA certificates that `kexin ca renew`
+    /// renewed, and publishes SSO token keys that `kexin oidc rotate-key`
+    /// made, on whichever node either ran.
     pub certificate_check_secs: u32,
 }
 

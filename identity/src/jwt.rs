@@ -165,11 +165,14 @@ impl SigningKey {
 /// the JWKS so that tokens signed before a rotation still verify.
 ///
 /// Keys are `{base}` (generation 1) and `{base}-g{N}` in the key store;
-/// rotation adds the next generation, and a restarted server signs with it.
+/// rotation adds the next generation, which is published at once and signs
+/// from the time its schedule says.
 #[derive(Clone)]
 pub struct KeySet {
     /// Newest first.
     keys: Vec<SigningKey>,
+    /// The index in `keys` of the key that signs.
+    signing: usize,
     /// For clients that asked for SM2 ID tokens; absent when the key store
     /// cannot hold SM2 keys (PKCS#11 tokens without SM2).
     sm2: Option<SigningKey>,
@@ -183,8 +186,23 @@ fn generation(base: &str, label: &str) -> Option<u32> {
 }
 
 impl KeySet {
-    /// The keys under `base`, the first generated if there is none.
+    /// The keys under `base`, the first generated if there is none; the
+    /// newest signs.
     pub fn open(store: Arc<dyn KeyStore>, base: &str) -> Result<Self, Error> {
+        Self::open_scheduled(store, base, &[], 0)
+    }
+
+    /// The keys under `base`, the first generated if there is none, all
+    /// published; the newest whose time has come at `now` signs.
+    /// `schedule` gives (label, unix seconds) for keys that sign only from
+    /// then; a key it does not list signs at once. If no key's time has
+    /// come, the oldest signs.
+    pub fn open_scheduled(
+        store: Arc<dyn KeyStore>,
+        base: &str,
+        schedule: &[(String, i64)],
+        now: i64,
+    ) -> Result<Self, Error> {
         let mut labels: Vec<(u32, String)> = store
             .list()?
             .into_iter()
@@ -198,12 +216,24 @@ impl KeySet {
             .iter()
             .map(|(_, l)| SigningKey::open(store.clone(), l))
             .collect::<Result<Vec<_>, _>>()?;
+        let signs_now = |label: &str| {
+            schedule
+                .iter()
+                .find(|(l, _)| l == label)
+                .is_none_or(|(_, from)| *from <= now)
+        };
+        let signing = labels
+            .iter()
+            .position(|(_, l)| signs_now(l))
+            .unwrap_or(labels.len() - 1);
         let sm2 = SigningKey::open_with(store, &format!("{base}-sm2"), KeyAlgorithm::Sm2).ok();
-        Ok(Self { keys, sm2 })
+        Ok(Self { keys, signing, sm2 })
     }
 
-    /// Generates the next generation; returns its key id.
-    pub fn rotate(store: Arc<dyn KeyStore>, base: &str) -> Result<String, Error> {
+    /// The label of the next generation, for the caller to schedule
+    /// before it generates the key ([`SigningKey::open`]): a node that
+    /// found the key before its schedule would sign with it at once.
+    pub fn next_label(store: Arc<dyn KeyStore>, base: &str) -> Result<String, Error> {
         // Opening first makes sure generation 1 exists.
         Self::open(store.clone(), base)?;
         let next = store
@@ -213,11 +243,17 @@ impl KeySet {
             .max()
             .unwrap_or(1)
             + 1;
-        Ok(SigningKey::open(store, &format!("{base}-g{next}"))?.kid)
+        Ok(format!("{base}-g{next}"))
     }
 
+    /// The key that signs.
     pub fn current(&self) -> &SigningKey {
-        &self.keys[0]
+        &self.keys[self.signing]
+    }
+
+    /// The key ids published (ES256), newest first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
     }
 
     pub fn sm2(&self) -> Option<&SigningKey> {
@@ -281,5 +317,49 @@ mod tests {
             .map(|n| n.join().unwrap().unwrap())
             .collect();
         assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+    }
+
+    /// The newest key whose time has come signs; every key is published;
+    /// a key without a schedule signs at once, and when no key's time has
+    /// come the oldest signs.
+    #[test]
+    fn the_newest_key_whose_time_has_come_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cheap = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        SoftKeyStore::create(dir.path(), b"correct horse battery", cheap).unwrap();
+        let store: Arc<dyn KeyStore> =
+            Arc::new(SoftKeyStore::open(dir.path(), b"correct horse battery").unwrap());
+        let base = "kx-oidc-es256";
+        let mut labels = vec![base.to_owned()];
+        for _ in 0..2 {
+            let label = KeySet::next_label(store.clone(), base).unwrap();
+            SigningKey::open(store.clone(), &label).unwrap();
+            labels.push(label);
+        }
+        assert_eq!(labels[1..], ["kx-oidc-es256-g2", "kx-oidc-es256-g3"]);
+        let kid = |label: &str| SigningKey::open(store.clone(), label).unwrap().kid;
+        let signing = |schedule: &[(&str, i64)], now: i64| {
+            let schedule: Vec<(String, i64)> = schedule
+                .iter()
+                .map(|(l, t)| ((*l).to_owned(), *t))
+                .collect();
+            let keys = KeySet::open_scheduled(store.clone(), base, &schedule, now).unwrap();
+            assert_eq!(keys.kids().len(), 3, "all published");
+            keys.current().kid.clone()
+        };
+        let (g2, g3) = (labels[1].as_str(), labels[2].as_str());
+        assert_eq!(signing(&[], 0), kid(g3));
+        assert_eq!(signing(&[(g2, 100), (g3, 200)], 150), kid(g2));
+        assert_eq!(signing(&[(g2, 100), (g3, 200)], 200), kid(g3));
+        assert_eq!(signing(&[(g2, 100), (g3, 200)], 99), kid(base));
+        assert_eq!(
+            signing(&[(base, 50), (g2, 100), (g3, 200)], 10),
+            kid(base),
+            "none due: the oldest"
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! single sign-on sessions, codes, tokens, refresh with rotation,
 //! userinfo, introspection (RFC 7662), revocation (RFC 7009), logout.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use kexin_ca::storage::rows::NewRow;
@@ -84,7 +86,8 @@ pub enum AuthorizationError {
 
 pub struct Provider {
     db: Database,
-    keys: KeySet,
+    /// Replaced whole when a key is rotated in or begins to sign.
+    keys: std::sync::RwLock<Arc<KeySet>>,
     issuer: String,
     sessions: Sessions,
     challenges: ChallengeKey,
@@ -103,11 +106,28 @@ impl Provider {
             refresh_tokens: RefreshJournal::new(&db),
             sessions: Sessions::new(db.clone(), SessionLifetimes::default()),
             db,
-            keys,
+            keys: std::sync::RwLock::new(Arc::new(keys)),
             issuer,
             challenges,
             access_lifetime: ACCESS_TOKEN_LIFETIME,
         }
+    }
+
+    /// The token keys now.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Publishes and signs with `keys` from now on; tokens being signed
+    /// finish with the key they started with.
+    pub fn replace_keys(&self, keys: KeySet) {
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
     }
 
     /// Access and ID tokens good for `seconds` rather than
@@ -165,7 +185,7 @@ impl Provider {
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": if self.keys.sm2().is_some() { serde_json::json!(["ES256", "SM2"]) } else { serde_json::json!(["ES256"]) },
+            "id_token_signing_alg_values_supported": if self.keys().sm2().is_some() { serde_json::json!(["ES256", "SM2"]) } else { serde_json::json!(["ES256"]) },
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "tls_client_auth"],
             "scopes_supported": ["openid", "profile"],
@@ -176,7 +196,7 @@ impl Provider {
     }
 
     pub fn jwks(&self) -> serde_json::Value {
-        self.keys.jwks()
+        self.keys().jwks()
     }
 
     /// Checks an authorization request before anyone signs in.
@@ -290,7 +310,7 @@ impl Provider {
             };
             let t = now();
             let logout_token = self
-                .keys
+                .keys()
                 .current()
                 .sign(&serde_json::json!({
                     "iss": self.issuer, "aud": client_id, "iat": t, "exp": t + 120, "jti": random_token()?,
@@ -415,8 +435,8 @@ impl Provider {
         if let Some(thumbprint) = &client.certificate_thumbprint {
             access_claims["cnf"] = serde_json::json!({ "x5t#S256": thumbprint });
         }
-        let access = self
-            .keys
+        let keys = self.keys();
+        let access = keys
             .current()
             .sign(&access_claims, TokenType::Access)
             .await?;
@@ -436,14 +456,14 @@ impl Provider {
                 id[k] = v.clone();
             }
             let key = if client.id_token_alg == "SM2" {
-                self.keys.sm2().ok_or_else(|| {
+                keys.sm2().ok_or_else(|| {
                     oauth(
                         "server_error",
                         "SM2 ID tokens need a key store that holds SM2 keys",
                     )
                 })?
             } else {
-                self.keys.current()
+                keys.current()
             };
             out["id_token"] = key.sign(&id, TokenType::Jwt).await?.into();
         }
@@ -541,7 +561,7 @@ impl Provider {
 
     /// The claims of a live access token.
     pub async fn access(&self, token: &str) -> Result<serde_json::Value, Error> {
-        let claims = self.keys.verify(token, TokenType::Access)?;
+        let claims = self.keys().verify(token, TokenType::Access)?;
         let jti = claims["jti"].as_str().unwrap_or_default();
         let revoked = sqlx::query("SELECT 1 FROM oidc_revoked_access WHERE jti = $1")
             .bind(jti)
@@ -629,7 +649,7 @@ impl Provider {
     /// RFC 7009: revokes an access token (until it expires) or a refresh
     /// token's family; unknown tokens are not an error.
     pub async fn revoke(&self, client: &Client, token: &str) -> Result<(), Error> {
-        if let Ok(claims) = self.keys.verify(token, TokenType::Access) {
+        if let Ok(claims) = self.keys().verify(token, TokenType::Access) {
             if claims["client_id"] == client.client_id.as_str() {
                 sqlx::query("INSERT INTO oidc_revoked_access (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
                     .bind(claims["jti"].as_str().unwrap_or_default())
