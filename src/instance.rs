@@ -29,6 +29,9 @@ pub struct Instance {
     pub audit: AuditLog,
     /// The one issuer of this process: its issuances share rounds.
     issuer: Issuer,
+    /// The CAs its registrations issue under, forgotten when a renewal is
+    /// taken up.
+    pub authority_cache: kexin_ca::registration::AuthorityCache,
 }
 
 impl Instance {
@@ -52,6 +55,7 @@ impl Instance {
             db,
             audit,
             issuer,
+            authority_cache: Default::default(),
         })
     }
 
@@ -80,6 +84,7 @@ impl Instance {
             self.issuer(),
             self.profiles()?,
             self.urls(),
+            self.authority_cache.clone(),
         ))
     }
 

@@ -170,6 +170,7 @@ impl ServiceCertificates {
             return Ok(());
         }
         self.authorities.replace(ServedAuthorities::new(stored));
+        self.instance.authority_cache.forget();
         self.seals.forget_authorities();
         for file in authority_renewal::take_up(&self.instance).await? {
             tracing::info!(file = %file.display(), "a renewed CA certificate: file brought up to date");

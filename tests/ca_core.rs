@@ -2128,6 +2128,75 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     ca.assert_audit_intact();
 }
 
+/// A CA renewed while the server runs issues past the end of its old
+/// certificate from the server's next check: the server does not go on
+/// cutting what it issues short to the end of the CA certificate it had
+/// loaded.
+#[test]
+fn a_ca_renewed_while_serving_issues_past_its_old_end() {
+    let ca = Ca::init_with_env(&[], &[("KEXIN_CA__ISSUING_VALIDITY_DAYS", "30")]);
+    let alice = ca.officer("alice", "ra-officer");
+    let mut serve = serve_command(&ca.dir, ca.http, ca.https);
+    serve.env("KEXIN_CA__CERTIFICATE_CHECK_SECS", "1");
+    let server = Server::start(serve, ca.http, ca.https);
+    let csr = ca.csr(
+        "svc",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=svc.example.gov.cn",
+        Some("DNS:svc.example.gov.cn"),
+    );
+    let body = serde_json::json!({ "profile": "tls-server", "csr": std::fs::read_to_string(&csr).unwrap() }).to_string();
+    // Whether a certificate issued now over the API (tls-server: 199 days)
+    // is good for `days` more days.
+    let issued_lasts = |days: u32| {
+        let (code, json) = api(
+            &ca,
+            Some(&alice),
+            "POST",
+            "/api/v1/certificates",
+            Some(&body),
+        );
+        assert_eq!(code, 201, "{json}");
+        let pem = ca.file("svc.pem");
+        std::fs::write(&pem, json["certificate_pem"].as_str().unwrap()).unwrap();
+        let (ok, _) = openssl(&[
+            "x509",
+            "-in",
+            &pem,
+            "-noout",
+            "-checkend",
+            &(u64::from(days) * 86400).to_string(),
+        ]);
+        ok
+    };
+    assert!(!issued_lasts(31), "cut short to the CA's end");
+
+    let out = ca.kexin(&["ca", "renew", "--name", "systems", "--days", "3650"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let renewed = std::fs::read(ca.ca_pem("systems")).unwrap();
+    let served = ca.file("systems-served.der");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = curl(&[&format!("http://127.0.0.1:{}/pki/ca/systems.crt", ca.http)]);
+        assert_eq!(status, 200);
+        std::fs::write(&served, body).unwrap();
+        let (ok, pem) = openssl(&["x509", "-inform", "DER", "-in", &served]);
+        assert!(ok, "{pem}");
+        if pem.trim().as_bytes() == String::from_utf8_lossy(&renewed).trim().as_bytes() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the renewal is not served");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(issued_lasts(198), "issued under the renewed certificate");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
 /// In the last minutes of an issuing CA's ten years, the certificates it
 /// issues end when it does: renewing them gains nothing, and they are not
 /// renewed again at every check.

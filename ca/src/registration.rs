@@ -21,38 +21,72 @@ pub struct Registration {
     issuer: Issuer,
     profiles: Profiles,
     urls: RepositoryUrls,
-    /// CAs already loaded. A CA's row never changes once created, so an
-    /// entry never goes stale; CAs created later are found on a miss.
-    authorities: Arc<RwLock<HashMap<String, Arc<SigningAuthority>>>>,
+    authorities: AuthorityCache,
+}
+
+/// The CAs a process has loaded to issue under, shared by its
+/// [`Registration`]s. A CA's certificate changes only when it is renewed
+/// (`kexin ca renew`); whoever takes the renewal up calls
+/// [`AuthorityCache::forget`], or what is issued would be cut short to the
+/// end of the certificate cached.
+#[derive(Clone, Debug, Default)]
+pub struct AuthorityCache(Arc<RwLock<CachedAuthorities>>);
+
+#[derive(Debug, Default)]
+struct CachedAuthorities {
+    by_name: HashMap<String, Arc<SigningAuthority>>,
+    /// How many times the cache was forgotten: a CA read before the last
+    /// forgetting may be the certificate replaced, and is used once, not
+    /// kept.
+    generation: u64,
+}
+
+impl AuthorityCache {
+    /// Loads the CAs again when next asked for.
+    pub fn forget(&self) {
+        let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
+        cached.by_name.clear();
+        cached.generation += 1;
+    }
+
+    async fn get(&self, db: &Database, name: &str) -> Result<Arc<SigningAuthority>, Error> {
+        let generation = {
+            let cached = self.0.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(authority) = cached.by_name.get(name) {
+                return Ok(authority.clone());
+            }
+            cached.generation
+        };
+        let authority = Arc::new(load_authority(db, name).await?);
+        let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if cached.generation == generation {
+            cached.by_name.insert(name.to_owned(), authority.clone());
+        }
+        Ok(authority)
+    }
 }
 
 impl Registration {
-    pub fn new(db: Database, issuer: Issuer, profiles: Profiles, urls: RepositoryUrls) -> Self {
+    /// `authorities` is shared by the process's registrations, so that a
+    /// CA renewal taken up is taken up by all.
+    pub fn new(
+        db: Database,
+        issuer: Issuer,
+        profiles: Profiles,
+        urls: RepositoryUrls,
+        authorities: AuthorityCache,
+    ) -> Self {
         Self {
             db,
             issuer,
             profiles,
             urls,
-            authorities: Arc::default(),
+            authorities,
         }
     }
 
     async fn authority(&self, name: &str) -> Result<Arc<SigningAuthority>, Error> {
-        let cached = self
-            .authorities
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(name)
-            .cloned();
-        if let Some(authority) = cached {
-            return Ok(authority);
-        }
-        let authority = Arc::new(load_authority(&self.db, name).await?);
-        self.authorities
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(name.to_owned(), authority.clone());
-        Ok(authority)
+        self.authorities.get(&self.db, name).await
     }
 
     pub fn profiles(&self) -> &Profiles {

@@ -389,12 +389,18 @@ pub struct Ca {
 
 impl Ca {
     pub fn init(extra: &[&str]) -> Self {
+        Self::init_with_env(extra, &[])
+    }
+
+    /// [`Ca::init`] with configuration from `env` (`KEXIN_…` variables).
+    pub fn init_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let (http, https) = (free_port(), free_port());
         run_ok(
             kexin(tmp.path())
                 .args(["init", "--data", "data"])
                 .args(extra)
+                .envs(env.iter().copied())
                 .env("KEXIN_HTTP__LISTEN", format!("127.0.0.1:{http}")),
         );
         Self {
