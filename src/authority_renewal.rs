@@ -107,8 +107,9 @@ pub struct ServedAuthorities {
 }
 
 impl ServedAuthorities {
-    /// The CAs of `records`; one whose certificate does not parse is left
-    /// out (every chain through it fails, as it should).
+    /// The CAs of `records`. One whose certificate does not parse is
+    /// served as stored but checks nothing (every chain through it fails,
+    /// as it should), and is not taken for a renewal at every check.
     pub fn new(records: Vec<AuthorityRecord>) -> Self {
         let mut ders = HashMap::new();
         let mut parsed = HashMap::new();
@@ -122,12 +123,12 @@ impl ServedAuthorities {
                         trust.intermediates.push(c.clone());
                     }
                     parsed.insert(record.name.clone(), c);
-                    ders.insert(record.name, record.certificate);
                 }
                 Err(e) => {
                     tracing::error!(ca = %record.name, error = %e, "a CA certificate in the database does not parse");
                 }
             }
+            ders.insert(record.name, record.certificate);
         }
         Self {
             ders,

@@ -538,13 +538,7 @@ fn ocsp_answers_garbage_with_protocol_errors() {
         ])
         .0
     );
-    let (code, body) = curl(&[
-        "-H",
-        "Content-Type: application/ocsp-request",
-        "--data-binary",
-        &format!("@{req}"),
-        &url,
-    ]);
+    let (code, body) = curl_post_file(&url, "application/ocsp-request", &req);
     assert_eq!(code, 200);
     assert!(parse(&body).contains("unauthorized"), "{}", parse(&body));
 
@@ -975,13 +969,11 @@ fn crls_and_ocsp_responses_verify_for_ed25519_and_sm2() {
             ])
             .0
         );
-        let (code, resp) = curl(&[
-            "-H",
-            "Content-Type: application/ocsp-request",
-            "--data-binary",
-            &format!("@{req}"),
+        let (code, resp) = curl_post_file(
             &format!("http://127.0.0.1:{}/ocsp", ca.http),
-        ]);
+            "application/ocsp-request",
+            &req,
+        );
         assert_eq!(code, 200);
         std::fs::write(ca.file("crl.der"), &crl).unwrap();
         std::fs::write(ca.file("resp.der"), &resp).unwrap();
@@ -1512,13 +1504,11 @@ fn a_server_left_running_for_years_renews_its_own_certificates() {
         &query,
     ]);
     assert!(ok, "{out}");
-    let (status, body) = curl(&[
-        "-H",
-        "Content-Type: application/timestamp-query",
-        "--data-binary",
-        &format!("@{query}"),
+    let (status, body) = curl_post_file(
         &format!("http://127.0.0.1:{}/tsa", ca.http),
-    ]);
+        "application/timestamp-query",
+        &query,
+    );
     assert_eq!(status, 200);
     std::fs::write(&reply, body).unwrap();
     let mut verify = Command::new("openssl");
@@ -2099,13 +2089,11 @@ fn a_renewed_ca_outlives_its_old_certificate_with_everything_it_issued() {
     ]);
     assert!(ok, "{out}");
     presented("a time-stamp token", &|| {
-        let (status, reply) = curl(&[
-            "-H",
-            "Content-Type: application/timestamp-query",
-            "--data-binary",
-            &format!("@{query}"),
+        let (status, reply) = curl_post_file(
             &format!("http://127.0.0.1:{}/tsa", ca.http),
-        ]);
+            "application/timestamp-query",
+            &query,
+        );
         assert_eq!(status, 200);
         let (reply_file, token) = (ca.file("renewed.tsr"), ca.file("renewed.token"));
         std::fs::write(&reply_file, reply).unwrap();

@@ -73,6 +73,37 @@ fn cms_verifies(ca: &Ca, signature: &str, content: &str) -> (bool, String) {
     ])
 }
 
+/// A B-B CAdES signature of `contract.txt` ("合同") that `signer` makes
+/// over the API with the seal at `seal_url`, written to `name` and
+/// verified by `openssl cms`; the signature's path and the content's.
+fn cades_over_api(ca: &Ca, signer: &str, seal_url: &str, name: &str) -> (String, String) {
+    let batch = serde_json::json!({
+        "level": "b-b",
+        "documents": [{"name": "contract.txt", "content": "5ZCI5ZCM"}],
+    })
+    .to_string();
+    let (code, v) = api(
+        ca,
+        Some(signer),
+        "POST",
+        &format!("{seal_url}/sign"),
+        Some(&batch),
+    );
+    assert_eq!(code, 200, "{v}");
+    let der = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(v["signatures"][0]["signature"].as_str().unwrap())
+            .unwrap()
+    };
+    let (sig, content) = (ca.file(name), ca.file("contract.txt"));
+    std::fs::write(&sig, der).unwrap();
+    std::fs::write(&content, "合同").unwrap();
+    let (ok, out) = cms_verifies(ca, &sig, &content);
+    assert!(ok, "{out}");
+    (sig, content)
+}
+
 fn ok(out: &std::process::Output) {
     assert!(
         out.status.success(),
@@ -997,39 +1028,16 @@ fn what_seals_sign_after_their_ca_is_renewed_carries_the_renewed_ca() {
         Some(grant),
     );
     assert_eq!(code, 204);
-    let content = ca.file("contract.txt");
-    std::fs::write(&content, "合同").unwrap();
-    let sign = |name: &str| -> (String, String) {
-        let batch = serde_json::json!({
-            "level": "b-b",
-            "documents": [{"name": "contract.txt", "content": "5ZCI5ZCM"}],
-        })
-        .to_string();
-        let (code, v) = api(
-            &ca,
-            Some(&clerk),
-            "POST",
-            &format!("{seal_url}/sign"),
-            Some(&batch),
-        );
-        assert_eq!(code, 200, "{v}");
-        let der = {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(v["signatures"][0]["signature"].as_str().unwrap())
-                .unwrap()
-        };
-        let sig = ca.file(name);
-        std::fs::write(&sig, der).unwrap();
-        let (ok, out) = cms_verifies(&ca, &sig, &content);
-        assert!(ok, "{out}");
+    // The certificates a signature made now carries.
+    let sign = |name: &str| -> String {
+        let (sig, _) = cades_over_api(&ca, &clerk, &seal_url, name);
         let (ok, certs) = openssl(&["pkcs7", "-inform", "DER", "-in", &sig, "-print_certs"]);
         assert!(ok, "{certs}");
-        (sig, certs)
+        certs
     };
     let seals_ca = ca.ca_pem("seals");
     let old = std::fs::read_to_string(&seals_ca).unwrap();
-    let (_, certs) = sign("before.p7s");
+    let certs = sign("before.p7s");
     assert!(certs.contains(old.trim()), "{certs}");
 
     let out = ca.kexin(&["ca", "renew", "--name", "seals", "--days", "4000"]);
@@ -1038,7 +1046,7 @@ fn what_seals_sign_after_their_ca_is_renewed_carries_the_renewed_ca() {
     assert_ne!(renewed, old);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (_, certs) = sign("after.p7s");
+        let certs = sign("after.p7s");
         if certs.contains(renewed.trim()) {
             assert!(!certs.contains(old.trim()), "{certs}");
             break;
@@ -1362,30 +1370,7 @@ fn a_seal_asked_for_over_the_api_exists_only_after_two_officers_approve() {
         Some(grant),
     );
     assert_eq!(code, 204);
-    let batch = serde_json::json!({
-        "level": "b-b",
-        "documents": [{"name": "contract.txt", "content": "5ZCI5ZCM"}],
-    })
-    .to_string();
-    let (code, v) = api(
-        &ca,
-        Some(&clerk),
-        "POST",
-        &format!("{seal_url}/sign"),
-        Some(&batch),
-    );
-    assert_eq!(code, 200, "{v}");
-    let der = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD
-            .decode(v["signatures"][0]["signature"].as_str().unwrap())
-            .unwrap()
-    };
-    let (sig, content) = (ca.file("contract.p7s"), ca.file("contract.txt"));
-    std::fs::write(&sig, der).unwrap();
-    std::fs::write(&content, "合同").unwrap();
-    let (ok_, out) = cms_verifies(&ca, &sig, &content);
-    assert!(ok_, "{out}");
+    cades_over_api(&ca, &clerk, &seal_url, "contract.p7s");
 
     // Every step is in the audit trail, which still verifies.
     drop(_server);

@@ -292,22 +292,30 @@ mod tests {
     use super::*;
     use kexin_hsm::{KdfParams, SoftKeyStore};
 
-    /// Nodes started at once on one key store each find the token key
-    /// missing; one generates it, and every one signs with that key.
-    #[test]
-    fn nodes_starting_at_once_share_one_token_key() {
+    const PASSPHRASE: &[u8] = b"correct horse battery";
+
+    /// A directory holding a new software key store, cheap to open.
+    fn store_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let cheap = KdfParams {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
         };
-        SoftKeyStore::create(dir.path(), b"correct horse battery", cheap).unwrap();
+        SoftKeyStore::create(dir.path(), PASSPHRASE, cheap).unwrap();
+        dir
+    }
+
+    /// Nodes started at once on one key store each find the token key
+    /// missing; one generates it, and every one signs with that key.
+    #[test]
+    fn nodes_starting_at_once_share_one_token_key() {
+        let dir = store_dir();
         let nodes: Vec<_> = (0..8)
             .map(|_| {
                 let dir = dir.path().to_owned();
                 std::thread::spawn(move || {
-                    let store = SoftKeyStore::open(&dir, b"correct horse battery").unwrap();
+                    let store = SoftKeyStore::open(&dir, PASSPHRASE).unwrap();
                     KeySet::open(Arc::new(store), "kx-oidc-es256").map(|k| k.current().kid.clone())
                 })
             })
@@ -324,15 +332,9 @@ mod tests {
     /// come the oldest signs.
     #[test]
     fn the_newest_key_whose_time_has_come_signs() {
-        let dir = tempfile::tempdir().unwrap();
-        let cheap = KdfParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        };
-        SoftKeyStore::create(dir.path(), b"correct horse battery", cheap).unwrap();
+        let dir = store_dir();
         let store: Arc<dyn KeyStore> =
-            Arc::new(SoftKeyStore::open(dir.path(), b"correct horse battery").unwrap());
+            Arc::new(SoftKeyStore::open(dir.path(), PASSPHRASE).unwrap());
         let base = "kx-oidc-es256";
         let mut labels = vec![base.to_owned()];
         for _ in 0..2 {

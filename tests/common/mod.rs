@@ -277,6 +277,18 @@ fn terminate(child: &Child) {
     assert!(status.success());
 }
 
+/// `curl` POSTing the file `path` as `content_type` to `url`; returns
+/// (status code, body).
+pub fn curl_post_file(url: &str, content_type: &str, path: &str) -> (u16, Vec<u8>) {
+    curl(&[
+        "-H",
+        &format!("Content-Type: {content_type}"),
+        "--data-binary",
+        &format!("@{path}"),
+        url,
+    ])
+}
+
 /// `curl` as an independent HTTP client; returns (status code, body).
 pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
