@@ -150,11 +150,17 @@ impl Instance {
     /// whose scheduled time has come signing.
     pub async fn token_keys(&self) -> anyhow::Result<kexin_identity::jwt::KeySet> {
         let base = self.oidc_key_base().await?;
-        let schedule = self.db.token_key_schedule().await?;
+        let starts = self.db.token_key_schedule().await?;
         let store = self.store.clone();
         let now = kexin_ca::issuance::now();
+        let keep_replaced_for = crate::oidc::replaced_token_key_kept_for(&self.config);
         Ok(tokio::task::spawn_blocking(move || {
-            kexin_identity::jwt::KeySet::open_scheduled(store, &base, &schedule, now)
+            let schedule = kexin_identity::jwt::KeySchedule {
+                starts: &starts,
+                now,
+                keep_replaced_for,
+            };
+            kexin_identity::jwt::KeySet::open_scheduled(store, &base, &schedule)
         })
         .await??)
     }

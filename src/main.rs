@@ -235,7 +235,8 @@ enum OidcCommand {
     /// Generate the next token signing key. Every running server publishes
     /// it in its JWKS from its next check (every ca.certificate_check_secs)
     /// and signs with it once every server publishes it and JWKS cached
-    /// before have expired; the older keys stay published.
+    /// before have expired; the key it replaces stays published while a
+    /// token it signed can be live.
     RotateKey {
         #[arg(long, default_value = "./kexin-data")]
         data: PathBuf,

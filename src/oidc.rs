@@ -59,6 +59,14 @@ pub fn token_key_signs_from(now: i64, check_every_secs: u32) -> i64 {
     now + 2 * i64::from(check_every_secs) + JWKS_MAX_AGE_SECS
 }
 
+/// Seconds a replaced token key stays published: a server may sign with
+/// it until its first check after the next key's start, and what it
+/// signed lives as long as an access or ID token (a logout token, 120 s).
+pub fn replaced_token_key_kept_for(config: &kexin_config::Config) -> i64 {
+    2 * i64::from(config.ca.certificate_check_secs)
+        + i64::from(config.oidc.access_token_lifetime_secs.max(120))
+}
+
 /// Publishes the token keys rotated in (`kexin oidc rotate-key`, on any
 /// node) from this server's next check, every `check_every`, and signs
 /// with one once its time has come, until `shutdown`.

@@ -1331,7 +1331,8 @@ async fn canned_tsa(reply: Vec<u8>) -> String {
 /// A token key rotated in while the server runs is published at the
 /// server's next check, and signs only once every server publishes it and
 /// JWKS cached before have expired (the server's clock is moved on, by
-/// libfaketime); the earlier key stays published.
+/// libfaketime); the earlier key stays published while a token it signed
+/// can be live, then is retired.
 #[test]
 fn token_keys_rotate_and_earlier_keys_stay_published() {
     let ca = Ca::init(&[]);
@@ -1422,6 +1423,12 @@ fn token_keys_rotate_and_earlier_keys_stay_published() {
     set_faked_clock(&clock, "+600");
     until("the new key does not sign", &|| id_token_kid() == new_kid);
     assert_eq!(kids(), vec![new_kid.clone(), before[0].clone()]);
+    // Once no token the earlier key signed can be live (the new key has
+    // signed for two checks and the 300 s of an access token), the earlier
+    // key is retired from the JWKS.
+    set_faked_clock(&clock, "+900");
+    until("the earlier key is not retired", &|| kids().len() == 1);
+    assert_eq!(kids(), vec![new_kid.clone()]);
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }

@@ -164,6 +164,18 @@ impl SigningKey {
 /// Every token key of the provider: the newest signs, all are published in
 /// the JWKS so that tokens signed before a rotation still verify.
 ///
+/// When the token keys sign, and how long a replaced key stays published.
+#[derive(Clone, Copy, Debug)]
+pub struct KeySchedule<'a> {
+    /// (label, unix seconds) of keys that sign only from then; a key not
+    /// listed signs at once.
+    pub starts: &'a [(String, i64)],
+    pub now: i64,
+    /// Seconds a key stays published once the next key signs: as long as
+    /// a token it signed may be live.
+    pub keep_replaced_for: i64,
+}
+
 /// Keys are `{base}` (generation 1) and `{base}-g{N}` in the key store;
 /// rotation adds the next generation, which is published at once and signs
 /// from the time its schedule says.
@@ -189,19 +201,22 @@ impl KeySet {
     /// The keys under `base`, the first generated if there is none; the
     /// newest signs.
     pub fn open(store: Arc<dyn KeyStore>, base: &str) -> Result<Self, Error> {
-        Self::open_scheduled(store, base, &[], 0)
+        let everything = KeySchedule {
+            starts: &[],
+            now: 0,
+            keep_replaced_for: i64::MAX,
+        };
+        Self::open_scheduled(store, base, &everything)
     }
 
-    /// The keys under `base`, the first generated if there is none, all
-    /// published; the newest whose time has come at `now` signs.
-    /// `schedule` gives (label, unix seconds) for keys that sign only from
-    /// then; a key it does not list signs at once. If no key's time has
-    /// come, the oldest signs.
+    /// The keys under `base`, the first generated if there is none, as
+    /// `schedule` has them at its `now`: the newest whose time has come
+    /// signs (if none's has, the oldest); it and every newer key are
+    /// published, and an older key while a token it signed may be live.
     pub fn open_scheduled(
         store: Arc<dyn KeyStore>,
         base: &str,
-        schedule: &[(String, i64)],
-        now: i64,
+        schedule: &KeySchedule<'_>,
     ) -> Result<Self, Error> {
         let mut labels: Vec<(u32, String)> = store
             .list()?
@@ -212,20 +227,32 @@ impl KeySet {
             labels.push((1, base.to_owned()));
         }
         labels.sort_by_key(|l| std::cmp::Reverse(l.0));
-        let keys = labels
-            .iter()
-            .map(|(_, l)| SigningKey::open(store.clone(), l))
-            .collect::<Result<Vec<_>, _>>()?;
-        let signs_now = |label: &str| {
+        let start = |label: &str| {
             schedule
+                .starts
                 .iter()
                 .find(|(l, _)| l == label)
-                .is_none_or(|(_, from)| *from <= now)
+                .map_or(0, |(_, from)| *from)
         };
         let signing = labels
             .iter()
-            .position(|(_, l)| signs_now(l))
+            .position(|(_, l)| start(l) <= schedule.now)
             .unwrap_or(labels.len() - 1);
+        // An older key is published until the key after it has signed for
+        // as long as a token lives; the keys older than a retired one are
+        // retired too.
+        let mut published = signing + 1;
+        while published < labels.len() {
+            let successor = &labels[published - 1].1;
+            if schedule.now >= start(successor).saturating_add(schedule.keep_replaced_for) {
+                break;
+            }
+            published += 1;
+        }
+        let keys = labels[..published]
+            .iter()
+            .map(|(_, l)| SigningKey::open(store.clone(), l))
+            .collect::<Result<Vec<_>, _>>()?;
         let sm2 = SigningKey::open_with(store, &format!("{base}-sm2"), KeyAlgorithm::Sm2).ok();
         Ok(Self { keys, signing, sm2 })
     }
@@ -327,9 +354,10 @@ mod tests {
         assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
     }
 
-    /// The newest key whose time has come signs; every key is published;
-    /// a key without a schedule signs at once, and when no key's time has
-    /// come the oldest signs.
+    /// The newest key whose time has come signs, and a key without a
+    /// schedule at once (when no key's time has come, the oldest); the
+    /// newer keys are published, and an older one until the key after it
+    /// has signed for the keep time.
     #[test]
     fn the_newest_key_whose_time_has_come_signs() {
         let dir = store_dir();
@@ -344,23 +372,38 @@ mod tests {
         }
         assert_eq!(labels[1..], ["kx-oidc-es256-g2", "kx-oidc-es256-g3"]);
         let kid = |label: &str| SigningKey::open(store.clone(), label).unwrap().kid;
-        let signing = |schedule: &[(&str, i64)], now: i64| {
-            let schedule: Vec<(String, i64)> = schedule
-                .iter()
-                .map(|(l, t)| ((*l).to_owned(), *t))
-                .collect();
-            let keys = KeySet::open_scheduled(store.clone(), base, &schedule, now).unwrap();
-            assert_eq!(keys.kids().len(), 3, "all published");
-            keys.current().kid.clone()
+        // The key signing, and the keys published, newest first.
+        let keys = |starts: &[(&str, i64)], now: i64| {
+            let starts: Vec<(String, i64)> =
+                starts.iter().map(|(l, t)| ((*l).to_owned(), *t)).collect();
+            let schedule = KeySchedule {
+                starts: &starts,
+                now,
+                keep_replaced_for: 1000,
+            };
+            let keys = KeySet::open_scheduled(store.clone(), base, &schedule).unwrap();
+            let published: Vec<String> = keys.kids().iter().map(|k| (*k).to_owned()).collect();
+            (keys.current().kid.clone(), published)
         };
-        let (g2, g3) = (labels[1].as_str(), labels[2].as_str());
-        assert_eq!(signing(&[], 0), kid(g3));
-        assert_eq!(signing(&[(g2, 100), (g3, 200)], 150), kid(g2));
-        assert_eq!(signing(&[(g2, 100), (g3, 200)], 200), kid(g3));
-        assert_eq!(signing(&[(g2, 100), (g3, 200)], 99), kid(base));
+        let (g1, g2, g3) = (base, labels[1].as_str(), labels[2].as_str());
+        let all = vec![kid(g3), kid(g2), kid(g1)];
+        // Unscheduled keys sign at once; the keys they replaced are
+        // retired once the keep time has passed.
+        assert_eq!(keys(&[], 0), (kid(g3), all.clone()));
+        assert_eq!(keys(&[], 1000), (kid(g3), vec![kid(g3)]));
+        let starts = [(g2, 100), (g3, 2000)];
+        assert_eq!(keys(&starts, 99), (kid(g1), all.clone()), "none due yet");
+        assert_eq!(keys(&starts, 150), (kid(g2), all.clone()));
         assert_eq!(
-            signing(&[(base, 50), (g2, 100), (g3, 200)], 10),
-            kid(base),
+            keys(&starts, 1100),
+            (kid(g2), vec![kid(g3), kid(g2)]),
+            "g1 retired 1000 s after g2 began to sign"
+        );
+        assert_eq!(keys(&starts, 2000), (kid(g3), vec![kid(g3), kid(g2)]));
+        assert_eq!(keys(&starts, 3000), (kid(g3), vec![kid(g3)]));
+        assert_eq!(
+            keys(&[(g1, 50), (g2, 100), (g3, 200)], 10),
+            (kid(g1), all),
             "none due: the oldest"
         );
     }
