@@ -157,11 +157,11 @@ impl ServedAuthorities {
 
     /// The CAs of `stored` whose certificate is not the one served (a
     /// renewal), or that are not served at all.
-    pub fn renewed_in<'a>(&self, stored: &'a [AuthorityRecord]) -> Vec<&'a str> {
+    pub fn renewed_in(&self, stored: &[AuthorityRecord]) -> Vec<String> {
         stored
             .iter()
             .filter(|s| self.ders.get(&s.name) != Some(&s.certificate))
-            .map(|s| s.name.as_str())
+            .map(|s| s.name.clone())
             .collect()
     }
 }

@@ -214,6 +214,7 @@ impl Instance {
             self.seal_registry().await?,
             std::sync::Arc::new(self.time_stamp_authority().await?),
             std::sync::Arc::new(ocsp),
+            self.authority_cache.clone(),
         ))
     }
 

@@ -77,9 +77,8 @@ pub async fn keep_token_keys_current(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(check_every) => {}
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+        if crate::serve::shutting_down_within(check_every, &mut shutdown).await {
+            return;
         }
         let keys = match instance.token_keys().await {
             Ok(keys) => keys,

@@ -110,6 +110,7 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         instance.seal_registry().await?,
         tsa.clone(),
         ocsp.clone(),
+        instance.authority_cache.clone(),
     ));
     let stamp_secret = instance.stamp_secret().await?;
     let oidc = Arc::new(
@@ -203,7 +204,6 @@ pub async fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             state.ocsp.clone(),
             state.tsa.clone(),
             https_certificate,
-            state.seals.clone(),
             state.metrics.clone(),
             authorities,
         )?
@@ -579,10 +579,7 @@ async fn abandon_pending(instance: &Instance) -> anyhow::Result<()> {
 /// Signs the audit head every five minutes, and once more at shutdown.
 async fn checkpoint_audit(instance: Arc<Instance>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let stop = tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(300)) => false,
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => true,
-        };
+        let stop = shutting_down_within(Duration::from_secs(300), &mut shutdown).await;
         if let Err(e) = instance.checkpoint_audit().await {
             tracing::error!(error = %e, "audit checkpoint failed");
         }
@@ -616,10 +613,21 @@ async fn refresh_crls(instance: Arc<Instance>, mut shutdown: watch::Receiver<boo
             }
             Err(e) => tracing::warn!(error = %e, "listing CAs for CRL refresh"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+        if shutting_down_within(Duration::from_secs(60), &mut shutdown).await {
+            return;
         }
+    }
+}
+
+/// Waits `period`, or less if the server begins to shut down meanwhile:
+/// whether it is shutting down.
+pub(crate) async fn shutting_down_within(
+    period: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => false,
+        _ = async { let _ = shutdown.wait_for(|s| *s).await; } => true,
     }
 }
 

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kexin_ca::ocsp::OcspResponder;
-use kexin_seal::service::SealService;
 use kexin_timestamp::TimeStampAuthority;
 use tokio::sync::watch;
 
@@ -37,8 +36,6 @@ pub struct ServiceCertificates {
     ocsp: Arc<OcspResponder>,
     tsa: Arc<TimeStampAuthority>,
     https: Arc<ServerCertificate>,
-    /// Seals embed the CA certificates in what they sign.
-    seals: Arc<SealService>,
     /// Told when each certificate expires, after every check.
     metrics: Arc<Metrics>,
     /// The CA certificates this node serves.
@@ -60,7 +57,6 @@ impl ServiceCertificates {
         ocsp: Arc<OcspResponder>,
         tsa: Arc<TimeStampAuthority>,
         https: Arc<ServerCertificate>,
-        seals: Arc<SealService>,
         metrics: Arc<Metrics>,
         authorities: Arc<AuthorityCertificates>,
     ) -> anyhow::Result<Self> {
@@ -70,7 +66,6 @@ impl ServiceCertificates {
             ocsp,
             tsa,
             https,
-            seals,
             metrics,
             authorities,
             check_every,
@@ -83,9 +78,8 @@ impl ServiceCertificates {
     pub async fn keep_current(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             self.report_expiry().await;
-            tokio::select! {
-                _ = tokio::time::sleep(self.check_every) => {}
-                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+            if crate::serve::shutting_down_within(self.check_every, &mut shutdown).await {
+                return;
             }
             self.check().await;
         }
@@ -159,19 +153,12 @@ impl ServiceCertificates {
     /// them up to date; the HTTPS and TSA checks that follow present them.
     async fn certificate_authorities(&self) -> anyhow::Result<()> {
         let stored = self.instance.db.authorities().await?;
-        let renewed: Vec<String> = self
-            .authorities
-            .current()
-            .renewed_in(&stored)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let renewed = self.authorities.current().renewed_in(&stored);
         if renewed.is_empty() {
             return Ok(());
         }
         self.authorities.replace(ServedAuthorities::new(stored));
         self.instance.authority_cache.forget();
-        self.seals.forget_authorities();
         for file in authority_renewal::take_up(&self.instance).await? {
             tracing::info!(file = %file.display(), "a renewed CA certificate: file brought up to date");
         }
@@ -233,12 +220,9 @@ impl ServiceCertificates {
     async fn time_stamp_authority(&self) -> anyhow::Result<()> {
         let (label, certificate) = self.instance.ensure_tsa(SOURCE).await?;
         let issuers = self.instance.issuers_of(&certificate).await?;
-        if certificate != self.tsa.certificate() {
+        if certificate != self.tsa.certificate() || issuers != self.tsa.issuers() {
             self.tsa.replace_certificate(label, certificate, &issuers)?;
-            tracing::info!("time-stamp tokens are signed under the renewed TSA certificate");
-        } else if issuers != self.tsa.issuers() {
-            self.tsa.replace_certificate(label, certificate, &issuers)?;
-            tracing::info!("time-stamp tokens carry the renewed CA certificates");
+            tracing::info!("time-stamp tokens are signed under the renewed TSA or CA certificates");
         }
         Ok(())
     }

@@ -73,6 +73,19 @@ fn cms_verifies(ca: &Ca, signature: &str, content: &str) -> (bool, String) {
     ])
 }
 
+/// `seal_admin` grants `principal` the use of the seal at `seal_url`.
+fn grant_seal(ca: &Ca, seal_admin: &str, seal_url: &str, principal: &str) {
+    let grant = serde_json::json!({ "principal": principal }).to_string();
+    let (code, v) = api(
+        ca,
+        Some(seal_admin),
+        "POST",
+        &format!("{seal_url}/users"),
+        Some(&grant),
+    );
+    assert_eq!(code, 204, "{v}");
+}
+
 /// A B-B CAdES signature of `contract.txt` ("合同") that `signer` makes
 /// over the API with the seal at `seal_url`, written to `name` and
 /// verified by `openssl cms`; the signature's path and the content's.
@@ -1019,15 +1032,7 @@ fn what_seals_sign_after_their_ca_is_renewed_carries_the_renewed_ca() {
     serve.env("KEXIN_CA__CERTIFICATE_CHECK_SECS", "1");
     let server = Server::start(serve, ca.http, ca.https);
     let seal_url = format!("/api/v1/seals/{}", path_segment(SEAL));
-    let grant = r#"{"principal":"clerk"}"#;
-    let (code, _) = api(
-        &ca,
-        Some(&sam),
-        "POST",
-        &format!("{seal_url}/users"),
-        Some(grant),
-    );
-    assert_eq!(code, 204);
+    grant_seal(&ca, &sam, &seal_url, "clerk");
     // The certificates a signature made now carries.
     let sign = |name: &str| -> String {
         let (sig, _) = cades_over_api(&ca, &clerk, &seal_url, name);
@@ -1361,15 +1366,7 @@ fn a_seal_asked_for_over_the_api_exists_only_after_two_officers_approve() {
 
     // The new seal's key is in the key store and signs: a grantee's CAdES
     // signature verifies with openssl.
-    let grant = r#"{"principal":"clerk"}"#;
-    let (code, _) = api(
-        &ca,
-        Some(&sam),
-        "POST",
-        &format!("{seal_url}/users"),
-        Some(grant),
-    );
-    assert_eq!(code, 204);
+    grant_seal(&ca, &sam, &seal_url, "clerk");
     cades_over_api(&ca, &clerk, &seal_url, "contract.p7s");
 
     // Every step is in the audit trail, which still verifies.

@@ -24,17 +24,20 @@ pub struct Registration {
     authorities: AuthorityCache,
 }
 
-/// The CAs a process has loaded to issue under, shared by its
-/// [`Registration`]s. A CA's certificate changes only when it is renewed
-/// (`kexin ca renew`); whoever takes the renewal up calls
-/// [`AuthorityCache::forget`], or what is issued would be cut short to the
-/// end of the certificate cached.
+/// The CAs a process has loaded, shared by its [`Registration`]s (to issue
+/// under) and its seal service (for the chains of what seals sign). A CA's
+/// certificate changes only when it is renewed (`kexin ca renew`);
+/// whoever takes the renewal up calls [`AuthorityCache::forget`], or what
+/// is issued would be cut short to the end of the certificate cached, and
+/// chains would carry it.
 #[derive(Clone, Debug, Default)]
 pub struct AuthorityCache(Arc<RwLock<CachedAuthorities>>);
 
 #[derive(Debug, Default)]
 struct CachedAuthorities {
     by_name: HashMap<String, Arc<SigningAuthority>>,
+    /// Every CA's certificate.
+    certificates: Option<Arc<Vec<Certificate>>>,
     /// How many times the cache was forgotten: a CA read before the last
     /// forgetting may be the certificate replaced, and is used once, not
     /// kept.
@@ -46,7 +49,34 @@ impl AuthorityCache {
     pub fn forget(&self) {
         let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
         cached.by_name.clear();
+        cached.certificates = None;
         cached.generation += 1;
+    }
+
+    /// Every CA's certificate, as stored.
+    pub async fn certificates(&self, db: &Database) -> Result<Arc<Vec<Certificate>>, Error> {
+        let generation = {
+            let cached = self.0.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(certificates) = &cached.certificates {
+                return Ok(certificates.clone());
+            }
+            cached.generation
+        };
+        let certificates = Arc::new(
+            db.authorities()
+                .await?
+                .iter()
+                .map(|a| {
+                    <Certificate as der::Decode>::from_der(&a.certificate)
+                        .map_err(crate::certificate::der_err)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if cached.generation == generation {
+            cached.certificates = Some(certificates.clone());
+        }
+        Ok(certificates)
     }
 
     async fn get(&self, db: &Database, name: &str) -> Result<Arc<SigningAuthority>, Error> {

@@ -602,14 +602,7 @@ impl Database {
             .fetch_all(&self.pool)
             .await
             .map_err(storage)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(storage)?,
-                    r.try_get(1).map_err(storage)?,
-                ))
-            })
-            .collect()
+        labelled_numbers(&rows)
     }
 
     /// Records (or replaces) the certificate of a Kexin service such as the TSA.

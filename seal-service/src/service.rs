@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use der::Decode;
 use kexin_ca::cms::DigestAlgorithm;
 use kexin_ca::issuance::Requester;
 use kexin_ca::ocsp::OcspResponder;
 use kexin_ca::principal::Role;
+use kexin_ca::registration::AuthorityCache;
 use kexin_timestamp::log::Durability;
 use kexin_timestamp::TimeStampAuthority;
 use x509_cert::Certificate;
@@ -28,20 +28,11 @@ pub struct SealService {
     /// Encoded appearance images by seal certificate serial (a seal's
     /// image never changes; a new seal has a new certificate).
     images: Mutex<HashMap<String, Arc<SealImage>>>,
-    /// The CA certificates, parsed on first use and kept until a CA is
-    /// renewed ([`SealService::forget_authorities`]): every seal
-    /// application needs its chain.
-    authorities: std::sync::RwLock<CachedAuthorities>,
+    /// The CA certificates, parsed on first use and kept until a CA
+    /// renewal is taken up: every seal application needs its chain.
+    authorities: AuthorityCache,
     /// The digest each seal last signed with, by name: a hint only.
     digests: Mutex<HashMap<String, DigestAlgorithm>>,
-}
-
-/// The CA certificates as last read, and how many times they were
-/// forgotten: a reading that began before the last forgetting is stale.
-#[derive(Default)]
-struct CachedAuthorities {
-    parsed: Option<Arc<Vec<Certificate>>>,
-    generation: u64,
 }
 
 /// Documents of a batch signed at the same time.
@@ -61,17 +52,20 @@ struct Prepared {
 }
 
 impl SealService {
+    /// `authorities` is the process's, forgotten when a CA renewal is
+    /// taken up.
     pub fn new(
         registry: SealRegistry,
         tsa: Arc<TimeStampAuthority>,
         ocsp: Arc<OcspResponder>,
+        authorities: AuthorityCache,
     ) -> Self {
         Self {
             registry,
             tsa,
             ocsp,
             images: Mutex::new(HashMap::new()),
-            authorities: Default::default(),
+            authorities,
             digests: Mutex::new(HashMap::new()),
         }
     }
@@ -89,46 +83,7 @@ impl SealService {
     }
 
     async fn authorities(&self) -> Result<Arc<Vec<Certificate>>, Error> {
-        let generation = {
-            let cached = self
-                .authorities
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(parsed) = &cached.parsed {
-                return Ok(parsed.clone());
-            }
-            cached.generation
-        };
-        let parsed = Arc::new(
-            self.registry
-                .db()
-                .authorities()
-                .await?
-                .iter()
-                .map(|a| Certificate::from_der(&a.certificate))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(crate::der_err)?,
-        );
-        let mut cached = self
-            .authorities
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Read before a renewal was announced: used once, not kept.
-        if cached.generation == generation {
-            cached.parsed = Some(parsed.clone());
-        }
-        Ok(parsed)
-    }
-
-    /// Reads the CA certificates again at the next seal application: one
-    /// was renewed.
-    pub fn forget_authorities(&self) {
-        let mut cached = self
-            .authorities
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cached.parsed = None;
-        cached.generation += 1;
+        Ok(self.authorities.certificates(self.registry.db()).await?)
     }
 
     /// The seal's appearance image, encoded once.
